@@ -1,0 +1,14 @@
+//! Sans-IO SMTP for Sluice: parsing commands, writing replies, the inbound
+//! session state machine and PROXY protocol headers. No sockets, no runtime:
+//! bytes go in, events and bytes come out.
+
+pub mod address;
+pub mod body;
+pub mod command;
+pub mod proxy;
+pub mod reply;
+pub mod server;
+
+pub use command::{Command, MailFrom, RcptTo};
+pub use reply::Reply;
+pub use server::{Envelope, Event, ServerConfig, ServerSession};

@@ -1,0 +1,111 @@
+//! SMTP replies: a code, an optional enhanced status (RFC 3463) and text lines.
+
+use std::fmt::Write as _;
+
+/// One SMTP reply, possibly multi-line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// Three-digit reply code (RFC 5321 §4.2).
+    pub code: u16,
+    /// Enhanced status code such as `5.1.1`, written after the code on every line.
+    pub status: Option<String>,
+    /// Text lines; at least one (may be empty).
+    pub lines: Vec<String>,
+}
+
+impl Reply {
+    /// A one-line reply with an enhanced status code.
+    pub fn new(code: u16, status: &str, text: impl Into<String>) -> Self {
+        Reply {
+            code,
+            status: (!status.is_empty()).then(|| status.to_string()),
+            lines: vec![text.into()],
+        }
+    }
+
+    /// A one-line reply without enhanced status (greeting, EHLO, 334 challenges).
+    pub fn plain(code: u16, text: impl Into<String>) -> Self {
+        Reply {
+            code,
+            status: None,
+            lines: vec![text.into()],
+        }
+    }
+
+    /// A multi-line reply without enhanced status (EHLO).
+    pub fn multi(code: u16, lines: Vec<String>) -> Self {
+        Reply {
+            code,
+            status: None,
+            lines,
+        }
+    }
+
+    /// 2xx.
+    pub fn is_positive(&self) -> bool {
+        (200..400).contains(&self.code)
+    }
+
+    /// 4xx.
+    pub fn is_transient(&self) -> bool {
+        (400..500).contains(&self.code)
+    }
+
+    /// The reply text (lines joined by a space), without code or status.
+    pub fn text(&self) -> String {
+        self.lines.join(" ")
+    }
+
+    /// Appends the wire form (CRLF-terminated lines) to `out`.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        let mut s = String::new();
+        let last = self.lines.len().saturating_sub(1);
+        let lines: &[String] = if self.lines.is_empty() {
+            &[String::new()][..]
+        } else {
+            &self.lines
+        };
+        for (i, line) in lines.iter().enumerate() {
+            let sep = if i == last || lines.len() == 1 {
+                ' '
+            } else {
+                '-'
+            };
+            let _ = write!(s, "{}{}", self.code, sep);
+            if let Some(status) = &self.status {
+                s.push_str(status);
+                if !line.is_empty() {
+                    s.push(' ');
+                }
+            }
+            s.push_str(line);
+            s.push_str("\r\n");
+        }
+        out.extend_from_slice(s.as_bytes());
+    }
+
+    /// The wire form as a string (for logs and tests).
+    pub fn to_wire(&self) -> String {
+        let mut v = Vec::new();
+        self.write_to(&mut v);
+        String::from_utf8_lossy(&v).into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn single_and_multi_line() {
+        assert_eq!(
+            Reply::new(250, "2.1.0", "Ok").to_wire(),
+            "250 2.1.0 Ok\r\n"
+        );
+        assert_eq!(
+            Reply::multi(250, vec!["host".into(), "SIZE 10".into(), "8BITMIME".into()]).to_wire(),
+            "250-host\r\n250-SIZE 10\r\n250 8BITMIME\r\n"
+        );
+        assert_eq!(Reply::plain(354, "go").to_wire(), "354 go\r\n");
+    }
+}
