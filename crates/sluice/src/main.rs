@@ -1,1 +1,179 @@
-fn main() {}
+//! The `sluice` binary: the daemon (`sluice run`) and its command line.
+
+mod cli;
+mod config;
+mod daemon;
+mod http;
+mod queues;
+mod receive;
+mod shutdown;
+mod stamp;
+
+use clap::{Parser, Subcommand};
+use config::Config;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Sluice: a mail transfer agent with a durable queue and MailerQ-compatible plugins.
+#[derive(Parser, Debug)]
+#[command(name = "sluice", version, about)]
+struct Cli {
+    /// Configuration file (default /etc/sluice/config.txt when it exists, else built-in defaults).
+    #[arg(long, short = 'c', global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the daemon.
+    Run,
+    /// Put JSON messages (one per line, or a JSON array) into the outbox.
+    Inject {
+        /// File to read; standard input when absent or "-".
+        file: Option<PathBuf>,
+    },
+    /// Read a MIME message from standard input and put it into the inbox.
+    Send(SendArgs),
+    /// Inspect the queues.
+    Queue {
+        #[command(subcommand)]
+        action: QueueAction,
+    },
+    /// Validate the configuration.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct SendArgs {
+    /// Envelope sender (default: from x-mq-envelope, Return-Path, Sender or From).
+    #[arg(long, short = 'f', value_name = "ADDR")]
+    envelope: Option<String>,
+    /// Take recipients from To, Cc and Bcc (and drop Bcc).
+    #[arg(long, short = 't')]
+    extract_recipients: bool,
+    /// Do not treat a line with a single dot as the end of the message.
+    #[arg(long, short = 'i')]
+    ignore_dot: bool,
+    /// Recipients.
+    recipients: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum QueueAction {
+    /// Message counts per queue, as JSON lines.
+    Stats,
+    /// Show messages without removing them.
+    Peek {
+        name: String,
+        #[arg(short = 'n', default_value_t = 10)]
+        n: usize,
+    },
+    /// Remove and print messages.
+    Pop {
+        name: String,
+        #[arg(short = 'n', default_value_t = 1)]
+        n: usize,
+        /// Keep waiting for more messages.
+        #[arg(long)]
+        follow: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigAction {
+    /// Validate and print the effective configuration.
+    Check,
+}
+
+fn load_config(path: Option<&Path>) -> Result<Config, config::ConfigError> {
+    let default = Path::new("/etc/sluice/config.txt");
+    let path = path.or_else(|| default.exists().then_some(default));
+    Config::load(path, std::env::vars())
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// sendmail compatibility: `sendmail [-i] [-t] [-f ADDR] [-oi] [-F NAME] [--] RCPT...`.
+fn sendmail_args(args: &[String]) -> cli::SendOptions {
+    let mut o = cli::SendOptions { command: "sendmail".into(), arguments: args.to_vec(), ..Default::default() };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "-i" | "-oi" => o.ignore_dot = true,
+            "-t" => o.extract_recipients = true,
+            "-f" | "-r" => o.envelope = it.next().cloned(),
+            "-F" | "-o" | "-B" | "-N" | "-R" | "-V" | "-X" => {
+                it.next();
+            }
+            "--" => o.recipients.extend(it.by_ref().cloned()),
+            s if s.starts_with("-f") || s.starts_with("-r") => o.envelope = Some(s[2..].to_string()),
+            s if s.starts_with('-') => {} // other sendmail flags are accepted and ignored
+            s => o.recipients.push(s.to_string()),
+        }
+    }
+    o
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let invoked_as = args.first().and_then(|a| Path::new(a).file_name()).and_then(|n| n.to_str()).unwrap_or("");
+    if invoked_as == "sendmail" {
+        let cfg = match load_config(None) {
+            Ok(c) => c,
+            Err(e) => return fail_config(e),
+        };
+        return finish(cli::send(&cfg, sendmail_args(&args[1..])));
+    }
+    let cli = Cli::parse();
+    let cfg = match load_config(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return fail_config(e),
+    };
+    init_logging(cfg.str("log-level"));
+    let result = match cli.command {
+        Command::Run => daemon::run(cfg),
+        Command::Inject { file } => cli::inject(&cfg, file.as_deref()),
+        Command::Send(s) => cli::send(
+            &cfg,
+            cli::SendOptions {
+                envelope: s.envelope,
+                extract_recipients: s.extract_recipients,
+                ignore_dot: s.ignore_dot,
+                recipients: s.recipients,
+                command: "sluice send".into(),
+                arguments: args[1..].to_vec(),
+            },
+        ),
+        Command::Queue { action: QueueAction::Stats } => cli::stats(&cfg),
+        Command::Queue { action: QueueAction::Peek { name, n } } => cli::read(&cfg, &name, n, false, false),
+        Command::Queue { action: QueueAction::Pop { name, n, follow } } => cli::read(&cfg, &name, n, true, follow),
+        Command::Config { action: ConfigAction::Check } => {
+            print!("{}", cfg.render());
+            Ok(())
+        }
+    };
+    finish(result)
+}
+
+fn fail_config(e: config::ConfigError) -> ExitCode {
+    eprintln!("sluice: {e}");
+    ExitCode::from(2)
+}
+
+fn finish(r: anyhow::Result<()>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sluice: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

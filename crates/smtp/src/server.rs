@@ -174,6 +174,11 @@ impl ServerSession {
         matches!(self.phase, Phase::Closed)
     }
 
+    /// True between transactions: nothing would be lost by closing now.
+    pub fn is_idle(&self) -> bool {
+        matches!(self.phase, Phase::Command) && self.tx.mail.is_none() && !self.has_input()
+    }
+
     /// True while the session waits for the caller to answer an event.
     pub fn is_waiting(&self) -> bool {
         matches!(self.phase, Phase::Waiting(_))

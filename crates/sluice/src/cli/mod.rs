@@ -1,0 +1,111 @@
+//! The command line: `sluice inject`, `send` (and `sendmail`), `queue`, talking
+//! to the running daemon's HTTP API.
+
+mod client;
+pub mod send;
+
+use crate::config::Config;
+use anyhow::{bail, Context, Result};
+use client::Client;
+use serde_json::{json, Value};
+use std::io::Read;
+
+/// `sluice inject [FILE]`: JSON messages (one object, an array, or one per line) to the outbox.
+pub fn inject(c: &Config, file: Option<&std::path::Path>) -> Result<()> {
+    let data = match file {
+        Some(p) if p.as_os_str() != "-" => std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?,
+        _ => {
+            let mut v = Vec::new();
+            std::io::stdin().read_to_end(&mut v)?;
+            v
+        }
+    };
+    let r = Client::from_config(c).call("POST", "/inject", &data)?;
+    println!("{r}");
+    Ok(())
+}
+
+/// Options of `sluice send`.
+#[derive(Debug, Default, Clone)]
+pub struct SendOptions {
+    pub envelope: Option<String>,
+    pub extract_recipients: bool,
+    pub ignore_dot: bool,
+    pub recipients: Vec<String>,
+    pub command: String,
+    pub arguments: Vec<String>,
+}
+
+/// `sluice send`: a message from stdin to the inbox.
+pub fn send(c: &Config, o: SendOptions) -> Result<()> {
+    let mut input = Vec::new();
+    std::io::stdin().read_to_end(&mut input)?;
+    let mut mime = send::read_message(&input, o.ignore_dot);
+    let mut recipients = o.recipients.clone();
+    if o.extract_recipients {
+        for h in ["to", "cc", "bcc"] {
+            for v in send::header_values(&mime, h) {
+                recipients.extend(send::addresses(&v));
+            }
+        }
+        mime = send::remove_header(&mime, "bcc");
+    }
+    if recipients.is_empty() {
+        bail!("no recipients: give them as arguments or use --extract-recipients (-t)");
+    }
+    let envelope = o.envelope.clone().unwrap_or_else(|| send::envelope_from_headers(&mime));
+    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_default();
+    let body = json!({
+        "envelope": envelope,
+        "recipients": recipients,
+        "mime": String::from_utf8_lossy(&mime),
+        "cli": { "command": o.command, "arguments": o.arguments, "user": user },
+    });
+    let r = Client::from_config(c).call("POST", "/submit", body.to_string().as_bytes())?;
+    if let Some(ids) = r.get("ids").and_then(Value::as_array) {
+        for id in ids {
+            eprintln!("queued as {}", id.as_str().unwrap_or_default());
+        }
+    }
+    Ok(())
+}
+
+/// `sluice queue stats`.
+pub fn stats(c: &Config) -> Result<()> {
+    let r = Client::from_config(c).call("GET", "/queues", b"")?;
+    for q in r.as_array().into_iter().flatten() {
+        println!("{q}");
+    }
+    Ok(())
+}
+
+/// `sluice queue peek|pop NAME [-n N] [--follow]`: JSON lines on stdout.
+pub fn read(c: &Config, name: &str, n: usize, pop: bool, follow: bool) -> Result<()> {
+    let client = Client::from_config(c);
+    let name = encode_path(name);
+    let mut left = n;
+    loop {
+        let r = if pop {
+            let wait = if follow { 5 } else { 0 };
+            client.call("POST", &format!("/queues/{name}/pop?n={left}&wait={wait}"), b"")?
+        } else {
+            client.call("GET", &format!("/queues/{name}?n={left}"), b"")?
+        };
+        let got = r.as_array().cloned().unwrap_or_default();
+        for m in &got {
+            println!("{m}");
+        }
+        if !(pop && follow) {
+            return Ok(());
+        }
+        use std::io::Write as _;
+        std::io::stdout().flush()?;
+        left = n;
+    }
+}
+
+fn encode_path(s: &str) -> String {
+    s.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}

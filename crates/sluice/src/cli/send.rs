@@ -1,0 +1,134 @@
+//! `sluice send` / `sendmail`: a message from standard input to the inbox,
+//! with sendmail's end-of-message and envelope rules.
+
+/// Reads a message the sendmail way: unless `ignore_dot`, a line holding a
+/// single `.` ends it and a leading `..` is unstuffed. Lines end in CRLF.
+pub fn read_message(input: &[u8], ignore_dot: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len() + input.len() / 40);
+    let text = input.strip_suffix(b"\n").unwrap_or(input);
+    if text.is_empty() {
+        return out;
+    }
+    for line in text.split(|b| *b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let line = if !ignore_dot {
+            if line == b"." {
+                break;
+            }
+            line.strip_prefix(b".").filter(|l| l.starts_with(b".")).unwrap_or(line)
+        } else {
+            line
+        };
+        out.extend_from_slice(line);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+/// The unfolded values of header `name` in the header section.
+pub fn header_values(mime: &[u8], name: &str) -> Vec<String> {
+    let text = String::from_utf8_lossy(mime);
+    let head = text.split("\r\n\r\n").next().unwrap_or("");
+    let mut fields: Vec<String> = Vec::new();
+    for line in head.split("\r\n") {
+        if line.starts_with([' ', '\t']) {
+            if let Some(last) = fields.last_mut() {
+                last.push(' ');
+                last.push_str(line.trim());
+            }
+        } else {
+            fields.push(line.to_string());
+        }
+    }
+    fields
+        .into_iter()
+        .filter_map(|f| {
+            let (n, v) = f.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+        .collect()
+}
+
+/// Addresses in a header value: `a@b, "Name" <c@d>` → `[a@b, c@d]`.
+pub fn addresses(value: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let (mut depth, mut quoted, mut start) = (0, false, 0);
+    let mut parts = Vec::new();
+    for (i, c) in value.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            '<' if !quoted => depth += 1,
+            '>' if !quoted => depth -= 1,
+            ',' if !quoted && depth == 0 => {
+                parts.push(&value[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&value[start..]);
+    for p in parts {
+        let addr = match (p.rfind('<'), p.rfind('>')) {
+            (Some(a), Some(b)) if a < b => p[a + 1..b].trim(),
+            _ => p.split_whitespace().find(|w| w.contains('@')).unwrap_or("").trim(),
+        };
+        if !addr.is_empty() {
+            out.push(addr.to_string());
+        }
+    }
+    out
+}
+
+/// The envelope sender when none is given: from `x-mq-envelope`,
+/// `return-path`, `sender` or `from`, in that order.
+pub fn envelope_from_headers(mime: &[u8]) -> String {
+    for h in ["x-mq-envelope", "return-path", "sender", "from"] {
+        if let Some(a) = header_values(mime, h).iter().flat_map(|v| addresses(v)).next() {
+            return a;
+        }
+    }
+    String::new()
+}
+
+/// Removes header fields named `name` (sendmail -t drops Bcc).
+pub fn remove_header(mime: &[u8], name: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(mime.len());
+    let mut pos = 0;
+    let mut dropping = false;
+    while pos < mime.len() {
+        let end = memchr::memchr(b'\n', &mime[pos..]).map(|i| pos + i + 1).unwrap_or(mime.len());
+        let line = &mime[pos..end];
+        if line == b"\r\n" {
+            break;
+        }
+        if !line.starts_with(b" ") && !line.starts_with(b"\t") {
+            dropping = line.len() > name.len() && line[..name.len()].eq_ignore_ascii_case(name.as_bytes()) && line[name.len()] == b':';
+        }
+        if !dropping {
+            out.extend_from_slice(line);
+        }
+        pos = end;
+    }
+    out.extend_from_slice(&mime[pos..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_rules() {
+        assert_eq!(read_message(b"a\n..b\n.\nignored\n", false), b"a\r\n.b\r\n");
+        assert_eq!(read_message(b"a\n..b\n.\nkept\n", true), b"a\r\n..b\r\n.\r\nkept\r\n");
+        assert_eq!(read_message(b"a\r\nb", false), b"a\r\nb\r\n");
+    }
+
+    #[test]
+    fn headers_and_addresses() {
+        let m = b"From: \"Doe, J\" <j@d.e>\r\nTo: a@b.c,\r\n x <y@z.w>\r\nBcc: hidden@h.i\r\n\r\nBcc: body\r\n";
+        assert_eq!(envelope_from_headers(m), "j@d.e");
+        assert_eq!(addresses(&header_values(m, "to")[0]), ["a@b.c", "y@z.w"]);
+        assert_eq!(remove_header(m, "bcc"), b"From: \"Doe, J\" <j@d.e>\r\nTo: a@b.c,\r\n x <y@z.w>\r\n\r\nBcc: body\r\n");
+    }
+}

@@ -1,0 +1,208 @@
+//! The configuration file (`spec/config.md`): `key: value` lines, typed
+//! values, `SLUICE_*` environment overrides, errors naming file, line and key.
+
+mod keys;
+mod values;
+
+pub use keys::KEYS;
+pub use values::Cidr;
+
+use keys::Kind;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// A configuration error; the process exits with code 2 on it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{origin}: {key}: {message}")]
+pub struct ConfigError {
+    /// `file:line`, or `environment SLUICE_X`, or `config`.
+    pub origin: String,
+    pub key: String,
+    pub message: String,
+}
+
+/// Where a value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    Default,
+    File(PathBuf, usize),
+    Env(String),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Default => write!(f, "default"),
+            Origin::File(p, l) => write!(f, "{}:{}", p.display(), l),
+            Origin::Env(v) => write!(f, "environment {v}"),
+        }
+    }
+}
+
+/// The effective configuration: every key with its raw value and origin.
+/// Typed access goes through the getters, which cannot fail because every
+/// value was validated when it was set.
+#[derive(Debug, Clone)]
+pub struct Config {
+    values: BTreeMap<&'static str, (String, Origin)>,
+}
+
+impl Config {
+    /// Parses `path` (if given) and applies `env` overrides over the defaults.
+    pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+        let mut cfg = Config { values: BTreeMap::new() };
+        for k in KEYS {
+            cfg.values.insert(k.name, (k.default.to_string(), Origin::Default));
+        }
+        if let Some(path) = path {
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+                origin: path.display().to_string(),
+                key: "-".into(),
+                message: format!("cannot read config file: {e}"),
+            })?;
+            cfg.parse_text(path, &text)?;
+        }
+        for (var, value) in env {
+            let Some(rest) = var.strip_prefix("SLUICE_") else { continue };
+            let key = rest.to_ascii_lowercase().replace('_', "-");
+            let origin = Origin::Env(var.clone());
+            cfg.set(&key, value.trim(), origin)?;
+        }
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    fn parse_text(&mut self, path: &Path, text: &str) -> Result<(), ConfigError> {
+        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        for (i, line) in text.lines().enumerate() {
+            let lineno = i + 1;
+            let trimmed = line.trim();
+            if trimmed.is_empty() || trimmed.starts_with('#') {
+                continue;
+            }
+            let err = |key: &str, message: String| ConfigError {
+                origin: format!("{}:{}", path.display(), lineno),
+                key: key.to_string(),
+                message,
+            };
+            let Some((key, value)) = trimmed.split_once(':') else {
+                return Err(err(trimmed, "expected `key: value`".into()));
+            };
+            let key = key.trim().to_ascii_lowercase();
+            if let Some(first) = seen.get(&key) {
+                return Err(err(&key, format!("duplicate key (first set on line {first})")));
+            }
+            seen.insert(key.clone(), lineno);
+            self.set(&key, value.trim(), Origin::File(path.to_path_buf(), lineno))?;
+        }
+        Ok(())
+    }
+
+    fn set(&mut self, key: &str, value: &str, origin: Origin) -> Result<(), ConfigError> {
+        let err = |message: String| ConfigError { origin: origin.to_string(), key: key.to_string(), message };
+        let Some(spec) = KEYS.iter().find(|k| k.name == key) else {
+            return Err(err("unknown key".into()));
+        };
+        spec.kind.validate(value).map_err(err)?;
+        self.values.insert(spec.name, (value.to_string(), origin));
+        Ok(())
+    }
+
+    /// Checks that need more than one key.
+    fn check(&self) -> Result<(), ConfigError> {
+        let has_cert = !self.str("smtp-certificate").is_empty();
+        let has_key = !self.str("smtp-key").is_empty();
+        if has_cert != has_key {
+            let key = if has_cert { "smtp-key" } else { "smtp-certificate" };
+            return Err(self.error(key, "smtp-certificate and smtp-key must be set together".into()));
+        }
+        if self.str("smtp-username").is_empty() != self.str("smtp-password").is_empty() {
+            return Err(self.error("smtp-password", "smtp-username and smtp-password must be set together".into()));
+        }
+        if self.str("www-username").is_empty() != self.str("www-password").is_empty() {
+            return Err(self.error("www-password", "www-username and www-password must be set together".into()));
+        }
+        Ok(())
+    }
+
+    /// An error about `key`, located where the key was set.
+    pub fn error(&self, key: &str, message: String) -> ConfigError {
+        let origin = self.values.get(key).map(|(_, o)| o.to_string()).unwrap_or_else(|| "config".into());
+        ConfigError { origin, key: key.to_string(), message }
+    }
+
+    fn raw(&self, key: &str) -> &str {
+        match self.values.get(key) {
+            Some((v, _)) => v,
+            None => panic!("config key {key} is not declared in KEYS"),
+        }
+    }
+
+    /// A string value ("" when unset).
+    pub fn str(&self, key: &str) -> &str {
+        self.raw(key)
+    }
+
+    /// An optional string value.
+    pub fn opt(&self, key: &str) -> Option<&str> {
+        Some(self.raw(key)).filter(|s| !s.is_empty())
+    }
+
+    pub fn bool(&self, key: &str) -> bool {
+        values::parse_bool(self.raw(key)).unwrap_or(false)
+    }
+
+    pub fn u64(&self, key: &str) -> u64 {
+        self.raw(key).parse().unwrap_or(0)
+    }
+
+    pub fn size(&self, key: &str) -> u64 {
+        values::parse_size(self.raw(key)).map(|s| s.0).unwrap_or(0)
+    }
+
+    /// A port list with ranges (`25,2525,1024-1026`).
+    pub fn ports(&self, key: &str) -> Vec<u16> {
+        values::parse_ports(self.raw(key)).unwrap_or_default()
+    }
+
+    /// A list split on `,`/`;`/whitespace.
+    pub fn list(&self, key: &str) -> Vec<String> {
+        values::split_list(self.raw(key))
+    }
+
+    pub fn cidrs(&self, key: &str) -> Vec<Cidr> {
+        values::split_list(self.raw(key)).iter().filter_map(|s| s.parse().ok()).collect()
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        PathBuf::from(self.str("data-directory"))
+    }
+
+    /// `smtp-threads`, defaulting to the number of CPUs.
+    pub fn smtp_threads(&self) -> usize {
+        match self.u64("smtp-threads") {
+            0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            n => n as usize,
+        }
+    }
+
+    /// The effective configuration as `key: value  # origin` lines; passwords hidden.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for k in KEYS {
+            let (v, origin) = &self.values[k.name];
+            let shown = if k.kind == Kind::Secret && !v.is_empty() { "********" } else { v.as_str() };
+            out.push_str(&format!("{}: {}", k.name, shown));
+            if *origin != Origin::Default {
+                out.push_str(&format!("    # {origin}"));
+            }
+            out.push('\n');
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,66 @@
+use super::*;
+use std::io::Write;
+
+fn load(text: &str) -> Result<Config, ConfigError> {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+    let path = f.path().to_path_buf();
+    let r = Config::load(Some(&path), Vec::new());
+    r.map_err(|mut e| {
+        e.origin = e.origin.replace(&path.display().to_string(), "FILE");
+        e
+    })
+}
+
+#[test]
+fn defaults_and_types() {
+    let c = Config::load(None, Vec::new()).unwrap();
+    assert_eq!(c.ports("smtp-port"), [2525]);
+    assert_eq!(c.size("smtp-maxsize"), 100 << 20);
+    assert_eq!(c.str("rabbitmq-outbox"), "outbox");
+    assert!(c.bool("smtp-extract"));
+    let c = load("smtp-port: 25,2525,1024-1026\nsmtp-maxsize: 512KB\n# comment: x\nsmtp-password: a#b:c\nsmtp-username: u\nrabbitmq-address: amqp://u:p@h1;h2/v\n").unwrap();
+    assert_eq!(c.ports("smtp-port"), [25, 2525, 1024, 1025, 1026]);
+    assert_eq!(c.size("smtp-maxsize"), 512 << 10);
+    assert_eq!(c.str("smtp-password"), "a#b:c", "split on the first colon; # is not a comment mid-line");
+    assert_eq!(c.str("rabbitmq-address"), "amqp://u:p@h1;h2/v");
+}
+
+#[test]
+fn errors_name_file_line_and_key() {
+    let e = load("smtp-port: 25\nno-such-key: 1\n").unwrap_err();
+    assert_eq!((e.origin.as_str(), e.key.as_str(), e.message.as_str()), ("FILE:2", "no-such-key", "unknown key"));
+    let e = load("\nsmtp-maxsize: lots\n").unwrap_err();
+    assert_eq!((e.origin.as_str(), e.key.as_str()), ("FILE:2", "smtp-maxsize"));
+    assert!(e.message.contains("100MB"), "{}", e.message);
+    let e = load("smtp-port: 25\nsmtp-port: 26\n").unwrap_err();
+    assert_eq!((e.origin.as_str(), e.key.as_str()), ("FILE:2", "smtp-port"));
+    assert!(e.message.contains("duplicate"));
+    let e = load("smtp-extract: maybe\n").unwrap_err();
+    assert_eq!(e.key, "smtp-extract");
+    let e = load("just words\n").unwrap_err();
+    assert_eq!(e.origin, "FILE:1");
+    let e = load("smtp-range: 10.0.0.0/33\n").unwrap_err();
+    assert_eq!(e.key, "smtp-range");
+    let e = load("smtp-certificate: /x.pem\n").unwrap_err();
+    assert_eq!((e.origin.as_str(), e.key.as_str()), ("default", "smtp-key"));
+}
+
+#[test]
+fn environment_overrides() {
+    let c = Config::load(None, vec![("SLUICE_SMTP_PORT".into(), "2526".into()), ("HOME".into(), "/x".into())]).unwrap();
+    assert_eq!(c.ports("smtp-port"), [2526]);
+    let e = Config::load(None, vec![("SLUICE_SMTP_PORTS".into(), "1".into())]).unwrap_err();
+    assert_eq!((e.origin.as_str(), e.key.as_str()), ("environment SLUICE_SMTP_PORTS", "smtp-ports"));
+}
+
+#[test]
+fn cidr_matching() {
+    let c: Cidr = "192.168.0.0/16".parse().unwrap();
+    assert!(c.contains("192.168.4.5".parse().unwrap()));
+    assert!(c.contains("::ffff:192.168.4.5".parse().unwrap()));
+    assert!(!c.contains("10.0.0.1".parse().unwrap()));
+    let all: Cidr = "0.0.0.0/0".parse().unwrap();
+    assert!(all.contains("8.8.8.8".parse().unwrap()));
+    assert!("::1".parse::<Cidr>().unwrap().contains("::1".parse().unwrap()));
+}

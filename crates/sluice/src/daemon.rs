@@ -1,0 +1,133 @@
+//! `sluice run`: start-up, the accept loops, and an orderly shutdown.
+
+use crate::config::Config;
+use crate::http::{self, Api};
+use crate::queues::QueueNames;
+use crate::receive::{self, Accepted, Inbound, Workers};
+use crate::stamp::IdGenerator;
+use anyhow::{bail, Context, Result};
+use sluice_queue::{EmbeddedStore, Queue, StoreOptions};
+use std::io::Write;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// The host name for greetings: `smtp-hostname` or the system's.
+pub fn hostname(c: &Config) -> String {
+    c.opt("smtp-hostname").map(str::to_string).unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_string())
+            .ok()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "localhost".into())
+    })
+}
+
+/// Takes the lock file so two daemons never share a data directory.
+fn lock(c: &Config) -> Result<std::fs::File> {
+    let path = c.opt("lock").map(Into::into).unwrap_or_else(|| c.data_dir().join("sluice.pid"));
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("cannot open lock file {}", path.display()))?;
+    if f.try_lock().is_err() {
+        let pid = std::fs::read_to_string(&path).unwrap_or_default();
+        bail!("another sluice (pid {}) is running on {} (lock file {})", pid.trim(), c.data_dir().display(), path.display());
+    }
+    f.set_len(0)?;
+    writeln!(f, "{}", std::process::id())?;
+    Ok(f)
+}
+
+pub fn run(c: Config) -> Result<()> {
+    receive::check_open_relay(&c)?;
+    if c.opt("rabbitmq-address").is_some() {
+        bail!("rabbitmq-address is set, but the RabbitMQ backend is not built yet (issue 5); unset it to use the embedded store");
+    }
+    let data = c.data_dir();
+    std::fs::create_dir_all(&data).with_context(|| format!("cannot create data-directory {}", data.display()))?;
+    let _lock = lock(&c)?;
+    let hostname = hostname(&c);
+    let store = Arc::new(EmbeddedStore::open(&data.join("queue"), StoreOptions::default()).context("opening the queue store")?);
+    let queue: Arc<dyn Queue> = store.clone();
+    let tls = receive::tls::acceptor(c.opt("smtp-certificate"), c.opt("smtp-key"), &data, &hostname)?;
+    let ids = Arc::new(IdGenerator::new(c.u64("server-id")));
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+
+    let smtp_listeners = receive::bind(&c)?;
+    let www_ip = c.list("www-ip").into_iter().next().unwrap_or_else(|| "127.0.0.1".into());
+    let www_addr = format!("{www_ip}:{}", c.u64("www-port"));
+    let www = std::net::TcpListener::bind(&www_addr).with_context(|| format!("cannot listen on {www_addr} (www-port)"))?;
+    www.set_nonblocking(true)?;
+
+    let inbound = Arc::new(Inbound::from_config(&c, hostname.clone(), queue.clone(), tls, ids.clone(), shutdown_rx.clone()));
+    let workers = Arc::new(Workers::start(c.smtp_threads(), inbound.clone())?);
+    let api = Arc::new(Api {
+        queue: queue.clone(),
+        names: QueueNames::from_config(&c),
+        ids,
+        hostname,
+        extract: c.bool("smtp-extract"),
+        basic_auth: Api::basic_auth(c.opt("www-username"), c.str("www-password")),
+    });
+
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    rt.block_on(async {
+        for (l, implicit_tls) in smtp_listeners {
+            let l = tokio::net::TcpListener::from_std(l)?;
+            tracing::info!(address = %l.local_addr()?, tls = implicit_tls, "SMTP listening");
+            let workers = workers.clone();
+            let mut stop = shutdown_rx.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        r = l.accept() => match r {
+                            Ok((s, _)) => match s.into_std() {
+                                Ok(stream) => workers.dispatch(Accepted { stream, implicit_tls }),
+                                Err(e) => tracing::warn!(error = %e, "accepted socket unusable"),
+                            },
+                            Err(e) => {
+                                tracing::warn!(error = %e, "accept failed");
+                                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                            }
+                        },
+                        _ = crate::shutdown::requested(&mut stop) => break,
+                    }
+                }
+            });
+        }
+        let www = tokio::net::TcpListener::from_std(www)?;
+        tracing::info!(address = %www.local_addr()?, "HTTP API listening");
+        let mut stop = shutdown_rx.clone();
+        let server = axum::serve(www, http::router(api)).with_graceful_shutdown(async move {
+            crate::shutdown::requested(&mut stop).await;
+        });
+        let http_task = tokio::spawn(async move { server.await });
+        wait_for_signal().await;
+        tracing::info!("shutting down: no new connections; finishing open transactions");
+        let _ = shutdown_tx.send(true);
+        let _ = http_task.await;
+        anyhow::Ok(())
+    })?;
+    drop(rt);
+    if let Ok(workers) = Arc::try_unwrap(workers) {
+        workers.join();
+    }
+    store.close();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
