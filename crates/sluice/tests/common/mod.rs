@@ -1,0 +1,218 @@
+//! Test harness: runs the real `sluice` binary on free loopback ports with its
+//! own data directory, and talks to it like a client would.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_sluice");
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Fails with a clear message when an external peer is missing (the README's
+/// test command installs them).
+pub fn require(tool: &str) {
+    let found = Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().map(|o| o.status.success()).unwrap_or(false);
+    assert!(found, "{tool} is not installed; run the README's test command, which installs it");
+}
+
+/// A running daemon.
+pub struct Daemon {
+    pub dir: tempfile::TempDir,
+    pub smtp: u16,
+    pub www: u16,
+    pub config: PathBuf,
+    child: Option<Child>,
+}
+
+impl Daemon {
+    /// Starts sluice with `extra` config lines after the test defaults.
+    pub fn start(extra: &str) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let (smtp, www) = (free_port(), free_port());
+        let config = dir.path().join("config.txt");
+        std::fs::write(
+            &config,
+            format!(
+                "smtp-port: {smtp}\nwww-port: {www}\ndata-directory: {}\nsmtp-threads: 2\nsmtp-hostname: mx.test\nlog-level: debug\n{extra}",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let mut d = Daemon { dir, smtp, www, config, child: None };
+        d.spawn();
+        d
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("sluice.log")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// (Re)starts the process on the same config and data, waiting until it serves.
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).unwrap();
+        let child = Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start sluice");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("sluice exited at start ({status}):\n{}", self.log());
+            }
+            if TcpStream::connect(("127.0.0.1", self.www)).is_ok() && TcpStream::connect(("127.0.0.1", self.smtp)).is_ok() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "sluice did not start:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// kill -9.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait; returns the exit status code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let mut c = self.child.take()?;
+        Command::new("kill").arg("-TERM").arg(c.id().to_string()).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(s) = c.try_wait().unwrap() {
+                return s.code();
+            }
+            assert!(Instant::now() < deadline, "sluice did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Runs a `sluice` CLI command against this daemon.
+    pub fn cli(&self, args: &[&str], stdin: &[u8]) -> Output {
+        cli_with(&self.config, args, stdin)
+    }
+
+    /// Pops every message of `queue` as JSON.
+    pub fn pop_all(&self, queue: &str) -> Vec<Value> {
+        let out = self.cli(&["queue", "pop", queue, "-n", "1000000"], b"");
+        assert!(out.status.success(), "pop failed: {}", String::from_utf8_lossy(&out.stderr));
+        json_lines(&out.stdout)
+    }
+
+    pub fn connect(&self) -> Smtp {
+        Smtp::connect(self.smtp)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+        if std::thread::panicking() {
+            eprintln!("--- sluice log ---\n{}", self.log());
+        }
+    }
+}
+
+pub fn cli_with(config: &Path, args: &[&str], stdin: &[u8]) -> Output {
+    let mut c = Command::new(BIN)
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(stdin).unwrap();
+    c.wait_with_output().unwrap()
+}
+
+pub fn json_lines(out: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(out).lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// A raw SMTP client that reads whole (multi-line) replies.
+pub struct Smtp {
+    pub reader: BufReader<TcpStream>,
+}
+
+impl Smtp {
+    pub fn connect(port: u16) -> Smtp {
+        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        Smtp { reader: BufReader::new(s) }
+    }
+
+    /// Reads one reply; returns its last line (`250 2.0.0 Ok`), or "" on EOF.
+    pub fn reply(&mut self) -> String {
+        loop {
+            let mut line = String::new();
+            if self.reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return String::new();
+            }
+            if line.len() < 4 || line.as_bytes()[3] != b'-' {
+                return line.trim_end().to_string();
+            }
+        }
+    }
+
+    pub fn send(&mut self, data: &[u8]) {
+        self.reader.get_mut().write_all(data).unwrap();
+    }
+
+    /// Sends a command line and returns the reply's last line.
+    pub fn cmd(&mut self, line: &str) -> String {
+        self.send(format!("{line}\r\n").as_bytes());
+        self.reply()
+    }
+
+    /// The reply code of a command.
+    pub fn code(&mut self, line: &str) -> String {
+        self.cmd(line).chars().take(3).collect()
+    }
+
+    /// True when the server closed the connection.
+    pub fn closed(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        matches!(self.reader.read(&mut b), Ok(0))
+    }
+
+    /// A complete transaction; returns the final reply.
+    pub fn mail(&mut self, from: &str, to: &[&str], body: &str) -> String {
+        assert!(self.cmd(&format!("MAIL FROM:<{from}>")).starts_with("250"));
+        for r in to {
+            assert!(self.cmd(&format!("RCPT TO:<{r}>")).starts_with("250"));
+        }
+        assert!(self.cmd("DATA").starts_with("354"));
+        self.send(body.as_bytes());
+        self.cmd(".")
+    }
+}
+
+/// Runs a command with a time limit, returning its output.
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd.stdin(Stdio::null()).output().expect("run external tool");
+    out
+}
