@@ -193,10 +193,14 @@ impl Smtp {
         self.cmd(line).chars().take(3).collect()
     }
 
-    /// True when the server closed the connection.
+    /// True when the server closed the connection (a reset counts: the
+    /// server may close with unread client bytes in its buffer).
     pub fn closed(&mut self) -> bool {
         let mut b = [0u8; 1];
-        matches!(self.reader.read(&mut b), Ok(0))
+        match self.reader.read(&mut b) {
+            Ok(n) => n == 0,
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        }
     }
 
     /// A complete transaction; returns the final reply.
