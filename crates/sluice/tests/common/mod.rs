@@ -38,14 +38,16 @@ impl Daemon {
         let dir = tempfile::tempdir().unwrap();
         let (smtp, www) = (free_port(), free_port());
         let config = dir.path().join("config.txt");
-        std::fs::write(
-            &config,
-            format!(
-                "smtp-port: {smtp}\nwww-port: {www}\ndata-directory: {}\nsmtp-threads: 2\nsmtp-hostname: mx.test\nlog-level: debug\n{extra}",
-                dir.path().join("data").display()
-            ),
-        )
-        .unwrap();
+        let defaults = format!(
+            "smtp-port: {smtp}\nwww-port: {www}\ndata-directory: {}\nsmtp-threads: 2\nsmtp-hostname: mx.test\nlog-level: debug\n",
+            dir.path().join("data").display()
+        );
+        // A key given in `extra` replaces the harness default.
+        let key = |l: &str| l.split(':').next().unwrap_or("").trim().to_string();
+        let overridden: Vec<String> = extra.lines().map(key).collect();
+        let mut text: String = defaults.lines().filter(|l| !overridden.contains(&key(l))).map(|l| format!("{l}\n")).collect();
+        text.push_str(extra);
+        std::fs::write(&config, text).unwrap();
         let mut d = Daemon { dir, smtp, www, config, child: None };
         d.spawn();
         d
