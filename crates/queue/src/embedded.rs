@@ -32,7 +32,10 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { segment_size: 64 << 20, max_batch: 4096 }
+        StoreOptions {
+            segment_size: 64 << 20,
+            max_batch: 4096,
+        }
     }
 }
 
@@ -114,7 +117,13 @@ impl EmbeddedStore {
             let mut pos = HEADER_LEN as usize;
             while let Some((rec, next)) = record::decode(&buf, pos) {
                 match rec {
-                    Record::Publish { id, not_before_ms, queue, body_offset, body_len } => {
+                    Record::Publish {
+                        id,
+                        not_before_ms,
+                        queue,
+                        body_offset,
+                        body_len,
+                    } => {
                         index.insert(id, queue, not_before_ms, seg, body_offset as u64, body_len as u32);
                         next_id = next_id.max(id + 1);
                     }
@@ -142,7 +151,11 @@ impl EmbeddedStore {
             Some(&seg) => {
                 let file = files[&seg].clone();
                 let end = file.metadata()?.len();
-                Active { segment: seg, file, end }
+                Active {
+                    segment: seg,
+                    file,
+                    end,
+                }
             }
             None => {
                 let (file, end) = create_segment(dir, 1, next_id)?;
@@ -164,8 +177,20 @@ impl EmbeddedStore {
         let committer_shared = shared.clone();
         let committer = std::thread::Builder::new()
             .name("queue-committer".into())
-            .spawn(move || Committer { shared: committer_shared, active, next_id, options }.run(rx))?;
-        Ok(EmbeddedStore { shared, tx: Mutex::new(Some(tx)), committer: Mutex::new(Some(committer)) })
+            .spawn(move || {
+                Committer {
+                    shared: committer_shared,
+                    active,
+                    next_id,
+                    options,
+                }
+                .run(rx)
+            })?;
+        Ok(EmbeddedStore {
+            shared,
+            tx: Mutex::new(Some(tx)),
+            committer: Mutex::new(Some(committer)),
+        })
     }
 
     /// Stops the committer after it wrote everything already submitted.
@@ -184,29 +209,42 @@ impl EmbeddedStore {
         {
             let tx = lock(&self.tx);
             let tx = tx.as_ref().ok_or(QueueError::Closed)?;
-            tx.send(Request { publish, ack, done }).map_err(|_| QueueError::Closed)?;
+            tx.send(Request { publish, ack, done })
+                .map_err(|_| QueueError::Closed)?;
         }
         wait.await.map_err(|_| QueueError::Closed)?
     }
 
     /// Reads the bodies of `entries` (located under the index lock).
-    fn read_bodies(&self, located: Vec<(u64, crate::index::Entry, Option<Arc<File>>)>) -> Result<Vec<StoredMessage>, QueueError> {
+    fn read_bodies(
+        &self,
+        located: Vec<(u64, crate::index::Entry, Option<Arc<File>>)>,
+    ) -> Result<Vec<StoredMessage>, QueueError> {
         let mut out = Vec::with_capacity(located.len());
         for (id, e, file) in located {
-            let file = file.ok_or_else(|| io::Error::other(format!("segment {} of message {id} is missing", e.segment)))?;
+            let file =
+                file.ok_or_else(|| io::Error::other(format!("segment {} of message {id} is missing", e.segment)))?;
             let mut body = vec![0u8; e.len as usize];
             file.read_exact_at(&mut body, e.offset)?;
-            out.push(StoredMessage { id, queue: e.queue.to_string(), body, not_before_ms: e.not_before_ms });
+            out.push(StoredMessage {
+                id,
+                queue: e.queue.to_string(),
+                body,
+                not_before_ms: e.not_before_ms,
+            });
         }
         Ok(out)
     }
 
     fn locate(&self, entries: Vec<(u64, crate::index::Entry)>) -> Vec<(u64, crate::index::Entry, Option<Arc<File>>)> {
         let files = lock(&self.shared.files);
-        entries.into_iter().map(|(id, e)| {
-            let f = files.get(&e.segment).cloned();
-            (id, e, f)
-        }).collect()
+        entries
+            .into_iter()
+            .map(|(id, e)| {
+                let f = files.get(&e.segment).cloned();
+                (id, e, f)
+            })
+            .collect()
     }
 }
 
@@ -287,7 +325,11 @@ impl Committer {
         let (file, end) = create_segment(&self.shared.dir, seg, self.next_id)?;
         lock(&self.shared.files).insert(seg, file.clone());
         lock(&self.shared.index).segments.entry(seg).or_default();
-        self.active = Active { segment: seg, file, end };
+        self.active = Active {
+            segment: seg,
+            file,
+            end,
+        };
         Ok(())
     }
 
@@ -295,7 +337,11 @@ impl Committer {
     /// the segment is cut back so no half-written record stays in the middle.
     fn append(&mut self, buf: &[u8]) -> io::Result<u64> {
         let base = self.active.end;
-        let res = self.active.file.write_all_at(buf, base).and_then(|_| self.active.file.sync_data());
+        let res = self
+            .active
+            .file
+            .write_all_at(buf, base)
+            .and_then(|_| self.active.file.sync_data());
         if let Err(e) = res {
             if let Err(cut) = self.active.file.set_len(base) {
                 tracing::error!(error = %cut, "queue log: could not cut back a failed write");
@@ -348,7 +394,9 @@ impl Committer {
             return Ok(());
         }
         let entries = lock(&self.shared.index).in_segment(seg);
-        let Some(file) = lock(&self.shared.files).get(&seg).cloned() else { return Ok(()) };
+        let Some(file) = lock(&self.shared.files).get(&seg).cloned() else {
+            return Ok(());
+        };
         let mut buf = Vec::new();
         let mut moved = Vec::new();
         for (id, e) in entries {
@@ -375,7 +423,12 @@ impl Queue for EmbeddedStore {
         Box::pin(self.submit(messages, Vec::new()))
     }
 
-    fn take<'a>(&'a self, queue: &'a str, max: usize, wait: Duration) -> BoxFuture<'a, Result<Vec<StoredMessage>, QueueError>> {
+    fn take<'a>(
+        &'a self,
+        queue: &'a str,
+        max: usize,
+        wait: Duration,
+    ) -> BoxFuture<'a, Result<Vec<StoredMessage>, QueueError>> {
         Box::pin(async move {
             let deadline = tokio::time::Instant::now() + wait;
             loop {

@@ -60,7 +60,17 @@ impl Index {
         let live = self.segments.entry(segment).or_default();
         live.messages += 1;
         live.bytes += len as u64;
-        self.messages.insert(id, Entry { queue, not_before_ms, segment, offset, len, leased: false });
+        self.messages.insert(
+            id,
+            Entry {
+                queue,
+                not_before_ms,
+                segment,
+                offset,
+                len,
+                leased: false,
+            },
+        );
     }
 
     /// Deletes a message (acked); unknown ids are ignored.
@@ -82,7 +92,9 @@ impl Index {
 
     /// Leases up to `max` messages of `queue` due at `now`.
     pub fn lease(&mut self, queue: &str, max: usize, now: u64) -> Vec<(u64, Entry)> {
-        let Some(q) = self.queues.get_mut(queue) else { return Vec::new() };
+        let Some(q) = self.queues.get_mut(queue) else {
+            return Vec::new();
+        };
         let mut out = Vec::new();
         while out.len() < max {
             let Some(&(due, id)) = q.waiting.first() else { break };
@@ -119,7 +131,9 @@ impl Index {
 
     /// The first `max` waiting messages of `queue`, in order, without leasing.
     pub fn peek(&self, queue: &str, max: usize) -> Vec<(u64, Entry)> {
-        let Some(q) = self.queues.get(queue) else { return Vec::new() };
+        let Some(q) = self.queues.get(queue) else {
+            return Vec::new();
+        };
         q.waiting
             .iter()
             .take(max)
@@ -134,7 +148,11 @@ impl Index {
 
     /// Live messages stored in `segment`.
     pub fn in_segment(&self, segment: u32) -> Vec<(u64, Entry)> {
-        self.messages.iter().filter(|(_, e)| e.segment == segment).map(|(id, e)| (*id, e.clone())).collect()
+        self.messages
+            .iter()
+            .filter(|(_, e)| e.segment == segment)
+            .map(|(id, e)| (*id, e.clone()))
+            .collect()
     }
 
     pub fn stats(&self, now: u64) -> Vec<QueueStats> {

@@ -29,7 +29,11 @@ pub struct NewMessage {
 impl NewMessage {
     /// A message due now.
     pub fn now(queue: impl Into<String>, body: Vec<u8>) -> Self {
-        NewMessage { queue: queue.into(), body, not_before_ms: 0 }
+        NewMessage {
+            queue: queue.into(),
+            body,
+            not_before_ms: 0,
+        }
     }
 }
 
@@ -75,8 +79,12 @@ pub trait Queue: Send + Sync + 'static {
     fn publish(&self, messages: Vec<NewMessage>) -> BoxFuture<'_, Result<(), QueueError>>;
 
     /// Leases up to `max` due messages of `queue`, waiting up to `wait` for one to become due.
-    fn take<'a>(&'a self, queue: &'a str, max: usize, wait: Duration)
-        -> BoxFuture<'a, Result<Vec<StoredMessage>, QueueError>>;
+    fn take<'a>(
+        &'a self,
+        queue: &'a str,
+        max: usize,
+        wait: Duration,
+    ) -> BoxFuture<'a, Result<Vec<StoredMessage>, QueueError>>;
 
     /// Atomically publishes `publish` and acknowledges (deletes) the leased `ack` ids;
     /// the publishes are durable before the acks take effect.

@@ -12,8 +12,16 @@ const KIND_ACK: u8 = 2;
 /// One decoded record; bodies stay in the file and are located by offset.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record<'a> {
-    Publish { id: u64, not_before_ms: u64, queue: &'a str, body_offset: usize, body_len: usize },
-    Ack { id: u64 },
+    Publish {
+        id: u64,
+        not_before_ms: u64,
+        queue: &'a str,
+        body_offset: usize,
+        body_len: usize,
+    },
+    Ack {
+        id: u64,
+    },
 }
 
 /// Appends a publish record; returns the body's offset within `out`.
@@ -67,7 +75,16 @@ pub fn decode(buf: &[u8], pos: usize) -> Option<(Record<'_>, usize)> {
             let qlen = u16::from_le_bytes(payload[17..19].try_into().ok()?) as usize;
             let queue = std::str::from_utf8(payload.get(19..19 + qlen)?).ok()?;
             let body_offset = pos + 8 + 19 + qlen;
-            Some((Record::Publish { id, not_before_ms, queue, body_offset, body_len: next - body_offset }, next))
+            Some((
+                Record::Publish {
+                    id,
+                    not_before_ms,
+                    queue,
+                    body_offset,
+                    body_len: next - body_offset,
+                },
+                next,
+            ))
         }
         _ => None,
     }
@@ -98,7 +115,16 @@ mod tests {
         encode_ack(&mut buf, 7);
         let (rec, next) = decode(&buf, 0).unwrap();
         assert_eq!(next, mid);
-        assert_eq!(rec, Record::Publish { id: 7, not_before_ms: 1234, queue: "outbox", body_offset: off, body_len: 7 });
+        assert_eq!(
+            rec,
+            Record::Publish {
+                id: 7,
+                not_before_ms: 1234,
+                queue: "outbox",
+                body_offset: off,
+                body_len: 7
+            }
+        );
         assert_eq!(&buf[off..off + 7], b"{\"a\":1}");
         assert_eq!(decode(&buf, mid).unwrap().0, Record::Ack { id: 7 });
         for cut in mid..buf.len() {

@@ -20,7 +20,14 @@ async fn publish_take_ack_and_reopen() {
     let dir = tempfile::tempdir().unwrap();
     {
         let s = open(dir.path());
-        s.publish(vec![msg("outbox", "a"), msg("outbox", "b"), msg("outbox", "c"), msg("inbox", "x")]).await.unwrap();
+        s.publish(vec![
+            msg("outbox", "a"),
+            msg("outbox", "b"),
+            msg("outbox", "c"),
+            msg("inbox", "x"),
+        ])
+        .await
+        .unwrap();
         let got = s.take("outbox", 2, NOW).await.unwrap();
         assert_eq!(got.iter().map(|m| m.body.as_slice()).collect::<Vec<_>>(), [b"a", b"b"]);
         // a is acked; b stays leased and is never acked before the "crash".
@@ -53,9 +60,16 @@ async fn delayed_messages_wait_for_their_time() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(dir.path());
     let due = now_ms() + 400;
-    s.publish(vec![NewMessage { queue: "q".into(), body: b"later".to_vec(), not_before_ms: due }, msg("q", "now")])
-        .await
-        .unwrap();
+    s.publish(vec![
+        NewMessage {
+            queue: "q".into(),
+            body: b"later".to_vec(),
+            not_before_ms: due,
+        },
+        msg("q", "now"),
+    ])
+    .await
+    .unwrap();
     let first = s.take("q", 10, NOW).await.unwrap();
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].body, b"now");
@@ -92,7 +106,12 @@ async fn torn_tail_is_cut_and_store_keeps_working() {
     let seg = std::fs::read_dir(dir.path()).unwrap().next().unwrap().unwrap().path();
     let len = std::fs::metadata(&seg).unwrap().len();
     // A crash in the middle of a write: a length prefix and half a payload.
-    std::fs::OpenOptions::new().append(true).open(&seg).unwrap().write_all(&[200, 0, 0, 0, 1, 2, 3, 4, 1, 9]).unwrap();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&seg)
+        .unwrap()
+        .write_all(&[200, 0, 0, 0, 1, 2, 3, 4, 1, 9])
+        .unwrap();
     {
         let s = open(dir.path());
         assert_eq!(std::fs::metadata(&seg).unwrap().len(), len, "torn tail cut");
@@ -106,14 +125,21 @@ async fn torn_tail_is_cut_and_store_keeps_working() {
 #[tokio::test]
 async fn spent_segments_are_deleted_and_stragglers_relocated() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = StoreOptions { segment_size: 4096, ..Default::default() };
+    let opts = StoreOptions {
+        segment_size: 4096,
+        ..Default::default()
+    };
     let body = "x".repeat(500);
     {
         let s = EmbeddedStore::open(dir.path(), opts.clone()).unwrap();
         // One long-delayed message first, then lots of traffic that is acked.
-        s.publish(vec![NewMessage { queue: "q".into(), body: b"straggler".to_vec(), not_before_ms: now_ms() + 3_600_000 }])
-            .await
-            .unwrap();
+        s.publish(vec![NewMessage {
+            queue: "q".into(),
+            body: b"straggler".to_vec(),
+            not_before_ms: now_ms() + 3_600_000,
+        }])
+        .await
+        .unwrap();
         for _ in 0..200 {
             s.publish(vec![msg("q", &body)]).await.unwrap();
             let got = s.take("q", 1, NOW).await.unwrap();
@@ -136,7 +162,9 @@ async fn concurrent_publishers_all_durable() {
         let mut tasks = Vec::new();
         for i in 0..500 {
             let s = s.clone();
-            tasks.push(tokio::spawn(async move { s.publish(vec![msg("q", &i.to_string())]).await }));
+            tasks.push(tokio::spawn(
+                async move { s.publish(vec![msg("q", &i.to_string())]).await },
+            ));
         }
         for t in tasks {
             t.await.unwrap().unwrap();

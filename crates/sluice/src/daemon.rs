@@ -24,7 +24,10 @@ pub fn hostname(c: &Config) -> String {
 
 /// Takes the lock file so two daemons never share a data directory.
 fn lock(c: &Config) -> Result<std::fs::File> {
-    let path = c.opt("lock").map(Into::into).unwrap_or_else(|| c.data_dir().join("sluice.pid"));
+    let path = c
+        .opt("lock")
+        .map(Into::into)
+        .unwrap_or_else(|| c.data_dir().join("sluice.pid"));
     let mut f = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -34,7 +37,12 @@ fn lock(c: &Config) -> Result<std::fs::File> {
         .with_context(|| format!("cannot open lock file {}", path.display()))?;
     if f.try_lock().is_err() {
         let pid = std::fs::read_to_string(&path).unwrap_or_default();
-        bail!("another sluice (pid {}) is running on {} (lock file {})", pid.trim(), c.data_dir().display(), path.display());
+        bail!(
+            "another sluice (pid {}) is running on {} (lock file {})",
+            pid.trim(),
+            c.data_dir().display(),
+            path.display()
+        );
     }
     f.set_len(0)?;
     writeln!(f, "{}", std::process::id())?;
@@ -50,19 +58,32 @@ pub fn run(c: Config) -> Result<()> {
     std::fs::create_dir_all(&data).with_context(|| format!("cannot create data-directory {}", data.display()))?;
     let _lock = lock(&c)?;
     let hostname = hostname(&c);
-    let store = Arc::new(EmbeddedStore::open(&data.join("queue"), StoreOptions::default()).context("opening the queue store")?);
+    let store =
+        Arc::new(EmbeddedStore::open(&data.join("queue"), StoreOptions::default()).context("opening the queue store")?);
     let queue: Arc<dyn Queue> = store.clone();
     let tls = receive::tls::acceptor(c.opt("smtp-certificate"), c.opt("smtp-key"), &data, &hostname)?;
     let ids = Arc::new(IdGenerator::new(c.u64("server-id")));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
     let smtp_listeners = receive::bind(&c)?;
-    let www_ip = c.list("www-ip").into_iter().next().unwrap_or_else(|| "127.0.0.1".into());
+    let www_ip = c
+        .list("www-ip")
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| "127.0.0.1".into());
     let www_addr = format!("{www_ip}:{}", c.u64("www-port"));
-    let www = std::net::TcpListener::bind(&www_addr).with_context(|| format!("cannot listen on {www_addr} (www-port)"))?;
+    let www =
+        std::net::TcpListener::bind(&www_addr).with_context(|| format!("cannot listen on {www_addr} (www-port)"))?;
     www.set_nonblocking(true)?;
 
-    let inbound = Arc::new(Inbound::from_config(&c, hostname.clone(), queue.clone(), tls, ids.clone(), shutdown_rx.clone()));
+    let inbound = Arc::new(Inbound::from_config(
+        &c,
+        hostname.clone(),
+        queue.clone(),
+        tls,
+        ids.clone(),
+        shutdown_rx.clone(),
+    ));
     let workers = Arc::new(Workers::start(c.smtp_threads(), inbound.clone())?);
     let api = Arc::new(Api {
         queue: queue.clone(),
@@ -73,7 +94,10 @@ pub fn run(c: Config) -> Result<()> {
         basic_auth: Api::basic_auth(c.opt("www-username"), c.str("www-password")),
     });
 
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         for (l, implicit_tls) in smtp_listeners {
             let l = tokio::net::TcpListener::from_std(l)?;

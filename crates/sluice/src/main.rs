@@ -97,13 +97,21 @@ fn load_config(path: Option<&Path>) -> Result<Config, config::ConfigError> {
 }
 
 fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// sendmail compatibility: `sendmail [-i] [-t] [-f ADDR] [-oi] [-F NAME] [--] RCPT...`.
 fn sendmail_args(args: &[String]) -> cli::SendOptions {
-    let mut o = cli::SendOptions { command: "sendmail".into(), arguments: args.to_vec(), ..Default::default() };
+    let mut o = cli::SendOptions {
+        command: "sendmail".into(),
+        arguments: args.to_vec(),
+        ..Default::default()
+    };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -124,7 +132,11 @@ fn sendmail_args(args: &[String]) -> cli::SendOptions {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    let invoked_as = args.first().and_then(|a| Path::new(a).file_name()).and_then(|n| n.to_str()).unwrap_or("");
+    let invoked_as = args
+        .first()
+        .and_then(|a| Path::new(a).file_name())
+        .and_then(|n| n.to_str())
+        .unwrap_or("");
     if invoked_as == "sendmail" {
         let cfg = match load_config(None) {
             Ok(c) => c,
@@ -152,10 +164,18 @@ fn main() -> ExitCode {
                 arguments: args[1..].to_vec(),
             },
         ),
-        Command::Queue { action: QueueAction::Stats } => cli::stats(&cfg),
-        Command::Queue { action: QueueAction::Peek { name, n } } => cli::read(&cfg, &name, n, false, false),
-        Command::Queue { action: QueueAction::Pop { name, n, follow } } => cli::read(&cfg, &name, n, true, follow),
-        Command::Config { action: ConfigAction::Check } => {
+        Command::Queue {
+            action: QueueAction::Stats,
+        } => cli::stats(&cfg),
+        Command::Queue {
+            action: QueueAction::Peek { name, n },
+        } => cli::read(&cfg, &name, n, false, false),
+        Command::Queue {
+            action: QueueAction::Pop { name, n, follow },
+        } => cli::read(&cfg, &name, n, true, follow),
+        Command::Config {
+            action: ConfigAction::Check,
+        } => {
             print!("{}", cfg.render());
             Ok(())
         }

@@ -16,6 +16,10 @@ impl QueueNames {
     pub fn from_config(c: &Config) -> Self {
         let outbox = c.str("rabbitmq-outbox").to_string();
         let inbox = c.opt("rabbitmq-inbox").unwrap_or(&outbox).to_string();
-        QueueNames { outbox, inbox, refused: c.opt("rabbitmq-refused").map(str::to_string) }
+        QueueNames {
+            outbox,
+            inbox,
+            refused: c.opt("rabbitmq-refused").map(str::to_string),
+        }
     }
 }

@@ -18,7 +18,10 @@ pub struct IdGenerator {
 impl IdGenerator {
     pub fn new(server_id: u64) -> Self {
         let boot = chrono::Utc::now().timestamp_millis();
-        IdGenerator { prefix: format!("{server_id}.{boot:x}."), counter: AtomicU64::new(0) }
+        IdGenerator {
+            prefix: format!("{server_id}.{boot:x}."),
+            counter: AtomicU64::new(0),
+        }
     }
 
     pub fn next(&self) -> String {

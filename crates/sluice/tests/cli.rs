@@ -11,7 +11,11 @@ fn config_check(text: &str) -> (Option<i32>, String, String) {
     std::fs::write(&path, text).unwrap();
     let out = cli_with(&path, &["config", "check"], b"");
     let err = String::from_utf8_lossy(&out.stderr).replace(&path.display().to_string(), "FILE");
-    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), err)
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        err,
+    )
 }
 
 #[test]
@@ -21,7 +25,10 @@ fn config_errors_name_file_line_key_and_exit_2() {
     assert_eq!(err.trim(), "sluice: FILE:2: smtp-bogus: unknown key");
     let (code, _, err) = config_check("# c\nsmtp-maxsize: huge\n");
     assert_eq!(code, Some(2));
-    assert!(err.starts_with("sluice: FILE:2: smtp-maxsize: expected a size"), "{err}");
+    assert!(
+        err.starts_with("sluice: FILE:2: smtp-maxsize: expected a size"),
+        "{err}"
+    );
     let (code, _, err) = config_check("www-port: 8000\nwww-port: 8001\n");
     assert_eq!(code, Some(2));
     assert!(err.starts_with("sluice: FILE:2: www-port: duplicate key"), "{err}");
@@ -29,9 +36,15 @@ fn config_errors_name_file_line_key_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.txt");
     std::fs::write(&path, "tls-outbound: sometimes\n").unwrap();
-    let out = Command::new(BIN).arg("run").arg("--config").arg(&path).output().unwrap();
+    let out = Command::new(BIN)
+        .arg("run")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains(":1: tls-outbound: expected one of opportunistic, required, disabled"));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains(":1: tls-outbound: expected one of opportunistic, required, disabled"));
 }
 
 #[test]
@@ -39,11 +52,22 @@ fn config_check_prints_effective_config_with_env_override() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.txt");
     std::fs::write(&path, "smtp-port: 2600\nsmtp-username: u\nsmtp-password: hunter2\n").unwrap();
-    let out = Command::new(BIN).args(["config", "check", "--config"]).arg(&path).env("SLUICE_SMTP_MAXSIZE", "5MB").output().unwrap();
+    let out = Command::new(BIN)
+        .args(["config", "check", "--config"])
+        .arg(&path)
+        .env("SLUICE_SMTP_MAXSIZE", "5MB")
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains(&format!("smtp-port: 2600    # {}:1", path.display())), "{text}");
-    assert!(text.contains("smtp-maxsize: 5MB    # environment SLUICE_SMTP_MAXSIZE"), "{text}");
+    assert!(
+        text.contains(&format!("smtp-port: 2600    # {}:1", path.display())),
+        "{text}"
+    );
+    assert!(
+        text.contains("smtp-maxsize: 5MB    # environment SLUICE_SMTP_MAXSIZE"),
+        "{text}"
+    );
     assert!(text.contains("smtp-password: ********"), "passwords hidden: {text}");
     assert!(text.contains("rabbitmq-outbox: outbox\n"));
 }
@@ -61,12 +85,19 @@ fn inject_queue_peek_pop_and_stats() {
     // Invalid input is refused with a clear error and nothing is queued.
     let bad = d.cli(&["inject"], b"{\"recipient\":\"x@y.z\"}\nnot json\n");
     assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("line 2: invalid JSON"), "{}", String::from_utf8_lossy(&bad.stderr));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("line 2: invalid JSON"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
     let bad = d.cli(&["inject"], b"{\"envelope\":\"x@y.z\"}");
     assert!(String::from_utf8_lossy(&bad.stderr).contains("not a JSON object with a recipient"));
 
     let stats = json_lines(&d.cli(&["queue", "stats"], b"").stdout);
-    assert_eq!(stats, [serde_json::json!({"name": "outbox", "ready": 3, "delayed": 0, "leased": 0})]);
+    assert_eq!(
+        stats,
+        [serde_json::json!({"name": "outbox", "ready": 3, "delayed": 0, "leased": 0})]
+    );
     let peeked = json_lines(&d.cli(&["queue", "peek", "outbox", "-n", "2"], b"").stdout);
     assert_eq!(peeked.len(), 2);
     assert_eq!(peeked[1]["custom"]["k"], 1, "unknown properties kept");
@@ -116,7 +147,10 @@ fn send_and_sendmail_from_stdin() {
 #[test]
 fn http_basic_auth() {
     let d = Daemon::start("www-username: admin\nwww-password: pw\n");
-    assert!(d.cli(&["queue", "stats"], b"").status.success(), "the CLI uses the configured credentials");
+    assert!(
+        d.cli(&["queue", "stats"], b"").status.success(),
+        "the CLI uses the configured credentials"
+    );
     let out = Command::new("python3")
         .arg("-c")
         .arg("import sys, urllib.request, urllib.error\ntry:\n    urllib.request.urlopen(sys.argv[1])\nexcept urllib.error.HTTPError as e:\n    print(e.code)")
@@ -142,25 +176,54 @@ fn cli_errors_are_one_line() {
 fn lock_file_prevents_a_second_daemon() {
     let d = Daemon::start("");
     let other = d.dir.path().join("other.txt");
-    let text = std::fs::read_to_string(&d.config).unwrap()
-        .replace(&format!("smtp-port: {}", d.smtp), &format!("smtp-port: {}", free_port()))
+    let text = std::fs::read_to_string(&d.config)
+        .unwrap()
+        .replace(
+            &format!("smtp-port: {}", d.smtp),
+            &format!("smtp-port: {}", free_port()),
+        )
         .replace(&format!("www-port: {}", d.www), &format!("www-port: {}", free_port()));
     std::fs::write(&other, text).unwrap();
-    let out = Command::new(BIN).arg("run").arg("--config").arg(&other).output().unwrap();
+    let out = Command::new(BIN)
+        .arg("run")
+        .arg("--config")
+        .arg(&other)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&format!("another sluice (pid {}) is running", d.pid())), "{err}");
+    assert!(
+        err.contains(&format!("another sluice (pid {}) is running", d.pid())),
+        "{err}"
+    );
 }
 
 #[test]
 fn open_relay_guard() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.txt");
-    std::fs::write(&path, format!("smtp-ip: 0.0.0.0\nsmtp-port: {}\nwww-port: {}\ndata-directory: {}\n", free_port(), free_port(), dir.path().display())).unwrap();
-    let out = Command::new(BIN).arg("run").arg("--config").arg(&path).output().unwrap();
+    std::fs::write(
+        &path,
+        format!(
+            "smtp-ip: 0.0.0.0\nsmtp-port: {}\nwww-port: {}\ndata-directory: {}\n",
+            free_port(),
+            free_port(),
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .arg("run")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(":1: smtp-ip: listening on a non-loopback address") && err.contains("smtp-open-relay: true"), "{err}");
+    assert!(
+        err.contains(":1: smtp-ip: listening on a non-loopback address") && err.contains("smtp-open-relay: true"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -13,7 +13,9 @@ use std::time::Duration;
 
 /// Sends tagged messages until the server goes away; returns the tags acknowledged with 250.
 fn sender(port: u16, thread: usize, round: usize, stop: Arc<AtomicBool>, acked: Arc<Mutex<Vec<String>>>) {
-    let Ok(s) = TcpStream::connect(("127.0.0.1", port)) else { return };
+    let Ok(s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return;
+    };
     s.set_read_timeout(Some(Duration::from_secs(10))).ok();
     let mut w = s.try_clone().unwrap();
     let mut r = BufReader::new(s);
@@ -81,18 +83,50 @@ fn kill_9_while_sending_loses_no_acknowledged_message() {
         all_acked.extend(acked.iter().cloned());
         d.spawn();
         let stats = json_lines(&d.cli(&["queue", "stats"], b"").stdout);
-        let stored = stats.iter().find(|q| q["name"] == "outbox").map(|q| q["ready"].as_u64().unwrap()).unwrap_or(0);
-        eprintln!("round {round}: {} acknowledged this round, {} acknowledged in all, {stored} stored", acked.len(), all_acked.len());
-        assert!(stored as usize >= all_acked.len(), "fewer messages stored than acknowledged");
+        let stored = stats
+            .iter()
+            .find(|q| q["name"] == "outbox")
+            .map(|q| q["ready"].as_u64().unwrap())
+            .unwrap_or(0);
+        eprintln!(
+            "round {round}: {} acknowledged this round, {} acknowledged in all, {stored} stored",
+            acked.len(),
+            all_acked.len()
+        );
+        assert!(
+            stored as usize >= all_acked.len(),
+            "fewer messages stored than acknowledged"
+        );
     }
     let msgs = d.pop_all("outbox");
-    let stored: HashSet<String> = msgs.iter().map(|m| m["recipient"].as_str().unwrap().trim_end_matches("@dest.test").to_string()).collect();
+    let stored: HashSet<String> = msgs
+        .iter()
+        .map(|m| {
+            m["recipient"]
+                .as_str()
+                .unwrap()
+                .trim_end_matches("@dest.test")
+                .to_string()
+        })
+        .collect();
     let missing: Vec<&String> = all_acked.iter().filter(|t| !stored.contains(*t)).collect();
     assert!(missing.is_empty(), "acknowledged but lost: {missing:?}");
     for m in &msgs {
         let tag = m["recipient"].as_str().unwrap().trim_end_matches("@dest.test");
-        assert!(m["mime"].as_str().unwrap().starts_with(&format!("Subject: {tag}\r\n")), "message intact");
+        assert!(
+            m["mime"].as_str().unwrap().starts_with(&format!("Subject: {tag}\r\n")),
+            "message intact"
+        );
     }
-    eprintln!("{} acknowledged, {} stored ({} stored without a 250: the kill came between fsync and reply)", all_acked.len(), msgs.len(), msgs.len() - all_acked.len());
-    assert!(!d.log().contains("corrupt record"), "store opened cleanly:\n{}", d.log());
+    eprintln!(
+        "{} acknowledged, {} stored ({} stored without a 250: the kill came between fsync and reply)",
+        all_acked.len(),
+        msgs.len(),
+        msgs.len() - all_acked.len()
+    );
+    assert!(
+        !d.log().contains("corrupt record"),
+        "store opened cleanly:\n{}",
+        d.log()
+    );
 }

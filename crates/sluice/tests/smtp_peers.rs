@@ -14,7 +14,16 @@ fn swaks_two_recipients_byte_exact() {
     // swaks sends the file and then its own CRLF before the final dot.
     std::fs::write(&file, mime.strip_suffix("\r\n").unwrap()).unwrap();
     let out = run(Command::new("swaks")
-        .args(["--server", &format!("127.0.0.1:{}", d.smtp), "--from", "s@example.net", "--to", "a@example.com,b@example.org", "--pipeline", "--data"])
+        .args([
+            "--server",
+            &format!("127.0.0.1:{}", d.smtp),
+            "--from",
+            "s@example.net",
+            "--to",
+            "a@example.com,b@example.org",
+            "--pipeline",
+            "--data",
+        ])
         .arg(&file));
     let transcript = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "swaks failed:\n{transcript}");
@@ -32,7 +41,11 @@ fn swaks_two_recipients_byte_exact() {
         assert_eq!(m["connection"]["local-port"], d.smtp);
         assert_eq!(m["connection"]["secure"], false);
         assert!(m["message-id"].as_str().unwrap().starts_with("1."));
-        assert!(transcript.contains(&format!("{} for {}", m["message-id"].as_str().unwrap(), m["recipient"].as_str().unwrap())));
+        assert!(transcript.contains(&format!(
+            "{} for {}",
+            m["message-id"].as_str().unwrap(),
+            m["recipient"].as_str().unwrap()
+        )));
     }
     assert_ne!(msgs[0]["message-id"], msgs[1]["message-id"]);
 }
@@ -53,15 +66,25 @@ with smtplib.SMTP("127.0.0.1", port) as s:
 print("ok")
 "#;
     let out = run(Command::new("python3").arg("-c").arg(script).arg(d.smtp.to_string()));
-    assert!(out.status.success(), "smtplib: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "smtplib: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let msgs = d.pop_all("outbox");
     assert_eq!(msgs.len(), 2);
     let utf8 = msgs.iter().find(|m| m["recipient"] == "jö@bücher.de").unwrap();
     assert_eq!(utf8["envelope"], "ü@exämple.de");
-    assert_eq!(utf8["mime"], "From: ü@exämple.de\r\nTo: jö@bücher.de\r\nSubject: Grüße\r\n\r\nUnicode body: 日本語\r\n");
+    assert_eq!(
+        utf8["mime"],
+        "From: ü@exämple.de\r\nTo: jö@bücher.de\r\nSubject: Grüße\r\n\r\nUnicode body: 日本語\r\n"
+    );
     assert_eq!(utf8["connection"]["helo"], "client.test");
     let dsn = msgs.iter().find(|m| m["recipient"] == "dsn@example.com").unwrap();
-    assert_eq!(dsn["dsn"], serde_json::json!({"ret": "HDRS", "envid": "abc+def", "notify": "FAILURE,DELAY", "orcpt": "rfc822;dsn@example.com"}));
+    assert_eq!(
+        dsn["dsn"],
+        serde_json::json!({"ret": "HDRS", "envid": "abc+def", "notify": "FAILURE,DELAY", "orcpt": "rfc822;dsn@example.com"})
+    );
 }
 
 #[test]
@@ -69,16 +92,33 @@ fn smtp_source_50_sessions_5000_messages() {
     require("smtp-source");
     let d = Daemon::start("");
     let out = run(Command::new("smtp-source")
-        .args(["-s", "50", "-m", "5000", "-l", "1024", "-f", "from@source.test", "-t", "to@dest.test"])
+        .args([
+            "-s",
+            "50",
+            "-m",
+            "5000",
+            "-l",
+            "1024",
+            "-f",
+            "from@source.test",
+            "-t",
+            "to@dest.test",
+        ])
         .arg(format!("127.0.0.1:{}", d.smtp)));
-    assert!(out.status.success(), "smtp-source: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "smtp-source: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stats = d.cli(&["queue", "stats"], b"");
     let stats = json_lines(&stats.stdout);
     let outbox = stats.iter().find(|q| q["name"] == "outbox").expect("outbox stats");
     assert_eq!(outbox["ready"], 5000, "exactly 5000 JSON messages");
     let msgs = d.pop_all("outbox");
     assert_eq!(msgs.len(), 5000);
-    assert!(msgs.iter().all(|m| m["recipient"] == "to@dest.test" && m["envelope"] == "from@source.test"));
+    assert!(msgs
+        .iter()
+        .all(|m| m["recipient"] == "to@dest.test" && m["envelope"] == "from@source.test"));
     let ids: std::collections::HashSet<&str> = msgs.iter().map(|m| m["message-id"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), 5000, "message ids are unique");
 }

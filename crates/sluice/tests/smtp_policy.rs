@@ -8,7 +8,14 @@ use std::process::Command;
 
 fn swaks(d: &Daemon, extra: &[&str]) -> (bool, String) {
     let out = run(Command::new("swaks")
-        .args(["--server", &format!("127.0.0.1:{}", d.smtp), "--from", "s@example.net", "--to", "r@example.com"])
+        .args([
+            "--server",
+            &format!("127.0.0.1:{}", d.smtp),
+            "--from",
+            "s@example.net",
+            "--to",
+            "r@example.com",
+        ])
         .args(extra));
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -19,7 +26,10 @@ fn starttls_with_swaks_and_smtplib() {
     let d = Daemon::start("");
     let (ok, t) = swaks(&d, &["-tls"]);
     assert!(ok, "{t}");
-    assert!(t.contains("220 2.0.0 Ready to start TLS") && t.contains("TLS started"), "{t}");
+    assert!(
+        t.contains("220 2.0.0 Ready to start TLS") && t.contains("TLS started"),
+        "{t}"
+    );
     let script = r#"
 import smtplib, ssl, sys
 ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
@@ -32,7 +42,10 @@ with smtplib.SMTP("127.0.0.1", int(sys.argv[1])) as s:
     let msgs = d.pop_all("outbox");
     assert_eq!(msgs.len(), 2);
     assert!(msgs.iter().all(|m| m["connection"]["secure"] == true));
-    assert!(d.dir.path().join("data/tls-cert.pem").exists(), "self-signed certificate generated into the data directory");
+    assert!(
+        d.dir.path().join("data/tls-cert.pem").exists(),
+        "self-signed certificate generated into the data directory"
+    );
 }
 
 #[test]
@@ -40,10 +53,32 @@ fn auth_plain_login_accepted_and_rejected() {
     require("swaks");
     let d = Daemon::start("smtp-username: alice\nsmtp-password: s3cret#1\n");
     for mech in ["PLAIN", "LOGIN"] {
-        let (ok, t) = swaks(&d, &["-tls", "--auth", mech, "--auth-user", "alice", "--auth-password", "s3cret#1"]);
+        let (ok, t) = swaks(
+            &d,
+            &[
+                "-tls",
+                "--auth",
+                mech,
+                "--auth-user",
+                "alice",
+                "--auth-password",
+                "s3cret#1",
+            ],
+        );
         assert!(ok, "{mech}: {t}");
         assert!(t.contains("235 2.7.0"), "{t}");
-        let (ok, t) = swaks(&d, &["-tls", "--auth", mech, "--auth-user", "alice", "--auth-password", "wrong"]);
+        let (ok, t) = swaks(
+            &d,
+            &[
+                "-tls",
+                "--auth",
+                mech,
+                "--auth-user",
+                "alice",
+                "--auth-password",
+                "wrong",
+            ],
+        );
         assert!(!ok);
         assert!(t.contains("535 5.7.8"), "{t}");
     }
@@ -131,7 +166,9 @@ fn proxy_v1_and_v2_headers_honoured() {
     c.send(b"PROXY TCP4 192.0.2.7 203.0.113.1 40000 25\r\n");
     assert!(c.reply().starts_with("220"));
     c.cmd("EHLO proxied");
-    assert!(c.mail("a@b.c", &["v1@example.com"], "Subject: v1\r\n\r\nx\r\n").starts_with("250"));
+    assert!(c
+        .mail("a@b.c", &["v1@example.com"], "Subject: v1\r\n\r\nx\r\n")
+        .starts_with("250"));
     // v2, IPv4, PROXY command
     let mut c = Smtp::connect(d.smtp);
     let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
@@ -139,7 +176,9 @@ fn proxy_v1_and_v2_headers_honoured() {
     c.reader.get_mut().write_all(&h).unwrap();
     assert!(c.reply().starts_with("220"));
     c.cmd("EHLO proxied2");
-    assert!(c.mail("a@b.c", &["v2@example.com"], "Subject: v2\r\n\r\nx\r\n").starts_with("250"));
+    assert!(c
+        .mail("a@b.c", &["v2@example.com"], "Subject: v2\r\n\r\nx\r\n")
+        .starts_with("250"));
     // The PROXY source is what smtp-range checks.
     let mut c = Smtp::connect(d.smtp);
     c.send(b"PROXY TCP4 203.0.113.5 203.0.113.1 40000 25\r\n");
@@ -151,10 +190,28 @@ fn proxy_v1_and_v2_headers_honoured() {
 
     let msgs = d.pop_all("outbox");
     let v1 = msgs.iter().find(|m| m["recipient"] == "v1@example.com").unwrap();
-    assert_eq!((v1["connection"]["remote-ip"].as_str(), v1["connection"]["remote-port"].as_u64()), (Some("192.0.2.7"), Some(40000)));
-    assert_eq!((v1["connection"]["local-ip"].as_str(), v1["connection"]["local-port"].as_u64()), (Some("203.0.113.1"), Some(25)));
+    assert_eq!(
+        (
+            v1["connection"]["remote-ip"].as_str(),
+            v1["connection"]["remote-port"].as_u64()
+        ),
+        (Some("192.0.2.7"), Some(40000))
+    );
+    assert_eq!(
+        (
+            v1["connection"]["local-ip"].as_str(),
+            v1["connection"]["local-port"].as_u64()
+        ),
+        (Some("203.0.113.1"), Some(25))
+    );
     let v2 = msgs.iter().find(|m| m["recipient"] == "v2@example.com").unwrap();
-    assert_eq!((v2["connection"]["remote-ip"].as_str(), v2["connection"]["remote-port"].as_u64()), (Some("198.51.100.9"), Some(40001)));
+    assert_eq!(
+        (
+            v2["connection"]["remote-ip"].as_str(),
+            v2["connection"]["remote-port"].as_u64()
+        ),
+        (Some("198.51.100.9"), Some(40001))
+    );
     assert_eq!(v2["connection"]["local-port"], 26);
 }
 

@@ -82,11 +82,7 @@ fn validate_local(local: &str) -> Result<(), AddressError> {
                 return Err(AddressError::Syntax);
             }
         }
-        return if escaped {
-            Err(AddressError::Syntax)
-        } else {
-            Ok(())
-        };
+        return if escaped { Err(AddressError::Syntax) } else { Ok(()) };
     }
     if local
         .split('.')
@@ -162,13 +158,33 @@ mod tests {
 
     #[test]
     fn mailboxes() {
-        for good in ["a@b.c", "first.last+tag@ex-ample.org", "\"a b\"@c.d", "x@[127.0.0.1]", "x@[IPv6:::1]"] {
+        for good in [
+            "a@b.c",
+            "first.last+tag@ex-ample.org",
+            "\"a b\"@c.d",
+            "x@[127.0.0.1]",
+            "x@[IPv6:::1]",
+        ] {
             assert_eq!(validate_mailbox(good, false), Ok(()), "{good}");
         }
-        for bad in ["a", "@b.c", "a@", "a..b@c.d", ".a@c.d", "a@-b.c", "a@b..c", "a b@c.d", "a@[1.2.3]", "a@b_c.d"] {
+        for bad in [
+            "a",
+            "@b.c",
+            "a@",
+            "a..b@c.d",
+            ".a@c.d",
+            "a@-b.c",
+            "a@b..c",
+            "a b@c.d",
+            "a@[1.2.3]",
+            "a@b_c.d",
+        ] {
             assert_eq!(validate_mailbox(bad, false), Err(AddressError::Syntax), "{bad}");
         }
-        assert_eq!(validate_mailbox("jösé@bücher.de", false), Err(AddressError::NeedsSmtputf8));
+        assert_eq!(
+            validate_mailbox("jösé@bücher.de", false),
+            Err(AddressError::NeedsSmtputf8)
+        );
         assert_eq!(validate_mailbox("jösé@bücher.de", true), Ok(()));
     }
 

@@ -28,7 +28,12 @@ impl Default for BodyReader {
 
 impl BodyReader {
     pub fn new() -> Self {
-        BodyReader { line_start: true, prev_cr: false, too_big: false, bare_lf: false }
+        BodyReader {
+            line_start: true,
+            prev_cr: false,
+            too_big: false,
+            bare_lf: false,
+        }
     }
 
     /// Consumes from `data`, appending unstuffed body bytes to `body` while
@@ -44,7 +49,13 @@ impl BodyReader {
                     return (pos, BodyStatus::NeedMore);
                 }
                 if rest.starts_with(b".\r\n") {
-                    return (pos + 3, BodyStatus::Done { too_big: self.too_big, bare_lf: self.bare_lf });
+                    return (
+                        pos + 3,
+                        BodyStatus::Done {
+                            too_big: self.too_big,
+                            bare_lf: self.bare_lf,
+                        },
+                    );
                 }
                 pos += 1; // drop the stuffed dot
                 self.line_start = false;
@@ -55,7 +66,11 @@ impl BodyReader {
                 None => (rest, false),
             };
             if ended {
-                let cr_before = if line.len() >= 2 { line[line.len() - 2] == b'\r' } else { self.prev_cr };
+                let cr_before = if line.len() >= 2 {
+                    line[line.len() - 2] == b'\r'
+                } else {
+                    self.prev_cr
+                };
                 if !cr_before {
                     self.bare_lf = true;
                 }
@@ -105,7 +120,13 @@ mod tests {
         for split in 0..msg.len() {
             let (body, st, left) = read_all(&[&msg[..split], &msg[split..]], 1 << 20);
             assert_eq!(body, b"Subject: x\r\n\r\n.dot\r\nline\r\n", "split {split}");
-            assert_eq!(st, BodyStatus::Done { too_big: false, bare_lf: false });
+            assert_eq!(
+                st,
+                BodyStatus::Done {
+                    too_big: false,
+                    bare_lf: false
+                }
+            );
             assert_eq!(left, 9);
         }
     }
@@ -113,7 +134,13 @@ mod tests {
     #[test]
     fn bare_lf_never_terminates_and_is_flagged() {
         let (_, st, _) = read_all(&[b"a\n.\nb\r\n.\r\n"], 1 << 20);
-        assert_eq!(st, BodyStatus::Done { too_big: false, bare_lf: true });
+        assert_eq!(
+            st,
+            BodyStatus::Done {
+                too_big: false,
+                bare_lf: true
+            }
+        );
         let (_, st, _) = read_all(&[b"a\r\n.\n"], 1 << 20);
         assert_eq!(st, BodyStatus::NeedMore);
     }
@@ -122,13 +149,25 @@ mod tests {
     fn size_limit_keeps_scanning() {
         let (body, st, _) = read_all(&[b"0123456789\r\n", b"abc\r\n.\r\n"], 8);
         assert!(body.len() <= 8);
-        assert_eq!(st, BodyStatus::Done { too_big: true, bare_lf: false });
+        assert_eq!(
+            st,
+            BodyStatus::Done {
+                too_big: true,
+                bare_lf: false
+            }
+        );
     }
 
     #[test]
     fn empty_body() {
         let (body, st, _) = read_all(&[b".\r\n"], 10);
         assert!(body.is_empty());
-        assert_eq!(st, BodyStatus::Done { too_big: false, bare_lf: false });
+        assert_eq!(
+            st,
+            BodyStatus::Done {
+                too_big: false,
+                bare_lf: false
+            }
+        );
     }
 }

@@ -70,15 +70,9 @@ impl CommandError {
             CommandError::Syntax(usage) => Reply::new(501, "5.5.4", format!("Syntax: {usage}")),
             CommandError::BadSender => Reply::new(501, "5.1.7", "Bad sender address syntax"),
             CommandError::BadRecipient => Reply::new(501, "5.1.3", "Bad recipient address syntax"),
-            CommandError::NeedsSmtputf8 => {
-                Reply::new(553, "5.6.7", "Address needs SMTPUTF8, which was not requested")
-            }
-            CommandError::UnsupportedParameter(p) => {
-                Reply::new(555, "5.5.4", format!("Unsupported option: {p}"))
-            }
-            CommandError::InvalidParameter(p) => {
-                Reply::new(501, "5.5.4", format!("Invalid parameter: {p}"))
-            }
+            CommandError::NeedsSmtputf8 => Reply::new(553, "5.6.7", "Address needs SMTPUTF8, which was not requested"),
+            CommandError::UnsupportedParameter(p) => Reply::new(555, "5.5.4", format!("Unsupported option: {p}")),
+            CommandError::InvalidParameter(p) => Reply::new(501, "5.5.4", format!("Invalid parameter: {p}")),
         }
     }
 }
@@ -103,13 +97,21 @@ pub fn parse(line: &[u8], utf8_rcpt: bool) -> Result<Command, CommandError> {
         "EHLO" | "HELO" => {
             let name = args.trim();
             if name.is_empty() || name.contains(' ') {
-                return Err(CommandError::Syntax(if verb == "EHLO" { "EHLO hostname" } else { "HELO hostname" }));
+                return Err(CommandError::Syntax(if verb == "EHLO" {
+                    "EHLO hostname"
+                } else {
+                    "HELO hostname"
+                }));
             }
             // Clients send all kinds of names; only refuse the clearly broken.
             if !name.starts_with('[') && validate_domain(name).is_err() && name.contains(['<', '>', '@']) {
                 return Err(CommandError::Syntax("invalid hostname"));
             }
-            Ok(if verb == "EHLO" { Command::Ehlo(name.into()) } else { Command::Helo(name.into()) })
+            Ok(if verb == "EHLO" {
+                Command::Ehlo(name.into())
+            } else {
+                Command::Helo(name.into())
+            })
         }
         "MAIL" => parse_mail(args),
         "RCPT" => parse_rcpt(args, utf8_rcpt),
@@ -130,12 +132,17 @@ pub fn parse(line: &[u8], utf8_rcpt: bool) -> Result<Command, CommandError> {
         "BDAT" => parse_bdat(args),
         "AUTH" => {
             let mut it = args.split_whitespace();
-            let mechanism = it.next().ok_or(CommandError::Syntax("AUTH mechanism [initial-response]"))?;
+            let mechanism = it
+                .next()
+                .ok_or(CommandError::Syntax("AUTH mechanism [initial-response]"))?;
             let initial = it.next().map(str::to_string);
             if it.next().is_some() {
                 return Err(CommandError::Syntax("AUTH mechanism [initial-response]"));
             }
-            Ok(Command::Auth { mechanism: mechanism.to_ascii_uppercase(), initial })
+            Ok(Command::Auth {
+                mechanism: mechanism.to_ascii_uppercase(),
+                initial,
+            })
         }
         _ => Err(CommandError::Unknown),
     }
@@ -159,7 +166,10 @@ fn parse_mail(args: &str) -> Result<Command, CommandError> {
     const USAGE: &str = "MAIL FROM:<address>";
     let rest = strip_keyword(args, "FROM:").ok_or(CommandError::Syntax(USAGE))?;
     let (address, rest) = split_path(rest).map_err(|_| CommandError::BadSender)?;
-    let mut mail = MailFrom { address: address.to_string(), ..Default::default() };
+    let mut mail = MailFrom {
+        address: address.to_string(),
+        ..Default::default()
+    };
     for (key, value) in params(rest) {
         let invalid = || CommandError::InvalidParameter(key.clone());
         match (key.as_str(), value) {
@@ -193,15 +203,17 @@ fn parse_rcpt(args: &str, utf8: bool) -> Result<Command, CommandError> {
     if address.is_empty() {
         return Err(CommandError::BadRecipient);
     }
-    let mut rcpt = RcptTo { address: address.to_string(), ..Default::default() };
+    let mut rcpt = RcptTo {
+        address: address.to_string(),
+        ..Default::default()
+    };
     for (key, value) in params(rest) {
         let invalid = || CommandError::InvalidParameter(key.clone());
         match (key.as_str(), value) {
             ("NOTIFY", Some(v)) => {
                 let v = v.to_ascii_uppercase();
                 let items: Vec<&str> = v.split(',').collect();
-                let ok = items == ["NEVER"]
-                    || items.iter().all(|i| matches!(*i, "SUCCESS" | "FAILURE" | "DELAY"));
+                let ok = items == ["NEVER"] || items.iter().all(|i| matches!(*i, "SUCCESS" | "FAILURE" | "DELAY"));
                 if !ok {
                     return Err(invalid());
                 }
@@ -268,9 +280,18 @@ mod tests {
         assert_eq!(p("MAIL FROM:<a@@b>"), Err(CommandError::BadSender));
         assert_eq!(p("RCPT TO:<a b@c>"), Err(CommandError::BadRecipient));
         assert_eq!(p("RCPT TO:<>"), Err(CommandError::BadRecipient));
-        assert_eq!(p("MAIL FROM:<a@b.c> FOO=1"), Err(CommandError::UnsupportedParameter("FOO".into())));
-        assert_eq!(p("MAIL FROM:<a@b.c> SIZE=x"), Err(CommandError::InvalidParameter("SIZE".into())));
-        assert_eq!(p("RCPT TO:<a@b.c> NOTIFY=NEVER,SUCCESS"), Err(CommandError::InvalidParameter("NOTIFY".into())));
+        assert_eq!(
+            p("MAIL FROM:<a@b.c> FOO=1"),
+            Err(CommandError::UnsupportedParameter("FOO".into()))
+        );
+        assert_eq!(
+            p("MAIL FROM:<a@b.c> SIZE=x"),
+            Err(CommandError::InvalidParameter("SIZE".into()))
+        );
+        assert_eq!(
+            p("RCPT TO:<a@b.c> NOTIFY=NEVER,SUCCESS"),
+            Err(CommandError::InvalidParameter("NOTIFY".into()))
+        );
         assert_eq!(p("MAIL FROM:<é@b.c>"), Err(CommandError::NeedsSmtputf8));
         assert!(p("MAIL FROM:<é@b.c> SMTPUTF8").is_ok());
         assert_eq!(p("DATA x"), Err(CommandError::Syntax("DATA")));
@@ -294,7 +315,10 @@ mod tests {
         assert!(p("BDAT x").is_err());
         assert_eq!(
             p("auth plain AGEAYg=="),
-            Ok(Command::Auth { mechanism: "PLAIN".into(), initial: Some("AGEAYg==".into()) })
+            Ok(Command::Auth {
+                mechanism: "PLAIN".into(),
+                initial: Some("AGEAYg==".into())
+            })
         );
     }
 }

@@ -30,7 +30,11 @@ impl std::error::Error for ProxyError {}
 pub fn parse(buf: &[u8]) -> Result<Option<(ProxyHeader, usize)>, ProxyError> {
     let n = buf.len().min(V2_SIGNATURE.len());
     if buf[..n] == V2_SIGNATURE[..n] {
-        return if n < V2_SIGNATURE.len() { Ok(None) } else { parse_v2(buf) };
+        return if n < V2_SIGNATURE.len() {
+            Ok(None)
+        } else {
+            parse_v2(buf)
+        };
     }
     let n = buf.len().min(6);
     if buf[..n] != b"PROXY "[..n] {
@@ -41,12 +45,19 @@ pub fn parse(buf: &[u8]) -> Result<Option<(ProxyHeader, usize)>, ProxyError> {
 
 fn parse_v1(buf: &[u8]) -> Result<Option<(ProxyHeader, usize)>, ProxyError> {
     let Some(end) = buf.windows(2).take(V1_MAX).position(|w| w == b"\r\n") else {
-        return if buf.len() >= V1_MAX { Err(ProxyError("PROXY v1 header too long")) } else { Ok(None) };
+        return if buf.len() >= V1_MAX {
+            Err(ProxyError("PROXY v1 header too long"))
+        } else {
+            Ok(None)
+        };
     };
     let line = std::str::from_utf8(&buf[..end]).map_err(|_| ProxyError("PROXY v1 header is not ASCII"))?;
     let parts: Vec<&str> = line.split(' ').collect();
     let header = match parts.as_slice() {
-        ["PROXY", "UNKNOWN", ..] => ProxyHeader { source: None, destination: None },
+        ["PROXY", "UNKNOWN", ..] => ProxyHeader {
+            source: None,
+            destination: None,
+        },
         ["PROXY", proto @ ("TCP4" | "TCP6"), src, dst, sport, dport] => {
             let ip = |s: &str| -> Result<IpAddr, ProxyError> {
                 let ip: IpAddr = s.parse().map_err(|_| ProxyError("PROXY v1: bad address"))?;
@@ -81,7 +92,10 @@ fn parse_v2(buf: &[u8]) -> Result<Option<(ProxyHeader, usize)>, ProxyError> {
     }
     let total = 16 + len;
     let body = &buf[16..total];
-    let local = ProxyHeader { source: None, destination: None };
+    let local = ProxyHeader {
+        source: None,
+        destination: None,
+    };
     match ver_cmd & 0x0f {
         0 => return Ok(Some((local, total))), // LOCAL: health checks from the proxy itself
         1 => {}

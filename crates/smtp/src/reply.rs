@@ -66,11 +66,7 @@ impl Reply {
             &self.lines
         };
         for (i, line) in lines.iter().enumerate() {
-            let sep = if i == last || lines.len() == 1 {
-                ' '
-            } else {
-                '-'
-            };
+            let sep = if i == last || lines.len() == 1 { ' ' } else { '-' };
             let _ = write!(s, "{}{}", self.code, sep);
             if let Some(status) = &self.status {
                 s.push_str(status);
@@ -98,10 +94,7 @@ mod tests {
 
     #[test]
     fn single_and_multi_line() {
-        assert_eq!(
-            Reply::new(250, "2.1.0", "Ok").to_wire(),
-            "250 2.1.0 Ok\r\n"
-        );
+        assert_eq!(Reply::new(250, "2.1.0", "Ok").to_wire(), "250 2.1.0 Ok\r\n");
         assert_eq!(
             Reply::multi(250, vec!["host".into(), "SIZE 10".into(), "8BITMIME".into()]).to_wire(),
             "250-host\r\n250-SIZE 10\r\n250 8BITMIME\r\n"

@@ -48,7 +48,11 @@ pub enum Event {
     /// A valid RCPT TO: answer with accept (250) or respond.
     Rcpt(RcptTo),
     /// Credentials from AUTH: accept (235) or respond (e.g. 535).
-    Auth { mechanism: String, login: String, password: String },
+    Auth {
+        mechanism: String,
+        login: String,
+        password: String,
+    },
     /// The 220 for STARTTLS is in the output: flush it, run the handshake,
     /// then call [`ServerSession::tls_established`].
     StartTls,
@@ -80,7 +84,11 @@ enum Phase {
     DiscardLine,
     Data(BodyReader),
     /// Reading a BDAT chunk: bytes left, LAST given, chunk accepted.
-    Bdat { left: u64, last: bool, ok: bool },
+    Bdat {
+        left: u64,
+        last: bool,
+        ok: bool,
+    },
     Auth(AuthStep),
     Waiting(Pending),
     Closed,
@@ -144,12 +152,20 @@ impl ServerSession {
 
     /// The client was silent too long.
     pub fn timeout(&mut self) {
-        self.refuse(Reply::new(421, "4.4.2", format!("{} Error: timeout exceeded", self.cfg.hostname)));
+        self.refuse(Reply::new(
+            421,
+            "4.4.2",
+            format!("{} Error: timeout exceeded", self.cfg.hostname),
+        ));
     }
 
     /// The server is shutting down.
     pub fn shutdown(&mut self) {
-        self.refuse(Reply::new(421, "4.3.2", format!("{} Service shutting down", self.cfg.hostname)));
+        self.refuse(Reply::new(
+            421,
+            "4.3.2",
+            format!("{} Service shutting down", self.cfg.hostname),
+        ));
     }
 
     /// Marks the session as secure from the start (implicit TLS).
@@ -257,7 +273,11 @@ impl ServerSession {
         if negative {
             self.errors += 1;
             if self.errors >= self.cfg.max_errors && !self.is_closed() {
-                self.refuse(Reply::new(421, "4.7.0", format!("{} Error: too many errors", self.cfg.hostname)));
+                self.refuse(Reply::new(
+                    421,
+                    "4.7.0",
+                    format!("{} Error: too many errors", self.cfg.hostname),
+                ));
             }
         }
     }
@@ -310,7 +330,11 @@ impl ServerSession {
                     self.consumed += take;
                     let left_after = left_now - take as u64;
                     if left_after > 0 {
-                        self.phase = Phase::Bdat { left: left_after, last, ok };
+                        self.phase = Phase::Bdat {
+                            left: left_after,
+                            last,
+                            ok,
+                        };
                         return None;
                     }
                     self.phase = Phase::Command;
@@ -498,7 +522,11 @@ impl ServerSession {
                 Some(Event::Close)
             }
             Command::Vrfy => {
-                self.reply(Reply::new(252, "2.1.5", "Cannot VRFY user, but will accept message and attempt delivery"));
+                self.reply(Reply::new(
+                    252,
+                    "2.1.5",
+                    "Cannot VRFY user, but will accept message and attempt delivery",
+                ));
                 None
             }
             Command::Expn => {
@@ -550,7 +578,11 @@ impl ServerSession {
             return None;
         }
         if !self.auth_allowed() {
-            self.error(538, "5.7.11", "Encryption required for requested authentication mechanism");
+            self.error(
+                538,
+                "5.7.11",
+                "Encryption required for requested authentication mechanism",
+            );
             return None;
         }
         if self.helo.is_none() || !self.esmtp {
@@ -645,7 +677,11 @@ impl ServerSession {
             AuthStep::LoginPassword(user) => {
                 let password = self.decode(line)?;
                 self.wait(Pending::Auth);
-                Some(Event::Auth { mechanism: "LOGIN".into(), login: user, password })
+                Some(Event::Auth {
+                    mechanism: "LOGIN".into(),
+                    login: user,
+                    password,
+                })
             }
         }
     }

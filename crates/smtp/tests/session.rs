@@ -60,7 +60,19 @@ fn pipelined_transaction() {
         &mut s,
         b"EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<x@y.z>\r\nRCPT TO:<w@y.z> NOTIFY=FAILURE\r\nDATA\r\nSubject: t\r\n\r\n..hi\r\n.\r\nQUIT\r\n",
     );
-    assert_eq!(codes, ["220 mx.test", "250 DSN", "250 2.1.0", "250 2.1.5", "250 2.1.5", "354 End", "250 2.0.0", "221 2.0.0"]);
+    assert_eq!(
+        codes,
+        [
+            "220 mx.test",
+            "250 DSN",
+            "250 2.1.0",
+            "250 2.1.5",
+            "250 2.1.5",
+            "354 End",
+            "250 2.0.0",
+            "221 2.0.0"
+        ]
+    );
     assert_eq!(msgs.len(), 1);
     assert_eq!(msgs[0].body, b"Subject: t\r\n\r\n.hi\r\n");
     assert_eq!(msgs[0].rcpts[1].notify.as_deref(), Some("FAILURE"));
@@ -73,7 +85,19 @@ fn sequence_errors() {
     let (codes, _) = run(&mut s, b"MAIL FROM:<a@b.c>\r\nEHLO c\r\nRCPT TO:<x@y.z>\r\nDATA\r\nMAIL FROM:<a@b.c>\r\nDATA\r\nMAIL FROM:<a@b.c>\r\nBDAT 3 LAST\r\nabcRSET\r\nNOOP\r\n");
     assert_eq!(
         codes,
-        ["220 mx.test", "503 5.5.1", "250 DSN", "503 5.5.1", "503 5.5.1", "250 2.1.0", "554 5.5.1", "503 5.5.1", "554 5.5.1", "250 2.0.0", "250 2.0.0"]
+        [
+            "220 mx.test",
+            "503 5.5.1",
+            "250 DSN",
+            "503 5.5.1",
+            "503 5.5.1",
+            "250 2.1.0",
+            "554 5.5.1",
+            "503 5.5.1",
+            "554 5.5.1",
+            "250 2.0.0",
+            "250 2.0.0"
+        ]
     );
 }
 
@@ -81,7 +105,20 @@ fn sequence_errors() {
 fn syntax_and_unknown_commands_keep_the_session() {
     let mut s = new();
     let (codes, _) = run(&mut s, b"EHLO c\r\nFOO bar\r\nMAIL FROM:<bad address>\r\nMAIL FROM:<a@b.c> WHAT=1\r\nVRFY x\r\nHELP\r\nEXPN x\r\nNOOP\r\n");
-    assert_eq!(codes, ["220 mx.test", "250 DSN", "500 5.5.2", "501 5.1.7", "555 5.5.4", "252 2.1.5", "214 2.0.0", "502 5.5.1", "250 2.0.0"]);
+    assert_eq!(
+        codes,
+        [
+            "220 mx.test",
+            "250 DSN",
+            "500 5.5.2",
+            "501 5.1.7",
+            "555 5.5.4",
+            "252 2.1.5",
+            "214 2.0.0",
+            "502 5.5.1",
+            "250 2.0.0"
+        ]
+    );
 }
 
 #[test]
@@ -102,24 +139,69 @@ fn size_limit_and_recipient_limit() {
         "EHLO c\r\nMAIL FROM:<a@b.c> SIZE=5000\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<1@y.z>\r\nRCPT TO:<2@y.z>\r\nRCPT TO:<3@y.z>\r\nRCPT TO:<4@y.z>\r\nDATA\r\n{big}\r\n.\r\nNOOP\r\n"
     );
     let (codes, msgs) = run(&mut s, input.as_bytes());
-    assert_eq!(codes, ["220 mx.test", "250 DSN", "552 5.3.4", "250 2.1.0", "250 2.1.5", "250 2.1.5", "250 2.1.5", "452 4.5.3", "354 End", "552 5.3.4", "250 2.0.0"]);
+    assert_eq!(
+        codes,
+        [
+            "220 mx.test",
+            "250 DSN",
+            "552 5.3.4",
+            "250 2.1.0",
+            "250 2.1.5",
+            "250 2.1.5",
+            "250 2.1.5",
+            "452 4.5.3",
+            "354 End",
+            "552 5.3.4",
+            "250 2.0.0"
+        ]
+    );
     assert!(msgs.is_empty());
 }
 
 #[test]
 fn bare_lf_in_body_is_refused_and_session_goes_on() {
     let mut s = new();
-    let (codes, msgs) = run(&mut s, b"EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<x@y.z>\r\nDATA\r\nline\n.\nmore\r\n.\r\nNOOP\r\n");
-    assert_eq!(codes, ["220 mx.test", "250 DSN", "250 2.1.0", "250 2.1.5", "354 End", "550 5.5.2", "250 2.0.0"]);
+    let (codes, msgs) = run(
+        &mut s,
+        b"EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<x@y.z>\r\nDATA\r\nline\n.\nmore\r\n.\r\nNOOP\r\n",
+    );
+    assert_eq!(
+        codes,
+        [
+            "220 mx.test",
+            "250 DSN",
+            "250 2.1.0",
+            "250 2.1.5",
+            "354 End",
+            "550 5.5.2",
+            "250 2.0.0"
+        ]
+    );
     assert!(msgs.is_empty());
 }
 
 #[test]
 fn bdat_chunks() {
     let mut s = new();
-    let (codes, msgs) = run(&mut s, b"EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<x@y.z>\r\nBDAT 5\r\nHelloBDAT 7 LAST\r\n world\n");
-    assert_eq!(codes, ["220 mx.test", "250 DSN", "250 2.1.0", "250 2.1.5", "250 2.0.0", "250 2.0.0"]);
-    assert_eq!(msgs[0].body, b"Hello world\n", "BDAT is binary: no dot or line-ending processing");
+    let (codes, msgs) = run(
+        &mut s,
+        b"EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<x@y.z>\r\nBDAT 5\r\nHelloBDAT 7 LAST\r\n world\n",
+    );
+    assert_eq!(
+        codes,
+        [
+            "220 mx.test",
+            "250 DSN",
+            "250 2.1.0",
+            "250 2.1.5",
+            "250 2.0.0",
+            "250 2.0.0"
+        ]
+    );
+    assert_eq!(
+        msgs[0].body, b"Hello world\n",
+        "BDAT is binary: no dot or line-ending processing"
+    );
 }
 
 #[test]
@@ -131,14 +213,34 @@ fn auth_plain_and_login() {
     assert_eq!(s.authenticated(), Some("u"));
     let mut s = new();
     // LOGIN: dQ== is "u", eA== is "x" (wrong password); then cancel; then bad base64.
-    let (codes, _) = run(&mut s, b"EHLO c\r\nAUTH LOGIN\r\ndQ==\r\neA==\r\nAUTH LOGIN\r\n*\r\nAUTH PLAIN\r\n!!!\r\nAUTH CRAM-MD5\r\n");
-    assert_eq!(codes, ["220 mx.test", "250 DSN", "334 VXNlcm5hbWU6", "334 UGFzc3dvcmQ6", "535 5.7.8", "334 VXNlcm5hbWU6", "501 5.0.0", "334 ", "501 5.5.2", "504 5.5.4"]);
+    let (codes, _) = run(
+        &mut s,
+        b"EHLO c\r\nAUTH LOGIN\r\ndQ==\r\neA==\r\nAUTH LOGIN\r\n*\r\nAUTH PLAIN\r\n!!!\r\nAUTH CRAM-MD5\r\n",
+    );
+    assert_eq!(
+        codes,
+        [
+            "220 mx.test",
+            "250 DSN",
+            "334 VXNlcm5hbWU6",
+            "334 UGFzc3dvcmQ6",
+            "535 5.7.8",
+            "334 VXNlcm5hbWU6",
+            "501 5.0.0",
+            "334 ",
+            "501 5.5.2",
+            "504 5.5.4"
+        ]
+    );
     assert_eq!(s.authenticated(), None);
 }
 
 #[test]
 fn auth_needs_tls_off_loopback() {
-    let mut s = ServerSession::new(ServerConfig { auth_in_clear: false, ..cfg() });
+    let mut s = ServerSession::new(ServerConfig {
+        auth_in_clear: false,
+        ..cfg()
+    });
     s.greet();
     let (codes, _) = run(&mut s, b"EHLO c\r\nAUTH PLAIN AHUAcA==\r\n");
     assert_eq!(codes, ["220 mx.test", "250 DSN", "538 5.7.11"]);
@@ -163,7 +265,10 @@ fn starttls_discards_pipelined_plaintext() {
     }
     assert_eq!(events, [Event::StartTls], "the injected MAIL is never seen");
     let (codes, _) = run(&mut s, b"MAIL FROM:<a@b.c>\r\n");
-    assert!(codes.last().unwrap().starts_with("503"), "after TLS the client must EHLO again: {codes:?}");
+    assert!(
+        codes.last().unwrap().starts_with("503"),
+        "after TLS the client must EHLO again: {codes:?}"
+    );
 }
 
 #[test]
@@ -171,7 +276,11 @@ fn too_many_errors_disconnects() {
     let mut s = new();
     let input = "BOGUS\r\n".repeat(25);
     let (codes, _) = run(&mut s, input.as_bytes());
-    assert_eq!(codes.iter().filter(|c| c.starts_with("500")).count(), 20, "the 20th error is answered, then the session ends");
+    assert_eq!(
+        codes.iter().filter(|c| c.starts_with("500")).count(),
+        20,
+        "the 20th error is answered, then the session ends"
+    );
     assert_eq!(codes.last().unwrap(), "421 4.7.0");
     assert!(s.is_closed());
 }
@@ -180,5 +289,16 @@ fn too_many_errors_disconnects() {
 fn smtputf8_addresses() {
     let mut s = new();
     let (codes, _) = run(&mut s, "EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<jö@bü.de>\r\nRSET\r\nMAIL FROM:<a@b.c> SMTPUTF8\r\nRCPT TO:<jö@bü.de>\r\n".as_bytes());
-    assert_eq!(codes, ["220 mx.test", "250 DSN", "250 2.1.0", "553 5.6.7", "250 2.0.0", "250 2.1.0", "250 2.1.5"]);
+    assert_eq!(
+        codes,
+        [
+            "220 mx.test",
+            "250 DSN",
+            "250 2.1.0",
+            "553 5.6.7",
+            "250 2.0.0",
+            "250 2.1.0",
+            "250 2.1.5"
+        ]
+    );
 }

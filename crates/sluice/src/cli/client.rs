@@ -14,7 +14,11 @@ pub struct Client {
 
 impl Client {
     pub fn from_config(c: &Config) -> Self {
-        let ip = c.list("www-ip").into_iter().next().unwrap_or_else(|| "127.0.0.1".into());
+        let ip = c
+            .list("www-ip")
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| "127.0.0.1".into());
         let ip = match ip.as_str() {
             "0.0.0.0" => "127.0.0.1".to_string(),
             "::" => "::1".to_string(),
@@ -29,8 +33,12 @@ impl Client {
 
     /// Sends a request; returns the JSON body of a 2xx answer, or the API's error.
     pub fn call(&self, method: &str, path: &str, body: &[u8]) -> Result<serde_json::Value> {
-        let mut s = TcpStream::connect(&self.addr)
-            .with_context(|| format!("cannot reach the sluice daemon at {} (is `sluice run` running?)", self.addr))?;
+        let mut s = TcpStream::connect(&self.addr).with_context(|| {
+            format!(
+                "cannot reach the sluice daemon at {} (is `sluice run` running?)",
+                self.addr
+            )
+        })?;
         let mut req = format!(
             "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
             self.addr,
@@ -44,7 +52,10 @@ impl Client {
         s.write_all(body)?;
         let mut resp = Vec::new();
         s.read_to_end(&mut resp)?;
-        let split = resp.windows(4).position(|w| w == b"\r\n\r\n").context("malformed HTTP answer from the daemon")?;
+        let split = resp
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .context("malformed HTTP answer from the daemon")?;
         let head = String::from_utf8_lossy(&resp[..split]).to_ascii_lowercase();
         let mut body = resp[split + 4..].to_vec();
         if head.contains("transfer-encoding: chunked") {
@@ -53,7 +64,11 @@ impl Client {
         let status: u16 = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
         let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
         if !(200..300).contains(&status) {
-            let msg = json.get("error").and_then(|e| e.as_str()).map(str::to_string).unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+            let msg = json
+                .get("error")
+                .and_then(|e| e.as_str())
+                .map(str::to_string)
+                .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
             bail!("daemon answered {status}: {msg}");
         }
         Ok(json)
@@ -64,7 +79,10 @@ fn dechunk(mut b: &[u8]) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     loop {
         let eol = b.windows(2).position(|w| w == b"\r\n").context("bad chunked body")?;
-        let size = usize::from_str_radix(std::str::from_utf8(&b[..eol])?.split(';').next().unwrap_or("").trim(), 16)?;
+        let size = usize::from_str_radix(
+            std::str::from_utf8(&b[..eol])?.split(';').next().unwrap_or("").trim(),
+            16,
+        )?;
         b = &b[eol + 2..];
         if size == 0 {
             return Ok(out);

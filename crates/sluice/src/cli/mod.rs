@@ -54,7 +54,9 @@ pub fn send(c: &Config, o: SendOptions) -> Result<()> {
         bail!("no recipients: give them as arguments or use --extract-recipients (-t)");
     }
     let envelope = o.envelope.clone().unwrap_or_else(|| send::envelope_from_headers(&mime));
-    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_default();
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_default();
     let body = json!({
         "envelope": envelope,
         "recipients": recipients,
@@ -106,6 +108,12 @@ pub fn read(c: &Config, name: &str, n: usize, pop: bool, follow: bool) -> Result
 
 fn encode_path(s: &str) -> String {
     s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }

@@ -96,13 +96,17 @@ pub fn remove_header(mime: &[u8], name: &str) -> Vec<u8> {
     let mut pos = 0;
     let mut dropping = false;
     while pos < mime.len() {
-        let end = memchr::memchr(b'\n', &mime[pos..]).map(|i| pos + i + 1).unwrap_or(mime.len());
+        let end = memchr::memchr(b'\n', &mime[pos..])
+            .map(|i| pos + i + 1)
+            .unwrap_or(mime.len());
         let line = &mime[pos..end];
         if line == b"\r\n" {
             break;
         }
         if !line.starts_with(b" ") && !line.starts_with(b"\t") {
-            dropping = line.len() > name.len() && line[..name.len()].eq_ignore_ascii_case(name.as_bytes()) && line[name.len()] == b':';
+            dropping = line.len() > name.len()
+                && line[..name.len()].eq_ignore_ascii_case(name.as_bytes())
+                && line[name.len()] == b':';
         }
         if !dropping {
             out.extend_from_slice(line);
@@ -129,6 +133,9 @@ mod tests {
         let m = b"From: \"Doe, J\" <j@d.e>\r\nTo: a@b.c,\r\n x <y@z.w>\r\nBcc: hidden@h.i\r\n\r\nBcc: body\r\n";
         assert_eq!(envelope_from_headers(m), "j@d.e");
         assert_eq!(addresses(&header_values(m, "to")[0]), ["a@b.c", "y@z.w"]);
-        assert_eq!(remove_header(m, "bcc"), b"From: \"Doe, J\" <j@d.e>\r\nTo: a@b.c,\r\n x <y@z.w>\r\n\r\nBcc: body\r\n");
+        assert_eq!(
+            remove_header(m, "bcc"),
+            b"From: \"Doe, J\" <j@d.e>\r\nTo: a@b.c,\r\n x <y@z.w>\r\n\r\nBcc: body\r\n"
+        );
     }
 }

@@ -9,7 +9,10 @@ pub enum Kind {
     /// Hidden in `config check` output.
     Secret,
     Bool,
-    Int { min: u64, max: u64 },
+    Int {
+        min: u64,
+        max: u64,
+    },
     Size,
     Ports,
     Cidrs,
@@ -46,7 +49,9 @@ impl Kind {
                 .iter()
                 .try_for_each(|c| c.parse::<values::Cidr>().map(|_| ())),
             Kind::Ips => values::split_list(v).iter().try_for_each(|ip| {
-                ip.parse::<std::net::IpAddr>().map(|_| ()).map_err(|_| format!("`{ip}` is not an IP address"))
+                ip.parse::<std::net::IpAddr>()
+                    .map(|_| ())
+                    .map_err(|_| format!("`{ip}` is not an IP address"))
             }),
             Kind::HostPort => values::parse_host_port(v, 53).map(|_| ()),
             Kind::Amqp => {
@@ -80,8 +85,14 @@ const fn key(name: &'static str, kind: Kind, default: &'static str) -> Key {
 }
 
 const PORT: Kind = Kind::Int { min: 1, max: 65535 };
-const SECONDS: Kind = Kind::Int { min: 1, max: 31_536_000 };
-const COUNT: Kind = Kind::Int { min: 0, max: 1_000_000_000 };
+const SECONDS: Kind = Kind::Int {
+    min: 1,
+    max: 31_536_000,
+};
+const COUNT: Kind = Kind::Int {
+    min: 0,
+    max: 1_000_000_000,
+};
 
 /// All keys, in the order of `spec/config.md`.
 pub const KEYS: &[Key] = &[
@@ -136,7 +147,11 @@ pub const KEYS: &[Key] = &[
     key("delivery-connections", Kind::Int { min: 1, max: 1_000_000 }, "1000"),
     key("delivery-timeout", SECONDS, "300"),
     key("delivery-ips", Kind::Ips, ""),
-    key("tls-outbound", Kind::Choice(&["opportunistic", "required", "disabled"]), "opportunistic"),
+    key(
+        "tls-outbound",
+        Kind::Choice(&["opportunistic", "required", "disabled"]),
+        "opportunistic",
+    ),
     // Plugins
     key("plugin-directory", Kind::Str, ""),
     key("plugin-timeout", SECONDS, "60"),
@@ -148,7 +163,11 @@ pub const KEYS: &[Key] = &[
     key("server-id", Kind::Int { min: 0, max: 65535 }, "1"),
     key("lock", Kind::Str, ""),
     key("user", Kind::Str, ""),
-    key("log-level", Kind::Choice(&["error", "warn", "info", "debug", "trace"]), "info"),
+    key(
+        "log-level",
+        Kind::Choice(&["error", "warn", "info", "debug", "trace"]),
+        "info",
+    ),
     key("send-log", Kind::Str, ""),
     key("received-log", Kind::Str, ""),
     key("spool-directory", Kind::Str, ""),

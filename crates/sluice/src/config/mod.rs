@@ -51,7 +51,9 @@ pub struct Config {
 impl Config {
     /// Parses `path` (if given) and applies `env` overrides over the defaults.
     pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
-        let mut cfg = Config { values: BTreeMap::new() };
+        let mut cfg = Config {
+            values: BTreeMap::new(),
+        };
         for k in KEYS {
             cfg.values.insert(k.name, (k.default.to_string(), Origin::Default));
         }
@@ -64,7 +66,9 @@ impl Config {
             cfg.parse_text(path, &text)?;
         }
         for (var, value) in env {
-            let Some(rest) = var.strip_prefix("SLUICE_") else { continue };
+            let Some(rest) = var.strip_prefix("SLUICE_") else {
+                continue;
+            };
             let key = rest.to_ascii_lowercase().replace('_', "-");
             let origin = Origin::Env(var.clone());
             cfg.set(&key, value.trim(), origin)?;
@@ -100,7 +104,11 @@ impl Config {
     }
 
     fn set(&mut self, key: &str, value: &str, origin: Origin) -> Result<(), ConfigError> {
-        let err = |message: String| ConfigError { origin: origin.to_string(), key: key.to_string(), message };
+        let err = |message: String| ConfigError {
+            origin: origin.to_string(),
+            key: key.to_string(),
+            message,
+        };
         let Some(spec) = KEYS.iter().find(|k| k.name == key) else {
             return Err(err("unknown key".into()));
         };
@@ -118,18 +126,32 @@ impl Config {
             return Err(self.error(key, "smtp-certificate and smtp-key must be set together".into()));
         }
         if self.str("smtp-username").is_empty() != self.str("smtp-password").is_empty() {
-            return Err(self.error("smtp-password", "smtp-username and smtp-password must be set together".into()));
+            return Err(self.error(
+                "smtp-password",
+                "smtp-username and smtp-password must be set together".into(),
+            ));
         }
         if self.str("www-username").is_empty() != self.str("www-password").is_empty() {
-            return Err(self.error("www-password", "www-username and www-password must be set together".into()));
+            return Err(self.error(
+                "www-password",
+                "www-username and www-password must be set together".into(),
+            ));
         }
         Ok(())
     }
 
     /// An error about `key`, located where the key was set.
     pub fn error(&self, key: &str, message: String) -> ConfigError {
-        let origin = self.values.get(key).map(|(_, o)| o.to_string()).unwrap_or_else(|| "config".into());
-        ConfigError { origin, key: key.to_string(), message }
+        let origin = self
+            .values
+            .get(key)
+            .map(|(_, o)| o.to_string())
+            .unwrap_or_else(|| "config".into());
+        ConfigError {
+            origin,
+            key: key.to_string(),
+            message,
+        }
     }
 
     fn raw(&self, key: &str) -> &str {
@@ -172,7 +194,10 @@ impl Config {
     }
 
     pub fn cidrs(&self, key: &str) -> Vec<Cidr> {
-        values::split_list(self.raw(key)).iter().filter_map(|s| s.parse().ok()).collect()
+        values::split_list(self.raw(key))
+            .iter()
+            .filter_map(|s| s.parse().ok())
+            .collect()
     }
 
     /// The data directory.
@@ -193,7 +218,11 @@ impl Config {
         let mut out = String::new();
         for k in KEYS {
             let (v, origin) = &self.values[k.name];
-            let shown = if k.kind == Kind::Secret && !v.is_empty() { "********" } else { v.as_str() };
+            let shown = if k.kind == Kind::Secret && !v.is_empty() {
+                "********"
+            } else {
+                v.as_str()
+            };
             out.push_str(&format!("{}: {}", k.name, shown));
             if *origin != Origin::Default {
                 out.push_str(&format!("    # {origin}"));

@@ -22,14 +22,21 @@ fn defaults_and_types() {
     let c = load("smtp-port: 25,2525,1024-1026\nsmtp-maxsize: 512KB\n# comment: x\nsmtp-password: a#b:c\nsmtp-username: u\nrabbitmq-address: amqp://u:p@h1;h2/v\n").unwrap();
     assert_eq!(c.ports("smtp-port"), [25, 2525, 1024, 1025, 1026]);
     assert_eq!(c.size("smtp-maxsize"), 512 << 10);
-    assert_eq!(c.str("smtp-password"), "a#b:c", "split on the first colon; # is not a comment mid-line");
+    assert_eq!(
+        c.str("smtp-password"),
+        "a#b:c",
+        "split on the first colon; # is not a comment mid-line"
+    );
     assert_eq!(c.str("rabbitmq-address"), "amqp://u:p@h1;h2/v");
 }
 
 #[test]
 fn errors_name_file_line_and_key() {
     let e = load("smtp-port: 25\nno-such-key: 1\n").unwrap_err();
-    assert_eq!((e.origin.as_str(), e.key.as_str(), e.message.as_str()), ("FILE:2", "no-such-key", "unknown key"));
+    assert_eq!(
+        (e.origin.as_str(), e.key.as_str(), e.message.as_str()),
+        ("FILE:2", "no-such-key", "unknown key")
+    );
     let e = load("\nsmtp-maxsize: lots\n").unwrap_err();
     assert_eq!((e.origin.as_str(), e.key.as_str()), ("FILE:2", "smtp-maxsize"));
     assert!(e.message.contains("100MB"), "{}", e.message);
@@ -48,10 +55,17 @@ fn errors_name_file_line_and_key() {
 
 #[test]
 fn environment_overrides() {
-    let c = Config::load(None, vec![("SLUICE_SMTP_PORT".into(), "2526".into()), ("HOME".into(), "/x".into())]).unwrap();
+    let c = Config::load(
+        None,
+        vec![("SLUICE_SMTP_PORT".into(), "2526".into()), ("HOME".into(), "/x".into())],
+    )
+    .unwrap();
     assert_eq!(c.ports("smtp-port"), [2526]);
     let e = Config::load(None, vec![("SLUICE_SMTP_PORTS".into(), "1".into())]).unwrap_err();
-    assert_eq!((e.origin.as_str(), e.key.as_str()), ("environment SLUICE_SMTP_PORTS", "smtp-ports"));
+    assert_eq!(
+        (e.origin.as_str(), e.key.as_str()),
+        ("environment SLUICE_SMTP_PORTS", "smtp-ports")
+    );
 }
 
 #[test]

@@ -29,7 +29,10 @@ pub fn parse_size(v: &str) -> Result<Size, String> {
 
 /// Splits a list on `,`, `;` and whitespace.
 pub fn split_list(v: &str) -> Vec<String> {
-    v.split([',', ';', ' ', '\t']).filter(|s| !s.is_empty()).map(str::to_string).collect()
+    v.split([',', ';', ' ', '\t'])
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 pub fn parse_ports(v: &str) -> Result<Vec<u16>, String> {
@@ -37,7 +40,10 @@ pub fn parse_ports(v: &str) -> Result<Vec<u16>, String> {
     let mut out = Vec::new();
     for item in split_list(v) {
         let (a, b) = match item.split_once('-') {
-            Some((a, b)) => (a.parse::<u16>().map_err(|_| bad())?, b.parse::<u16>().map_err(|_| bad())?),
+            Some((a, b)) => (
+                a.parse::<u16>().map_err(|_| bad())?,
+                b.parse::<u16>().map_err(|_| bad())?,
+            ),
             None => {
                 let p = item.parse::<u16>().map_err(|_| bad())?;
                 (p, p)
@@ -73,7 +79,10 @@ impl std::str::FromStr for Cidr {
     fn from_str(s: &str) -> Result<Self, String> {
         let bad = || format!("expected an address range such as 192.0.2.0/24, got `{s}`");
         let (ip, prefix) = match s.split_once('/') {
-            Some((ip, p)) => (ip.parse::<IpAddr>().map_err(|_| bad())?, Some(p.parse::<u8>().map_err(|_| bad())?)),
+            Some((ip, p)) => (
+                ip.parse::<IpAddr>().map_err(|_| bad())?,
+                Some(p.parse::<u8>().map_err(|_| bad())?),
+            ),
             None => (s.parse::<IpAddr>().map_err(|_| bad())?, None),
         };
         let max = if ip.is_ipv4() { 32 } else { 128 };

@@ -31,7 +31,12 @@ pub struct Api {
 
 impl Api {
     pub fn basic_auth(user: Option<&str>, password: &str) -> Option<String> {
-        user.map(|u| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{u}:{password}"))))
+        user.map(|u| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{u}:{password}"))
+            )
+        })
     }
 }
 
@@ -68,7 +73,11 @@ async fn require_auth(State(api): Shared, req: Request, next: Next) -> Response 
     if let Some(expected) = &api.basic_auth {
         let given = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
         if given != Some(expected.as_str()) {
-            return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Basic realm=\"sluice\"")], Json(json!({"error": "authentication required"})))
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Basic realm=\"sluice\"")],
+                Json(json!({"error": "authentication required"})),
+            )
                 .into_response();
         }
     }
@@ -97,7 +106,10 @@ fn render(messages: Vec<StoredMessage>) -> Value {
     Value::Array(
         messages
             .into_iter()
-            .map(|m| serde_json::from_slice(&m.body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&m.body).into_owned())))
+            .map(|m| {
+                serde_json::from_slice(&m.body)
+                    .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&m.body).into_owned()))
+            })
             .collect(),
     )
 }
@@ -131,7 +143,10 @@ fn parse_messages(body: &[u8]) -> Result<Vec<Value>, ApiError> {
 
 async fn publish(api: &Api, queue: &str, values: Vec<Value>) -> Result<Json<Value>, ApiError> {
     let n = values.len();
-    let batch = values.into_iter().map(|v| NewMessage::now(queue, v.to_string().into_bytes())).collect();
+    let batch = values
+        .into_iter()
+        .map(|v| NewMessage::now(queue, v.to_string().into_bytes()))
+        .collect();
     api.queue.publish(batch).await?;
     Ok(Json(json!({ "queued": n, "queue": queue })))
 }
@@ -140,9 +155,15 @@ async fn publish(api: &Api, queue: &str, values: Vec<Value>) -> Result<Json<Valu
 async fn inject(State(api): Shared, body: Bytes) -> Result<Json<Value>, ApiError> {
     let values = parse_messages(&body)?;
     for (i, v) in values.iter().enumerate() {
-        let ok = v.get("recipient").and_then(Value::as_str).is_some_and(|r| !r.is_empty());
+        let ok = v
+            .get("recipient")
+            .and_then(Value::as_str)
+            .is_some_and(|r| !r.is_empty());
         if !ok {
-            return Err(ApiError(StatusCode::BAD_REQUEST, format!("message {}: not a JSON object with a recipient", i + 1)));
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("message {}: not a JSON object with a recipient", i + 1),
+            ));
         }
     }
     let outbox = api.names.outbox.clone();
@@ -173,13 +194,28 @@ async fn submit(State(api): Shared, Json(s): Json<Submission>) -> Result<Json<Va
     properties.insert("received".into(), crate::stamp::now().into());
     properties.insert("hostname".into(), api.hostname.clone().into());
     properties.insert("cli".into(), Value::Object(s.cli));
-    let reception = Reception { envelope: s.envelope, mime: s.mime.into_bytes(), properties, dsn: Map::new(), extract: api.extract };
-    let recipients: Vec<Recipient> = s.recipients.iter().map(|r| Recipient { address: r.clone(), ..Default::default() }).collect();
+    let reception = Reception {
+        envelope: s.envelope,
+        mime: s.mime.into_bytes(),
+        properties,
+        dsn: Map::new(),
+        extract: api.extract,
+    };
+    let recipients: Vec<Recipient> = s
+        .recipients
+        .iter()
+        .map(|r| Recipient {
+            address: r.clone(),
+            ..Default::default()
+        })
+        .collect();
     let ids: Vec<String> = recipients.iter().map(|_| api.ids.next()).collect();
     let batch = message::build(&reception, &recipients, &ids)
         .into_iter()
         .map(|m| NewMessage::now(api.names.inbox.clone(), Value::Object(m).to_string().into_bytes()))
         .collect();
     api.queue.publish(batch).await?;
-    Ok(Json(json!({ "queued": ids.len(), "queue": api.names.inbox, "ids": ids })))
+    Ok(Json(
+        json!({ "queued": ids.len(), "queue": api.names.inbox, "ids": ids }),
+    ))
 }

@@ -87,7 +87,11 @@ fn typed(name: &str, value: &str) -> Value {
             _ => value.into(),
         },
         "ips" => Value::Array(
-            value.split([',', ' ', ';']).filter(|s| !s.is_empty()).map(|s| Value::String(s.into())).collect(),
+            value
+                .split([',', ' ', ';'])
+                .filter(|s| !s.is_empty())
+                .map(|s| Value::String(s.into()))
+                .collect(),
         ),
         _ => Value::String(value.to_string()),
     }
@@ -101,7 +105,11 @@ pub fn extract_headers(mime: &[u8]) -> (Vec<u8>, Map<String, Value>) {
     let mut pos = 0;
     // Header fields: a line and its continuation lines, until the empty line.
     while pos < mime.len() {
-        let line_end = |from: usize| memchr::memchr(b'\n', &mime[from..]).map(|i| from + i + 1).unwrap_or(mime.len());
+        let line_end = |from: usize| {
+            memchr::memchr(b'\n', &mime[from..])
+                .map(|i| from + i + 1)
+                .unwrap_or(mime.len())
+        };
         let first_end = line_end(pos);
         let first = &mime[pos..first_end];
         if first == b"\r\n" || first == b"\n" || first.first().is_some_and(|c| *c == b' ' || *c == b'\t') {
@@ -117,11 +125,17 @@ pub fn extract_headers(mime: &[u8]) -> (Vec<u8>, Map<String, Value>) {
             (true, Some(colon)) => {
                 let name = String::from_utf8_lossy(&field[5..colon]).trim().to_ascii_lowercase();
                 let raw = String::from_utf8_lossy(&field[colon + 1..]);
-                let value = raw.split(['\r', '\n']).map(str::trim).filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" ");
+                let value = raw
+                    .split(['\r', '\n'])
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(" ");
                 if name == "recipient" || name == "message-id" || name == "mime" {
                     out.extend_from_slice(field); // per-recipient properties are not settable by headers
-                } else if let Some((obj, member)) =
-                    OBJECTS.iter().find_map(|o| name.strip_prefix(o).and_then(|r| r.strip_prefix('-')).map(|m| (*o, m)))
+                } else if let Some((obj, member)) = OBJECTS
+                    .iter()
+                    .find_map(|o| name.strip_prefix(o).and_then(|r| r.strip_prefix('-')).map(|m| (*o, m)))
                 {
                     let mut inner = Map::new();
                     inner.insert(member.to_string(), typed(&name, &value));
@@ -158,10 +172,25 @@ mod tests {
     fn one_object_per_recipient() {
         let mut dsn = Map::new();
         dsn.insert("ret".into(), "HDRS".into());
-        let r = Reception { envelope: "s@x.y".into(), mime: b"X-MQ-envelope: e@x.y\r\n\r\nbody".to_vec(), properties: Map::new(), dsn, extract: true };
+        let r = Reception {
+            envelope: "s@x.y".into(),
+            mime: b"X-MQ-envelope: e@x.y\r\n\r\nbody".to_vec(),
+            properties: Map::new(),
+            dsn,
+            extract: true,
+        };
         let mut rdsn = Map::new();
         rdsn.insert("notify".into(), "FAILURE".into());
-        let rcpts = [Recipient { address: "a@x.y".into(), dsn: rdsn }, Recipient { address: "b@x.y".into(), ..Default::default() }];
+        let rcpts = [
+            Recipient {
+                address: "a@x.y".into(),
+                dsn: rdsn,
+            },
+            Recipient {
+                address: "b@x.y".into(),
+                ..Default::default()
+            },
+        ];
         let v = build(&r, &rcpts, &["1".into(), "2".into()]);
         assert_eq!(v.len(), 2);
         assert_eq!(v[0]["recipient"], "a@x.y");

@@ -56,7 +56,9 @@ impl Inbound {
             greeting_delay: Duration::from_millis(c.u64("smtp-greeting-delay")),
             range: c.cidrs("smtp-range"),
             proxy: c.cidrs("smtp-proxy"),
-            credentials: c.opt("smtp-username").map(|u| (u.to_string(), c.str("smtp-password").to_string())),
+            credentials: c
+                .opt("smtp-username")
+                .map(|u| (u.to_string(), c.str("smtp-password").to_string())),
             max_connections: c.u64("smtp-connections") as usize,
             extract: c.bool("smtp-extract"),
             names: QueueNames::from_config(c),
@@ -81,7 +83,10 @@ impl Inbound {
 
 /// Refuses to run as an open relay by accident (see `smtp-open-relay`).
 pub fn check_open_relay(c: &Config) -> Result<()> {
-    let public = c.list("smtp-ip").iter().any(|ip| ip.parse::<IpAddr>().map(|ip| !ip.is_loopback()).unwrap_or(true));
+    let public = c
+        .list("smtp-ip")
+        .iter()
+        .any(|ip| ip.parse::<IpAddr>().map(|ip| !ip.is_loopback()).unwrap_or(true));
     if public && c.opt("smtp-range").is_none() && c.opt("smtp-username").is_none() && !c.bool("smtp-open-relay") {
         bail!(
             "{}",
@@ -115,27 +120,33 @@ impl Workers {
             let (tx, mut rx) = mpsc::unbounded_channel::<Accepted>();
             let inbound = inbound.clone();
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            let t = std::thread::Builder::new().name(format!("smtp-worker-{i}")).spawn(move || {
-                rt.block_on(async move {
-                    let mut tasks = tokio::task::JoinSet::new();
-                    while let Some(acc) = rx.recv().await {
-                        let inbound = inbound.clone();
-                        tasks.spawn(async move {
-                            match TcpStream::from_std(acc.stream) {
-                                Ok(s) => session::serve(inbound, s, acc.implicit_tls).await,
-                                Err(e) => tracing::warn!(error = %e, "could not adopt an accepted socket"),
-                            }
-                        });
-                        while tasks.try_join_next().is_some() {}
-                    }
-                    // Listeners are closed: let the sessions finish.
-                    while tasks.join_next().await.is_some() {}
-                });
-            })?;
+            let t = std::thread::Builder::new()
+                .name(format!("smtp-worker-{i}"))
+                .spawn(move || {
+                    rt.block_on(async move {
+                        let mut tasks = tokio::task::JoinSet::new();
+                        while let Some(acc) = rx.recv().await {
+                            let inbound = inbound.clone();
+                            tasks.spawn(async move {
+                                match TcpStream::from_std(acc.stream) {
+                                    Ok(s) => session::serve(inbound, s, acc.implicit_tls).await,
+                                    Err(e) => tracing::warn!(error = %e, "could not adopt an accepted socket"),
+                                }
+                            });
+                            while tasks.try_join_next().is_some() {}
+                        }
+                        // Listeners are closed: let the sessions finish.
+                        while tasks.join_next().await.is_some() {}
+                    });
+                })?;
             senders.push(tx);
             threads.push(t);
         }
-        Ok(Workers { senders, threads, next: AtomicUsize::new(0) })
+        Ok(Workers {
+            senders,
+            threads,
+            next: AtomicUsize::new(0),
+        })
     }
 
     /// Hands a socket to the next worker.
@@ -161,7 +172,8 @@ pub fn bind(c: &Config) -> Result<Vec<(std::net::TcpListener, bool)>> {
             for port in c.ports(key) {
                 let ip: IpAddr = ip.parse().context("smtp-ip")?;
                 let addr = SocketAddr::new(ip, port);
-                let l = std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr} ({key})"))?;
+                let l =
+                    std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr} ({key})"))?;
                 l.set_nonblocking(true)?;
                 out.push((l, tls));
             }

@@ -53,7 +53,11 @@ impl Conn {
 
     fn cipher(&self) -> Option<String> {
         match self {
-            Conn::Tls(s) => s.get_ref().1.negotiated_cipher_suite().map(|c| format!("{:?}", c.suite())),
+            Conn::Tls(s) => s
+                .get_ref()
+                .1
+                .negotiated_cipher_suite()
+                .map(|c| format!("{:?}", c.suite())),
             _ => None,
         }
     }
@@ -80,7 +84,9 @@ struct Session<'a> {
 pub async fn serve(inbound: Arc<Inbound>, stream: TcpStream, implicit_tls: bool) {
     let n = inbound.connections.fetch_add(1, Ordering::Relaxed) + 1;
     let _slot = ConnectionSlot(&inbound);
-    let (Ok(mut remote), Ok(mut local)) = (stream.peer_addr(), stream.local_addr()) else { return };
+    let (Ok(mut remote), Ok(mut local)) = (stream.peer_addr(), stream.local_addr()) else {
+        return;
+    };
     let _ = stream.set_nodelay(true);
     let mut conn = Conn::Plain(stream);
     let mut early = Vec::new();
@@ -107,7 +113,13 @@ pub async fn serve(inbound: Arc<Inbound>, stream: TcpStream, implicit_tls: bool)
         auth_enabled: inbound.credentials.is_some(),
         auth_in_clear: loopback,
     };
-    let mut s = Session { inbound: &inbound, conn, smtp: ServerSession::new(cfg), local, remote };
+    let mut s = Session {
+        inbound: &inbound,
+        conn,
+        smtp: ServerSession::new(cfg),
+        local,
+        remote,
+    };
     if implicit_tls {
         if let Err(e) = s.conn.start_tls(&inbound).await {
             tracing::debug!(peer = %remote, error = %e, "TLS handshake failed");
@@ -116,11 +128,20 @@ pub async fn serve(inbound: Arc<Inbound>, stream: TcpStream, implicit_tls: bool)
         s.smtp.set_secure();
     }
     if !inbound.allowed(remote.ip()) {
-        s.smtp.refuse(Reply::new(554, "5.7.1", format!("Access denied for {}", remote.ip())));
+        s.smtp
+            .refuse(Reply::new(554, "5.7.1", format!("Access denied for {}", remote.ip())));
     } else if n > inbound.max_connections {
-        s.smtp.refuse(Reply::new(421, "4.7.0", format!("{} Too many connections, try again later", inbound.hostname)));
+        s.smtp.refuse(Reply::new(
+            421,
+            "4.7.0",
+            format!("{} Too many connections, try again later", inbound.hostname),
+        ));
     } else if early.is_empty() && s.talks_first().await {
-        s.smtp.refuse(Reply::new(554, "5.5.0", "Error: SMTP protocol violation: talking before the greeting"));
+        s.smtp.refuse(Reply::new(
+            554,
+            "5.5.0",
+            "Error: SMTP protocol violation: talking before the greeting",
+        ));
     } else {
         s.smtp.greet();
         s.smtp.feed(&early);
@@ -212,13 +233,18 @@ impl Session<'_> {
             }
             Event::Rcpt(_) => self.smtp.accept(),
             Event::Auth { login, password, .. } => {
-                let ok = self.inbound.credentials.as_ref().is_some_and(|(u, p)| *u == login && *p == password);
+                let ok = self
+                    .inbound
+                    .credentials
+                    .as_ref()
+                    .is_some_and(|(u, p)| *u == login && *p == password);
                 if ok {
                     self.smtp.set_authenticated(&login);
                     self.smtp.accept();
                 } else {
                     tracing::info!(peer = %self.remote, login = %login, "authentication failed");
-                    self.smtp.respond(Reply::new(535, "5.7.8", "Authentication credentials invalid"));
+                    self.smtp
+                        .respond(Reply::new(535, "5.7.8", "Authentication credentials invalid"));
                 }
             }
             Event::StartTls => {
@@ -268,7 +294,13 @@ impl Session<'_> {
         if let Some(envid) = &env.mail.envid {
             dsn.insert("envid".into(), envid.clone().into());
         }
-        let reception = Reception { envelope: env.mail.address.clone(), mime: env.body, properties, dsn, extract: self.inbound.extract };
+        let reception = Reception {
+            envelope: env.mail.address.clone(),
+            mime: env.body,
+            properties,
+            dsn,
+            extract: self.inbound.extract,
+        };
         let recipients: Vec<Recipient> = env
             .rcpts
             .iter()
@@ -280,7 +312,10 @@ impl Session<'_> {
                 if let Some(o) = &r.orcpt {
                     dsn.insert("orcpt".into(), o.clone().into());
                 }
-                Recipient { address: r.address.clone(), dsn }
+                Recipient {
+                    address: r.address.clone(),
+                    dsn,
+                }
             })
             .collect();
         let ids: Vec<String> = recipients.iter().map(|_| self.inbound.ids.next()).collect();

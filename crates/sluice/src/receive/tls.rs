@@ -20,7 +20,8 @@ pub fn acceptor(cert: Option<&str>, key: Option<&str>, data_dir: &Path, hostname
             (c, k)
         }
     };
-    let cert_pem = std::fs::read(&cert_path).with_context(|| format!("reading smtp-certificate {}", cert_path.display()))?;
+    let cert_pem =
+        std::fs::read(&cert_path).with_context(|| format!("reading smtp-certificate {}", cert_path.display()))?;
     let key_pem = std::fs::read(&key_path).with_context(|| format!("reading smtp-key {}", key_path.display()))?;
     let certs = rustls_pemfile::certs(&mut cert_pem.as_slice())
         .collect::<Result<Vec<_>, _>>()
@@ -49,7 +50,12 @@ fn generate(cert: &Path, key: &Path, hostname: &str) -> Result<()> {
 fn write_private(path: &Path, data: &[u8]) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
     f.write_all(data)?;
     Ok(())
 }

@@ -19,8 +19,16 @@ pub fn free_port() -> u16 {
 /// Fails with a clear message when an external peer is missing (the README's
 /// test command installs them).
 pub fn require(tool: &str) {
-    let found = Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().map(|o| o.status.success()).unwrap_or(false);
-    assert!(found, "{tool} is not installed; run the README's test command, which installs it");
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        found,
+        "{tool} is not installed; run the README's test command, which installs it"
+    );
 }
 
 /// A running daemon.
@@ -45,10 +53,20 @@ impl Daemon {
         // A key given in `extra` replaces the harness default.
         let key = |l: &str| l.split(':').next().unwrap_or("").trim().to_string();
         let overridden: Vec<String> = extra.lines().map(key).collect();
-        let mut text: String = defaults.lines().filter(|l| !overridden.contains(&key(l))).map(|l| format!("{l}\n")).collect();
+        let mut text: String = defaults
+            .lines()
+            .filter(|l| !overridden.contains(&key(l)))
+            .map(|l| format!("{l}\n"))
+            .collect();
         text.push_str(extra);
         std::fs::write(&config, text).unwrap();
-        let mut d = Daemon { dir, smtp, www, config, child: None };
+        let mut d = Daemon {
+            dir,
+            smtp,
+            www,
+            config,
+            child: None,
+        };
         d.spawn();
         d
     }
@@ -63,7 +81,11 @@ impl Daemon {
 
     /// (Re)starts the process on the same config and data, waiting until it serves.
     pub fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap();
         let child = Command::new(BIN)
             .args(["run", "--config"])
             .arg(&self.config)
@@ -77,7 +99,9 @@ impl Daemon {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("sluice exited at start ({status}):\n{}", self.log());
             }
-            if TcpStream::connect(("127.0.0.1", self.www)).is_ok() && TcpStream::connect(("127.0.0.1", self.smtp)).is_ok() {
+            if TcpStream::connect(("127.0.0.1", self.www)).is_ok()
+                && TcpStream::connect(("127.0.0.1", self.smtp)).is_ok()
+            {
                 return;
             }
             assert!(Instant::now() < deadline, "sluice did not start:\n{}", self.log());
@@ -100,7 +124,11 @@ impl Daemon {
     /// SIGTERM and wait; returns the exit status code.
     pub fn terminate(&mut self) -> Option<i32> {
         let mut c = self.child.take()?;
-        Command::new("kill").arg("-TERM").arg(c.id().to_string()).status().unwrap();
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status()
+            .unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(s) = c.try_wait().unwrap() {
@@ -119,7 +147,11 @@ impl Daemon {
     /// Pops every message of `queue` as JSON.
     pub fn pop_all(&self, queue: &str) -> Vec<Value> {
         let out = self.cli(&["queue", "pop", queue, "-n", "1000000"], b"");
-        assert!(out.status.success(), "pop failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "pop failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         json_lines(&out.stdout)
     }
 
@@ -152,7 +184,11 @@ pub fn cli_with(config: &Path, args: &[&str], stdin: &[u8]) -> Output {
 }
 
 pub fn json_lines(out: &[u8]) -> Vec<Value> {
-    String::from_utf8_lossy(out).lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect()
+    String::from_utf8_lossy(out)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 /// A raw SMTP client that reads whole (multi-line) replies.
@@ -164,7 +200,9 @@ impl Smtp {
     pub fn connect(port: u16) -> Smtp {
         let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        Smtp { reader: BufReader::new(s) }
+        Smtp {
+            reader: BufReader::new(s),
+        }
     }
 
     /// Reads one reply; returns its last line (`250 2.0.0 Ok`), or "" on EOF.

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs every test. Installs the real peers the tests talk to when missing:
+# swaks, Postfix (for smtp-source/smtp-sink), python3. Safe to run repeatedly.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v swaks >/dev/null || need+=(swaks)
+command -v smtp-source >/dev/null || need+=(postfix)
+command -v python3 >/dev/null || need+=(python3)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing test peers: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections 2>/dev/null || true
+  apt-get update -q >/dev/null
+  apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast
+else
+  cargo test --workspace --no-fail-fast
+fi
