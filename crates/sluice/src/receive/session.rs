@@ -327,7 +327,7 @@ impl Session<'_> {
         if let Err(e) = self.inbound.queue.publish(batch).await {
             tracing::error!(error = %e, "could not store a received message");
             return match e {
-                sluice_queue::QueueError::Io(ref io) if io.raw_os_error() == Some(28) => {
+                sluice_queue::QueueError::Io(ref io) if io.kind() == std::io::ErrorKind::StorageFull => {
                     Reply::new(452, "4.3.1", "Insufficient system storage, try again later")
                 }
                 _ => Reply::new(451, "4.3.0", "Temporary failure storing the message, try again later"),
