@@ -3,7 +3,7 @@
 use crate::config::Config;
 use crate::http::{self, Api};
 use crate::queues::QueueNames;
-use crate::receive::{self, Accepted, Inbound, Workers};
+use crate::receive::{self, Inbound, Workers};
 use crate::stamp::IdGenerator;
 use anyhow::{bail, Context, Result};
 use sluice_queue::{EmbeddedStore, Queue, StoreOptions};
@@ -84,7 +84,11 @@ pub fn run(c: Config) -> Result<()> {
         ids.clone(),
         shutdown_rx.clone(),
     ));
-    let workers = Arc::new(Workers::start(c.smtp_threads(), inbound.clone())?);
+    for (l, tls) in &smtp_listeners {
+        tracing::info!(address = %l.local_addr()?, tls, "SMTP listening");
+    }
+    let workers = Workers::start(c.smtp_threads(), inbound, &smtp_listeners)?;
+    drop(smtp_listeners);
     let api = Arc::new(Api {
         queue: queue.clone(),
         names: QueueNames::from_config(&c),
@@ -99,29 +103,6 @@ pub fn run(c: Config) -> Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async {
-        for (l, implicit_tls) in smtp_listeners {
-            let l = tokio::net::TcpListener::from_std(l)?;
-            tracing::info!(address = %l.local_addr()?, tls = implicit_tls, "SMTP listening");
-            let workers = workers.clone();
-            let mut stop = shutdown_rx.clone();
-            tokio::spawn(async move {
-                loop {
-                    tokio::select! {
-                        r = l.accept() => match r {
-                            Ok((s, _)) => match s.into_std() {
-                                Ok(stream) => workers.dispatch(Accepted { stream, implicit_tls }),
-                                Err(e) => tracing::warn!(error = %e, "accepted socket unusable"),
-                            },
-                            Err(e) => {
-                                tracing::warn!(error = %e, "accept failed");
-                                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                            }
-                        },
-                        _ = crate::shutdown::requested(&mut stop) => break,
-                    }
-                }
-            });
-        }
         let www = tokio::net::TcpListener::from_std(www)?;
         tracing::info!(address = %www.local_addr()?, "HTTP API listening");
         let mut stop = shutdown_rx.clone();
@@ -136,9 +117,7 @@ pub fn run(c: Config) -> Result<()> {
         anyhow::Ok(())
     })?;
     drop(rt);
-    if let Ok(workers) = Arc::try_unwrap(workers) {
-        workers.join();
-    }
+    workers.join();
     store.close();
     tracing::info!("stopped");
     Ok(())

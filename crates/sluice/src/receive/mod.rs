@@ -12,7 +12,7 @@ use crate::stamp::IdGenerator;
 use anyhow::{bail, Context, Result};
 use sluice_queue::Queue;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -99,69 +99,75 @@ pub fn check_open_relay(c: &Config) -> Result<()> {
     Ok(())
 }
 
-/// A socket on its way to a worker, and whether it starts with TLS.
-pub struct Accepted {
-    pub stream: std::net::TcpStream,
-    pub implicit_tls: bool,
-}
-
-/// The worker threads, each with its own single-threaded runtime.
+/// The worker threads, each with its own single-threaded runtime that
+/// accepts on its own clone of every listening socket and owns the sessions
+/// it accepted from start to end (no cross-thread hand-off per connection).
 pub struct Workers {
-    senders: Vec<mpsc::UnboundedSender<Accepted>>,
     threads: Vec<std::thread::JoinHandle<()>>,
-    next: AtomicUsize,
 }
 
 impl Workers {
-    pub fn start(count: usize, inbound: Arc<Inbound>) -> Result<Workers> {
-        let mut senders = Vec::new();
+    pub fn start(count: usize, inbound: Arc<Inbound>, listeners: &[(std::net::TcpListener, bool)]) -> Result<Workers> {
         let mut threads = Vec::new();
         for i in 0..count {
-            let (tx, mut rx) = mpsc::unbounded_channel::<Accepted>();
+            let mine = listeners
+                .iter()
+                .map(|(l, tls)| Ok((l.try_clone()?, *tls)))
+                .collect::<std::io::Result<Vec<_>>>()?;
             let inbound = inbound.clone();
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let t = std::thread::Builder::new()
                 .name(format!("smtp-worker-{i}"))
-                .spawn(move || {
-                    rt.block_on(async move {
-                        let mut tasks = tokio::task::JoinSet::new();
-                        while let Some(acc) = rx.recv().await {
-                            let inbound = inbound.clone();
-                            tasks.spawn(async move {
-                                match TcpStream::from_std(acc.stream) {
-                                    Ok(s) => session::serve(inbound, s, acc.implicit_tls).await,
-                                    Err(e) => tracing::warn!(error = %e, "could not adopt an accepted socket"),
-                                }
-                            });
-                            while tasks.try_join_next().is_some() {}
-                        }
-                        // Listeners are closed: let the sessions finish.
-                        while tasks.join_next().await.is_some() {}
-                    });
-                })?;
-            senders.push(tx);
+                .spawn(move || rt.block_on(worker(inbound, mine)))?;
             threads.push(t);
         }
-        Ok(Workers {
-            senders,
-            threads,
-            next: AtomicUsize::new(0),
-        })
+        Ok(Workers { threads })
     }
 
-    /// Hands a socket to the next worker.
-    pub fn dispatch(&self, acc: Accepted) {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.senders.len();
-        let _ = self.senders[i].send(acc);
-    }
-
-    /// Closes the hand-off channels and waits for every session to end.
+    /// Waits for every worker: they stop accepting on shutdown and end when
+    /// their last session ended.
     pub fn join(self) {
-        drop(self.senders);
         for t in self.threads {
             let _ = t.join();
         }
     }
+}
+
+async fn worker(inbound: Arc<Inbound>, listeners: Vec<(std::net::TcpListener, bool)>) {
+    let (tx, mut rx) = mpsc::unbounded_channel::<(TcpStream, bool)>();
+    for (l, implicit_tls) in listeners {
+        let l = match tokio::net::TcpListener::from_std(l) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "worker cannot use a listening socket");
+                continue;
+            }
+        };
+        let (tx, mut stop) = (tx.clone(), inbound.shutdown.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    r = l.accept() => match r {
+                        Ok((s, _)) => { let _ = tx.send((s, implicit_tls)); }
+                        Err(e) => {
+                            // Out of descriptors and the like: back off instead of spinning.
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    },
+                    _ = crate::shutdown::requested(&mut stop) => break,
+                }
+            }
+        });
+    }
+    drop(tx);
+    let mut sessions = tokio::task::JoinSet::new();
+    while let Some((stream, implicit_tls)) = rx.recv().await {
+        sessions.spawn(session::serve(inbound.clone(), stream, implicit_tls));
+        while sessions.try_join_next().is_some() {}
+    }
+    // Every accept loop ended (shutdown): let the open sessions finish.
+    while sessions.join_next().await.is_some() {}
 }
 
 /// Binds every `smtp-ip` × port; errors name the address.
