@@ -57,14 +57,13 @@ pub fn run(c: Config) -> Result<()> {
     let data = c.data_dir();
     std::fs::create_dir_all(&data).with_context(|| format!("cannot create data-directory {}", data.display()))?;
     let _lock = lock(&c)?;
-    let hostname = hostname(&c);
-    let store =
-        Arc::new(EmbeddedStore::open(&data.join("queue"), StoreOptions::default()).context("opening the queue store")?);
-    let queue: Arc<dyn Queue> = store.clone();
-    let tls = receive::tls::acceptor(c.opt("smtp-certificate"), c.opt("smtp-key"), &data, &hostname)?;
-    let ids = Arc::new(IdGenerator::new(c.u64("server-id")));
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-
+    let user = c
+        .opt("user")
+        .map(|name| crate::privileges::lookup(name).map_err(|e| c.error("user", e)))
+        .transpose()?;
+    if let Some(user) = &user {
+        crate::privileges::give(&data, user)?;
+    }
     let smtp_listeners = receive::bind(&c)?;
     let www_ip = c
         .list("www-ip")
@@ -75,6 +74,17 @@ pub fn run(c: Config) -> Result<()> {
     let www =
         std::net::TcpListener::bind(&www_addr).with_context(|| format!("cannot listen on {www_addr} (www-port)"))?;
     www.set_nonblocking(true)?;
+    // Sockets are bound (ports below 1024 need root); from here on, the configured user.
+    if let Some(user) = &user {
+        crate::privileges::drop_to(user)?;
+    }
+    let hostname = hostname(&c);
+    let store =
+        Arc::new(EmbeddedStore::open(&data.join("queue"), StoreOptions::default()).context("opening the queue store")?);
+    let queue: Arc<dyn Queue> = store.clone();
+    let tls = receive::tls::acceptor(c.opt("smtp-certificate"), c.opt("smtp-key"), &data, &hostname)?;
+    let ids = Arc::new(IdGenerator::new(c.u64("server-id")));
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
     let inbound = Arc::new(Inbound::from_config(
         &c,

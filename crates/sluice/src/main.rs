@@ -4,6 +4,7 @@ mod cli;
 mod config;
 mod daemon;
 mod http;
+mod privileges;
 mod queues;
 mod receive;
 mod shutdown;

@@ -254,3 +254,47 @@ fn sigterm_finishes_the_open_transaction_then_stops() {
     assert_eq!(msgs.len(), 1);
     assert_eq!(msgs[0]["recipient"], "late@example.com");
 }
+
+#[test]
+fn runs_as_the_configured_user() {
+    let data = tempfile::tempdir().unwrap();
+    // nobody must be able to reach the data directory.
+    Command::new("chmod").arg("755").arg(data.path()).status().unwrap();
+    let d = Daemon::start(&format!(
+        "user: nobody\ndata-directory: {}\n",
+        data.path().join("d").display()
+    ));
+    let status = std::fs::read_to_string(format!("/proc/{}/status", d.pid())).unwrap();
+    let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap().to_string();
+    assert!(
+        uid.split_whitespace().skip(1).all(|u| u == "65534"),
+        "real, effective, saved uid are nobody's: {uid}"
+    );
+    let mut c = d.connect();
+    c.reply();
+    c.cmd("EHLO c");
+    assert!(c
+        .mail("a@b.c", &["r@example.com"], "Subject: x\r\n\r\ny\r\n")
+        .starts_with("250"));
+    assert_eq!(d.pop_all("outbox").len(), 1);
+    let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(data.path().join("d/queue")).unwrap());
+    assert_eq!(owner, 65534);
+
+    let bad = d.dir.path().join("bad-user.txt");
+    std::fs::write(
+        &bad,
+        format!(
+            "user: no-such-user-here\nsmtp-port: {}\nwww-port: {}\ndata-directory: {}\n",
+            free_port(),
+            free_port(),
+            d.dir.path().join("x").display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(BIN).arg("run").arg("--config").arg(&bad).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad-user.txt:1: user: no such user `no-such-user-here`"),
+        "{err}"
+    );
+}

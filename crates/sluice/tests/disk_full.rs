@@ -15,8 +15,17 @@ impl Drop for Mount {
 }
 
 fn mount_tmpfs(dir: &std::path::Path, size: &str, remount: bool) {
-    let opts = if remount { format!("remount,size={size}") } else { format!("size={size}") };
-    let ok = Command::new("mount").args(["-t", "tmpfs", "-o", &opts, "tmpfs"]).arg(dir).status().map(|s| s.success()).unwrap_or(false);
+    let opts = if remount {
+        format!("remount,size={size}")
+    } else {
+        format!("size={size}")
+    };
+    let ok = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &opts, "tmpfs"])
+        .arg(dir)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
     assert!(ok, "mounting a tmpfs at {} failed: this test needs root", dir.display());
 }
 
