@@ -181,3 +181,13 @@ async fn concurrent_publishers_all_durable() {
     got.sort_unstable();
     assert_eq!(got, (0..500).collect::<Vec<_>>());
 }
+
+#[tokio::test]
+async fn garbage_segment_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("0000000001.log"), b"not a segment at all").unwrap();
+    let err = EmbeddedStore::open(dir.path(), StoreOptions::default())
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("is not a Sluice queue segment"), "{err}");
+}
