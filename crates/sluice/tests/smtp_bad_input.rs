@@ -96,7 +96,8 @@ fn too_many_errors_disconnects() {
 fn connection_limit_and_timeout() {
     let d = Daemon::start("smtp-connections: 1\nsmtp-timeout: 1\n");
     let mut first = d.connect();
-    assert!(first.reply().starts_with("220"));
+    let greeting = first.reply();
+    assert!(greeting.starts_with("220"), "{greeting}");
     let mut second = d.connect();
     assert!(second.reply().starts_with("421 4.7.0"));
     assert!(second.closed());

@@ -133,8 +133,18 @@ impl Workers {
     }
 }
 
+/// A connection just accepted by a worker.
+pub struct Accepted {
+    pub stream: TcpStream,
+    pub remote: SocketAddr,
+    /// The listener's address when it is not a wildcard.
+    pub local: Option<SocketAddr>,
+    /// `smtp-secure-port`: TLS from the first byte.
+    pub implicit_tls: bool,
+}
+
 async fn worker(inbound: Arc<Inbound>, listeners: Vec<(std::net::TcpListener, bool)>) {
-    let (tx, mut rx) = mpsc::unbounded_channel::<(TcpStream, bool)>();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Accepted>();
     for (l, implicit_tls) in listeners {
         let l = match tokio::net::TcpListener::from_std(l) {
             Ok(l) => l,
@@ -144,11 +154,15 @@ async fn worker(inbound: Arc<Inbound>, listeners: Vec<(std::net::TcpListener, bo
             }
         };
         let (tx, mut stop) = (tx.clone(), inbound.shutdown.clone());
+        // Bound to one address, the local address is known without asking each socket.
+        let fixed_local = l.local_addr().ok().filter(|a| !a.ip().is_unspecified());
         tokio::spawn(async move {
             loop {
                 tokio::select! {
                     r = l.accept() => match r {
-                        Ok((s, _)) => { let _ = tx.send((s, implicit_tls)); }
+                        Ok((stream, remote)) => {
+                            let _ = tx.send(Accepted { stream, remote, local: fixed_local, implicit_tls });
+                        }
                         Err(e) => {
                             // Out of descriptors and the like: back off instead of spinning.
                             tracing::warn!(error = %e, "accept failed");
@@ -162,8 +176,8 @@ async fn worker(inbound: Arc<Inbound>, listeners: Vec<(std::net::TcpListener, bo
     }
     drop(tx);
     let mut sessions = tokio::task::JoinSet::new();
-    while let Some((stream, implicit_tls)) = rx.recv().await {
-        sessions.spawn(session::serve(inbound.clone(), stream, implicit_tls));
+    while let Some(accepted) = rx.recv().await {
+        sessions.spawn(session::serve(inbound.clone(), accepted));
         while sessions.try_join_next().is_some() {}
     }
     // Every accept loop ended (shutdown): let the open sessions finish.

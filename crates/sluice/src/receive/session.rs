@@ -81,12 +81,19 @@ struct Session<'a> {
 }
 
 /// Serves one accepted connection to its end.
-pub async fn serve(inbound: Arc<Inbound>, stream: TcpStream, implicit_tls: bool) {
+pub async fn serve(inbound: Arc<Inbound>, accepted: super::Accepted) {
+    let super::Accepted {
+        stream,
+        mut remote,
+        local,
+        implicit_tls,
+    } = accepted;
     let n = inbound.connections.fetch_add(1, Ordering::Relaxed) + 1;
     let _slot = ConnectionSlot(&inbound);
-    let (Ok(mut remote), Ok(mut local)) = (stream.peer_addr(), stream.local_addr()) else {
+    let Some(mut local) = local.or_else(|| stream.local_addr().ok()) else {
         return;
     };
+    tracing::debug!(peer = %remote, active = n, "connection accepted");
     let _ = stream.set_nodelay(true);
     let mut conn = Conn::Plain(stream);
     let mut early = Vec::new();
