@@ -88,6 +88,17 @@ impl Reply {
     }
 }
 
+/// True if `out` is a sequence of well-formed reply lines (`DDD` + space or
+/// dash, CRLF-terminated); for tests and fuzzing of what a session writes.
+pub fn well_formed(out: &[u8]) -> bool {
+    out.split_inclusive(|b| *b == b'\n').all(|line| {
+        line.ends_with(b"\r\n")
+            && line.len() >= 5
+            && line[..3].iter().all(u8::is_ascii_digit)
+            && (line[3] == b' ' || line[3] == b'-')
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -302,3 +302,87 @@ fn smtputf8_addresses() {
         ]
     );
 }
+
+/// Seeded random sessions built from SMTP fragments and noise, fed in random
+/// chunks: no panic, well-formed output, bounded bodies. (`crates/smtp/fuzz`
+/// explores the same property with libFuzzer.)
+#[test]
+fn random_sessions_never_panic() {
+    const PIECES: &[&[u8]] = &[
+        b"EHLO x\r\n",
+        b"HELO y\r\n",
+        b"MAIL FROM:<a@b.c>\r\n",
+        b"MAIL FROM:<> SIZE=99999999 BODY=8BITMIME SMTPUTF8\r\n",
+        b"RCPT TO:<r@d.e> NOTIFY=SUCCESS ORCPT=rfc822;x\r\n",
+        b"RCPT TO:<\xc3\xa9@d.e>\r\n",
+        b"DATA\r\n",
+        b"BDAT 7\r\n",
+        b"BDAT 3 LAST\r\n",
+        b".\r\n",
+        b"..\r\n",
+        b"\r\n.\r\n",
+        b"\n.\n",
+        b"RSET\r\n",
+        b"NOOP\r\n",
+        b"STARTTLS\r\n",
+        b"AUTH PLAIN\r\n",
+        b"AUTH LOGIN dQ==\r\n",
+        b"AHUAcA==\r\n",
+        b"*\r\n",
+        b"QUIT\r\n",
+        b"VRFY x\r\n",
+        b"\xff\xfe\x00",
+        b"MAIL FROM:<\"a\\\"b\"@[IPv6:::1]>\r\n",
+        b"x",
+        b"\r",
+        b"\n",
+        b"BDAT 18446744073709551615\r\n",
+    ];
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for _ in 0..3000 {
+        let mut input = Vec::new();
+        for _ in 0..(next() % 40) {
+            if next() % 5 == 0 {
+                input.extend((0..next() % 300).map(|_| next() as u8));
+            } else {
+                input.extend_from_slice(PIECES[(next() % PIECES.len() as u64) as usize]);
+            }
+        }
+        let mut s = ServerSession::new(ServerConfig {
+            max_size: 512,
+            auth_in_clear: next() % 2 == 0,
+            ..cfg()
+        });
+        s.greet();
+        let mut pos = 0;
+        while pos < input.len() && !s.is_closed() {
+            let end = (pos + 1 + (next() % 97) as usize).min(input.len());
+            s.feed(&input[pos..end]);
+            pos = end;
+            while let Some(ev) = s.next_event() {
+                match ev {
+                    Event::Close => break,
+                    Event::StartTls => s.tls_established(),
+                    Event::Message(env) => {
+                        assert!(env.body.len() <= 512);
+                        s.accept();
+                    }
+                    _ if next() % 4 == 0 => s.respond(Reply::new(550, "5.7.1", "no")),
+                    _ => s.accept(),
+                }
+            }
+        }
+        let out = std::mem::take(s.output());
+        assert!(
+            sluice_smtp::reply::well_formed(&out),
+            "{}",
+            String::from_utf8_lossy(&out)
+        );
+    }
+}
