@@ -184,14 +184,7 @@ fn lock_file_prevents_a_second_daemon() {
         )
         .replace(&format!("www-port: {}", d.www), &format!("www-port: {}", free_port()));
     std::fs::write(&other, text).unwrap();
-    let out = Command::new(BIN)
-        .arg("run")
-        .arg("--config")
-        .arg(&other)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = start_fails(&other);
     assert!(
         err.contains(&format!("another sluice (pid {}) is running", d.pid())),
         "{err}"
@@ -212,14 +205,7 @@ fn open_relay_guard() {
         ),
     )
     .unwrap();
-    let out = Command::new(BIN)
-        .arg("run")
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = start_fails(&path);
     assert!(
         err.contains(":1: smtp-ip: listening on a non-loopback address") && err.contains("smtp-open-relay: true"),
         "{err}"
@@ -291,8 +277,7 @@ fn runs_as_the_configured_user() {
         ),
     )
     .unwrap();
-    let out = Command::new(BIN).arg("run").arg("--config").arg(&bad).output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = start_fails(&bad);
     assert!(
         err.contains("bad-user.txt:1: user: no such user `no-such-user-here`"),
         "{err}"

@@ -13,20 +13,13 @@ fn swaks_two_recipients_byte_exact() {
     let file = d.dir.path().join("mail.eml");
     // swaks sends the file and then its own CRLF before the final dot.
     std::fs::write(&file, mime.strip_suffix("\r\n").unwrap()).unwrap();
-    let out = run(Command::new("swaks")
-        .args([
-            "--server",
-            &format!("127.0.0.1:{}", d.smtp),
-            "--from",
-            "s@example.net",
-            "--to",
-            "a@example.com,b@example.org",
-            "--pipeline",
-            "--data",
-        ])
-        .arg(&file));
-    let transcript = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "swaks failed:\n{transcript}");
+    let (ok, transcript) = swaks(
+        &d,
+        "s@example.net",
+        "a@example.com,b@example.org",
+        &["--pipeline", "--data", file.to_str().unwrap()],
+    );
+    assert!(ok, "swaks failed:\n{transcript}");
     assert!(transcript.contains("250 2.0.0 queued as"), "{transcript}");
     let msgs = d.pop_all("outbox");
     assert_eq!(msgs.len(), 2, "one JSON per recipient");

@@ -6,25 +6,16 @@ use common::*;
 use std::io::Write;
 use std::process::Command;
 
-fn swaks(d: &Daemon, extra: &[&str]) -> (bool, String) {
-    let out = run(Command::new("swaks")
-        .args([
-            "--server",
-            &format!("127.0.0.1:{}", d.smtp),
-            "--from",
-            "s@example.net",
-            "--to",
-            "r@example.com",
-        ])
-        .args(extra));
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+/// swaks from s@example.net to r@example.com with `extra` options.
+fn send(d: &Daemon, extra: &[&str]) -> (bool, String) {
+    swaks(d, "s@example.net", "r@example.com", extra)
 }
 
 #[test]
 fn starttls_with_swaks_and_smtplib() {
     require("swaks");
     let d = Daemon::start("");
-    let (ok, t) = swaks(&d, &["-tls"]);
+    let (ok, t) = send(&d, &["-tls"]);
     assert!(ok, "{t}");
     assert!(
         t.contains("220 2.0.0 Ready to start TLS") && t.contains("TLS started"),
@@ -53,7 +44,7 @@ fn auth_plain_login_accepted_and_rejected() {
     require("swaks");
     let d = Daemon::start("smtp-username: alice\nsmtp-password: s3cret#1\n");
     for mech in ["PLAIN", "LOGIN"] {
-        let (ok, t) = swaks(
+        let (ok, t) = send(
             &d,
             &[
                 "-tls",
@@ -67,7 +58,7 @@ fn auth_plain_login_accepted_and_rejected() {
         );
         assert!(ok, "{mech}: {t}");
         assert!(t.contains("235 2.7.0"), "{t}");
-        let (ok, t) = swaks(
+        let (ok, t) = send(
             &d,
             &[
                 "-tls",
@@ -83,7 +74,7 @@ fn auth_plain_login_accepted_and_rejected() {
         assert!(t.contains("535 5.7.8"), "{t}");
     }
     // Without AUTH, relaying is refused at MAIL.
-    let (ok, t) = swaks(&d, &[]);
+    let (ok, t) = send(&d, &[]);
     assert!(!ok);
     assert!(t.contains("530 5.7.0"), "{t}");
     let msgs = d.pop_all("outbox");

@@ -284,6 +284,28 @@ impl Smtp {
     }
 }
 
+/// Runs `sluice run` on `config`, expecting start-up to fail; returns stderr.
+pub fn start_fails(config: &Path) -> String {
+    let out = Command::new(BIN)
+        .arg("run")
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "sluice started, but should have refused");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// One swaks transaction to the daemon; returns success and the transcript.
+pub fn swaks(d: &Daemon, from: &str, to: &str, extra: &[&str]) -> (bool, String) {
+    require("swaks");
+    let server = format!("127.0.0.1:{}", d.smtp);
+    let out = run(Command::new("swaks")
+        .args(["--server", &server, "--from", from, "--to", to])
+        .args(extra));
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// Runs a command with a time limit, returning its output.
 pub fn run(cmd: &mut Command) -> Output {
     let out = cmd.stdin(Stdio::null()).output().expect("run external tool");
