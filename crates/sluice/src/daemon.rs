@@ -74,6 +74,9 @@ pub fn run(c: Config) -> Result<()> {
     let www =
         std::net::TcpListener::bind(&www_addr).with_context(|| format!("cannot listen on {www_addr} (www-port)"))?;
     www.set_nonblocking(true)?;
+    if !www.local_addr()?.ip().is_loopback() && c.opt("www-username").is_none() {
+        tracing::warn!(address = %www_addr, "the HTTP API listens beyond loopback without www-username/www-password: anyone who reaches it can read and inject mail");
+    }
     // Sockets are bound (ports below 1024 need root); from here on, the configured user.
     if let Some(user) = &user {
         crate::privileges::drop_to(user)?;

@@ -283,3 +283,66 @@ fn runs_as_the_configured_user() {
         "{err}"
     );
 }
+
+#[test]
+fn pop_follow_and_abandoned_long_poll() {
+    use std::io::{BufRead, Write};
+    let d = Daemon::start("");
+    // A client that gives up while its pop waits takes nothing with it.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", d.www)).unwrap();
+    s.write_all(b"POST /queues/q/pop?n=1&wait=5 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    drop(s);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(d
+        .cli(&["inject"], br#"{"recipient":"kept@example.com"}"#)
+        .status
+        .success());
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let peeked = json_lines(&d.cli(&["queue", "peek", "outbox"], b"").stdout);
+    assert_eq!(peeked.len(), 1, "the message was not consumed by the abandoned pop");
+
+    // pop --follow prints messages as they arrive.
+    let mut child = Command::new(BIN)
+        .args(["queue", "pop", "outbox", "--follow", "--config"])
+        .arg(&d.config)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(first["recipient"], "kept@example.com");
+    assert!(d
+        .cli(&["inject"], br#"{"recipient":"later@example.com"}"#)
+        .status
+        .success());
+    let second: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(second["recipient"], "later@example.com");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn every_command_has_help() {
+    for args in [
+        &["--help"][..],
+        &["run", "--help"],
+        &["inject", "--help"],
+        &["send", "--help"],
+        &["queue", "--help"],
+        &["queue", "stats", "--help"],
+        &["queue", "peek", "--help"],
+        &["queue", "pop", "--help"],
+        &["config", "check", "--help"],
+    ] {
+        let out = Command::new(BIN).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Usage: sluice"),
+            "{args:?}"
+        );
+    }
+    let out = Command::new(BIN).arg("frobnicate").output().unwrap();
+    assert!(!out.status.success());
+}

@@ -118,11 +118,31 @@ async fn peek(State(api): Shared, Path(name): Path<String>, Query(q): Query<Coun
     Ok(Json(render(api.queue.peek(&name, q.n.unwrap_or(10)).await?)))
 }
 
+/// Leased messages that go back to their queue unless acknowledged, also
+/// when the request is dropped because the client went away.
+struct Lease {
+    queue: Arc<dyn Queue>,
+    ids: Vec<u64>,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if !self.ids.is_empty() {
+            let (queue, ids) = (self.queue.clone(), std::mem::take(&mut self.ids));
+            tokio::spawn(async move { queue.release(ids).await });
+        }
+    }
+}
+
 async fn pop(State(api): Shared, Path(name): Path<String>, Query(q): Query<Count>) -> Result<Json<Value>, ApiError> {
     let wait = Duration::from_secs(q.wait.unwrap_or(0).min(60));
     let taken = api.queue.take(&name, q.n.unwrap_or(1), wait).await?;
-    let ids = taken.iter().map(|m| m.id).collect();
-    api.queue.settle(Vec::new(), ids).await?;
+    let mut lease = Lease {
+        queue: api.queue.clone(),
+        ids: taken.iter().map(|m| m.id).collect(),
+    };
+    api.queue.settle(Vec::new(), lease.ids.clone()).await?;
+    lease.ids.clear();
     Ok(Json(render(taken)))
 }
 
