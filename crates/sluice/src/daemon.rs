@@ -86,6 +86,7 @@ pub fn run(c: Config) -> Result<()> {
         Arc::new(EmbeddedStore::open(&data.join("queue"), StoreOptions::default()).context("opening the queue store")?);
     let queue: Arc<dyn Queue> = store.clone();
     let tls = receive::tls::acceptor(c.opt("smtp-certificate"), c.opt("smtp-key"), &data, &hostname)?;
+    let received_log = Arc::new(receive::log::ReceivedLog::open(c.opt("received-log"))?);
     let ids = Arc::new(IdGenerator::new(c.u64("server-id")));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
@@ -95,6 +96,7 @@ pub fn run(c: Config) -> Result<()> {
         queue.clone(),
         tls,
         ids.clone(),
+        received_log.clone(),
         shutdown_rx.clone(),
     ));
     for (l, tls) in &smtp_listeners {
@@ -106,6 +108,7 @@ pub fn run(c: Config) -> Result<()> {
         queue: queue.clone(),
         names: QueueNames::from_config(&c),
         ids,
+        received_log,
         hostname,
         extract: c.bool("smtp-extract"),
         basic_auth: Api::basic_auth(c.opt("www-username"), c.str("www-password")),

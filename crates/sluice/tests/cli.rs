@@ -346,3 +346,45 @@ fn every_command_has_help() {
     let out = Command::new(BIN).arg("frobnicate").output().unwrap();
     assert!(!out.status.success());
 }
+
+#[test]
+fn received_log_has_a_line_per_copy() {
+    let log_dir = tempfile::tempdir().unwrap();
+    let log = log_dir.path().join("received.jsonl");
+    let d = Daemon::start(&format!("received-log: {}\n", log.display()));
+    let mut c = d.connect();
+    c.reply();
+    c.cmd("EHLO c");
+    assert!(c
+        .mail(
+            "a@b.c",
+            &["x@example.com", "y@example.com"],
+            "Subject: l\r\n\r\nbody\r\n"
+        )
+        .starts_with("250"));
+    assert!(d
+        .cli(&["send", "z@example.com"], b"Subject: cli\n\nhi\n")
+        .status
+        .success());
+    let queued = d.pop_all("outbox");
+    // The writer thread flushes as soon as it has nothing more to write.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let lines = loop {
+        let lines = json_lines(&std::fs::read(&log).unwrap_or_default());
+        if lines.len() >= 3 || std::time::Instant::now() > deadline {
+            break lines;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(lines.len(), 3);
+    for l in &lines {
+        assert!(l.get("mime").is_none(), "no MIME in the log");
+        assert_eq!(l["queue"], "outbox");
+        let copy = queued
+            .iter()
+            .find(|m| m["message-id"] == l["message-id"])
+            .expect("logged copy was queued");
+        assert_eq!(l["recipient"], copy["recipient"]);
+        assert_eq!(l["size"], copy["mime"].as_str().unwrap().len());
+    }
+}

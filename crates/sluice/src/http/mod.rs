@@ -2,7 +2,7 @@
 //! submit received mail to the inbox, queue statistics, peek and pop.
 
 use crate::queues::QueueNames;
-use crate::receive::message::{self, Reception, Recipient};
+use crate::receive::message::{Reception, Recipient};
 use crate::stamp::IdGenerator;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, Request, State};
@@ -23,6 +23,7 @@ pub struct Api {
     pub queue: Arc<dyn Queue>,
     pub names: QueueNames,
     pub ids: Arc<IdGenerator>,
+    pub received_log: Arc<crate::receive::log::ReceivedLog>,
     pub hostname: String,
     pub extract: bool,
     /// Expected `Authorization` header when `www-username` is set.
@@ -229,12 +230,15 @@ async fn submit(State(api): Shared, Json(s): Json<Submission>) -> Result<Json<Va
             ..Default::default()
         })
         .collect();
-    let ids: Vec<String> = recipients.iter().map(|_| api.ids.next()).collect();
-    let batch = message::build(&reception, &recipients, &ids)
-        .into_iter()
-        .map(|m| NewMessage::now(api.names.inbox.clone(), Value::Object(m).to_string().into_bytes()))
-        .collect();
-    api.queue.publish(batch).await?;
+    let ids = crate::receive::store(
+        &*api.queue,
+        &api.received_log,
+        &api.ids,
+        &api.names.inbox,
+        &reception,
+        &recipients,
+    )
+    .await?;
     Ok(Json(
         json!({ "queued": ids.len(), "queue": api.names.inbox, "ids": ids }),
     ))

@@ -2,6 +2,7 @@
 //! threads (each a single-threaded runtime), where [`session`] drives the
 //! sans-IO session and stores accepted messages.
 
+pub mod log;
 pub mod message;
 mod session;
 pub mod tls;
@@ -35,6 +36,7 @@ pub struct Inbound {
     pub queue: Arc<dyn Queue>,
     pub tls: TlsAcceptor,
     pub ids: Arc<IdGenerator>,
+    pub received_log: Arc<log::ReceivedLog>,
     pub connections: AtomicUsize,
     pub shutdown: watch::Receiver<bool>,
 }
@@ -46,6 +48,7 @@ impl Inbound {
         queue: Arc<dyn Queue>,
         tls: TlsAcceptor,
         ids: Arc<IdGenerator>,
+        received_log: Arc<log::ReceivedLog>,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         Inbound {
@@ -65,6 +68,7 @@ impl Inbound {
             queue,
             tls,
             ids,
+            received_log,
             connections: AtomicUsize::new(0),
             shutdown,
         }
@@ -79,6 +83,30 @@ impl Inbound {
     fn proxied(&self, ip: IpAddr) -> bool {
         self.proxy.iter().any(|c| c.contains(ip))
     }
+}
+
+/// Stores one JSON per recipient of a reception in `queue` as one durable
+/// batch, then logs them; returns their message ids.
+pub async fn store(
+    queue: &dyn Queue,
+    log: &log::ReceivedLog,
+    ids: &IdGenerator,
+    queue_name: &str,
+    reception: &message::Reception,
+    recipients: &[message::Recipient],
+) -> Result<Vec<String>, sluice_queue::QueueError> {
+    let ids: Vec<String> = recipients.iter().map(|_| ids.next()).collect();
+    let messages = message::build(reception, recipients, &ids);
+    let batch = messages
+        .iter()
+        .map(|m| {
+            let body = serde_json::to_vec(m).map_err(|e| sluice_queue::QueueError::Io(std::io::Error::other(e)))?;
+            Ok(sluice_queue::NewMessage::now(queue_name, body))
+        })
+        .collect::<Result<Vec<_>, sluice_queue::QueueError>>()?;
+    queue.publish(batch).await?;
+    log.record(queue_name, &messages);
+    Ok(ids)
 }
 
 /// Refuses to run as an open relay by accident (see `smtp-open-relay`).

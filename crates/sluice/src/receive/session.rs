@@ -1,10 +1,9 @@
 //! One inbound connection: PROXY header, access checks, TLS, and the loop
 //! that feeds bytes to the sans-IO [`ServerSession`] and acts on its events.
 
-use super::message::{self, Reception, Recipient};
+use super::message::{Reception, Recipient};
 use super::Inbound;
-use serde_json::{json, Map, Value};
-use sluice_queue::NewMessage;
+use serde_json::{json, Map};
 use sluice_smtp::{proxy, Envelope, Event, Reply, ServerConfig, ServerSession};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -325,21 +324,27 @@ impl Session<'_> {
                 }
             })
             .collect();
-        let ids: Vec<String> = recipients.iter().map(|_| self.inbound.ids.next()).collect();
-        let messages = message::build(&reception, &recipients, &ids);
-        let batch = messages
-            .into_iter()
-            .map(|m| NewMessage::now(queue.clone(), Value::Object(m).to_string().into_bytes()))
-            .collect();
-        if let Err(e) = self.inbound.queue.publish(batch).await {
-            tracing::error!(error = %e, "could not store a received message");
-            return match e {
-                sluice_queue::QueueError::Io(ref io) if io.kind() == std::io::ErrorKind::StorageFull => {
-                    Reply::new(452, "4.3.1", "Insufficient system storage, try again later")
-                }
-                _ => Reply::new(451, "4.3.0", "Temporary failure storing the message, try again later"),
-            };
-        }
+        let stored = super::store(
+            &*self.inbound.queue,
+            &self.inbound.received_log,
+            &self.inbound.ids,
+            &queue,
+            &reception,
+            &recipients,
+        )
+        .await;
+        let ids = match stored {
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::error!(error = %e, "could not store a received message");
+                return match e {
+                    sluice_queue::QueueError::Io(ref io) if io.kind() == std::io::ErrorKind::StorageFull => {
+                        Reply::new(452, "4.3.1", "Insufficient system storage, try again later")
+                    }
+                    _ => Reply::new(451, "4.3.0", "Temporary failure storing the message, try again later"),
+                };
+            }
+        };
         if refused {
             return Reply::new(530, "5.7.0", "Authentication required");
         }
