@@ -61,9 +61,31 @@ fn sender(port: u16, thread: usize, round: usize, stop: Arc<AtomicBool>, acked: 
 
 #[test]
 fn kill_9_while_sending_loses_no_acknowledged_message() {
+    require("smtp-source");
     let mut d = Daemon::start("log-level: info\n");
     let mut all_acked: HashSet<String> = HashSet::new();
+    let mut source_ids: HashSet<String> = HashSet::new();
     for round in 0..4 {
+        // Postfix's smtp-source sends alongside; with -v it prints every reply,
+        // so the ids it saw acknowledged can be checked after the crash.
+        let transcript = d.dir.path().join(format!("smtp-source-{round}.txt"));
+        let mut source = std::process::Command::new("smtp-source")
+            .args([
+                "-v",
+                "-s",
+                "5",
+                "-m",
+                "1000000",
+                "-f",
+                "s@source.test",
+                "-t",
+                "to@source.test",
+            ])
+            .arg(format!("127.0.0.1:{}", d.smtp))
+            .stdout(std::fs::File::create(&transcript).unwrap())
+            .stderr(std::fs::File::options().append(true).open(&transcript).unwrap())
+            .spawn()
+            .unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let acked = Arc::new(Mutex::new(Vec::new()));
         let threads: Vec<_> = (0..8)
@@ -75,6 +97,16 @@ fn kill_9_while_sending_loses_no_acknowledged_message() {
         std::thread::sleep(Duration::from_millis(400 + 150 * round as u64));
         d.kill9();
         stop.store(true, Ordering::Relaxed);
+        let _ = source.kill();
+        let _ = source.wait();
+        let text = std::fs::read_to_string(&transcript).unwrap();
+        let ids: Vec<String> = text
+            .lines()
+            .filter_map(|l| l.split("<<< 250 2.0.0 queued as ").nth(1))
+            .map(|r| r.split(' ').next().unwrap().to_string())
+            .collect();
+        assert!(!ids.is_empty(), "round {round}: smtp-source got no 250 before the kill");
+        source_ids.extend(ids);
         for t in threads {
             t.join().unwrap();
         }
@@ -89,7 +121,7 @@ fn kill_9_while_sending_loses_no_acknowledged_message() {
             .map(|q| q["ready"].as_u64().unwrap())
             .unwrap_or(0);
         eprintln!(
-            "round {round}: {} acknowledged this round, {} acknowledged in all, {stored} stored",
+            "round {round}: {} acknowledged this round, {} acknowledged in all, {stored} in the outbox (with smtp-source's)",
             acked.len(),
             all_acked.len()
         );
@@ -99,6 +131,17 @@ fn kill_9_while_sending_loses_no_acknowledged_message() {
         );
     }
     let msgs = d.pop_all("outbox");
+    let stored_ids: HashSet<&str> = msgs.iter().map(|m| m["message-id"].as_str().unwrap()).collect();
+    let lost: Vec<&String> = source_ids
+        .iter()
+        .filter(|id| !stored_ids.contains(id.as_str()))
+        .collect();
+    assert!(lost.is_empty(), "acknowledged to smtp-source but lost: {lost:?}");
+    eprintln!("smtp-source: {} acknowledged, all stored", source_ids.len());
+    let msgs: Vec<serde_json::Value> = msgs
+        .into_iter()
+        .filter(|m| m["recipient"] != "to@source.test")
+        .collect();
     let stored: HashSet<String> = msgs
         .iter()
         .map(|m| {
