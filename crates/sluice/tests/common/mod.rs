@@ -228,6 +228,8 @@ pub struct Smtp {
 impl Smtp {
     pub fn connect(port: u16) -> Smtp {
         let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        // Commands are written piecewise; without this, Nagle waits for the server's delayed ACK.
+        s.set_nodelay(true).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         Smtp {
             reader: BufReader::new(s),
