@@ -58,15 +58,15 @@ impl Reply {
 
     /// Appends the wire form (CRLF-terminated lines) to `out`.
     pub fn write_to(&self, out: &mut Vec<u8>) {
-        let mut s = String::new();
-        let last = self.lines.len().saturating_sub(1);
-        let lines: &[String] = if self.lines.is_empty() {
-            &[String::new()][..]
+        let empty = [String::new()];
+        let lines = if self.lines.is_empty() {
+            &empty[..]
         } else {
-            &self.lines
+            &self.lines[..]
         };
+        let mut s = String::new();
         for (i, line) in lines.iter().enumerate() {
-            let sep = if i == last || lines.len() == 1 { ' ' } else { '-' };
+            let sep = if i + 1 == lines.len() { ' ' } else { '-' };
             let _ = write!(s, "{}{}", self.code, sep);
             if let Some(status) = &self.status {
                 s.push_str(status);

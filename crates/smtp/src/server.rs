@@ -662,10 +662,10 @@ impl ServerSession {
     }
 
     fn auth_line(&mut self, line: &[u8]) -> Option<Event> {
+        // Every step either moves to the next phase or, on a bad line, back to commands.
         let Phase::Auth(step) = std::mem::replace(&mut self.phase, Phase::Command) else {
             return None;
         };
-        self.phase = Phase::Auth(AuthStep::PlainResponse); // placeholder while decoding
         match step {
             AuthStep::PlainResponse => self.auth_plain(line),
             AuthStep::LoginUser => {
