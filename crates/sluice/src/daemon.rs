@@ -64,6 +64,12 @@ pub fn run(c: Config) -> Result<()> {
     if let Some(user) = &user {
         crate::privileges::give(&data, user)?;
     }
+    // After the lock (a refused second daemon runs no plugin code); plugins are loaded and initialised before any port is opened.
+    let plugins = Arc::new(match c.opt("plugin-directory") {
+        Some(dir) => sluice_plugin::Plugins::load_directory(std::path::Path::new(dir))?,
+        None => sluice_plugin::Plugins::none(),
+    });
+    plugins.initialize();
     let smtp_listeners = receive::bind(&c)?;
     let www_ip = c
         .list("www-ip")
@@ -102,7 +108,7 @@ pub fn run(c: Config) -> Result<()> {
     for (l, tls) in &smtp_listeners {
         tracing::info!(address = %l.local_addr()?, tls, "SMTP listening");
     }
-    let workers = Workers::start(c.smtp_threads(), inbound, &smtp_listeners)?;
+    let workers = Workers::start(c.smtp_threads(), inbound, plugins.clone(), &smtp_listeners)?;
     drop(smtp_listeners);
     let api = Arc::new(Api {
         queue: queue.clone(),
@@ -134,6 +140,7 @@ pub fn run(c: Config) -> Result<()> {
     })?;
     drop(rt);
     workers.join();
+    plugins.cleanup();
     store.close();
     tracing::info!("stopped");
     Ok(())

@@ -47,6 +47,21 @@ enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Inspect plugins.
+    Plugin {
+        #[command(subcommand)]
+        action: PluginAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum PluginAction {
+    /// Load plugins without starting the daemon: report what each exports and whether it is compatible.
+    Check {
+        /// Plugin files (.so).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -100,7 +115,9 @@ fn load_config(path: Option<&Path>) -> Result<Config, config::ConfigError> {
 fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
@@ -132,6 +149,8 @@ fn sendmail_args(args: &[String]) -> cli::SendOptions {
 }
 
 fn main() -> ExitCode {
+    // Keeps the exported plugin API (MQ_*) in the binary; see crates/plugin/exports.list.
+    std::hint::black_box(&sluice_plugin::abi::EXPORTS);
     let args: Vec<String> = std::env::args().collect();
     let invoked_as = args
         .first()
@@ -180,8 +199,36 @@ fn main() -> ExitCode {
             print!("{}", cfg.render());
             Ok(())
         }
+        Command::Plugin {
+            action: PluginAction::Check { files },
+        } => plugin_check(&files),
     };
     finish(result)
+}
+
+/// `sluice plugin check`: one line per plugin; fails if any is unusable.
+fn plugin_check(files: &[PathBuf]) -> anyhow::Result<()> {
+    let mut bad = 0;
+    for f in files {
+        match sluice_plugin::loader::Plugin::open(f) {
+            Ok(p) => println!(
+                "{}: compatible (MQ_API_VERSION {}); exports: {}",
+                f.display(),
+                sluice_plugin::API_VERSION,
+                if p.exports.is_empty() {
+                    "no hooks".to_string()
+                } else {
+                    p.exports.join(", ")
+                }
+            ),
+            Err(e) => {
+                println!("{e}");
+                bad += 1;
+            }
+        }
+    }
+    anyhow::ensure!(bad == 0, "{bad} of {} plugins cannot be used", files.len());
+    Ok(())
 }
 
 fn fail_config(e: config::ConfigError) -> ExitCode {

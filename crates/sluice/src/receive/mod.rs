@@ -135,19 +135,36 @@ pub struct Workers {
 }
 
 impl Workers {
-    pub fn start(count: usize, inbound: Arc<Inbound>, listeners: &[(std::net::TcpListener, bool)]) -> Result<Workers> {
+    /// Starts `count` workers; returns once every one ran `mq_context_initialize`
+    /// of every plugin, so no traffic is served before that.
+    pub fn start(
+        count: usize,
+        inbound: Arc<Inbound>,
+        plugins: Arc<sluice_plugin::Plugins>,
+        listeners: &[(std::net::TcpListener, bool)],
+    ) -> Result<Workers> {
         let mut threads = Vec::new();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
         for i in 0..count {
             let mine = listeners
                 .iter()
                 .map(|(l, tls)| Ok((l.try_clone()?, *tls)))
                 .collect::<std::io::Result<Vec<_>>>()?;
-            let inbound = inbound.clone();
+            let (inbound, plugins, ready) = (inbound.clone(), plugins.clone(), ready_tx.clone());
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let t = std::thread::Builder::new()
                 .name(format!("smtp-worker-{i}"))
-                .spawn(move || rt.block_on(worker(inbound, mine)))?;
+                .spawn(move || {
+                    let contexts = sluice_plugin::WorkerContexts::initialize(plugins, i);
+                    let _ = ready.send(());
+                    rt.block_on(worker(inbound, mine));
+                    contexts.cleanup();
+                })?;
             threads.push(t);
+        }
+        drop(ready_tx);
+        for _ in 0..count {
+            ready_rx.recv().context("a worker thread died while starting")?;
         }
         Ok(Workers { threads })
     }

@@ -128,9 +128,10 @@ impl Daemon {
                 self.child = None;
                 return Err(format!("({status}) {}", self.log()));
             }
-            // The SMTP listeners are bound before the HTTP one, so this is enough;
-            // probing SMTP would leave a session that counts against smtp-connections.
-            if TcpStream::connect(("127.0.0.1", self.www)).is_ok() {
+            // Ready means the API answers: that happens only after every worker
+            // initialised (plugin contexts included). Probing SMTP instead would
+            // leave a session that counts against smtp-connections.
+            if health_ok(self.www) {
                 return Ok(());
             }
             assert!(Instant::now() < deadline, "sluice did not start:\n{}", self.log());
@@ -196,6 +197,17 @@ impl Drop for Daemon {
             eprintln!("--- sluice log ---\n{}", self.log());
         }
     }
+}
+
+/// True when `GET /health` gets an HTTP answer (401 too, with www-username set).
+fn health_ok(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(b"GET /health HTTP/1.0\r\nHost: t\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut head = [0u8; 9];
+    s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.")
 }
 
 pub fn cli_with(config: &Path, args: &[&str], stdin: &[u8]) -> Output {

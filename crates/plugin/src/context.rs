@@ -1,0 +1,83 @@
+//! `MQ_Context`: one per plugin per worker thread, so a context names both
+//! the worker (callbacks run there, never concurrently) and the plugin (each
+//! plugin sees only its own context data and log name).
+
+use crate::loader::Plugins;
+use std::ffi::c_void;
+use std::sync::Arc;
+
+/// What an `MQ_Context*` points to.
+pub struct MqContext {
+    /// The plugin's file name, for MQ_log.
+    pub(crate) plugin: String,
+    /// The worker's index, for logs.
+    pub(crate) worker: usize,
+    /// MQ_setContextData / MQ_contextData.
+    pub(crate) data: *mut c_void,
+}
+
+/// The contexts of one worker thread. Not `Send`: created, used and cleaned
+/// up on its worker thread.
+pub struct WorkerContexts {
+    plugins: Arc<Plugins>,
+    /// One per plugin, in plugin order; a boxed slice never grows, so the
+    /// pointers handed to plugins never move.
+    contexts: Box<[MqContext]>,
+}
+
+impl WorkerContexts {
+    /// Creates this worker's contexts and runs `mq_context_initialize` of every
+    /// plugin, in order; call on the worker thread before it serves traffic.
+    pub fn initialize(plugins: Arc<Plugins>, worker: usize) -> WorkerContexts {
+        let contexts: Box<[MqContext]> = plugins
+            .list
+            .iter()
+            .map(|p| MqContext {
+                plugin: p.name.clone(),
+                worker,
+                data: std::ptr::null_mut(),
+            })
+            .collect();
+        let mut this = WorkerContexts { plugins, contexts };
+        for i in 0..this.contexts.len() {
+            if let Some(f) = this.plugins.list[i].context_initialize {
+                let ctx: *mut MqContext = &mut this.contexts[i];
+                // SAFETY: `void mq_context_initialize(MQ_Context*)`; the context
+                // is boxed and outlives the call (it lives until cleanup).
+                unsafe { f(ctx) };
+            }
+        }
+        this
+    }
+
+    /// The context of plugin `index` on this worker.
+    pub fn context(&mut self, index: usize) -> *mut MqContext {
+        &mut self.contexts[index]
+    }
+
+    /// Runs `mq_context_cleanup` of every plugin, in order (on the worker thread).
+    pub fn cleanup(mut self) {
+        self.run_cleanup();
+    }
+
+    fn run_cleanup(&mut self) {
+        for (i, ctx) in self.contexts.iter_mut().enumerate() {
+            if let Some(f) = self.plugins.list[i].context_cleanup {
+                let ctx: *mut MqContext = ctx;
+                // SAFETY: `void mq_context_cleanup(MQ_Context*)`; the context is
+                // still alive and is not used by the plugin after this call.
+                unsafe { f(ctx) };
+            }
+        }
+        self.contexts = Box::new([]);
+    }
+}
+
+impl Drop for WorkerContexts {
+    fn drop(&mut self) {
+        // A worker that ends without cleanup (a panic) still gives plugins their call.
+        if !self.contexts.is_empty() {
+            self.run_cleanup();
+        }
+    }
+}

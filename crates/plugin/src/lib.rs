@@ -1,0 +1,16 @@
+//! Native plugins written against MailerQ's C API (`include/mailerq.h`):
+//! loading them ([`loader`]), the per-worker contexts they get
+//! ([`context`]) and the `MQ_*` functions the host exports to them ([`abi`]).
+//!
+//! This is the only crate with `unsafe`: every call into a plugin and every
+//! pointer a plugin hands back crosses the C ABI here.
+
+pub mod abi;
+pub mod context;
+pub mod loader;
+
+pub use context::WorkerContexts;
+pub use loader::{PluginError, Plugins};
+
+/// The API version this host implements (`MQ_API_VERSION` in the header).
+pub const API_VERSION: i32 = 1;
