@@ -21,27 +21,30 @@ pub struct MqContext {
 pub struct WorkerContexts {
     plugins: Arc<Plugins>,
     /// One per plugin, in plugin order; a boxed slice never grows, so the
-    /// pointers handed to plugins never move.
-    contexts: Box<[MqContext]>,
+    /// pointers handed to plugins never move. UnsafeCell: plugins write
+    /// through the pointers while the host holds `&self`.
+    contexts: Box<[std::cell::UnsafeCell<MqContext>]>,
 }
 
 impl WorkerContexts {
     /// Creates this worker's contexts and runs `mq_context_initialize` of every
     /// plugin, in order; call on the worker thread before it serves traffic.
     pub fn initialize(plugins: Arc<Plugins>, worker: usize) -> WorkerContexts {
-        let contexts: Box<[MqContext]> = plugins
+        let contexts: Box<[std::cell::UnsafeCell<MqContext>]> = plugins
             .list
             .iter()
-            .map(|p| MqContext {
-                plugin: p.name.clone(),
-                worker,
-                data: std::ptr::null_mut(),
+            .map(|p| {
+                std::cell::UnsafeCell::new(MqContext {
+                    plugin: p.name.clone(),
+                    worker,
+                    data: std::ptr::null_mut(),
+                })
             })
             .collect();
-        let mut this = WorkerContexts { plugins, contexts };
+        let this = WorkerContexts { plugins, contexts };
         for i in 0..this.contexts.len() {
             if let Some(f) = this.plugins.list[i].context_initialize {
-                let ctx: *mut MqContext = &mut this.contexts[i];
+                let ctx = this.context(i);
                 // SAFETY: `void mq_context_initialize(MQ_Context*)`; the context
                 // is boxed and outlives the call (it lives until cleanup).
                 unsafe { f(ctx) };
@@ -51,8 +54,8 @@ impl WorkerContexts {
     }
 
     /// The context of plugin `index` on this worker.
-    pub fn context(&mut self, index: usize) -> *mut MqContext {
-        &mut self.contexts[index]
+    pub fn context(&self, index: usize) -> *mut MqContext {
+        self.contexts[index].get()
     }
 
     /// Runs `mq_context_cleanup` of every plugin, in order (on the worker thread).
@@ -61,9 +64,9 @@ impl WorkerContexts {
     }
 
     fn run_cleanup(&mut self) {
-        for (i, ctx) in self.contexts.iter_mut().enumerate() {
+        for (i, ctx) in self.contexts.iter().enumerate() {
             if let Some(f) = self.plugins.list[i].context_cleanup {
-                let ctx: *mut MqContext = ctx;
+                let ctx = ctx.get();
                 // SAFETY: `void mq_context_cleanup(MQ_Context*)`; the context is
                 // still alive and is not used by the plugin after this call.
                 unsafe { f(ctx) };

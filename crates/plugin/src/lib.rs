@@ -6,10 +6,14 @@
 //! pointer a plugin hands back crosses the C ABI here.
 
 pub mod abi;
+pub mod connection;
 pub mod context;
+pub mod hooks;
 pub mod loader;
 
+pub use connection::{PluginConnection, Response};
 pub use context::WorkerContexts;
+pub use hooks::{Hook, Timeout};
 pub use loader::{PluginError, Plugins};
 
 /// The API version this host implements (`MQ_API_VERSION` in the header).

@@ -51,6 +51,7 @@ pub struct Plugin {
     cleanup: Option<VoidFn>,
     pub(crate) context_initialize: Option<ContextFn>,
     pub(crate) context_cleanup: Option<ContextFn>,
+    pub(crate) hooks: crate::hooks::Hooks,
     // Kept last so it is dropped after the function pointers into it.
     _library: Library,
 }
@@ -94,6 +95,18 @@ impl Plugin {
             cleanup: void_fn("mq_cleanup"),
             context_initialize: context_fn("mq_context_initialize"),
             context_cleanup: context_fn("mq_context_cleanup"),
+            // SAFETY: each symbol is looked up with the type mailerq.h declares for it.
+            hooks: unsafe {
+                crate::hooks::Hooks {
+                    connect: library.get("mq_smtp_in_connect").ok().map(|s| *s),
+                    secure: library.get("mq_smtp_in_secure").ok().map(|s| *s),
+                    authenticate: library.get("mq_smtp_in_authenticate").ok().map(|s| *s),
+                    mailfrom: library.get("mq_smtp_in_mailfrom").ok().map(|s| *s),
+                    rcptto: library.get("mq_smtp_in_rcptto").ok().map(|s| *s),
+                    data: library.get("mq_smtp_in_data").ok().map(|s| *s),
+                    close: library.get("mq_smtp_in_close").ok().map(|s| *s),
+                }
+            },
             _library: library,
         })
     }

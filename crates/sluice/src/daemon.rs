@@ -96,25 +96,27 @@ pub fn run(c: Config) -> Result<()> {
     let ids = Arc::new(IdGenerator::new(c.u64("server-id")));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
+    let sink = receive::Sink {
+        queue,
+        ids,
+        log: received_log,
+    };
     let inbound = Arc::new(Inbound::from_config(
         &c,
         hostname.clone(),
-        queue.clone(),
+        sink.clone(),
         tls,
-        ids.clone(),
-        received_log.clone(),
+        plugins.clone(),
         shutdown_rx.clone(),
     ));
     for (l, tls) in &smtp_listeners {
         tracing::info!(address = %l.local_addr()?, tls, "SMTP listening");
     }
-    let workers = Workers::start(c.smtp_threads(), inbound, plugins.clone(), &smtp_listeners)?;
+    let workers = Workers::start(c.smtp_threads(), inbound, &smtp_listeners)?;
     drop(smtp_listeners);
     let api = Arc::new(Api {
-        queue: queue.clone(),
+        sink,
         names: QueueNames::from_config(&c),
-        ids,
-        received_log,
         hostname,
         extract: c.bool("smtp-extract"),
         basic_auth: Api::basic_auth(c.opt("www-username"), c.str("www-password")),

@@ -233,3 +233,142 @@ fn binary_exports_exactly_the_listed_api() {
     assert!(!listed.is_empty());
     assert_eq!(exported, listed);
 }
+
+/// Two hook plugins (10-first acts, 20-second reports) in one daemon.
+fn hook_daemon(extra: &str) -> (Daemon, tempfile::TempDir, std::path::PathBuf) {
+    let plugins = tempfile::tempdir().unwrap();
+    let log = plugins.path().join("hooks.log");
+    for (name, first) in [("10-first", true), ("20-second", false)] {
+        let mut defines = vec![
+            format!("-DNAME=\"{name}\""),
+            format!("-DLOG_PATH=\"{}\"", log.display()),
+        ];
+        if first {
+            defines.push("-DFIRST".into());
+        }
+        build("hooks.c", &plugins.path().join(format!("{name}.so")), &defines);
+    }
+    let d = Daemon::start(&format!("plugin-directory: {}\n{extra}", plugins.path().display()));
+    (d, plugins, log)
+}
+
+#[test]
+fn hand_off_continue_complete_retry_respond_and_watchdog() {
+    let (d, _plugins, log) = hook_daemon("plugin-timeout: 1\n");
+    let mut c = d.connect();
+    assert!(c.reply().starts_with("220"));
+    c.cmd("EHLO c");
+    assert!(c.cmd("MAIL FROM:<s@example.net>").starts_with("250 2.1.0"));
+    let cases = [
+        ("reject@example.com", "550 5.1.1 no such user"),
+        ("plain@example.com", "250 2.1.5 Ok"),
+        // Synchronous MQ_continue inside the hook: the next plugin runs.
+        ("sync-continue@example.com", "250 2.1.5 second plugin ran"),
+        // MQ_complete skips 20-second.
+        ("sync-complete@example.com", "250 2.1.5 Ok"),
+        // From another thread, 100 ms later.
+        ("thread@example.com", "250 2.1.5 answered from another thread"),
+        // MQ_retry three times, then the plugin stops retrying.
+        ("retry@example.com", "250 2.1.5 retried 3 times"),
+        // A hand-off from a plugin that returned false is ignored.
+        ("stray@example.com", "250 2.1.5 Ok"),
+        // Never handed back: plugin-timeout (1 s) fails the step temporarily.
+        ("hang@example.com", "451 4.3.0"),
+        ("after-hang@example.com", "250 2.1.5 Ok"),
+    ];
+    for (rcpt, want) in cases {
+        let got = c.cmd(&format!("RCPT TO:<{rcpt}>"));
+        assert!(got.starts_with(want), "{rcpt}: got {got}, want {want}");
+    }
+    // The rejected recipient is not in the message; the others are.
+    assert!(c.cmd("DATA").starts_with("354"));
+    c.send(b"Subject: hooks\r\n\r\nbody\r\n");
+    assert!(c.cmd(".").starts_with("250 2.0.0 queued as"));
+    c.cmd("QUIT");
+    let rcpts: BTreeSet<String> = d
+        .pop_all("outbox")
+        .iter()
+        .map(|m| m["recipient"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(rcpts.len(), 7, "{rcpts:?}");
+    assert!(!rcpts.contains("reject@example.com") && !rcpts.contains("hang@example.com"));
+    let daemon_log = d.log();
+    assert!(
+        daemon_log.contains("hand-off from a plugin that returned false: ignored"),
+        "stray hand-off logged"
+    );
+    assert!(
+        daemon_log.contains("10-first.so")
+            && daemon_log.contains("mq_smtp_in_rcptto")
+            && daemon_log.contains("plugin-timeout"),
+        "watchdog names plugin and hook"
+    );
+    // mq_smtp_in_close ran for both plugins, each seeing its own connection data.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while lines(&log).len() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let closes: Vec<Vec<String>> = lines(&log);
+    assert_eq!(
+        closes,
+        [["close", "10-first", "own-data"], ["close", "20-second", "own-data"]]
+    );
+}
+
+#[test]
+fn data_hook_send_and_authenticate() {
+    let (d, _plugins, _log) = hook_daemon("");
+    let mut c = d.connect();
+    c.reply();
+    c.send(b"EHLO c\r\n");
+    let mut ehlo = String::new();
+    loop {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut c.reader, &mut line).unwrap();
+        ehlo.push_str(&line);
+        if line.as_bytes()[3] == b' ' {
+            break;
+        }
+    }
+    assert!(
+        ehlo.contains("AUTH PLAIN LOGIN"),
+        "AUTH offered because a plugin decides credentials: {ehlo}"
+    );
+    // \0plugin-user\0secret and a wrong password.
+    assert!(c.cmd("AUTH PLAIN AHBsdWdpbi11c2VyAHNlY3JldA==").starts_with("235"));
+    let mut c2 = d.connect();
+    c2.reply();
+    c2.cmd("EHLO c");
+    assert!(c2.cmd("AUTH PLAIN AHBsdWdpbi11c2VyAHdyb25n").starts_with("535"));
+    // MQ_send: raw bytes before the host's reply, in order.
+    c.send(b"MAIL FROM:<greet@example.net>\r\n");
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut c.reader, &mut first).unwrap();
+    assert_eq!(first, "250-plugin was here\r\n");
+    assert!(c.reply().starts_with("250 2.1.0"));
+    c.cmd("RCPT TO:<r@example.com>");
+    // mq_smtp_in_data rejects the whole message.
+    c.cmd("DATA");
+    c.send(b"X-Reject: yes\r\n\r\nbody\r\n");
+    assert_eq!(c.cmd("."), "550 5.7.1 rejected by plugin");
+    assert!(d.pop_all("outbox").is_empty(), "nothing queued");
+}
+
+#[test]
+fn connect_hook_can_refuse_the_connection() {
+    let plugins = tempfile::tempdir().unwrap();
+    let log = plugins.path().join("hooks.log");
+    build(
+        "hooks.c",
+        &plugins.path().join("block.so"),
+        &[
+            "-DNAME=\"block\"".into(),
+            format!("-DLOG_PATH=\"{}\"", log.display()),
+            "-DBLOCK".into(),
+        ],
+    );
+    let d = Daemon::start(&format!("plugin-directory: {}\n", plugins.path().display()));
+    let mut c = d.connect();
+    assert_eq!(c.reply(), "554 5.7.1 blocked by plugin");
+    assert!(c.closed());
+}

@@ -144,6 +144,11 @@ impl ServerSession {
         self.reply(r);
     }
 
+    /// Queues a greeting of the caller's choosing (a plugin's, say).
+    pub fn greet_with(&mut self, reply: Reply) {
+        self.reply(reply);
+    }
+
     /// Refuses the connection (access, limits, talking before the greeting).
     pub fn refuse(&mut self, reply: Reply) {
         reply.write_to(&mut self.output);

@@ -3,7 +3,6 @@
 
 use crate::queues::QueueNames;
 use crate::receive::message::{Reception, Recipient};
-use crate::stamp::IdGenerator;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, StatusCode};
@@ -20,10 +19,8 @@ use std::time::Duration;
 
 /// What the handlers share.
 pub struct Api {
-    pub queue: Arc<dyn Queue>,
+    pub sink: crate::receive::Sink,
     pub names: QueueNames,
-    pub ids: Arc<IdGenerator>,
-    pub received_log: Arc<crate::receive::log::ReceivedLog>,
     pub hostname: String,
     pub extract: bool,
     /// Expected `Authorization` header when `www-username` is set.
@@ -86,13 +83,15 @@ async fn require_auth(State(api): Shared, req: Request, next: Next) -> Response 
 }
 
 async fn health(State(api): Shared) -> Result<Json<Value>, ApiError> {
-    let stats = api.queue.stats().await?;
+    let stats = api.sink.queue.stats().await?;
     let messages: u64 = stats.iter().map(|q| q.ready + q.delayed + q.leased).sum();
     Ok(Json(json!({ "status": "ok", "messages": messages })))
 }
 
 async fn stats(State(api): Shared) -> Result<Json<Value>, ApiError> {
-    Ok(Json(serde_json::to_value(api.queue.stats().await?).unwrap_or_default()))
+    Ok(Json(
+        serde_json::to_value(api.sink.queue.stats().await?).unwrap_or_default(),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -116,7 +115,7 @@ fn render(messages: Vec<StoredMessage>) -> Value {
 }
 
 async fn peek(State(api): Shared, Path(name): Path<String>, Query(q): Query<Count>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(render(api.queue.peek(&name, q.n.unwrap_or(10)).await?)))
+    Ok(Json(render(api.sink.queue.peek(&name, q.n.unwrap_or(10)).await?)))
 }
 
 /// Leased messages that go back to their queue unless acknowledged, also
@@ -137,12 +136,12 @@ impl Drop for Lease {
 
 async fn pop(State(api): Shared, Path(name): Path<String>, Query(q): Query<Count>) -> Result<Json<Value>, ApiError> {
     let wait = Duration::from_secs(q.wait.unwrap_or(0).min(60));
-    let taken = api.queue.take(&name, q.n.unwrap_or(1), wait).await?;
+    let taken = api.sink.queue.take(&name, q.n.unwrap_or(1), wait).await?;
     let mut lease = Lease {
-        queue: api.queue.clone(),
+        queue: api.sink.queue.clone(),
         ids: taken.iter().map(|m| m.id).collect(),
     };
-    api.queue.settle(Vec::new(), lease.ids.clone()).await?;
+    api.sink.queue.settle(Vec::new(), lease.ids.clone()).await?;
     lease.ids.clear();
     Ok(Json(render(taken)))
 }
@@ -168,7 +167,7 @@ async fn publish(api: &Api, queue: &str, values: Vec<Value>) -> Result<Json<Valu
         .into_iter()
         .map(|v| NewMessage::now(queue, v.to_string().into_bytes()))
         .collect();
-    api.queue.publish(batch).await?;
+    api.sink.queue.publish(batch).await?;
     Ok(Json(json!({ "queued": n, "queue": queue })))
 }
 
@@ -230,15 +229,7 @@ async fn submit(State(api): Shared, Json(s): Json<Submission>) -> Result<Json<Va
             ..Default::default()
         })
         .collect();
-    let ids = crate::receive::store(
-        &*api.queue,
-        &api.received_log,
-        &api.ids,
-        &api.names.inbox,
-        &reception,
-        &recipients,
-    )
-    .await?;
+    let ids = crate::receive::store(&api.sink, &api.names.inbox, &reception, &recipients).await?;
     Ok(Json(
         json!({ "queued": ids.len(), "queue": api.names.inbox, "ids": ids }),
     ))

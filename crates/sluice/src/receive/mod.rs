@@ -13,6 +13,7 @@ use crate::stamp::IdGenerator;
 use anyhow::{bail, Context, Result};
 use sluice_queue::Queue;
 use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,10 +34,10 @@ pub struct Inbound {
     pub max_connections: usize,
     pub extract: bool,
     pub names: QueueNames,
-    pub queue: Arc<dyn Queue>,
+    pub sink: Sink,
     pub tls: TlsAcceptor,
-    pub ids: Arc<IdGenerator>,
-    pub received_log: Arc<log::ReceivedLog>,
+    pub plugins: Arc<sluice_plugin::Plugins>,
+    pub plugin_timeout: Duration,
     pub connections: AtomicUsize,
     pub shutdown: watch::Receiver<bool>,
 }
@@ -45,10 +46,9 @@ impl Inbound {
     pub fn from_config(
         c: &Config,
         hostname: String,
-        queue: Arc<dyn Queue>,
+        sink: Sink,
         tls: TlsAcceptor,
-        ids: Arc<IdGenerator>,
-        received_log: Arc<log::ReceivedLog>,
+        plugins: Arc<sluice_plugin::Plugins>,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         Inbound {
@@ -65,10 +65,10 @@ impl Inbound {
             max_connections: c.u64("smtp-connections") as usize,
             extract: c.bool("smtp-extract"),
             names: QueueNames::from_config(c),
-            queue,
+            sink,
             tls,
-            ids,
-            received_log,
+            plugins,
+            plugin_timeout: Duration::from_secs(c.u64("plugin-timeout")),
             connections: AtomicUsize::new(0),
             shutdown,
         }
@@ -85,17 +85,24 @@ impl Inbound {
     }
 }
 
-/// Stores one JSON per recipient of a reception in `queue` as one durable
-/// batch, then logs them; returns their message ids.
+/// Where received mail goes: the queues, the message-id generator and the
+/// received-log; shared by SMTP and the HTTP API.
+#[derive(Clone)]
+pub struct Sink {
+    pub queue: Arc<dyn Queue>,
+    pub ids: Arc<IdGenerator>,
+    pub log: Arc<log::ReceivedLog>,
+}
+
+/// Stores one JSON per recipient of a reception in `queue_name` as one
+/// durable batch, then logs them; returns their message ids.
 pub async fn store(
-    queue: &dyn Queue,
-    log: &log::ReceivedLog,
-    ids: &IdGenerator,
+    sink: &Sink,
     queue_name: &str,
     reception: &message::Reception,
     recipients: &[message::Recipient],
 ) -> Result<Vec<String>, sluice_queue::QueueError> {
-    let ids: Vec<String> = recipients.iter().map(|_| ids.next()).collect();
+    let ids: Vec<String> = recipients.iter().map(|_| sink.ids.next()).collect();
     let messages = message::build(reception, recipients, &ids);
     let batch = messages
         .iter()
@@ -104,8 +111,8 @@ pub async fn store(
             Ok(sluice_queue::NewMessage::now(queue_name, body))
         })
         .collect::<Result<Vec<_>, sluice_queue::QueueError>>()?;
-    queue.publish(batch).await?;
-    log.record(queue_name, &messages);
+    sink.queue.publish(batch).await?;
+    sink.log.record(queue_name, &messages);
     Ok(ids)
 }
 
@@ -137,12 +144,7 @@ pub struct Workers {
 impl Workers {
     /// Starts `count` workers; returns once every one ran `mq_context_initialize`
     /// of every plugin, so no traffic is served before that.
-    pub fn start(
-        count: usize,
-        inbound: Arc<Inbound>,
-        plugins: Arc<sluice_plugin::Plugins>,
-        listeners: &[(std::net::TcpListener, bool)],
-    ) -> Result<Workers> {
+    pub fn start(count: usize, inbound: Arc<Inbound>, listeners: &[(std::net::TcpListener, bool)]) -> Result<Workers> {
         let mut threads = Vec::new();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
         for i in 0..count {
@@ -150,15 +152,19 @@ impl Workers {
                 .iter()
                 .map(|(l, tls)| Ok((l.try_clone()?, *tls)))
                 .collect::<std::io::Result<Vec<_>>>()?;
-            let (inbound, plugins, ready) = (inbound.clone(), plugins.clone(), ready_tx.clone());
+            let (inbound, ready) = (inbound.clone(), ready_tx.clone());
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let t = std::thread::Builder::new()
                 .name(format!("smtp-worker-{i}"))
                 .spawn(move || {
-                    let contexts = sluice_plugin::WorkerContexts::initialize(plugins, i);
+                    let contexts = Rc::new(sluice_plugin::WorkerContexts::initialize(inbound.plugins.clone(), i));
                     let _ = ready.send(());
-                    rt.block_on(worker(inbound, mine));
-                    contexts.cleanup();
+                    // A LocalSet: sessions and plugin callbacks stay on this thread.
+                    tokio::task::LocalSet::new().block_on(&rt, worker(inbound, mine, contexts.clone()));
+                    match Rc::try_unwrap(contexts) {
+                        Ok(c) => c.cleanup(),
+                        Err(_) => tracing::error!("worker contexts still in use at shutdown; cleanup skipped"),
+                    }
                 })?;
             threads.push(t);
         }
@@ -188,7 +194,11 @@ pub struct Accepted {
     pub implicit_tls: bool,
 }
 
-async fn worker(inbound: Arc<Inbound>, listeners: Vec<(std::net::TcpListener, bool)>) {
+async fn worker(
+    inbound: Arc<Inbound>,
+    listeners: Vec<(std::net::TcpListener, bool)>,
+    contexts: Rc<sluice_plugin::WorkerContexts>,
+) {
     let (tx, mut rx) = mpsc::unbounded_channel::<Accepted>();
     for (l, implicit_tls) in listeners {
         let l = match tokio::net::TcpListener::from_std(l) {
@@ -222,7 +232,7 @@ async fn worker(inbound: Arc<Inbound>, listeners: Vec<(std::net::TcpListener, bo
     drop(tx);
     let mut sessions = tokio::task::JoinSet::new();
     while let Some(accepted) = rx.recv().await {
-        sessions.spawn(session::serve(inbound.clone(), accepted));
+        sessions.spawn_local(session::serve(inbound.clone(), accepted, contexts.clone()));
         while sessions.try_join_next().is_some() {}
     }
     // Every accept loop ended (shutdown): let the open sessions finish.

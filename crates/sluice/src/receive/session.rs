@@ -4,8 +4,10 @@
 use super::message::{Reception, Recipient};
 use super::Inbound;
 use serde_json::{json, Map};
+use sluice_plugin::{Hook, PluginConnection, Response, WorkerContexts};
 use sluice_smtp::{proxy, Envelope, Event, Reply, ServerConfig, ServerSession};
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -77,10 +79,13 @@ struct Session<'a> {
     smtp: ServerSession,
     local: SocketAddr,
     remote: SocketAddr,
+    /// The plugins' view of this connection; None without plugins.
+    plugins: Option<PluginConnection>,
+    contexts: Rc<WorkerContexts>,
 }
 
 /// Serves one accepted connection to its end.
-pub async fn serve(inbound: Arc<Inbound>, accepted: super::Accepted) {
+pub async fn serve(inbound: Arc<Inbound>, accepted: super::Accepted, contexts: Rc<WorkerContexts>) {
     let super::Accepted {
         stream,
         mut remote,
@@ -94,6 +99,7 @@ pub async fn serve(inbound: Arc<Inbound>, accepted: super::Accepted) {
     };
     tracing::debug!(peer = %remote, active = n, "connection accepted");
     let _ = stream.set_nodelay(true);
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
     let mut conn = Conn::Plain(stream);
     let mut early = Vec::new();
     if inbound.proxied(remote.ip()) {
@@ -116,15 +122,18 @@ pub async fn serve(inbound: Arc<Inbound>, accepted: super::Accepted) {
         max_recipients: inbound.max_recipients,
         max_errors: 20,
         tls_available: true,
-        auth_enabled: inbound.credentials.is_some(),
+        auth_enabled: inbound.credentials.is_some() || inbound.plugins.exports(AUTH_HOOK),
         auth_in_clear: loopback,
     };
+    let plugins = (!inbound.plugins.list.is_empty()).then(|| PluginConnection::new(&inbound.plugins, fd, implicit_tls));
     let mut s = Session {
         inbound: &inbound,
         conn,
         smtp: ServerSession::new(cfg),
         local,
         remote,
+        plugins,
+        contexts,
     };
     if implicit_tls {
         if let Err(e) = s.conn.start_tls(&inbound).await {
@@ -132,6 +141,7 @@ pub async fn serve(inbound: Arc<Inbound>, accepted: super::Accepted) {
             return;
         }
         s.smtp.set_secure();
+        let _ = s.hook(Hook::Secure).await;
     }
     if !inbound.allowed(remote.ip()) {
         s.smtp
@@ -149,11 +159,40 @@ pub async fn serve(inbound: Arc<Inbound>, accepted: super::Accepted) {
             "Error: SMTP protocol violation: talking before the greeting",
         ));
     } else {
-        s.smtp.greet();
+        match s.hook(Hook::Connect).await {
+            Err(reply) => s.smtp.refuse(Reply::new(421, "4.3.0", reply.text())),
+            Ok(Some(r)) if r.code >= 400 => s.smtp.refuse(Reply::plain(r.code, r.text)),
+            Ok(Some(r)) => s.smtp.greet_with(Reply::plain(r.code, r.text)),
+            Ok(None) => s.smtp.greet(),
+        }
         s.smtp.feed(&early);
     }
     if let Err(e) = s.run().await {
         tracing::debug!(peer = %remote, error = %e, "connection ended");
+    }
+    // The last time plugins see this connection; no hand-off is outstanding.
+    let _ = s.hook(Hook::Close).await;
+}
+
+/// Only to ask whether any plugin exports the authenticate hook.
+const AUTH_HOOK: Hook<'static> = Hook::Authenticate {
+    login: "",
+    password: "",
+};
+
+/// What a plugin's MQ_respond means for a step: its reply when it rejects,
+/// or when it accepts what the host would accept; a 2xx/3xx where the host
+/// rejects is ignored (with a warning).
+fn plugin_reply(host_accepts: bool, response: Option<Response>) -> Option<Reply> {
+    let r = response?;
+    if r.code >= 400 || host_accepts {
+        Some(Reply::plain(r.code, r.text))
+    } else {
+        tracing::warn!(
+            code = r.code,
+            "a plugin answered positively where the server refuses: ignored"
+        );
+        None
     }
 }
 
@@ -172,6 +211,37 @@ async fn read_proxy_header(conn: &mut Conn, inbound: &Inbound) -> anyhow::Result
 }
 
 impl Session<'_> {
+    /// Runs a hook through the plugins: the reply a plugin set, if any, or
+    /// `Err(451)` when one held control past plugin-timeout. Bytes plugins
+    /// sent with MQ_send go out before the reply.
+    async fn hook(&mut self, hook: Hook<'_>) -> Result<Option<Response>, Reply> {
+        let Some(pc) = &self.plugins else { return Ok(None) };
+        if !self.inbound.plugins.exports(hook) {
+            return Ok(None);
+        }
+        let result = sluice_plugin::hooks::run(
+            &self.inbound.plugins,
+            &self.contexts,
+            pc,
+            hook,
+            self.inbound.plugin_timeout,
+        )
+        .await;
+        let sent = pc.take_outgoing();
+        self.smtp.output().extend_from_slice(&sent);
+        match result {
+            Ok(()) => Ok(pc.take_response()),
+            Err(t) => {
+                let _ = pc.take_response();
+                Err(Reply::new(
+                    451,
+                    "4.3.0",
+                    format!("Temporary failure in plugin {}, try again later", t.plugin),
+                ))
+            }
+        }
+    }
+
     /// With `smtp-greeting-delay`, waits that long and reports whether the
     /// client sent anything first.
     async fn talks_first(&mut self) -> bool {
@@ -228,43 +298,101 @@ impl Session<'_> {
 
     async fn handle(&mut self, ev: Event) -> anyhow::Result<()> {
         match ev {
-            Event::Mail(_) => {
+            Event::Mail(mail) => {
                 // Unauthenticated mail is refused at MAIL unless refused mail is
                 // kept, in which case it is taken in and refused after DATA.
-                if self.auth_required() && self.inbound.names.refused.is_none() {
-                    self.smtp.respond(Reply::new(530, "5.7.0", "Authentication required"));
-                } else {
-                    self.smtp.accept();
+                let host_accepts = !(self.auth_required() && self.inbound.names.refused.is_none());
+                match self.hook(Hook::MailFrom(&mail.address)).await {
+                    Err(reply) => self.smtp.respond(reply),
+                    Ok(response) => match plugin_reply(host_accepts, response) {
+                        Some(reply) => self.smtp.respond(reply),
+                        None if host_accepts => self.smtp.accept(),
+                        None => self.smtp.respond(Reply::new(530, "5.7.0", "Authentication required")),
+                    },
                 }
             }
-            Event::Rcpt(_) => self.smtp.accept(),
-            Event::Auth { login, password, .. } => {
-                let ok = self
-                    .inbound
-                    .credentials
-                    .as_ref()
-                    .is_some_and(|(u, p)| *u == login && *p == password);
-                if ok {
-                    self.smtp.set_authenticated(&login);
-                    self.smtp.accept();
-                } else {
-                    tracing::info!(peer = %self.remote, login = %login, "authentication failed");
-                    self.smtp
-                        .respond(Reply::new(535, "5.7.8", "Authentication credentials invalid"));
-                }
-            }
+            Event::Rcpt(rcpt) => match self.hook(Hook::RcptTo(&rcpt.address)).await {
+                Err(reply) => self.smtp.respond(reply),
+                Ok(response) => match plugin_reply(true, response) {
+                    Some(reply) => self.smtp.respond(reply),
+                    None => self.smtp.accept(),
+                },
+            },
+            Event::Auth { login, password, .. } => self.authenticate(login, password).await,
             Event::StartTls => {
                 self.flush().await?;
                 self.conn.start_tls(self.inbound).await?;
                 self.smtp.tls_established();
+                if let Some(pc) = &self.plugins {
+                    pc.set_secure(true);
+                }
+                let _ = self.hook(Hook::Secure).await;
             }
             Event::Message(env) => {
-                let reply = self.store(env).await;
+                let reply = match self.hook(Hook::Data(&env.body)).await {
+                    Err(reply) => reply,
+                    Ok(Some(r)) if r.code >= 400 => Reply::plain(r.code, r.text),
+                    Ok(response) => {
+                        let stored = self.store(env).await;
+                        match plugin_reply(stored.is_positive(), response) {
+                            Some(reply) if stored.is_positive() => reply,
+                            _ => stored,
+                        }
+                    }
+                };
                 self.smtp.respond(reply);
             }
             Event::Close => {}
         }
         Ok(())
+    }
+
+    /// Checks AUTH credentials: by the plugins when any exports
+    /// mq_smtp_in_authenticate (MQ_setAuthenticated decides), else by
+    /// smtp-username/smtp-password.
+    async fn authenticate(&mut self, login: String, password: String) {
+        let ok = if self.inbound.plugins.exports(AUTH_HOOK) {
+            match self
+                .hook(Hook::Authenticate {
+                    login: &login,
+                    password: &password,
+                })
+                .await
+            {
+                Err(reply) => return self.smtp.respond(reply),
+                Ok(response) => {
+                    let ok = self.plugins.as_ref().and_then(|pc| pc.take_auth_verdict()) == Some(true);
+                    if let Some(reply) = plugin_reply(ok, response) {
+                        if ok {
+                            self.smtp.set_authenticated(&login);
+                            self.mark_authenticated();
+                        }
+                        return self.smtp.respond(reply);
+                    }
+                    ok
+                }
+            }
+        } else {
+            self.inbound
+                .credentials
+                .as_ref()
+                .is_some_and(|(u, p)| *u == login && *p == password)
+        };
+        if ok {
+            self.smtp.set_authenticated(&login);
+            self.mark_authenticated();
+            self.smtp.accept();
+        } else {
+            tracing::info!(peer = %self.remote, login = %login, "authentication failed");
+            self.smtp
+                .respond(Reply::new(535, "5.7.8", "Authentication credentials invalid"));
+        }
+    }
+
+    fn mark_authenticated(&self) {
+        if let Some(pc) = &self.plugins {
+            pc.set_authenticated(true);
+        }
     }
 
     /// Stores one JSON per recipient; the 250 is given only once all are durable.
@@ -324,15 +452,7 @@ impl Session<'_> {
                 }
             })
             .collect();
-        let stored = super::store(
-            &*self.inbound.queue,
-            &self.inbound.received_log,
-            &self.inbound.ids,
-            &queue,
-            &reception,
-            &recipients,
-        )
-        .await;
+        let stored = super::store(&self.inbound.sink, &queue, &reception, &recipients).await;
         let ids = match stored {
             Ok(ids) => ids,
             Err(e) => {

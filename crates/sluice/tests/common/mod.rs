@@ -201,7 +201,9 @@ impl Drop for Daemon {
 
 /// True when `GET /health` gets an HTTP answer (401 too, with www-username set).
 fn health_ok(port: u16) -> bool {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
     if s.write_all(b"GET /health HTTP/1.0\r\nHost: t\r\n\r\n").is_err() {
         return false;
