@@ -5,7 +5,9 @@
 
 use crate::connection::{MqAddress, MqConnection, Outcome};
 use crate::context::MqContext;
+use crate::event_loop::{Command, Control, IoFn, MqIoWatcher, MqTimer, TimerFn};
 use std::ffi::{c_char, c_int, c_void, CStr};
+use std::time::Duration;
 
 /// `void *MQ_contextData(MQ_Context*)`: this plugin's pointer for this context.
 ///
@@ -226,6 +228,164 @@ pub unsafe extern "C" fn MQ_email(addr: *mut MqAddress) -> *const c_char {
         .map_or(std::ptr::null(), |e| e.as_ptr())
 }
 
+/// `MQ_Timer *MQ_startTimer(MQ_Context*, float seconds, void (*cb)(void*), void*)`:
+/// a one-shot timer whose callback runs on the context's worker thread.
+///
+/// # Safety
+/// `ctx` as in [`MQ_contextData`]; `cb` is a valid function for the timer's life.
+#[no_mangle]
+pub unsafe extern "C" fn MQ_startTimer(
+    ctx: *mut MqContext,
+    seconds: f32,
+    cb: Option<TimerFn>,
+    data: *mut c_void,
+) -> *mut MqTimer {
+    // SAFETY: as in MQ_contextData; `commands` is thread-safe.
+    let (Some(c), Some(cb)) = (unsafe { ctx.as_ref() }, cb) else {
+        return std::ptr::null_mut();
+    };
+    let (tx, control) = tokio::sync::mpsc::unbounded_channel();
+    let timer = Box::into_raw(Box::new(MqTimer { control: tx }));
+    let after = Duration::from_secs_f32(if seconds.is_finite() && seconds > 0.0 {
+        seconds
+    } else {
+        0.0
+    });
+    if c.commands
+        .send(Command::Timer {
+            timer,
+            control,
+            after,
+            cb,
+            data: data as usize,
+        })
+        .is_err()
+    {
+        // SAFETY: just created above and not handed out.
+        drop(unsafe { Box::from_raw(timer) });
+        return std::ptr::null_mut();
+    }
+    timer
+}
+
+/// Sends a control to a timer/watcher task; when the task is gone (the worker
+/// stopped), frees the object here instead.
+///
+/// # Safety
+/// `object` is a live pointer from Box::into_raw whose task has not freed it.
+unsafe fn control<T>(object: *mut T, sender: impl FnOnce(&T) -> bool, name: &str) {
+    // SAFETY: the plugin passes a timer/watcher that has not fired or been stopped.
+    let Some(o) = (unsafe { object.as_ref() }) else { return };
+    if !sender(o) {
+        tracing::debug!("{name} after the worker's loop ended: freed directly");
+        // SAFETY: no task owns it any more, so nobody else frees it.
+        drop(unsafe { Box::from_raw(object) });
+    }
+}
+
+/// `void MQ_stopTimer(MQ_Timer*)`: only before it fired; the host frees it.
+///
+/// # Safety
+/// `timer` came from MQ_startTimer and has neither fired nor been stopped.
+#[no_mangle]
+pub unsafe extern "C" fn MQ_stopTimer(timer: *mut MqTimer) {
+    // SAFETY: forwarded contract.
+    unsafe { control(timer, |t| t.control.send(Control::Stop).is_ok(), "MQ_stopTimer") }
+}
+
+/// `void MQ_resetTimer(MQ_Timer*, float seconds)`: fire `seconds` from now instead.
+///
+/// # Safety
+/// `timer` came from MQ_startTimer and has neither fired nor been stopped.
+#[no_mangle]
+pub unsafe extern "C" fn MQ_resetTimer(timer: *mut MqTimer, seconds: f32) {
+    let after = Duration::from_secs_f32(if seconds.is_finite() && seconds > 0.0 {
+        seconds
+    } else {
+        0.0
+    });
+    // SAFETY: as in MQ_stopTimer; a reset after the loop ended is dropped.
+    if let Some(t) = unsafe { timer.as_ref() } {
+        let _ = t.control.send(Control::Reset(after));
+    }
+}
+
+/// `MQ_IOWatcher *MQ_ioWatch(MQ_Context*, int fd, int events, cb, void*)`:
+/// calls `cb` on the worker while `fd` is readable (MQ_READ) / writable (MQ_WRITE).
+///
+/// # Safety
+/// `ctx` as in [`MQ_contextData`]; `fd` stays open until unwatched.
+#[no_mangle]
+pub unsafe extern "C" fn MQ_ioWatch(
+    ctx: *mut MqContext,
+    fd: c_int,
+    events: c_int,
+    cb: Option<IoFn>,
+    data: *mut c_void,
+) -> *mut MqIoWatcher {
+    // SAFETY: as in MQ_contextData.
+    let (Some(c), Some(cb)) = (unsafe { ctx.as_ref() }, cb) else {
+        return std::ptr::null_mut();
+    };
+    if fd < 0 || events & 3 == 0 {
+        return std::ptr::null_mut();
+    }
+    let (tx, control) = tokio::sync::mpsc::unbounded_channel();
+    let watcher = Box::into_raw(Box::new(MqIoWatcher { control: tx }));
+    if c.commands
+        .send(Command::Watch {
+            watcher,
+            control,
+            fd,
+            events,
+            cb,
+            data: data as usize,
+        })
+        .is_err()
+    {
+        // SAFETY: just created above and not handed out.
+        drop(unsafe { Box::from_raw(watcher) });
+        return std::ptr::null_mut();
+    }
+    watcher
+}
+
+/// `void MQ_ioUnwatch(MQ_IOWatcher*)`: also valid inside its own callback.
+///
+/// # Safety
+/// `watcher` came from MQ_ioWatch and was not unwatched yet.
+#[no_mangle]
+pub unsafe extern "C" fn MQ_ioUnwatch(watcher: *mut MqIoWatcher) {
+    // SAFETY: forwarded contract.
+    unsafe { control(watcher, |w| w.control.send(Control::Stop).is_ok(), "MQ_ioUnwatch") }
+}
+
+/// `MQ_IOWatch`: the spelling some MailerQ documentation uses.
+///
+/// # Safety
+/// As [`MQ_ioWatch`].
+#[no_mangle]
+pub unsafe extern "C" fn MQ_IOWatch(
+    ctx: *mut MqContext,
+    fd: c_int,
+    events: c_int,
+    cb: Option<IoFn>,
+    data: *mut c_void,
+) -> *mut MqIoWatcher {
+    // SAFETY: same contract.
+    unsafe { MQ_ioWatch(ctx, fd, events, cb, data) }
+}
+
+/// `MQ_IOUnwatch`: the spelling some MailerQ documentation uses.
+///
+/// # Safety
+/// As [`MQ_ioUnwatch`].
+#[no_mangle]
+pub unsafe extern "C" fn MQ_IOUnwatch(watcher: *mut MqIoWatcher) {
+    // SAFETY: same contract.
+    unsafe { MQ_ioUnwatch(watcher) }
+}
+
 /// Every exported function, referenced from the binary so the linker keeps
 /// them; `exports.list` must name the same set (a test checks `nm -D`).
 pub struct Exports {
@@ -242,6 +402,12 @@ pub struct Exports {
     pub file_descriptor: unsafe extern "C" fn(*mut MqConnection) -> c_int,
     pub send: unsafe extern "C" fn(*mut MqConnection, *const c_void, usize) -> usize,
     pub email: unsafe extern "C" fn(*mut MqAddress) -> *const c_char,
+    pub start_timer: unsafe extern "C" fn(*mut MqContext, f32, Option<TimerFn>, *mut c_void) -> *mut MqTimer,
+    pub timer_controls: [unsafe extern "C" fn(*mut MqTimer); 1],
+    pub reset_timer: unsafe extern "C" fn(*mut MqTimer, f32),
+    pub io_watch:
+        [unsafe extern "C" fn(*mut MqContext, c_int, c_int, Option<IoFn>, *mut c_void) -> *mut MqIoWatcher; 2],
+    pub io_unwatch: [unsafe extern "C" fn(*mut MqIoWatcher); 2],
 }
 
 /// See [`Exports`].
@@ -260,4 +426,9 @@ pub static EXPORTS: Exports = Exports {
     file_descriptor: MQ_fileDescriptor,
     send: MQ_send,
     email: MQ_email,
+    start_timer: MQ_startTimer,
+    timer_controls: [MQ_stopTimer],
+    reset_timer: MQ_resetTimer,
+    io_watch: [MQ_ioWatch, MQ_IOWatch],
+    io_unwatch: [MQ_ioUnwatch, MQ_IOUnwatch],
 };

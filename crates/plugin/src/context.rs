@@ -14,6 +14,8 @@ pub struct MqContext {
     pub(crate) worker: usize,
     /// MQ_setContextData / MQ_contextData.
     pub(crate) data: *mut c_void,
+    /// Timers and watchers go to this worker's loop.
+    pub(crate) commands: crate::event_loop::Commands,
 }
 
 /// The contexts of one worker thread. Not `Send`: created, used and cleaned
@@ -24,12 +26,15 @@ pub struct WorkerContexts {
     /// pointers handed to plugins never move. UnsafeCell: plugins write
     /// through the pointers while the host holds `&self`.
     contexts: Box<[std::cell::UnsafeCell<MqContext>]>,
+    /// The worker's plugin event loop, until the worker takes it.
+    event_loop: std::cell::RefCell<Option<tokio::sync::mpsc::UnboundedReceiver<crate::event_loop::Command>>>,
 }
 
 impl WorkerContexts {
     /// Creates this worker's contexts and runs `mq_context_initialize` of every
     /// plugin, in order; call on the worker thread before it serves traffic.
     pub fn initialize(plugins: Arc<Plugins>, worker: usize) -> WorkerContexts {
+        let (commands, receiver) = crate::event_loop::channel();
         let contexts: Box<[std::cell::UnsafeCell<MqContext>]> = plugins
             .list
             .iter()
@@ -38,10 +43,15 @@ impl WorkerContexts {
                     plugin: p.name.clone(),
                     worker,
                     data: std::ptr::null_mut(),
+                    commands: commands.clone(),
                 })
             })
             .collect();
-        let this = WorkerContexts { plugins, contexts };
+        let this = WorkerContexts {
+            plugins,
+            contexts,
+            event_loop: std::cell::RefCell::new(Some(receiver)),
+        };
         for i in 0..this.contexts.len() {
             if let Some(f) = this.plugins.list[i].context_initialize {
                 let ctx = this.context(i);
@@ -51,6 +61,12 @@ impl WorkerContexts {
             }
         }
         this
+    }
+
+    /// The plugins' event loop of this worker, to run as a local task of its
+    /// runtime (once; later calls give None).
+    pub fn event_loop(&self) -> Option<impl std::future::Future<Output = ()>> {
+        self.event_loop.borrow_mut().take().map(crate::event_loop::run)
     }
 
     /// The context of plugin `index` on this worker.

@@ -8,6 +8,7 @@
 pub mod abi;
 pub mod connection;
 pub mod context;
+pub mod event_loop;
 pub mod hooks;
 pub mod loader;
 

@@ -372,3 +372,39 @@ fn connect_hook_can_refuse_the_connection() {
     assert_eq!(c.reply(), "554 5.7.1 blocked by plugin");
     assert!(c.closed());
 }
+
+#[test]
+fn event_loop_timers_io_watch_and_timer_hand_off() {
+    let plugins = tempfile::tempdir().unwrap();
+    let log = plugins.path().join("events.log");
+    build(
+        "eventloop.c",
+        &plugins.path().join("events.so"),
+        &[format!("-DLOG_PATH=\"{}\"", log.display())],
+    );
+    let d = Daemon::start(&format!(
+        "plugin-directory: {}\nsmtp-threads: 2\n",
+        plugins.path().display()
+    ));
+    let mut c = d.connect();
+    c.reply();
+    c.cmd("EHLO c");
+    c.cmd("MAIL FROM:<s@example.net>");
+    assert_eq!(c.cmd("RCPT TO:<timer@example.com>"), "250 2.1.5 answered from a timer");
+    // Two workers, each with its own context: every event twice, on the context's thread.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let count = |what: &str| lines(&log).iter().filter(|l| l[0] == what).count();
+    while (count("reset-fired") < 2 || count("io-read") < 2) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let all = lines(&log);
+    for what in ["timer-fired", "reset-fired", "io-read"] {
+        assert_eq!(count(what), 2, "{what} once per worker: {all:?}");
+    }
+    assert!(
+        all.iter().all(|l| l[1] == "same-thread"),
+        "callbacks on the context's worker thread: {all:?}"
+    );
+    // The stopped timer was due long before the reset one fired, and never did.
+    assert_eq!(count("stopped-timer-FIRED"), 0, "{all:?}");
+}

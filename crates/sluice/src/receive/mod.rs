@@ -199,6 +199,9 @@ async fn worker(
     listeners: Vec<(std::net::TcpListener, bool)>,
     contexts: Rc<sluice_plugin::WorkerContexts>,
 ) {
+    if let Some(event_loop) = contexts.event_loop() {
+        tokio::task::spawn_local(event_loop);
+    }
     let (tx, mut rx) = mpsc::unbounded_channel::<Accepted>();
     for (l, implicit_tls) in listeners {
         let l = match tokio::net::TcpListener::from_std(l) {
