@@ -6,6 +6,7 @@
 use crate::connection::{MqAddress, MqConnection, Outcome};
 use crate::context::MqContext;
 use crate::event_loop::{Command, Control, IoFn, MqIoWatcher, MqTimer, TimerFn};
+use crate::message::MqMessage;
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::time::Duration;
 
@@ -386,6 +387,132 @@ pub unsafe extern "C" fn MQ_IOUnwatch(watcher: *mut MqIoWatcher) {
     unsafe { MQ_ioUnwatch(watcher) }
 }
 
+/// Reads `size` bytes at `text` as a string (invalid UTF-8 replaced).
+///
+/// # Safety
+/// `text` points to `size` readable bytes, or is NULL.
+unsafe fn string_arg(text: *const c_char, size: usize) -> String {
+    if text.is_null() {
+        return String::new();
+    }
+    // SAFETY: the caller passes `size` readable bytes.
+    String::from_utf8_lossy(unsafe { std::slice::from_raw_parts(text.cast::<u8>(), size) }).into_owned()
+}
+
+/// `MQ_Address *MQ_envelope(MQ_Message*)`: NULL when the message has none.
+///
+/// # Safety
+/// `msg` is an `MQ_Message*` the host passed to this plugin, or NULL.
+#[no_mangle]
+pub unsafe extern "C" fn MQ_envelope(msg: *mut MqMessage) -> *mut MqAddress {
+    // SAFETY: messages live until the hook's hand-off ended; used on the worker thread.
+    unsafe { msg.as_mut() }
+        .and_then(|m| m.address("envelope"))
+        .map_or(std::ptr::null_mut(), |a| a as *mut MqAddress)
+}
+
+/// `MQ_Envelope`: the function spelling some MailerQ documentation uses.
+///
+/// # Safety
+/// As [`MQ_envelope`].
+#[no_mangle]
+pub unsafe extern "C" fn MQ_Envelope(msg: *mut MqMessage) -> *mut MqAddress {
+    // SAFETY: same contract.
+    unsafe { MQ_envelope(msg) }
+}
+
+/// `void MQ_setEnvelope(MQ_Message*, const char*, size_t)`.
+///
+/// # Safety
+/// `msg` as in [`MQ_envelope`]; `address` points to `size` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn MQ_setEnvelope(msg: *mut MqMessage, address: *const c_char, size: usize) {
+    // SAFETY: as in MQ_envelope and string_arg.
+    if let Some(m) = unsafe { msg.as_mut() } {
+        m.set_string("envelope", unsafe { string_arg(address, size) });
+    }
+}
+
+/// `MQ_Address *MQ_recipient(MQ_Message*)`.
+///
+/// # Safety
+/// As [`MQ_envelope`].
+#[no_mangle]
+pub unsafe extern "C" fn MQ_recipient(msg: *mut MqMessage) -> *mut MqAddress {
+    // SAFETY: as in MQ_envelope.
+    unsafe { msg.as_mut() }
+        .and_then(|m| m.address("recipient"))
+        .map_or(std::ptr::null_mut(), |a| a as *mut MqAddress)
+}
+
+/// `void MQ_setRecipient(MQ_Message*, const char*, size_t)`.
+///
+/// # Safety
+/// As [`MQ_setEnvelope`].
+#[no_mangle]
+pub unsafe extern "C" fn MQ_setRecipient(msg: *mut MqMessage, address: *const c_char, size: usize) {
+    // SAFETY: as in MQ_setEnvelope.
+    if let Some(m) = unsafe { msg.as_mut() } {
+        m.set_string("recipient", unsafe { string_arg(address, size) });
+    }
+}
+
+/// `const char *MQ_mime(MQ_Message*)`: NUL-terminated; NULL if none.
+///
+/// # Safety
+/// As [`MQ_envelope`].
+#[no_mangle]
+pub unsafe extern "C" fn MQ_mime(msg: *mut MqMessage) -> *const c_char {
+    // SAFETY: as in MQ_envelope; the string is cached in the message.
+    unsafe { msg.as_mut() }
+        .and_then(|m| m.mime())
+        .map_or(std::ptr::null(), |c| c.as_ptr())
+}
+
+/// `MQ_Mime`: the spelling some MailerQ documentation uses.
+///
+/// # Safety
+/// As [`MQ_envelope`].
+#[no_mangle]
+pub unsafe extern "C" fn MQ_Mime(msg: *mut MqMessage) -> *const c_char {
+    // SAFETY: same contract.
+    unsafe { MQ_mime(msg) }
+}
+
+/// `void MQ_setMime(MQ_Message*, const char*, size_t)`.
+///
+/// # Safety
+/// As [`MQ_setEnvelope`].
+#[no_mangle]
+pub unsafe extern "C" fn MQ_setMime(msg: *mut MqMessage, mime: *const c_char, size: usize) {
+    // SAFETY: as in MQ_setEnvelope.
+    if let Some(m) = unsafe { msg.as_mut() } {
+        m.set_string("mime", unsafe { string_arg(mime, size) });
+    }
+}
+
+/// `bool MQ_local(MQ_Message*)`.
+///
+/// # Safety
+/// As [`MQ_envelope`].
+#[no_mangle]
+pub unsafe extern "C" fn MQ_local(msg: *mut MqMessage) -> bool {
+    // SAFETY: as in MQ_envelope.
+    unsafe { msg.as_ref() }.is_some_and(|m| m.local)
+}
+
+/// `void MQ_setLocal(MQ_Message*, bool)`: true routes an inbound message to the local queue.
+///
+/// # Safety
+/// As [`MQ_envelope`].
+#[no_mangle]
+pub unsafe extern "C" fn MQ_setLocal(msg: *mut MqMessage, local: bool) {
+    // SAFETY: as in MQ_envelope.
+    if let Some(m) = unsafe { msg.as_mut() } {
+        m.local = local;
+    }
+}
+
 /// Every exported function, referenced from the binary so the linker keeps
 /// them; `exports.list` must name the same set (a test checks `nm -D`).
 pub struct Exports {
@@ -408,6 +535,11 @@ pub struct Exports {
     pub io_watch:
         [unsafe extern "C" fn(*mut MqContext, c_int, c_int, Option<IoFn>, *mut c_void) -> *mut MqIoWatcher; 2],
     pub io_unwatch: [unsafe extern "C" fn(*mut MqIoWatcher); 2],
+    pub addresses: [unsafe extern "C" fn(*mut MqMessage) -> *mut MqAddress; 3],
+    pub setters: [unsafe extern "C" fn(*mut MqMessage, *const c_char, usize); 3],
+    pub mime: [unsafe extern "C" fn(*mut MqMessage) -> *const c_char; 2],
+    pub local: unsafe extern "C" fn(*mut MqMessage) -> bool,
+    pub set_local: unsafe extern "C" fn(*mut MqMessage, bool),
 }
 
 /// See [`Exports`].
@@ -431,4 +563,9 @@ pub static EXPORTS: Exports = Exports {
     reset_timer: MQ_resetTimer,
     io_watch: [MQ_ioWatch, MQ_IOWatch],
     io_unwatch: [MQ_ioUnwatch, MQ_IOUnwatch],
+    addresses: [MQ_envelope, MQ_Envelope, MQ_recipient],
+    setters: [MQ_setEnvelope, MQ_setRecipient, MQ_setMime],
+    mime: [MQ_mime, MQ_Mime],
+    local: MQ_local,
+    set_local: MQ_setLocal,
 };

@@ -4,12 +4,14 @@
 use crate::connection::{MqAddress, MqConnection, Outcome, PluginConnection};
 use crate::context::{MqContext, WorkerContexts};
 use crate::loader::Plugins;
+use crate::message::MqMessage;
 use std::ffi::c_char;
 use std::time::Duration;
 
 pub(crate) type ConnFn = unsafe extern "C" fn(*mut MqContext, *mut MqConnection) -> bool;
 pub(crate) type AddrFn = unsafe extern "C" fn(*mut MqContext, *mut MqConnection, *mut MqAddress) -> bool;
 pub(crate) type DataFn = unsafe extern "C" fn(*mut MqContext, *mut MqConnection, *const c_char, usize) -> bool;
+pub(crate) type MessageFn = unsafe extern "C" fn(*mut MqContext, *mut MqConnection, *mut MqMessage) -> bool;
 pub(crate) type AuthFn =
     unsafe extern "C" fn(*mut MqContext, *mut MqConnection, *const c_char, usize, *const c_char, usize) -> bool;
 
@@ -22,6 +24,7 @@ pub(crate) struct Hooks {
     pub mailfrom: Option<AddrFn>,
     pub rcptto: Option<AddrFn>,
     pub data: Option<DataFn>,
+    pub message: Option<MessageFn>,
     pub close: Option<ConnFn>,
 }
 
@@ -30,10 +33,15 @@ pub(crate) struct Hooks {
 pub enum Hook<'a> {
     Connect,
     Secure,
-    Authenticate { login: &'a str, password: &'a str },
+    Authenticate {
+        login: &'a str,
+        password: &'a str,
+    },
     MailFrom(&'a str),
     RcptTo(&'a str),
     Data(&'a [u8]),
+    /// One recipient's copy; the pointer stays valid for the whole hook.
+    Message(*mut MqMessage),
     Close,
 }
 
@@ -47,6 +55,7 @@ impl Hook<'_> {
             Hook::MailFrom(_) => "mq_smtp_in_mailfrom",
             Hook::RcptTo(_) => "mq_smtp_in_rcptto",
             Hook::Data(_) => "mq_smtp_in_data",
+            Hook::Message(_) => "mq_smtp_in_message",
             Hook::Close => "mq_smtp_in_close",
         }
     }
@@ -59,6 +68,7 @@ impl Hook<'_> {
             Hook::MailFrom(_) => hooks.mailfrom.is_some(),
             Hook::RcptTo(_) => hooks.rcptto.is_some(),
             Hook::Data(_) => hooks.data.is_some(),
+            Hook::Message(_) => hooks.message.is_some(),
             Hook::Close => hooks.close.is_some(),
         }
     }
@@ -114,6 +124,7 @@ pub async fn run(
                     Hook::MailFrom(_) => h.mailfrom.is_some_and(|f| f(ctx, handle, address)),
                     Hook::RcptTo(_) => h.rcptto.is_some_and(|f| f(ctx, handle, address)),
                     Hook::Data(mime) => h.data.is_some_and(|f| f(ctx, handle, mime.as_ptr().cast(), mime.len())),
+                    Hook::Message(message) => h.message.is_some_and(|f| f(ctx, handle, message)),
                     Hook::Authenticate { login, password } => h.authenticate.is_some_and(|f| {
                         f(
                             ctx,

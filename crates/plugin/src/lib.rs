@@ -11,11 +11,13 @@ pub mod context;
 pub mod event_loop;
 pub mod hooks;
 pub mod loader;
+pub mod message;
 
 pub use connection::{PluginConnection, Response};
 pub use context::WorkerContexts;
 pub use hooks::{Hook, Timeout};
 pub use loader::{PluginError, Plugins};
+pub use message::MqMessage;
 
 /// The API version this host implements (`MQ_API_VERSION` in the header).
 pub const API_VERSION: i32 = 1;

@@ -104,6 +104,7 @@ impl Plugin {
                     mailfrom: library.get("mq_smtp_in_mailfrom").ok().map(|s| *s),
                     rcptto: library.get("mq_smtp_in_rcptto").ok().map(|s| *s),
                     data: library.get("mq_smtp_in_data").ok().map(|s| *s),
+                    message: library.get("mq_smtp_in_message").ok().map(|s| *s),
                     close: library.get("mq_smtp_in_close").ok().map(|s| *s),
                 }
             },

@@ -408,3 +408,68 @@ fn event_loop_timers_io_watch_and_timer_hand_off() {
     // The stopped timer was due long before the reset one fired, and never did.
     assert_eq!(count("stopped-timer-FIRED"), 0, "{all:?}");
 }
+
+#[test]
+fn message_hook_edits_routes_and_drops_copies() {
+    let plugins = tempfile::tempdir().unwrap();
+    build("message.c", &plugins.path().join("message.so"), &[]);
+    let d = Daemon::start(&format!(
+        "plugin-directory: {}\nrabbitmq-local: localq\n",
+        plugins.path().display()
+    ));
+    let mut c = d.connect();
+    c.reply();
+    c.cmd("EHLO c");
+    c.cmd("MAIL FROM:<s@example.net>");
+    for r in [
+        "drop@example.com",
+        "keep@example.com",
+        "local@example.com",
+        "rewrite@example.com",
+    ] {
+        assert!(c.cmd(&format!("RCPT TO:<{r}>")).starts_with("250"));
+    }
+    c.cmd("DATA");
+    c.send(b"Subject: m\r\n\r\nbody\r\n");
+    let reply = c.cmd(".");
+    assert!(
+        reply.starts_with("250 2.0.0 queued as") && !reply.contains("drop@"),
+        "{reply}"
+    );
+    assert_eq!(reply.matches(" for ").count(), 3, "{reply}");
+
+    let outbox = d.pop_all("outbox");
+    let keep = outbox
+        .iter()
+        .find(|m| m["recipient"] == "keep@example.com")
+        .expect("keep");
+    assert_eq!(keep["mime"], "X-Stamped: yes\r\nSubject: m\r\n\r\nbody\r\n");
+    let rewritten = outbox
+        .iter()
+        .find(|m| m["recipient"] == "rewritten@example.com")
+        .expect("rewritten");
+    assert_eq!(rewritten["envelope"], "bounces@example.net");
+    assert_eq!(outbox.len(), 2);
+    let local = d.pop_all("localq");
+    assert_eq!(local.len(), 1);
+    assert_eq!(local[0]["recipient"], "local@example.com");
+
+    // Every copy dropped: the plugin's reply answers DATA, nothing is queued.
+    c.cmd("MAIL FROM:<>");
+    c.cmd("RCPT TO:<drop@example.com>");
+    c.cmd("DATA");
+    c.send(b"Subject: d\r\n\r\nx\r\n");
+    assert_eq!(c.cmd("."), "550 5.7.1 dropped by plugin");
+    // The null envelope: MQ_envelope gives an address whose MQ_email is NULL.
+    c.cmd("MAIL FROM:<>");
+    c.cmd("RCPT TO:<keep@example.com>");
+    c.cmd("DATA");
+    c.send(b"Subject: n\r\n\r\nx\r\n");
+    assert!(c.cmd(".").starts_with("250"));
+    let outbox = d.pop_all("outbox");
+    assert_eq!(outbox.len(), 1);
+    assert!(outbox[0]["mime"]
+        .as_str()
+        .unwrap()
+        .starts_with("X-Stamped: null-envelope\r\n"));
+}

@@ -104,16 +104,31 @@ pub async fn store(
 ) -> Result<Vec<String>, sluice_queue::QueueError> {
     let ids: Vec<String> = recipients.iter().map(|_| sink.ids.next()).collect();
     let messages = message::build(reception, recipients, &ids);
+    publish(
+        sink,
+        messages.into_iter().map(|m| (queue_name.to_string(), m)).collect(),
+    )
+    .await?;
+    Ok(ids)
+}
+
+/// Stores built messages, each in its queue, as one durable batch; then logs them.
+pub async fn publish(
+    sink: &Sink,
+    messages: Vec<(String, serde_json::Map<String, serde_json::Value>)>,
+) -> Result<(), sluice_queue::QueueError> {
     let batch = messages
         .iter()
-        .map(|m| {
+        .map(|(queue, m)| {
             let body = serde_json::to_vec(m).map_err(|e| sluice_queue::QueueError::Io(std::io::Error::other(e)))?;
-            Ok(sluice_queue::NewMessage::now(queue_name, body))
+            Ok(sluice_queue::NewMessage::now(queue.as_str(), body))
         })
         .collect::<Result<Vec<_>, sluice_queue::QueueError>>()?;
     sink.queue.publish(batch).await?;
-    sink.log.record(queue_name, &messages);
-    Ok(ids)
+    for (queue, m) in &messages {
+        sink.log.record(queue, std::slice::from_ref(m));
+    }
+    Ok(())
 }
 
 /// Refuses to run as an open relay by accident (see `smtp-open-relay`).

@@ -4,7 +4,7 @@
 use super::message::{Reception, Recipient};
 use super::Inbound;
 use serde_json::{json, Map};
-use sluice_plugin::{Hook, PluginConnection, Response, WorkerContexts};
+use sluice_plugin::{Hook, MqMessage, PluginConnection, Response, WorkerContexts};
 use sluice_smtp::{proxy, Envelope, Event, Reply, ServerConfig, ServerSession};
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -452,9 +452,35 @@ impl Session<'_> {
                 }
             })
             .collect();
-        let stored = super::store(&self.inbound.sink, &queue, &reception, &recipients).await;
-        let ids = match stored {
-            Ok(ids) => ids,
+        let ids: Vec<String> = recipients.iter().map(|_| self.inbound.sink.ids.next()).collect();
+        let mut copies = Vec::new();
+        let mut queued = Vec::new();
+        let mut last_refusal = None;
+        for ((json, id), rcpt) in super::message::build(&reception, &recipients, &ids)
+            .into_iter()
+            .zip(&ids)
+            .zip(&env.rcpts)
+        {
+            match self.message_hook(json).await {
+                Err(reply) => return reply,
+                Ok(Copy::Dropped(reply)) => last_refusal = Some(reply),
+                Ok(Copy::Keep(json, local)) => {
+                    let target = if local {
+                        self.inbound.names.local.clone()
+                    } else {
+                        queue.clone()
+                    };
+                    copies.push((target, json));
+                    queued.push((id.clone(), rcpt.address.as_str()));
+                }
+            }
+        }
+        if copies.is_empty() {
+            // Every copy was dropped by a plugin: its reply answers DATA.
+            return last_refusal.unwrap_or_else(|| Reply::new(554, "5.7.1", "Message refused"));
+        }
+        match super::publish(&self.inbound.sink, copies).await {
+            Ok(()) => {}
             Err(e) => {
                 tracing::error!(error = %e, "could not store a received message");
                 return match e {
@@ -464,12 +490,36 @@ impl Session<'_> {
                     _ => Reply::new(451, "4.3.0", "Temporary failure storing the message, try again later"),
                 };
             }
-        };
+        }
         if refused {
             return Reply::new(530, "5.7.0", "Authentication required");
         }
-        queued_reply(&ids, &env.rcpts.iter().map(|r| r.address.as_str()).collect::<Vec<_>>())
+        let (ids, rcpts): (Vec<String>, Vec<&str>) = queued.into_iter().unzip();
+        queued_reply(&ids, &rcpts)
     }
+
+    /// mq_smtp_in_message for one recipient's copy: plugins may change its
+    /// JSON, route it to the local queue, or drop it with a 4xx/5xx.
+    async fn message_hook(&mut self, json: Map<String, serde_json::Value>) -> Result<Copy, Reply> {
+        if self.plugins.is_none() || !self.inbound.plugins.exports(Hook::Message(std::ptr::null_mut())) {
+            return Ok(Copy::Keep(json, false));
+        }
+        let mut message = Box::new(MqMessage::new(json));
+        let response = self.hook(Hook::Message(&mut *message)).await?;
+        let (json, local) = message.into_parts();
+        Ok(match response {
+            Some(r) if r.code >= 400 => Copy::Dropped(Reply::plain(r.code, r.text)),
+            _ => Copy::Keep(json, local),
+        })
+    }
+}
+
+/// What plugins decided for one recipient's copy.
+enum Copy {
+    /// Queue it (in the local queue when the flag is set).
+    Keep(Map<String, serde_json::Value>, bool),
+    /// A plugin refused it with this reply.
+    Dropped(Reply),
 }
 
 /// `250 2.0.0 queued as ID1 for a@x, ID2 for b@y`, multi-line when long.
