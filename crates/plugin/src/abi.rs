@@ -491,6 +491,28 @@ pub unsafe extern "C" fn MQ_setMime(msg: *mut MqMessage, mime: *const c_char, si
     }
 }
 
+/// `struct json_object *MQ_json(MQ_Message*)`: the message as a json-c object
+/// (NULL without json-c in the process); changes are read back when the
+/// hand-off ends.
+///
+/// # Safety
+/// As [`MQ_envelope`].
+#[no_mangle]
+pub unsafe extern "C" fn MQ_json(msg: *mut MqMessage) -> *mut c_void {
+    // SAFETY: as in MQ_envelope.
+    unsafe { msg.as_mut() }.map_or(std::ptr::null_mut(), |m| m.json_object())
+}
+
+/// `MQ_Json`: the spelling some MailerQ documentation uses.
+///
+/// # Safety
+/// As [`MQ_envelope`].
+#[no_mangle]
+pub unsafe extern "C" fn MQ_Json(msg: *mut MqMessage) -> *mut c_void {
+    // SAFETY: same contract.
+    unsafe { MQ_json(msg) }
+}
+
 /// `bool MQ_local(MQ_Message*)`.
 ///
 /// # Safety
@@ -538,6 +560,7 @@ pub struct Exports {
     pub addresses: [unsafe extern "C" fn(*mut MqMessage) -> *mut MqAddress; 3],
     pub setters: [unsafe extern "C" fn(*mut MqMessage, *const c_char, usize); 3],
     pub mime: [unsafe extern "C" fn(*mut MqMessage) -> *const c_char; 2],
+    pub json: [unsafe extern "C" fn(*mut MqMessage) -> *mut c_void; 2],
     pub local: unsafe extern "C" fn(*mut MqMessage) -> bool,
     pub set_local: unsafe extern "C" fn(*mut MqMessage, bool),
 }
@@ -566,6 +589,7 @@ pub static EXPORTS: Exports = Exports {
     addresses: [MQ_envelope, MQ_Envelope, MQ_recipient],
     setters: [MQ_setEnvelope, MQ_setRecipient, MQ_setMime],
     mime: [MQ_mime, MQ_Mime],
+    json: [MQ_json, MQ_Json],
     local: MQ_local,
     set_local: MQ_setLocal,
 };

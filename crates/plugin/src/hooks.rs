@@ -137,6 +137,13 @@ pub async fn run(
                     }),
                 }
             };
+            if let Hook::Message(m) = hook {
+                // What this plugin did through MQ_json is what the next one sees.
+                // SAFETY: the caller keeps the message alive for the whole hook.
+                if !took {
+                    unsafe { (*m).sync_json() };
+                }
+            }
             if !took {
                 if conn.disarm().is_some() {
                     tracing::warn!(plugin = %plugin.name, hook = hook.name(), "hand-off from a plugin that returned false: ignored");
@@ -155,6 +162,10 @@ pub async fn run(
                 }
             };
             conn.disarm();
+            if let Hook::Message(m) = hook {
+                // SAFETY: as above; the hand-off ended, the plugin is done with it.
+                unsafe { (*m).sync_json() };
+            }
             match outcome {
                 Outcome::Continue => continue,
                 Outcome::Complete => return Ok(()),

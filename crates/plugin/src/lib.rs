@@ -10,6 +10,7 @@ pub mod connection;
 pub mod context;
 pub mod event_loop;
 pub mod hooks;
+mod json;
 pub mod loader;
 pub mod message;
 

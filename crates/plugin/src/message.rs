@@ -3,8 +3,9 @@
 //! next setter on the same message.
 
 use crate::connection::MqAddress;
+use crate::json::json_c;
 use serde_json::{Map, Value};
-use std::ffi::CString;
+use std::ffi::{c_int, c_void, CStr, CString};
 
 /// What an `MQ_Message*` points to.
 pub struct MqMessage {
@@ -13,6 +14,8 @@ pub struct MqMessage {
     pub(crate) envelope: Option<MqAddress>,
     pub(crate) recipient: Option<MqAddress>,
     pub(crate) mime: Option<CString>,
+    /// The json-c object MQ_json handed out (NULL until asked for).
+    json_c: *mut c_void,
 }
 
 impl MqMessage {
@@ -24,12 +27,52 @@ impl MqMessage {
             envelope: None,
             recipient: None,
             mime: None,
+            json_c: std::ptr::null_mut(),
         }
     }
 
     /// The JSON as the plugins left it, and whether it goes to the local queue.
-    pub fn into_parts(self) -> (Map<String, Value>, bool) {
-        (self.json, self.local)
+    pub fn into_parts(mut self) -> (Map<String, Value>, bool) {
+        self.sync_json();
+        (std::mem::take(&mut self.json), self.local)
+    }
+
+    /// The json-c object of this message, built on first use; NULL without json-c.
+    pub(crate) fn json_object(&mut self) -> *mut c_void {
+        if self.json_c.is_null() {
+            if let Some(j) = json_c() {
+                let text = CString::new(Value::Object(self.json.clone()).to_string()).unwrap_or_default();
+                // SAFETY: json_tokener_parse reads a NUL-terminated string and
+                // returns a new object (or NULL) that we own.
+                self.json_c = unsafe { (j.parse)(text.as_ptr()) };
+            }
+        }
+        self.json_c
+    }
+
+    /// Reads back what a plugin changed through the json-c object.
+    pub(crate) fn sync_json(&mut self) {
+        let (Some(j), false) = (json_c(), self.json_c.is_null()) else {
+            return;
+        };
+        // SAFETY: a live object we own; the string belongs to it and is read now.
+        let text = unsafe { (j.to_string)(self.json_c, 0) };
+        if text.is_null() {
+            return;
+        }
+        // SAFETY: json-c returns a NUL-terminated string.
+        let text = unsafe { CStr::from_ptr(text) }.to_string_lossy();
+        match serde_json::from_str::<Value>(&text) {
+            Ok(Value::Object(m)) => {
+                self.json = m;
+                self.envelope = None;
+                self.recipient = None;
+                self.mime = None;
+            }
+            _ => {
+                tracing::warn!("MQ_json: a plugin made the message something other than a JSON object; change ignored")
+            }
+        }
     }
 
     /// The address in property `key`: None when absent, `<>` when "".
@@ -44,6 +87,17 @@ impl MqMessage {
     }
 
     pub(crate) fn set_string(&mut self, key: &str, value: String) {
+        // Keep a json-c object the plugin holds in step with the setter.
+        self.sync_json();
+        if let (Some(j), false) = (json_c(), self.json_c.is_null()) {
+            let k = CString::new(key).unwrap_or_default();
+            // SAFETY: json_object_new_string_len copies `len` bytes; object_add
+            // takes ownership of the new value and copies the key.
+            unsafe {
+                let v = (j.new_string_len)(value.as_ptr().cast(), value.len() as c_int);
+                (j.object_add)(self.json_c, k.as_ptr(), v);
+            }
+        }
         self.json.insert(key.to_string(), Value::String(value));
         match key {
             "envelope" => self.envelope = None,
@@ -57,5 +111,15 @@ impl MqMessage {
         // A C string ends at the first NUL; MIME has none in practice.
         let end = text.find('\0').unwrap_or(text.len());
         Some(self.mime.insert(CString::new(&text[..end]).unwrap_or_default()))
+    }
+}
+
+impl Drop for MqMessage {
+    fn drop(&mut self) {
+        if let (Some(j), false) = (json_c(), self.json_c.is_null()) {
+            // SAFETY: the one reference we hold; the plugin's pointer is only
+            // valid until the hand-off ended, which it has.
+            unsafe { (j.put)(self.json_c) };
+        }
     }
 }

@@ -13,6 +13,11 @@ const EXPORTS_LIST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../plugin/expor
 
 /// Builds a plugin the way the docs tell authors to, warnings as errors.
 fn build(source: &str, out: &Path, defines: &[String]) {
+    build_with(source, out, defines, &[]);
+}
+
+/// As [`build`], linking `libs` (e.g. `-ljson-c`).
+fn build_with(source: &str, out: &Path, defines: &[String], libs: &[&str]) {
     let cpp = source.ends_with(".cpp");
     require(if cpp { "c++" } else { "cc" });
     let status = Command::new(if cpp { "c++" } else { "cc" })
@@ -31,6 +36,7 @@ fn build(source: &str, out: &Path, defines: &[String]) {
         .arg("-o")
         .arg(out)
         .arg(format!("{SOURCES}/{source}"))
+        .args(libs)
         .arg("-lpthread")
         .status()
         .unwrap();
@@ -472,4 +478,46 @@ fn message_hook_edits_routes_and_drops_copies() {
         .as_str()
         .unwrap()
         .starts_with("X-Stamped: null-envelope\r\n"));
+}
+
+#[test]
+fn mq_json_through_json_c() {
+    assert!(
+        Path::new("/usr/include/json-c/json.h").exists(),
+        "libjson-c-dev is missing; the README's test command installs it"
+    );
+    let plugins = tempfile::tempdir().unwrap();
+    build_with("jsonc.c", &plugins.path().join("jsonc.so"), &[], &["-ljson-c"]);
+    let d = Daemon::start(&format!("plugin-directory: {}\n", plugins.path().display()));
+    let mut c = d.connect();
+    c.reply();
+    c.cmd("EHLO c");
+    assert!(c
+        .mail("s@example.net", &["j@example.com"], "Subject: j\r\n\r\nx\r\n")
+        .starts_with("250"));
+    let m = &d.pop_all("outbox")[0];
+    assert_eq!(m["tag"], "from-json-c", "a json-c edit is in the queued JSON: {m}");
+    assert_eq!(m["seen-recipient"], "j@example.com", "json-c saw the message: {m}");
+    assert_eq!(m["envelope"], "setter@example.net", "a setter after MQ_json wins: {m}");
+    assert_eq!(m["mime"], "Subject: j\r\n\r\nx\r\n");
+}
+
+#[test]
+fn mq_json_without_json_c_is_null_and_logged_once() {
+    let plugins = tempfile::tempdir().unwrap();
+    build("nojsonc.c", &plugins.path().join("nojsonc.so"), &[]);
+    let d = Daemon::start(&format!("plugin-directory: {}\n", plugins.path().display()));
+    let mut c = d.connect();
+    c.reply();
+    c.cmd("EHLO c");
+    assert!(c
+        .mail(
+            "s@example.net",
+            &["a@example.com", "b@example.com"],
+            "Subject: j\r\n\r\nx\r\n"
+        )
+        .starts_with("250"));
+    let msgs = d.pop_all("outbox");
+    assert!(msgs.iter().all(|m| m["mime"] == "X-Json: null\r\n\r\n"), "{msgs:?}");
+    assert_eq!(d.log().matches("json-c is not loaded").count(), 1, "logged once");
 }
