@@ -9,6 +9,7 @@ command -v swaks >/dev/null || need+=(swaks)
 command -v smtp-source >/dev/null || need+=(postfix)
 command -v python3 >/dev/null || need+=(python3)
 [ -f /usr/include/json-c/json.h ] || need+=(libjson-c-dev)   # plugins that use MQ_json
+[ -f /usr/include/ev.h ] || need+=(libev-dev)                   # plugins that use MQ_ev
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing test peers: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

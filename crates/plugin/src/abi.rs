@@ -361,6 +361,17 @@ pub unsafe extern "C" fn MQ_ioUnwatch(watcher: *mut MqIoWatcher) {
     unsafe { control(watcher, |w| w.control.send(Control::Stop).is_ok(), "MQ_ioUnwatch") }
 }
 
+/// `struct ev_loop *MQ_ev(MQ_Context*)`: this worker's libev loop (NULL when no
+/// plugin linked libev). Its watchers fire on the worker thread.
+///
+/// # Safety
+/// `ctx` as in [`MQ_contextData`].
+#[no_mangle]
+pub unsafe extern "C" fn MQ_ev(ctx: *mut MqContext) -> *mut c_void {
+    // SAFETY: as in MQ_contextData; the loop pointer is shared atomically.
+    unsafe { ctx.as_ref() }.map_or(std::ptr::null_mut(), |c| c.libev_loop())
+}
+
 /// `MQ_IOWatch`: the spelling some MailerQ documentation uses.
 ///
 /// # Safety
@@ -557,6 +568,7 @@ pub struct Exports {
     pub io_watch:
         [unsafe extern "C" fn(*mut MqContext, c_int, c_int, Option<IoFn>, *mut c_void) -> *mut MqIoWatcher; 2],
     pub io_unwatch: [unsafe extern "C" fn(*mut MqIoWatcher); 2],
+    pub ev: unsafe extern "C" fn(*mut MqContext) -> *mut c_void,
     pub addresses: [unsafe extern "C" fn(*mut MqMessage) -> *mut MqAddress; 3],
     pub setters: [unsafe extern "C" fn(*mut MqMessage, *const c_char, usize); 3],
     pub mime: [unsafe extern "C" fn(*mut MqMessage) -> *const c_char; 2],
@@ -586,6 +598,7 @@ pub static EXPORTS: Exports = Exports {
     reset_timer: MQ_resetTimer,
     io_watch: [MQ_ioWatch, MQ_IOWatch],
     io_unwatch: [MQ_ioUnwatch, MQ_IOUnwatch],
+    ev: MQ_ev,
     addresses: [MQ_envelope, MQ_Envelope, MQ_recipient],
     setters: [MQ_setEnvelope, MQ_setRecipient, MQ_setMime],
     mime: [MQ_mime, MQ_Mime],

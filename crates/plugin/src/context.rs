@@ -16,6 +16,44 @@ pub struct MqContext {
     pub(crate) data: *mut c_void,
     /// Timers and watchers go to this worker's loop.
     pub(crate) commands: crate::event_loop::Commands,
+    /// This worker's libev loop, made by the first MQ_ev (shared by its plugins).
+    pub(crate) libev: std::sync::Arc<std::sync::atomic::AtomicPtr<c_void>>,
+}
+
+impl MqContext {
+    /// MQ_ev: the worker's libev loop, made (and driven) on first use; NULL without libev.
+    pub(crate) fn libev_loop(&self) -> *mut c_void {
+        use std::sync::atomic::Ordering;
+        let Some(ev) = crate::libev::libev() else {
+            return std::ptr::null_mut();
+        };
+        let current = self.libev.load(Ordering::Acquire);
+        if !current.is_null() {
+            return current;
+        }
+        // SAFETY: ev_loop_new(0) makes a new loop with the default backend.
+        let made = unsafe { (ev.loop_new)(0) };
+        if made.is_null() {
+            return made;
+        }
+        match self
+            .libev
+            .compare_exchange(std::ptr::null_mut(), made, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => {
+                let _ = self
+                    .commands
+                    .send(crate::event_loop::Command::DriveLibev(made as usize));
+                made
+            }
+            Err(other) => {
+                // Another thread made one first: keep that one.
+                // SAFETY: `made` was never handed out.
+                unsafe { (ev.destroy)(made) };
+                other
+            }
+        }
+    }
 }
 
 /// The contexts of one worker thread. Not `Send`: created, used and cleaned
@@ -35,6 +73,7 @@ impl WorkerContexts {
     /// plugin, in order; call on the worker thread before it serves traffic.
     pub fn initialize(plugins: Arc<Plugins>, worker: usize) -> WorkerContexts {
         let (commands, receiver) = crate::event_loop::channel();
+        let libev = std::sync::Arc::new(std::sync::atomic::AtomicPtr::new(std::ptr::null_mut()));
         let contexts: Box<[std::cell::UnsafeCell<MqContext>]> = plugins
             .list
             .iter()
@@ -44,6 +83,7 @@ impl WorkerContexts {
                     worker,
                     data: std::ptr::null_mut(),
                     commands: commands.clone(),
+                    libev: libev.clone(),
                 })
             })
             .collect();
@@ -86,6 +126,17 @@ impl WorkerContexts {
                 // SAFETY: `void mq_context_cleanup(MQ_Context*)`; the context is
                 // still alive and is not used by the plugin after this call.
                 unsafe { f(ctx) };
+            }
+        }
+        // After every mq_context_cleanup (plugins stop their libev watchers there).
+        if let Some(first) = self.contexts.first() {
+            // SAFETY: plugins are done with their contexts; read the shared pointer.
+            let ev_loop = unsafe { &*first.get() }
+                .libev
+                .swap(std::ptr::null_mut(), std::sync::atomic::Ordering::AcqRel);
+            if let (false, Some(ev)) = (ev_loop.is_null(), crate::libev::libev()) {
+                // SAFETY: made by ev_loop_new on this worker; its driver task is gone.
+                unsafe { (ev.destroy)(ev_loop) };
             }
         }
         self.contexts = Box::new([]);

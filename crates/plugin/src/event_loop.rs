@@ -50,6 +50,8 @@ pub(crate) enum Command {
         cb: IoFn,
         data: usize,
     },
+    /// Start driving this worker's libev loop (made by the first MQ_ev).
+    DriveLibev(usize),
 }
 
 // SAFETY: the raw pointers in a Command are only dereferenced on the worker
@@ -86,6 +88,9 @@ pub(crate) async fn run(mut commands: UnboundedReceiver<Command>) {
                 data,
             } => {
                 tokio::task::spawn_local(run_watch(watcher, control, fd, events, cb, data));
+            }
+            Command::DriveLibev(ev_loop) => {
+                tokio::task::spawn_local(crate::libev::drive(ev_loop));
             }
         }
     }

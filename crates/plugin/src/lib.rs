@@ -11,6 +11,7 @@ pub mod context;
 pub mod event_loop;
 pub mod hooks;
 mod json;
+mod libev;
 pub mod loader;
 pub mod message;
 

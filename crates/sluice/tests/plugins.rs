@@ -521,3 +521,36 @@ fn mq_json_without_json_c_is_null_and_logged_once() {
     assert!(msgs.iter().all(|m| m["mime"] == "X-Json: null\r\n\r\n"), "{msgs:?}");
     assert_eq!(d.log().matches("json-c is not loaded").count(), 1, "logged once");
 }
+
+#[test]
+fn mq_ev_drives_libev_watchers_on_the_worker() {
+    assert!(
+        Path::new("/usr/include/ev.h").exists(),
+        "libev-dev is missing; the README's test command installs it"
+    );
+    let plugins = tempfile::tempdir().unwrap();
+    let log = plugins.path().join("libev.log");
+    build_with(
+        "libev.c",
+        &plugins.path().join("libev.so"),
+        &[format!("-DLOG_PATH=\"{}\"", log.display())],
+        &["-lev"],
+    );
+    let mut d = Daemon::start(&format!(
+        "plugin-directory: {}\nsmtp-threads: 2\n",
+        plugins.path().display()
+    ));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let count = |what: &str| lines(&log).iter().filter(|l| l[0] == what).count();
+    while count("libev-io") < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let all = lines(&log);
+    assert_eq!(count("libev-timer"), 2, "one ev_timer per worker fired: {all:?}");
+    assert_eq!(count("libev-io"), 2, "one ev_io per worker fired: {all:?}");
+    assert!(
+        all.iter().all(|l| l[1] == "same-thread"),
+        "libev callbacks on the worker thread: {all:?}"
+    );
+    assert_eq!(d.terminate(), Some(0), "clean shutdown with libev loops");
+}
