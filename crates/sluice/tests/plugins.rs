@@ -554,3 +554,52 @@ fn mq_ev_drives_libev_watchers_on_the_worker() {
     );
     assert_eq!(d.terminate(), Some(0), "clean shutdown with libev loops");
 }
+
+#[test]
+fn a_plugin_holding_control_blocks_only_its_connection() {
+    // One worker: the held connection and the free one share it.
+    let (d, _plugins, _log) = hook_daemon("smtp-threads: 1\nplugin-timeout: 30\n");
+    let mut held = d.connect();
+    held.reply();
+    held.cmd("EHLO held");
+    held.cmd("MAIL FROM:<s@example.net>");
+    held.send(b"RCPT TO:<hang@example.com>\r\n");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    // Meanwhile another client on the same worker gets through a whole transaction.
+    let mut free = d.connect();
+    assert!(free.reply().starts_with("220"));
+    free.cmd("EHLO free");
+    assert!(free
+        .mail("s@example.net", &["other@example.com"], "Subject: f\r\n\r\nx\r\n")
+        .starts_with("250"));
+    assert_eq!(d.pop_all("outbox").len(), 1);
+}
+
+#[test]
+fn secure_hook_after_starttls() {
+    let (d, _plugins, log) = hook_daemon("");
+    let script = r#"
+import smtplib, ssl, sys
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+with smtplib.SMTP("127.0.0.1", int(sys.argv[1])) as s:
+    s.starttls(context=ctx)
+    s.ehlo()
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(d.smtp.to_string())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while lines(&log).iter().filter(|l| l[0] == "close").count() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let secure: Vec<Vec<String>> = lines(&log).into_iter().filter(|l| l[0] == "secure").collect();
+    assert_eq!(
+        secure,
+        [["secure", "10-first", "yes"], ["secure", "20-second", "yes"]],
+        "MQ_secure is true in mq_smtp_in_secure"
+    );
+}

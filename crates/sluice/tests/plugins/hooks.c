@@ -34,6 +34,14 @@ MQ_EXPORT bool mq_smtp_in_connect(MQ_Context *context, MQ_Connection *connection
     return false;
 }
 
+MQ_EXPORT bool mq_smtp_in_secure(MQ_Context *context, MQ_Connection *connection) {
+    char line[64];
+    (void)context;
+    snprintf(line, sizeof line, "secure %s %s\n", NAME, MQ_secure(connection) ? "yes" : "NO");
+    record(line);
+    return false;
+}
+
 MQ_EXPORT bool mq_smtp_in_close(MQ_Context *context, MQ_Connection *connection) {
     char line[128];
     char *mine = (char *)MQ_connectionData(connection);
