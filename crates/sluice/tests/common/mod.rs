@@ -49,13 +49,21 @@ pub struct Daemon {
     pub www: u16,
     pub config: PathBuf,
     child: Option<Child>,
+    /// Extra environment for the daemon (plugins read their own settings).
+    env: Vec<(String, String)>,
 }
 
 impl Daemon {
     /// Starts sluice with `extra` config lines after the test defaults.
     pub fn start(extra: &str) -> Daemon {
+        Self::start_with_env(extra, &[])
+    }
+
+    /// As [`Daemon::start`], with extra environment variables for the daemon.
+    pub fn start_with_env(extra: &str, env: &[(&str, &str)]) -> Daemon {
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         for _ in 0..5 {
-            match Self::try_start(extra) {
+            match Self::try_start(extra, env.clone()) {
                 Ok(d) => return d,
                 Err(log) if log.contains("cannot listen on") => continue, // a port race with another test
                 Err(log) => panic!("sluice exited at start:\n{log}"),
@@ -64,7 +72,7 @@ impl Daemon {
         panic!("sluice could not find free ports in five tries");
     }
 
-    fn try_start(extra: &str) -> Result<Daemon, String> {
+    fn try_start(extra: &str, env: Vec<(String, String)>) -> Result<Daemon, String> {
         let dir = tempfile::tempdir().unwrap();
         let (smtp, www) = (free_port(), free_port());
         let config = dir.path().join("config.txt");
@@ -88,6 +96,7 @@ impl Daemon {
             www,
             config,
             child: None,
+            env,
         };
         d.try_spawn()?;
         Ok(d)
@@ -117,6 +126,7 @@ impl Daemon {
         let child = Command::new(BIN)
             .args(["run", "--config"])
             .arg(&self.config)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
