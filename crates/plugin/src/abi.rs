@@ -213,8 +213,11 @@ pub unsafe extern "C" fn MQ_send(conn: *mut MqConnection, buf: *const c_void, si
     }
     // SAFETY: the caller passes `size` readable bytes at `buf`.
     let bytes = unsafe { std::slice::from_raw_parts(buf.cast::<u8>(), size) };
-    c.shared.send(bytes);
-    size
+    if c.shared.send(bytes) {
+        size
+    } else {
+        0
+    }
 }
 
 /// `const char *MQ_email(MQ_Address*)`: the address; NULL for `<>`.
@@ -542,6 +545,10 @@ pub unsafe extern "C" fn MQ_local(msg: *mut MqMessage) -> bool {
 pub unsafe extern "C" fn MQ_setLocal(msg: *mut MqMessage, local: bool) {
     // SAFETY: as in MQ_envelope.
     if let Some(m) = unsafe { msg.as_mut() } {
+        if m.is_outbound() {
+            tracing::warn!("MQ_setLocal on an outbound message: ignored (inbound only)");
+            return;
+        }
         m.local = local;
     }
 }

@@ -45,6 +45,8 @@ pub struct Shared {
     auth_verdict: Mutex<Option<bool>>,
     /// Bytes from MQ_send, written in order with the host's replies.
     outgoing: Mutex<Vec<u8>>,
+    /// An outbound (delivery) connection: MQ_send does nothing there.
+    outbound: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -80,8 +82,13 @@ impl Shared {
         let mut v = lock(&self.auth_verdict);
         *v = Some(v.unwrap_or(true) && ok);
     }
-    pub fn send(&self, bytes: &[u8]) {
+    /// MQ_send: false on an outbound connection (nothing is sent).
+    pub fn send(&self, bytes: &[u8]) -> bool {
+        if self.outbound {
+            return false;
+        }
         lock(&self.outgoing).extend_from_slice(bytes);
+        true
     }
 }
 
@@ -129,7 +136,17 @@ impl Drop for PluginConnection {
 }
 
 impl PluginConnection {
+    /// An inbound (SMTP server) connection.
     pub fn new(plugins: &crate::Plugins, fd: i32, secure: bool) -> PluginConnection {
+        Self::with_direction(plugins, fd, secure, false)
+    }
+
+    /// An outbound (delivery) connection: MQ_send returns 0 on it.
+    pub fn outbound(plugins: &crate::Plugins, fd: i32, secure: bool) -> PluginConnection {
+        Self::with_direction(plugins, fd, secure, true)
+    }
+
+    fn with_direction(plugins: &crate::Plugins, fd: i32, secure: bool, outbound: bool) -> PluginConnection {
         let shared = Arc::new(Shared {
             fd,
             slot: Mutex::new(Slot::default()),
@@ -139,6 +156,7 @@ impl PluginConnection {
             response: Mutex::new(None),
             auth_verdict: Mutex::new(None),
             outgoing: Mutex::new(Vec::new()),
+            outbound,
         });
         let handles = plugins
             .list

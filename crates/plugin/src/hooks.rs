@@ -26,6 +26,8 @@ pub(crate) struct Hooks {
     pub data: Option<DataFn>,
     pub message: Option<MessageFn>,
     pub close: Option<ConnFn>,
+    pub out_data: Option<MessageFn>,
+    pub out_sent: Option<MessageFn>,
 }
 
 /// A hook and its arguments.
@@ -43,6 +45,10 @@ pub enum Hook<'a> {
     /// One recipient's copy; the pointer stays valid for the whole hook.
     Message(*mut MqMessage),
     Close,
+    /// Outbound: entered DATA, before the body (MQ_setMime replaces what is sent).
+    OutData(*mut MqMessage),
+    /// Outbound: body and final dot sent, reply not yet known.
+    OutSent(*mut MqMessage),
 }
 
 impl Hook<'_> {
@@ -57,6 +63,8 @@ impl Hook<'_> {
             Hook::Data(_) => "mq_smtp_in_data",
             Hook::Message(_) => "mq_smtp_in_message",
             Hook::Close => "mq_smtp_in_close",
+            Hook::OutData(_) => "mq_smtp_out_data",
+            Hook::OutSent(_) => "mq_smtp_out_sent",
         }
     }
 
@@ -70,6 +78,8 @@ impl Hook<'_> {
             Hook::Data(_) => hooks.data.is_some(),
             Hook::Message(_) => hooks.message.is_some(),
             Hook::Close => hooks.close.is_some(),
+            Hook::OutData(_) => hooks.out_data.is_some(),
+            Hook::OutSent(_) => hooks.out_sent.is_some(),
         }
     }
 }
@@ -125,6 +135,8 @@ pub async fn run(
                     Hook::RcptTo(_) => h.rcptto.is_some_and(|f| f(ctx, handle, address)),
                     Hook::Data(mime) => h.data.is_some_and(|f| f(ctx, handle, mime.as_ptr().cast(), mime.len())),
                     Hook::Message(message) => h.message.is_some_and(|f| f(ctx, handle, message)),
+                    Hook::OutData(message) => h.out_data.is_some_and(|f| f(ctx, handle, message)),
+                    Hook::OutSent(message) => h.out_sent.is_some_and(|f| f(ctx, handle, message)),
                     Hook::Authenticate { login, password } => h.authenticate.is_some_and(|f| {
                         f(
                             ctx,

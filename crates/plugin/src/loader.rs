@@ -105,6 +105,8 @@ impl Plugin {
                     rcptto: library.get("mq_smtp_in_rcptto").ok().map(|s| *s),
                     data: library.get("mq_smtp_in_data").ok().map(|s| *s),
                     message: library.get("mq_smtp_in_message").ok().map(|s| *s),
+                    out_data: library.get("mq_smtp_out_data").ok().map(|s| *s),
+                    out_sent: library.get("mq_smtp_out_sent").ok().map(|s| *s),
                     close: library.get("mq_smtp_in_close").ok().map(|s| *s),
                 }
             },

@@ -16,6 +16,17 @@ pub struct MqMessage {
     pub(crate) mime: Option<CString>,
     /// The json-c object MQ_json handed out (NULL until asked for).
     json_c: *mut c_void,
+    /// Outbound (mq_smtp_out_*): setters change only the wire values below;
+    /// the stored JSON keeps its original values.
+    outbound: Option<Wire>,
+}
+
+/// What an outbound attempt puts on the wire, as plugins set it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Wire {
+    pub envelope: Option<String>,
+    pub recipient: Option<String>,
+    pub mime: Option<String>,
 }
 
 impl MqMessage {
@@ -28,7 +39,24 @@ impl MqMessage {
             recipient: None,
             mime: None,
             json_c: std::ptr::null_mut(),
+            outbound: None,
         }
+    }
+
+    /// A message for the outbound hooks: setters change the wire values only.
+    pub fn outbound(json: Map<String, Value>) -> MqMessage {
+        let mut m = MqMessage::new(json);
+        m.outbound = Some(Wire::default());
+        m
+    }
+
+    /// Outbound: what the plugins set for the wire (None where they set nothing).
+    pub fn wire(&self) -> Option<&Wire> {
+        self.outbound.as_ref()
+    }
+
+    pub(crate) fn is_outbound(&self) -> bool {
+        self.outbound.is_some()
     }
 
     /// The JSON as the plugins left it, and whether it goes to the local queue.
@@ -50,8 +78,12 @@ impl MqMessage {
         self.json_c
     }
 
-    /// Reads back what a plugin changed through the json-c object.
+    /// Reads back what a plugin changed through the json-c object (inbound
+    /// only: outbound, the stored JSON keeps its values).
     pub(crate) fn sync_json(&mut self) {
+        if self.outbound.is_some() {
+            return;
+        }
         let (Some(j), false) = (json_c(), self.json_c.is_null()) else {
             return;
         };
@@ -75,9 +107,20 @@ impl MqMessage {
         }
     }
 
-    /// The address in property `key`: None when absent, `<>` when "".
+    /// The address in property `key` (outbound: the wire value when a plugin
+    /// set one): None when absent, `<>` when "".
     pub(crate) fn address(&mut self, key: &str) -> Option<&mut MqAddress> {
-        let value = self.json.get(key)?.as_str()?.to_string();
+        let wire = self.outbound.as_ref().and_then(|w| {
+            if key == "envelope" {
+                w.envelope.clone()
+            } else {
+                w.recipient.clone()
+            }
+        });
+        let value = match wire {
+            Some(v) => v,
+            None => self.json.get(key)?.as_str()?.to_string(),
+        };
         let slot = if key == "envelope" {
             &mut self.envelope
         } else {
@@ -87,6 +130,14 @@ impl MqMessage {
     }
 
     pub(crate) fn set_string(&mut self, key: &str, value: String) {
+        if let Some(w) = &mut self.outbound {
+            match key {
+                "envelope" => (w.envelope, self.envelope) = (Some(value), None),
+                "recipient" => (w.recipient, self.recipient) = (Some(value), None),
+                _ => (w.mime, self.mime) = (Some(value), None),
+            }
+            return;
+        }
         // Keep a json-c object the plugin holds in step with the setter.
         self.sync_json();
         if let (Some(j), false) = (json_c(), self.json_c.is_null()) {
@@ -106,8 +157,14 @@ impl MqMessage {
         }
     }
 
+    /// The MIME; outbound, the one a plugin set, else the inline `mime` of the
+    /// JSON (NULL when the message has only a `key`).
     pub(crate) fn mime(&mut self) -> Option<&CString> {
-        let text = self.json.get("mime")?.as_str()?;
+        let wire = self.outbound.as_ref().and_then(|w| w.mime.as_deref());
+        let text = match wire {
+            Some(t) => t,
+            None => self.json.get("mime")?.as_str()?,
+        };
         // A C string ends at the first NUL; MIME has none in practice.
         let end = text.find('\0').unwrap_or(text.len());
         Some(self.mime.insert(CString::new(&text[..end]).unwrap_or_default()))
