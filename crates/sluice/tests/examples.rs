@@ -165,3 +165,50 @@ fn libev_heartbeat() {
     let d = Daemon::start(config.to_str().unwrap());
     assert!(wait_for_log(&d, "libev heartbeat"), "{}", d.log());
 }
+
+#[test]
+fn rust_plugin_through_the_sdk() {
+    // Built by a nested cargo into its own target directory (the outer one may be locked).
+    let workspace = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let target = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--offline",
+            "-p",
+            "sluice-example-rust-filter",
+            "--manifest-path",
+        ])
+        .arg(format!("{workspace}/Cargo.toml"))
+        .env("CARGO_TARGET_DIR", target.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "building the Rust example: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plugins = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        target.path().join("debug/libsluice_example_rust_filter.so"),
+        plugins.path().join("rust-filter.so"),
+    )
+    .unwrap();
+    let d = Daemon::start(&format!("plugin-directory: {}\n", plugins.path().display()));
+    let mut c = d.connect();
+    c.reply();
+    c.cmd("EHLO c");
+    c.cmd("MAIL FROM:<s@example.net>");
+    assert_eq!(
+        c.cmd("RCPT TO:<x@blocked.example>"),
+        "550 5.1.1 blocked by the Rust example"
+    );
+    assert_eq!(c.cmd("RCPT TO:<slow@ok.example>"), "250 2.1.5 answered later by Rust");
+    c.cmd("DATA");
+    c.send(b"Subject: r\r\n\r\nx\r\n");
+    assert!(c.cmd(".").starts_with("250"));
+    let msgs = d.pop_all("outbox");
+    assert_eq!(msgs.len(), 1);
+    assert_eq!(msgs[0]["mime"], "X-Rust-Plugin: yes\r\nSubject: r\r\n\r\nx\r\n");
+    assert!(d.log().contains("rust example stamped message 1"));
+}
