@@ -278,6 +278,13 @@ fn hand_off_continue_complete_retry_respond_and_watchdog() {
         ("retry@example.com", "250 2.1.5 retried 3 times"),
         // A hand-off from a plugin that returned false is ignored.
         ("stray@example.com", "250 2.1.5 Ok"),
+        // MQ_complete from another thread skips 20-second.
+        ("thread-complete@example.com", "250 2.1.5 Ok"),
+        // MQ_retry from a timer.
+        ("timer-retry@example.com", "250 2.1.5 retried from a timer 2 times"),
+        // The second of two hand-offs is ignored.
+        ("double@example.com", "250 2.1.5 Ok"),
+        ("auth@example.com", "250 2.1.5 authenticated no"),
         // Never handed back: plugin-timeout (1 s) fails the step temporarily.
         ("hang@example.com", "451 4.3.0"),
         ("after-hang@example.com", "250 2.1.5 Ok"),
@@ -286,6 +293,11 @@ fn hand_off_continue_complete_retry_respond_and_watchdog() {
         let got = c.cmd(&format!("RCPT TO:<{rcpt}>"));
         assert!(got.starts_with(want), "{rcpt}: got {got}, want {want}");
     }
+    // MQ_fileDescriptor is the client's socket: getsockname gives our SMTP port.
+    assert_eq!(
+        c.cmd("RCPT TO:<fd@example.com>"),
+        format!("250 2.1.5 local port {}", d.smtp)
+    );
     // The rejected recipient is not in the message; the others are.
     assert!(c.cmd("DATA").starts_with("354"));
     c.send(b"Subject: hooks\r\n\r\nbody\r\n");
@@ -296,7 +308,7 @@ fn hand_off_continue_complete_retry_respond_and_watchdog() {
         .iter()
         .map(|m| m["recipient"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(rcpts.len(), 7, "{rcpts:?}");
+    assert_eq!(rcpts.len(), 12, "{rcpts:?}");
     assert!(!rcpts.contains("reject@example.com") && !rcpts.contains("hang@example.com"));
     let daemon_log = d.log();
     assert!(

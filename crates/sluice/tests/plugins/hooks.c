@@ -11,6 +11,9 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 static void record(const char *line) {
     int fd = open(LOG_PATH, O_WRONLY | O_CREAT | O_APPEND, 0644);
@@ -63,6 +66,16 @@ static void *later(void *arg) {
 }
 
 static int retries;
+static int timer_retries;
+
+static void *complete_later(void *arg) {
+    struct timespec ts = {0, 50 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    MQ_complete((MQ_Connection *)arg);
+    return NULL;
+}
+
+static void retry_from_timer(void *arg) { MQ_retry((MQ_Connection *)arg); }
 
 MQ_EXPORT bool mq_smtp_in_mailfrom(MQ_Context *context, MQ_Connection *connection, MQ_Address *envelope) {
     (void)context;
@@ -95,6 +108,34 @@ MQ_EXPORT bool mq_smtp_in_rcptto(MQ_Context *context, MQ_Connection *connection,
         snprintf(text, sizeof text, "2.1.5 retried %d times", retries);
         retries = 0;
         MQ_respond(connection, 250, text);
+        return false;
+    }
+    if (starts(email, "thread-complete@")) {
+        /* MQ_complete from another thread: 20-second is skipped. */
+        pthread_create(&thread, NULL, complete_later, connection);
+        pthread_detach(thread);
+        return true;
+    }
+    if (starts(email, "timer-retry@")) {
+        /* MQ_retry from a timer, twice; then let it through. */
+        if (timer_retries < 2) { timer_retries++; MQ_startTimer(context, 0.02f, retry_from_timer, connection); return true; }
+        snprintf(text, sizeof text, "2.1.5 retried from a timer %d times", timer_retries);
+        timer_retries = 0;
+        MQ_respond(connection, 250, text);
+        return false;
+    }
+    if (starts(email, "double@")) { MQ_continue(connection); MQ_continue(connection); return true; }
+    if (starts(email, "fd@")) {
+        struct sockaddr_in local;
+        socklen_t len = sizeof local;
+        if (getsockname(MQ_fileDescriptor(connection), (struct sockaddr *)&local, &len) == 0) {
+            snprintf(text, sizeof text, "2.1.5 local port %d", ntohs(local.sin_port));
+            MQ_respond(connection, 250, text);
+        }
+        return false;
+    }
+    if (starts(email, "auth@")) {
+        MQ_respond(connection, 250, MQ_authenticated(connection) ? "2.1.5 authenticated yes" : "2.1.5 authenticated no");
         return false;
     }
     if (starts(email, "hang@")) return true; /* never hands back: the watchdog fires */
