@@ -233,7 +233,18 @@ impl Message<'_> {
 pub trait Plugin: Send + Sync + 'static {
     fn initialize(&self) {}
     fn cleanup(&self) {}
+    /// On each worker thread, before it serves traffic.
+    fn context_initialize(&self, ctx: &Context) {}
+    /// On each worker thread, as it stops.
+    fn context_cleanup(&self, ctx: &Context) {}
     fn connect(&self, ctx: &Context, conn: &Connection) -> Flow {
+        Flow::Next
+    }
+    fn secure(&self, ctx: &Context, conn: &Connection) -> Flow {
+        Flow::Next
+    }
+    /// Decide with [`Connection::set_authenticated`] (or a [`Handle`] later).
+    fn authenticate(&self, ctx: &Context, conn: &Connection, login: &[u8], password: &[u8]) -> Flow {
         Flow::Next
     }
     fn mail_from(&self, ctx: &Context, conn: &Connection, envelope: Option<&str>) -> Flow {
@@ -251,6 +262,24 @@ pub trait Plugin: Send + Sync + 'static {
     fn close(&self, ctx: &Context, conn: &Connection) -> Flow {
         Flow::Next
     }
+    /// Outbound: DATA entered; `message.set_mime` replaces what is sent.
+    fn out_data(&self, ctx: &Context, conn: &Connection, message: &Message) -> Flow {
+        Flow::Next
+    }
+    /// Outbound: body sent, reply not yet known.
+    fn out_sent(&self, ctx: &Context, conn: &Connection, message: &Message) -> Flow {
+        Flow::Next
+    }
+}
+
+#[doc(hidden)]
+pub fn bytes<'a>(p: *const c_char, size: usize) -> &'a [u8] {
+    if p.is_null() {
+        return &[];
+    }
+    // SAFETY: the host passes `size` readable bytes valid for the hook call,
+    // and the returned slice is only used during that call.
+    unsafe { std::slice::from_raw_parts(p.cast::<u8>(), size) }
 }
 
 #[doc(hidden)]
@@ -288,9 +317,45 @@ macro_rules! export_plugin {
                 plugin().cleanup()
             }
             #[no_mangle]
+            pub extern "C" fn mq_context_initialize(ctx: *mut c_void) {
+                plugin().context_initialize(&Context::from_raw(ctx))
+            }
+            #[no_mangle]
+            pub extern "C" fn mq_context_cleanup(ctx: *mut c_void) {
+                plugin().context_cleanup(&Context::from_raw(ctx))
+            }
+            #[no_mangle]
             pub extern "C" fn mq_smtp_in_connect(ctx: *mut c_void, conn: *mut c_void) -> bool {
                 plugin()
                     .connect(&Context::from_raw(ctx), &Connection::from_raw(conn))
+                    .as_bool()
+            }
+            #[no_mangle]
+            pub extern "C" fn mq_smtp_in_secure(ctx: *mut c_void, conn: *mut c_void) -> bool {
+                plugin()
+                    .secure(&Context::from_raw(ctx), &Connection::from_raw(conn))
+                    .as_bool()
+            }
+            #[no_mangle]
+            pub extern "C" fn mq_smtp_in_authenticate(
+                ctx: *mut c_void,
+                conn: *mut c_void,
+                login: *const c_char,
+                login_size: usize,
+                password: *const c_char,
+                password_size: usize,
+            ) -> bool {
+                let (login, password) = (
+                    $crate::bytes(login, login_size),
+                    $crate::bytes(password, password_size),
+                );
+                plugin()
+                    .authenticate(
+                        &Context::from_raw(ctx),
+                        &Connection::from_raw(conn),
+                        login,
+                        password,
+                    )
                     .as_bool()
             }
             #[no_mangle]
@@ -324,14 +389,12 @@ macro_rules! export_plugin {
                 mime: *const c_char,
                 size: usize,
             ) -> bool {
-                let bytes = if mime.is_null() {
-                    &[][..]
-                } else {
-                    // SAFETY: the host passes `size` readable bytes for the call.
-                    unsafe { std::slice::from_raw_parts(mime.cast::<u8>(), size) }
-                };
                 plugin()
-                    .data(&Context::from_raw(ctx), &Connection::from_raw(conn), bytes)
+                    .data(
+                        &Context::from_raw(ctx),
+                        &Connection::from_raw(conn),
+                        $crate::bytes(mime, size),
+                    )
                     .as_bool()
             }
             #[no_mangle]
@@ -348,6 +411,26 @@ macro_rules! export_plugin {
             pub extern "C" fn mq_smtp_in_close(ctx: *mut c_void, conn: *mut c_void) -> bool {
                 plugin()
                     .close(&Context::from_raw(ctx), &Connection::from_raw(conn))
+                    .as_bool()
+            }
+            #[no_mangle]
+            pub extern "C" fn mq_smtp_out_data(ctx: *mut c_void, conn: *mut c_void, m: *mut c_void) -> bool {
+                plugin()
+                    .out_data(
+                        &Context::from_raw(ctx),
+                        &Connection::from_raw(conn),
+                        &Message::from_raw(m),
+                    )
+                    .as_bool()
+            }
+            #[no_mangle]
+            pub extern "C" fn mq_smtp_out_sent(ctx: *mut c_void, conn: *mut c_void, m: *mut c_void) -> bool {
+                plugin()
+                    .out_sent(
+                        &Context::from_raw(ctx),
+                        &Connection::from_raw(conn),
+                        &Message::from_raw(m),
+                    )
                     .as_bool()
             }
         }

@@ -211,4 +211,16 @@ fn rust_plugin_through_the_sdk() {
     assert_eq!(msgs.len(), 1);
     assert_eq!(msgs[0]["mime"], "X-Rust-Plugin: yes\r\nSubject: r\r\n\r\nx\r\n");
     assert!(d.log().contains("rust example stamped message 1"));
+    // mq_smtp_in_authenticate in Rust.
+    let mut a = d.connect();
+    a.reply();
+    a.cmd("EHLO c");
+    let got = a.cmd(&format!("AUTH PLAIN {}", base64_plain("rust", "plugin")));
+    assert!(got.starts_with("235"), "{got}");
+    let mut b = d.connect();
+    b.reply();
+    b.cmd("EHLO c");
+    assert!(b
+        .cmd(&format!("AUTH PLAIN {}", base64_plain("rust", "nope")))
+        .starts_with("535"));
 }

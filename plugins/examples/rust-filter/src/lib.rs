@@ -2,7 +2,8 @@
 //! - rejects recipients at `@blocked.example` with 550;
 //! - answers RCPT for `slow@…` from a timer 50 ms later (the asynchronous hand-off);
 //! - stamps `X-Rust-Plugin: yes` into every message;
-//! - counts messages across workers with an atomic.
+//! - counts messages across workers with an atomic;
+//! - accepts AUTH for `rust`/`plugin` only.
 
 use sluice_plugin_sdk::{export_plugin, Connection, Context, Flow, Level, Message, Plugin};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,6 +29,11 @@ impl Plugin for Filter {
             }
             _ => Flow::Next,
         }
+    }
+
+    fn authenticate(&self, _ctx: &Context, conn: &Connection, login: &[u8], password: &[u8]) -> Flow {
+        conn.set_authenticated(login == b"rust" && password == b"plugin");
+        Flow::Next
     }
 
     fn message(&self, ctx: &Context, _conn: &Connection, message: &Message) -> Flow {
