@@ -3,7 +3,7 @@
 //! its functions with `dlopen(RTLD_NOLOAD)` (the library was loaded as a
 //! local dependency of the plugin, so it is not in the global scope).
 
-use libloading::os::unix::{Library, RTLD_NOW};
+use libloading::os::unix::Library;
 use std::ffi::{c_char, c_int, c_void};
 use std::sync::OnceLock;
 
@@ -27,24 +27,21 @@ pub(crate) fn json_c() -> Option<&'static JsonC> {
     static JSON_C: OnceLock<Option<JsonC>> = OnceLock::new();
     JSON_C
         .get_or_init(|| {
-            let found = ["libjson-c.so.5", "libjson-c.so.4", "libjson-c.so.3", "libjson-c.so"]
-                .iter()
-                .find_map(|name| {
-                    // SAFETY: RTLD_NOLOAD only returns a library that is already
-                    // loaded (by a plugin); nothing new is initialised.
-                    let lib = unsafe { Library::open(Some(*name), RTLD_NOW | libc::RTLD_NOLOAD) }.ok()?;
-                    // SAFETY: json-c's public signatures (json_object.h, json_tokener.h).
-                    unsafe {
-                        Some(JsonC {
-                            parse: *lib.get(b"json_tokener_parse\0").ok()?,
-                            to_string: *lib.get(b"json_object_to_json_string_ext\0").ok()?,
-                            put: *lib.get(b"json_object_put\0").ok()?,
-                            object_add: *lib.get(b"json_object_object_add\0").ok()?,
-                            new_string_len: *lib.get(b"json_object_new_string_len\0").ok()?,
-                            _library: lib,
-                        })
-                    }
-                });
+            let found =
+                crate::loader::already_loaded(&["libjson-c.so.5", "libjson-c.so.4", "libjson-c.so.3", "libjson-c.so"])
+                    .and_then(|lib| {
+                        // SAFETY: json-c's public signatures (json_object.h, json_tokener.h).
+                        unsafe {
+                            Some(JsonC {
+                                parse: *lib.get(b"json_tokener_parse\0").ok()?,
+                                to_string: *lib.get(b"json_object_to_json_string_ext\0").ok()?,
+                                put: *lib.get(b"json_object_put\0").ok()?,
+                                object_add: *lib.get(b"json_object_object_add\0").ok()?,
+                                new_string_len: *lib.get(b"json_object_new_string_len\0").ok()?,
+                                _library: lib,
+                            })
+                        }
+                    });
             if found.is_none() {
                 tracing::error!("MQ_json: json-c is not loaded (link your plugin with -ljson-c); MQ_json returns NULL");
             }

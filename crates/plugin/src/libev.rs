@@ -4,7 +4,7 @@
 //! a non-blocking `ev_run` every [`TICK`]: watchers fire on the worker thread
 //! within a tick of becoming due.
 
-use libloading::os::unix::{Library, RTLD_NOW};
+use libloading::os::unix::Library;
 use std::ffi::{c_int, c_uint, c_void};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -30,9 +30,7 @@ pub(crate) fn libev() -> Option<&'static LibEv> {
     static LIBEV: OnceLock<Option<LibEv>> = OnceLock::new();
     LIBEV
         .get_or_init(|| {
-            let found = ["libev.so.4", "libev.so"].iter().find_map(|name| {
-                // SAFETY: RTLD_NOLOAD only returns a library a plugin already loaded.
-                let lib = unsafe { Library::open(Some(*name), RTLD_NOW | libc::RTLD_NOLOAD) }.ok()?;
+            let found = crate::loader::already_loaded(&["libev.so.4", "libev.so"]).and_then(|lib| {
                 // SAFETY: libev 4's public signatures (ev.h) with EV_MULTIPLICITY.
                 unsafe {
                     Some(LibEv {

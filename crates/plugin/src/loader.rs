@@ -115,6 +115,17 @@ impl Plugin {
     }
 }
 
+/// The first of `names` that is already loaded in the process (by a plugin),
+/// without loading anything new: how the host finds json-c and libev, which
+/// it does not link itself.
+pub(crate) fn already_loaded(names: &[&str]) -> Option<Library> {
+    names.iter().find_map(|name| {
+        // SAFETY: RTLD_NOLOAD only returns a library that is already loaded,
+        // so no initialiser runs.
+        unsafe { Library::open(Some(*name), RTLD_NOW | libc::RTLD_NOLOAD) }.ok()
+    })
+}
+
 /// An error and its sources: libloading keeps dlerror()'s text (which names
 /// the missing symbol) in the source.
 fn with_sources(e: &dyn std::error::Error) -> String {

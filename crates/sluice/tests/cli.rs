@@ -217,9 +217,7 @@ fn sigterm_finishes_the_open_transaction_then_stops() {
     let mut d = Daemon::start("");
     let mut idle = d.connect();
     assert!(idle.reply().starts_with("220"));
-    let mut busy = d.connect();
-    busy.reply();
-    busy.cmd("EHLO c");
+    let mut busy = d.session();
     assert!(busy.cmd("MAIL FROM:<a@b.c>").starts_with("250"));
     assert!(busy.cmd("RCPT TO:<late@example.com>").starts_with("250"));
     let pid = d.pid();
@@ -256,9 +254,7 @@ fn runs_as_the_configured_user() {
         uid.split_whitespace().skip(1).all(|u| u == "65534"),
         "real, effective, saved uid are nobody's: {uid}"
     );
-    let mut c = d.connect();
-    c.reply();
-    c.cmd("EHLO c");
+    let mut c = d.session();
     assert!(c
         .mail("a@b.c", &["r@example.com"], "Subject: x\r\n\r\ny\r\n")
         .starts_with("250"));
@@ -352,9 +348,7 @@ fn received_log_has_a_line_per_copy() {
     let log_dir = tempfile::tempdir().unwrap();
     let log = log_dir.path().join("received.jsonl");
     let d = Daemon::start(&format!("received-log: {}\n", log.display()));
-    let mut c = d.connect();
-    c.reply();
-    c.cmd("EHLO c");
+    let mut c = d.session();
     assert!(c
         .mail(
             "a@b.c",

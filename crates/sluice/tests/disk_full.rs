@@ -35,9 +35,7 @@ fn disk_full_refuses_with_452_and_loses_nothing() {
     mount_tmpfs(mnt.path(), "1M", false);
     let _guard = Mount(mnt.path().to_path_buf());
     let mut d = Daemon::start(&format!("data-directory: {}\nlog-level: info\n", mnt.path().display()));
-    let mut c = d.connect();
-    c.reply();
-    c.cmd("EHLO c");
+    let mut c = d.session();
     let body = format!("Subject: fill\r\n\r\n{}\r\n", "0123456789".repeat(400));
     let mut acked = 0;
     let refusal = loop {

@@ -66,9 +66,7 @@ fn auth_file_answers_asynchronously() {
         ("alice", "wrong", "535"),
         ("mallory", "x", "535"),
     ] {
-        let mut c = d.connect();
-        c.reply();
-        c.cmd("EHLO c");
+        let mut c = d.session();
         let token = base64_plain(login, password);
         let got = c.cmd(&format!("AUTH PLAIN {token}"));
         assert!(got.starts_with(want), "{login}: {got}");
@@ -88,9 +86,7 @@ fn recipient_filter() {
         config.to_str().unwrap(),
         &[("EXAMPLE_REJECT_DOMAINS", "blocked.example,spam.example")],
     );
-    let mut c = d.connect();
-    c.reply();
-    c.cmd("EHLO c");
+    let mut c = d.session();
     c.cmd("MAIL FROM:<s@example.net>");
     assert_eq!(
         c.cmd("RCPT TO:<x@blocked.example>"),
@@ -110,9 +106,7 @@ fn recipient_filter() {
 fn stamp_header() {
     let (_dir, config) = example("30-stamp-header");
     let d = Daemon::start(config.to_str().unwrap());
-    let mut c = d.connect();
-    c.reply();
-    c.cmd("EHLO c");
+    let mut c = d.session();
     assert!(c
         .mail("s@example.net", &["r@example.com"], "Subject: s\r\n\r\nbody\r\n")
         .starts_with("250"));
@@ -126,9 +120,7 @@ fn stamp_header() {
 fn counter_in_cpp() {
     let (_dir, config) = example("40-counter-cpp");
     let mut d = Daemon::start(&format!("{}smtp-threads: 1\n", config.to_str().unwrap()));
-    let mut c = d.connect();
-    c.reply();
-    c.cmd("EHLO c");
+    let mut c = d.session();
     assert!(c
         .mail("s@example.net", &["a@example.com"], "Subject: 1\r\n\r\nx\r\n")
         .starts_with("250"));
@@ -150,9 +142,7 @@ fn counter_in_cpp() {
 fn json_tag() {
     let (_dir, config) = example("50-json-tag");
     let d = Daemon::start(config.to_str().unwrap());
-    let mut c = d.connect();
-    c.reply();
-    c.cmd("EHLO c");
+    let mut c = d.session();
     assert!(c
         .mail("s@example.net", &["r@example.com"], "Subject: j\r\n\r\nx\r\n")
         .starts_with("250"));
@@ -195,9 +185,7 @@ fn rust_plugin_through_the_sdk() {
     )
     .unwrap();
     let d = Daemon::start(&format!("plugin-directory: {}\n", plugins.path().display()));
-    let mut c = d.connect();
-    c.reply();
-    c.cmd("EHLO c");
+    let mut c = d.session();
     c.cmd("MAIL FROM:<s@example.net>");
     assert_eq!(
         c.cmd("RCPT TO:<x@blocked.example>"),
@@ -212,14 +200,10 @@ fn rust_plugin_through_the_sdk() {
     assert_eq!(msgs[0]["mime"], "X-Rust-Plugin: yes\r\nSubject: r\r\n\r\nx\r\n");
     assert!(d.log().contains("rust example stamped message 1"));
     // mq_smtp_in_authenticate in Rust.
-    let mut a = d.connect();
-    a.reply();
-    a.cmd("EHLO c");
+    let mut a = d.session();
     let got = a.cmd(&format!("AUTH PLAIN {}", base64_plain("rust", "plugin")));
     assert!(got.starts_with("235"), "{got}");
-    let mut b = d.connect();
-    b.reply();
-    b.cmd("EHLO c");
+    let mut b = d.session();
     assert!(b
         .cmd(&format!("AUTH PLAIN {}", base64_plain("rust", "nope")))
         .starts_with("535"));

@@ -261,9 +261,7 @@ fn hook_daemon(extra: &str) -> (Daemon, tempfile::TempDir, std::path::PathBuf) {
 #[test]
 fn hand_off_continue_complete_retry_respond_and_watchdog() {
     let (d, _plugins, log) = hook_daemon("plugin-timeout: 1\n");
-    let mut c = d.connect();
-    assert!(c.reply().starts_with("220"));
-    c.cmd("EHLO c");
+    let mut c = d.session();
     assert!(c.cmd("MAIL FROM:<s@example.net>").starts_with("250 2.1.0"));
     let cases = [
         ("reject@example.com", "550 5.1.1 no such user"),
@@ -354,9 +352,7 @@ fn data_hook_send_and_authenticate() {
     );
     // \0plugin-user\0secret and a wrong password.
     assert!(c.cmd("AUTH PLAIN AHBsdWdpbi11c2VyAHNlY3JldA==").starts_with("235"));
-    let mut c2 = d.connect();
-    c2.reply();
-    c2.cmd("EHLO c");
+    let mut c2 = d.session();
     assert!(c2.cmd("AUTH PLAIN AHBsdWdpbi11c2VyAHdyb25n").starts_with("535"));
     // MQ_send: raw bytes before the host's reply, in order.
     c.send(b"MAIL FROM:<greet@example.net>\r\n");
@@ -404,9 +400,7 @@ fn event_loop_timers_io_watch_and_timer_hand_off() {
         "plugin-directory: {}\nsmtp-threads: 2\n",
         plugins.path().display()
     ));
-    let mut c = d.connect();
-    c.reply();
-    c.cmd("EHLO c");
+    let mut c = d.session();
     c.cmd("MAIL FROM:<s@example.net>");
     assert_eq!(c.cmd("RCPT TO:<timer@example.com>"), "250 2.1.5 answered from a timer");
     // Two workers, each with its own context: every event twice, on the context's thread.
@@ -435,9 +429,7 @@ fn message_hook_edits_routes_and_drops_copies() {
         "plugin-directory: {}\nrabbitmq-local: localq\n",
         plugins.path().display()
     ));
-    let mut c = d.connect();
-    c.reply();
-    c.cmd("EHLO c");
+    let mut c = d.session();
     c.cmd("MAIL FROM:<s@example.net>");
     for r in [
         "drop@example.com",
@@ -501,9 +493,7 @@ fn mq_json_through_json_c() {
     let plugins = tempfile::tempdir().unwrap();
     build_with("jsonc.c", &plugins.path().join("jsonc.so"), &[], &["-ljson-c"]);
     let d = Daemon::start(&format!("plugin-directory: {}\n", plugins.path().display()));
-    let mut c = d.connect();
-    c.reply();
-    c.cmd("EHLO c");
+    let mut c = d.session();
     assert!(c
         .mail("s@example.net", &["j@example.com"], "Subject: j\r\n\r\nx\r\n")
         .starts_with("250"));
@@ -519,9 +509,7 @@ fn mq_json_without_json_c_is_null_and_logged_once() {
     let plugins = tempfile::tempdir().unwrap();
     build("nojsonc.c", &plugins.path().join("nojsonc.so"), &[]);
     let d = Daemon::start(&format!("plugin-directory: {}\n", plugins.path().display()));
-    let mut c = d.connect();
-    c.reply();
-    c.cmd("EHLO c");
+    let mut c = d.session();
     assert!(c
         .mail(
             "s@example.net",

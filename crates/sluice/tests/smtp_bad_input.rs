@@ -5,17 +5,10 @@ mod common;
 use common::*;
 use std::time::Duration;
 
-fn session(d: &Daemon) -> Smtp {
-    let mut c = d.connect();
-    assert!(c.reply().starts_with("220 mx.test"));
-    assert!(c.cmd("EHLO client.test").starts_with("250 "));
-    c
-}
-
 #[test]
 fn protocol_errors_get_exact_codes_and_the_session_goes_on() {
     let d = Daemon::start("smtp-max-recipients: 2\n");
-    let mut c = session(&d);
+    let mut c = d.session();
     let cases: &[(&str, &str)] = &[
         ("XYZZY", "500 5.5.2"),
         ("MAIL", "501 5.5.4"),
@@ -46,7 +39,7 @@ fn protocol_errors_get_exact_codes_and_the_session_goes_on() {
 #[test]
 fn overlong_command_line() {
     let d = Daemon::start("");
-    let mut c = session(&d);
+    let mut c = d.session();
     let long = format!("NOOP {}", "x".repeat(1200));
     assert!(c.cmd(&long).starts_with("500 5.5.2"));
     assert!(c.cmd("NOOP").starts_with("250"));
@@ -55,7 +48,7 @@ fn overlong_command_line() {
 #[test]
 fn bare_lf_message_refused() {
     let d = Daemon::start("");
-    let mut c = session(&d);
+    let mut c = d.session();
     c.cmd("MAIL FROM:<a@b.c>");
     c.cmd("RCPT TO:<r@example.com>");
     assert!(c.cmd("DATA").starts_with("354"));
@@ -82,7 +75,7 @@ fn talking_before_the_greeting() {
 #[test]
 fn too_many_errors_disconnects() {
     let d = Daemon::start("");
-    let mut c = session(&d);
+    let mut c = d.session();
     for _ in 0..19 {
         assert!(c.cmd("BOGUS").starts_with("500"));
     }

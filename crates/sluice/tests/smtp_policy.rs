@@ -85,9 +85,7 @@ fn auth_plain_login_accepted_and_rejected() {
 #[test]
 fn unauthenticated_mail_kept_in_refused_queue() {
     let d = Daemon::start("smtp-username: alice\nsmtp-password: pw\nrabbitmq-refused: refused\n");
-    let mut c = d.connect();
-    assert!(c.reply().starts_with("220"));
-    c.cmd("EHLO c");
+    let mut c = d.session();
     let r = c.mail("spam@example.net", &["victim@example.com"], "Subject: x\r\n\r\nbuy\r\n");
     assert!(r.starts_with("530 5.7.0"), "{r}");
     assert!(d.pop_all("outbox").is_empty());
@@ -210,9 +208,7 @@ fn proxy_v1_and_v2_headers_honoured() {
 fn x_mq_headers_extracted_unless_disabled() {
     let mime = "X-MQ-Envelope: bounces@example.net\r\nX-MQ-Maxattempts: 3\r\nSubject: x\r\n\r\nbody\r\n";
     let d = Daemon::start("");
-    let mut c = d.connect();
-    c.reply();
-    c.cmd("EHLO c");
+    let mut c = d.session();
     assert!(c.mail("a@b.c", &["r@example.com"], mime).starts_with("250"));
     let m = &d.pop_all("outbox")[0];
     assert_eq!(m["envelope"], "bounces@example.net");
@@ -220,9 +216,7 @@ fn x_mq_headers_extracted_unless_disabled() {
     assert_eq!(m["mime"], "Subject: x\r\n\r\nbody\r\n");
 
     let d = Daemon::start("smtp-extract: false\n");
-    let mut c = d.connect();
-    c.reply();
-    c.cmd("EHLO c");
+    let mut c = d.session();
     assert!(c.mail("a@b.c", &["r@example.com"], mime).starts_with("250"));
     let m = &d.pop_all("outbox")[0];
     assert_eq!(m["envelope"], "a@b.c");

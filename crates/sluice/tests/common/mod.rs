@@ -198,6 +198,16 @@ impl Daemon {
     pub fn connect(&self) -> Smtp {
         Smtp::connect(self.smtp)
     }
+
+    /// A connection past the greeting and `EHLO client.test`.
+    pub fn session(&self) -> Smtp {
+        let mut c = self.connect();
+        let greeting = c.reply();
+        assert!(greeting.starts_with("220"), "greeting: {greeting}");
+        let ehlo = c.cmd("EHLO client.test");
+        assert!(ehlo.starts_with("250 "), "EHLO: {ehlo}");
+        c
+    }
 }
 
 impl Drop for Daemon {
