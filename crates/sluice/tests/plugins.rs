@@ -336,16 +336,7 @@ fn data_hook_send_and_authenticate() {
     let (d, _plugins, _log) = hook_daemon("");
     let mut c = d.connect();
     c.reply();
-    c.send(b"EHLO c\r\n");
-    let mut ehlo = String::new();
-    loop {
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut c.reader, &mut line).unwrap();
-        ehlo.push_str(&line);
-        if line.as_bytes()[3] == b' ' {
-            break;
-        }
-    }
+    let ehlo = c.cmd_full("EHLO c");
     assert!(
         ehlo.contains("AUTH PLAIN LOGIN"),
         "AUTH offered because a plugin decides credentials: {ehlo}"

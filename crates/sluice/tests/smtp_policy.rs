@@ -128,16 +128,7 @@ fn size_limit_advertised_and_enforced() {
     let d = Daemon::start("smtp-maxsize: 10KB\n");
     let mut c = d.connect();
     c.reply();
-    c.send(b"EHLO c\r\n");
-    let mut ehlo = String::new();
-    loop {
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut c.reader, &mut line).unwrap();
-        ehlo.push_str(&line);
-        if line.as_bytes()[3] == b' ' {
-            break;
-        }
-    }
+    let ehlo = c.cmd_full("EHLO c");
     assert!(ehlo.contains("250-SIZE 10240"), "{ehlo}");
     assert!(c.cmd("MAIL FROM:<a@b.c> SIZE=20000").starts_with("552 5.3.4"));
     let big = format!("Subject: big\r\n\r\n{}", format!("{}\r\n", "x".repeat(100)).repeat(120));

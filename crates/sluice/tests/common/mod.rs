@@ -283,6 +283,22 @@ impl Smtp {
         }
     }
 
+    /// Sends a command line and returns every line of the reply (EHLO's, say).
+    pub fn cmd_full(&mut self, line: &str) -> String {
+        self.send(format!("{line}\r\n").as_bytes());
+        let mut all = String::new();
+        loop {
+            let mut l = String::new();
+            if self.reader.read_line(&mut l).unwrap_or(0) == 0 {
+                return all;
+            }
+            all.push_str(&l);
+            if l.len() < 4 || l.as_bytes()[3] != b'-' {
+                return all;
+            }
+        }
+    }
+
     pub fn send(&mut self, data: &[u8]) {
         self.reader.get_mut().write_all(data).unwrap();
     }
