@@ -4,6 +4,7 @@
 
 pub mod address;
 pub mod body;
+pub mod client;
 pub mod command;
 pub mod proxy;
 pub mod reply;

@@ -1,0 +1,149 @@
+//! The client session driven over a real socket against Postfix's smtp-sink
+//! (a peer nobody here wrote), including its fault modes.
+
+use sluice_smtp::client::{ClientConfig, ClientSession, Event, TlsPolicy, Transaction, TransactionResult};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Sink(Child, u16);
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// smtp-sink on a free loopback port, with extra options (fault modes).
+/// Ports are random below the ephemeral range and the start is retried, so
+/// parallel tests never end up talking to each other's sink.
+fn sink(options: &[&str]) -> Sink {
+    use std::hash::{BuildHasher, Hasher};
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg("command -v smtp-sink")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        found,
+        "smtp-sink (postfix) is not installed; the README's test command installs it"
+    );
+    for _ in 0..10 {
+        let port = 20000 + (std::collections::hash_map::RandomState::new().build_hasher().finish() % 12000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue;
+        }
+        let mut child = Command::new("smtp-sink")
+            .args(options)
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("10")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                break; // could not bind: try another port
+            }
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Sink(child, port);
+            }
+            assert!(Instant::now() < deadline, "smtp-sink did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    panic!("no port for smtp-sink in ten tries");
+}
+
+/// Runs a session: the transactions in order, then QUIT; returns their results.
+fn run(port: u16, txs: Vec<Transaction>) -> Vec<TransactionResult> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut c = ClientSession::new(
+        ClientConfig {
+            helo: "client.test".into(),
+            tls: TlsPolicy::Disabled,
+            auth: None,
+        },
+        false,
+    );
+    let mut pending = txs.into_iter();
+    let mut results = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        while let Some(ev) = c.next_event() {
+            match ev {
+                Event::Ready => match pending.next() {
+                    Some(tx) => c.send(tx),
+                    None => c.quit(),
+                },
+                Event::Done(r) => {
+                    results.push(r);
+                    match pending.next() {
+                        Some(tx) => c.send(tx),
+                        None => c.quit(),
+                    }
+                }
+                Event::Closed => return results,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let out = std::mem::take(c.output());
+        s.write_all(&out).unwrap();
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "smtp-sink closed early");
+        c.feed(&buf[..n]);
+    }
+}
+
+fn message(n: usize) -> Transaction {
+    Transaction {
+        from: "s@example.net".into(),
+        from_params: "BODY=8BITMIME".into(),
+        rcpts: vec![
+            (format!("a{n}@example.com"), String::new()),
+            (format!("b{n}@example.com"), String::new()),
+        ],
+        body: format!("Subject: {n}\r\n\r\n.starts with a dot\r\nbody\r\n").into_bytes(),
+    }
+}
+
+/// One test, run in sequence: sinks of parallel tests never meet.
+#[test]
+fn against_smtp_sink() {
+    three_messages_on_one_connection();
+    fault_modes_soft_rcpt_and_hard_data();
+}
+
+fn three_messages_on_one_connection() {
+    let sink = sink(&["-u", "nobody"]);
+    let results = run(sink.1, (0..3).map(message).collect());
+    assert_eq!(results.len(), 3);
+    for r in &results {
+        assert_eq!(r.mail.code, 250);
+        assert_eq!(r.rcpts.iter().map(|r| r.code).collect::<Vec<_>>(), [250, 250]);
+        assert_eq!(r.data.as_ref().unwrap().code, 354);
+        assert_eq!(r.message.as_ref().unwrap().code, 250);
+    }
+}
+
+fn fault_modes_soft_rcpt_and_hard_data() {
+    // -r rcpt: every RCPT gets a 4xx, so DATA is never sent.
+    let sink1 = sink(&["-u", "nobody", "-r", "rcpt"]);
+    let r = &run(sink1.1, vec![message(0)])[0];
+    assert!(r.rcpts.iter().all(|r| (400..500).contains(&r.code)), "{r:?}");
+    assert!(r.message.is_none());
+    // -f data: DATA gets a 5xx.
+    let sink2 = sink(&["-u", "nobody", "-f", "data"]);
+    let r = &run(sink2.1, vec![message(1), message(2)]);
+    assert_eq!(r.len(), 2, "the session goes on after a refused DATA (RSET)");
+    assert!(
+        r.iter()
+            .all(|t| t.data.as_ref().is_some_and(|d| (500..600).contains(&d.code)) && t.message.is_none()),
+        "{r:?}"
+    );
+}
