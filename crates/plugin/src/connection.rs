@@ -95,7 +95,8 @@ impl Shared {
 /// What an `MQ_Connection*` points to.
 pub struct MqConnection {
     pub(crate) plugin: usize,
-    pub(crate) plugin_name: String,
+    /// Shared with the Plugin: connections are made per message, names are not copied.
+    pub(crate) plugin_name: std::sync::Arc<str>,
     pub(crate) data: *mut c_void,
     pub(crate) shared: Arc<Shared>,
 }
@@ -165,7 +166,7 @@ impl PluginConnection {
             .map(|(i, p)| {
                 std::cell::UnsafeCell::new(MqConnection {
                     plugin: i,
-                    plugin_name: p.name.clone(),
+                    plugin_name: p.shared_name.clone(),
                     data: std::ptr::null_mut(),
                     shared: shared.clone(),
                 })

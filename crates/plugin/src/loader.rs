@@ -44,6 +44,8 @@ pub const HOOKS: &[&str] = &[
 pub struct Plugin {
     /// File name, e.g. `10-auth.so`; how logs name it.
     pub name: String,
+    /// The name again, for the per-connection handles.
+    pub(crate) shared_name: std::sync::Arc<str>,
     pub path: PathBuf,
     /// The hooks it exports, in [`HOOKS`] order.
     pub exports: Vec<&'static str>,
@@ -84,11 +86,13 @@ impl Plugin {
             .filter(|h| unsafe { library.get::<VoidFn>(**h) }.is_ok())
             .copied()
             .collect();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         Ok(Plugin {
-            name: path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
+            shared_name: std::sync::Arc::from(name.as_str()),
+            name,
             path: path.to_path_buf(),
             exports,
             initialize: void_fn("mq_initialize"),
