@@ -149,33 +149,33 @@ pub async fn run(
                     }),
                 }
             };
-            if let Hook::Message(m) = hook {
-                // What this plugin did through MQ_json is what the next one sees.
-                // SAFETY: the caller keeps the message alive for the whole hook.
-                if !took {
-                    unsafe { (*m).sync_json() };
+            // A plugin that returned false did not take control: any hand-off it
+            // made is stray. One that returned true is waited for.
+            let outcome = if took {
+                match tokio::time::timeout(timeout, conn.handed_off()).await {
+                    Ok(o) => {
+                        conn.disarm();
+                        o
+                    }
+                    Err(_) => {
+                        conn.abandon();
+                        tracing::error!(plugin = %plugin.name, hook = hook.name(), "plugin held control longer than plugin-timeout; the step fails temporarily");
+                        return Err(Timeout {
+                            plugin: plugin.name.clone(),
+                            hook: hook.name(),
+                        });
+                    }
                 }
-            }
-            if !took {
+            } else {
                 if conn.disarm().is_some() {
                     tracing::warn!(plugin = %plugin.name, hook = hook.name(), "hand-off from a plugin that returned false: ignored");
                 }
-                continue;
-            }
-            let outcome = match tokio::time::timeout(timeout, conn.handed_off()).await {
-                Ok(o) => o,
-                Err(_) => {
-                    conn.abandon();
-                    tracing::error!(plugin = %plugin.name, hook = hook.name(), "plugin held control longer than plugin-timeout; the step fails temporarily");
-                    return Err(Timeout {
-                        plugin: plugin.name.clone(),
-                        hook: hook.name(),
-                    });
-                }
+                Outcome::Continue
             };
-            conn.disarm();
             if let Hook::Message(m) = hook {
-                // SAFETY: as above; the hand-off ended, the plugin is done with it.
+                // The plugin's turn is over: what it did through MQ_json is what
+                // the next plugin (and the queue) sees.
+                // SAFETY: the caller keeps the message alive for the whole hook.
                 unsafe { (*m).sync_json() };
             }
             match outcome {

@@ -333,11 +333,10 @@ impl Session<'_> {
                     Err(reply) => reply,
                     Ok(Some(r)) if r.code >= 400 => Reply::plain(r.code, r.text),
                     Ok(response) => {
+                        // A 4xx/5xx was answered above; a 2xx/3xx replaces the
+                        // host's reply only when the message was stored.
                         let stored = self.store(env).await;
-                        match plugin_reply(stored.is_positive(), response) {
-                            Some(reply) if stored.is_positive() => reply,
-                            _ => stored,
-                        }
+                        plugin_reply(stored.is_positive(), response).unwrap_or(stored)
                     }
                 };
                 self.smtp.respond(reply);
@@ -351,45 +350,43 @@ impl Session<'_> {
     /// mq_smtp_in_authenticate (MQ_setAuthenticated decides), else by
     /// smtp-username/smtp-password.
     async fn authenticate(&mut self, login: String, password: String) {
-        let ok = if self.inbound.plugins.exports(AUTH_HOOK) {
-            match self
-                .hook(Hook::Authenticate {
-                    login: &login,
-                    password: &password,
-                })
-                .await
-            {
+        let (ok, reply) = if self.inbound.plugins.exports(AUTH_HOOK) {
+            let hook = Hook::Authenticate {
+                login: &login,
+                password: &password,
+            };
+            match self.hook(hook).await {
                 Err(reply) => return self.smtp.respond(reply),
                 Ok(response) => {
                     let ok = self.plugins.as_ref().and_then(|pc| pc.take_auth_verdict()) == Some(true);
-                    if let Some(reply) = plugin_reply(ok, response) {
-                        if ok {
-                            self.smtp.set_authenticated(&login);
-                            self.mark_authenticated();
-                        }
-                        return self.smtp.respond(reply);
-                    }
-                    ok
+                    (ok, plugin_reply(ok, response))
                 }
             }
         } else {
-            self.inbound
+            let ok = self
+                .inbound
                 .credentials
                 .as_ref()
-                .is_some_and(|(u, p)| *u == login && *p == password)
+                .is_some_and(|(u, p)| *u == login && *p == password);
+            (ok, None)
         };
         if ok {
-            self.smtp.set_authenticated(&login);
-            self.mark_authenticated();
-            self.smtp.accept();
-        } else {
-            tracing::info!(peer = %self.remote, login = %login, "authentication failed");
-            self.smtp
-                .respond(Reply::new(535, "5.7.8", "Authentication credentials invalid"));
+            self.mark_authenticated(&login);
+        }
+        match (reply, ok) {
+            (Some(reply), _) => self.smtp.respond(reply),
+            (None, true) => self.smtp.accept(),
+            (None, false) => {
+                tracing::info!(peer = %self.remote, login = %login, "authentication failed");
+                self.smtp
+                    .respond(Reply::new(535, "5.7.8", "Authentication credentials invalid"));
+            }
         }
     }
 
-    fn mark_authenticated(&self) {
+    /// Records a successful login for the session and the plugins' `MQ_authenticated`.
+    fn mark_authenticated(&mut self, login: &str) {
+        self.smtp.set_authenticated(login);
         if let Some(pc) = &self.plugins {
             pc.set_authenticated(true);
         }
