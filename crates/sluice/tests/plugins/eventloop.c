@@ -3,6 +3,7 @@
  * from a timer. Every callback checks it runs on its context's thread. */
 #define _POSIX_C_SOURCE 200809L
 #include <mailerq.h>
+#include "log_line.h"
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -18,12 +19,8 @@ struct worker {
 
 static void record(const char *what, struct worker *w) {
     char line[128];
-    int n = snprintf(line, sizeof line, "%s %s\n", what, pthread_equal(w->thread, pthread_self()) ? "same-thread" : "OTHER-THREAD");
-    int fd = open(LOG_PATH, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (fd >= 0) {
-        if (write(fd, line, (size_t)n) < 0) { /* test plugin */ }
-        close(fd);
-    }
+    snprintf(line, sizeof line, "%s %s\n", what, pthread_equal(w->thread, pthread_self()) ? "same-thread" : "OTHER-THREAD");
+    log_line(line);
 }
 
 static void fired(void *data) { record("timer-fired", (struct worker *)data); }

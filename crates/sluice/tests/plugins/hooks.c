@@ -4,6 +4,7 @@
  * per connection close. */
 #define _POSIX_C_SOURCE 200809L
 #include <mailerq.h>
+#include "log_line.h"
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -14,14 +15,6 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
-
-static void record(const char *line) {
-    int fd = open(LOG_PATH, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (fd >= 0) {
-        if (write(fd, line, strlen(line)) < 0) { /* test plugin: nothing to do */ }
-        close(fd);
-    }
-}
 
 static int starts(const char *s, const char *prefix) { return s && strncmp(s, prefix, strlen(prefix)) == 0; }
 
@@ -41,7 +34,7 @@ MQ_EXPORT bool mq_smtp_in_secure(MQ_Context *context, MQ_Connection *connection)
     char line[64];
     (void)context;
     snprintf(line, sizeof line, "secure %s %s\n", NAME, MQ_secure(connection) ? "yes" : "NO");
-    record(line);
+    log_line(line);
     return false;
 }
 
@@ -50,7 +43,7 @@ MQ_EXPORT bool mq_smtp_in_close(MQ_Context *context, MQ_Connection *connection) 
     char *mine = (char *)MQ_connectionData(connection);
     (void)context;
     snprintf(line, sizeof line, "close %s %s\n", NAME, mine && strcmp(mine, NAME) == 0 ? "own-data" : "WRONG-DATA");
-    record(line);
+    log_line(line);
     free(mine);
     return false;
 }

@@ -2,6 +2,7 @@
  * an ev_io on a pipe, both firing on the context's worker thread. */
 #define _POSIX_C_SOURCE 200809L
 #include <mailerq.h>
+#include "log_line.h"
 #include <ev.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -20,12 +21,8 @@ struct worker {
 
 static void record(const char *what, struct worker *w) {
     char line[128];
-    int n = snprintf(line, sizeof line, "%s %s\n", what, pthread_equal(w->thread, pthread_self()) ? "same-thread" : "OTHER-THREAD");
-    int fd = open(LOG_PATH, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (fd >= 0) {
-        if (write(fd, line, (size_t)n) < 0) { /* test plugin */ }
-        close(fd);
-    }
+    snprintf(line, sizeof line, "%s %s\n", what, pthread_equal(w->thread, pthread_self()) ? "same-thread" : "OTHER-THREAD");
+    log_line(line);
 }
 
 static void on_timer(struct ev_loop *loop, ev_timer *timer, int revents) {

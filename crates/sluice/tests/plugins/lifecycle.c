@@ -2,6 +2,7 @@
  * Built several times with different NAME values to check load order. */
 #define _POSIX_C_SOURCE 200809L /* strdup under -std=c99 */
 #include <mailerq.h>
+#include "log_line.h"
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -11,12 +12,8 @@
 
 static void record(const char *what, const char *extra) {
     char line[256];
-    int n = snprintf(line, sizeof line, "%s %s %s\n", what, NAME, extra ? extra : "");
-    int fd = open(LOG_PATH, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (fd >= 0) {
-        if (write(fd, line, (size_t)n) < 0) { /* nothing to do in a test plugin */ }
-        close(fd);
-    }
+    snprintf(line, sizeof line, "%s %s %s\n", what, NAME, extra ? extra : "");
+    log_line(line);
 }
 
 MQ_EXPORT int mq_version(void) { return MQ_API_VERSION; }
