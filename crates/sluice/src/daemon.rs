@@ -1,6 +1,7 @@
 //! `sluice run`: start-up, the accept loops, and an orderly shutdown.
 
 use crate::config::Config;
+use crate::deliver;
 use crate::http::{self, Api};
 use crate::queues::QueueNames;
 use crate::receive::{self, Inbound, Workers};
@@ -112,7 +113,24 @@ pub fn run(c: Config) -> Result<()> {
     for (l, tls) in &smtp_listeners {
         tracing::info!(address = %l.local_addr()?, tls, "SMTP listening");
     }
-    let workers = Workers::start(c.smtp_threads(), inbound, &smtp_listeners)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let engine = Arc::new(deliver::Engine::from_config(
+        &c,
+        sink.queue.clone(),
+        hostname.clone(),
+        shutdown_rx.clone(),
+    )?);
+    let lanes = if c.bool("delivery-enabled") {
+        let _in_rt = rt.enter();
+        deliver::start(engine, c.smtp_threads())
+    } else {
+        tracing::info!("delivery-enabled is false: receiving only");
+        Vec::new()
+    };
+    let workers = Workers::start(c.smtp_threads(), inbound, &smtp_listeners, lanes)?;
     drop(smtp_listeners);
     let api = Arc::new(Api {
         sink,
@@ -122,10 +140,6 @@ pub fn run(c: Config) -> Result<()> {
         basic_auth: Api::basic_auth(c.opt("www-username"), c.str("www-password")),
     });
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
     rt.block_on(async {
         let www = tokio::net::TcpListener::from_std(www)?;
         tracing::info!(address = %www.local_addr()?, "HTTP API listening");

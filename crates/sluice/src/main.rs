@@ -3,6 +3,7 @@
 mod cli;
 mod config;
 mod daemon;
+mod deliver;
 mod http;
 mod privileges;
 mod queues;

@@ -409,8 +409,8 @@ impl ClientSession {
         }
     }
 
-    /// The stage the next reply answers.
-    fn stage(&self) -> Stage {
+    /// The stage the next reply answers (picks the timeout while waiting).
+    pub fn stage(&self) -> Stage {
         match &self.phase {
             Phase::Greeting => Stage::Intro,
             Phase::Ehlo => Stage::Ehlo,

@@ -152,6 +152,16 @@ pub const KEYS: &[Key] = &[
         Kind::Choice(&["opportunistic", "required", "disabled"]),
         "opportunistic",
     ),
+    // Additions (docs/config.md): per-destination limits and the retry schedule.
+    key("delivery-enabled", Kind::Bool, "true"),
+    key("delivery-port", PORT, "25"),
+    key("delivery-domain-connections", Kind::Int { min: 1, max: 100_000 }, "10"),
+    key(
+        "delivery-connection-messages",
+        Kind::Int { min: 1, max: 1_000_000 },
+        "100",
+    ),
+    key("retry-interval", SECONDS, "300"),
     // Plugins
     key("plugin-directory", Kind::Str, ""),
     key("plugin-timeout", SECONDS, "60"),

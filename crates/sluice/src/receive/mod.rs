@@ -159,10 +159,18 @@ pub struct Workers {
 impl Workers {
     /// Starts `count` workers; returns once every one ran `mq_context_initialize`
     /// of every plugin, so no traffic is served before that.
-    pub fn start(count: usize, inbound: Arc<Inbound>, listeners: &[(std::net::TcpListener, bool)]) -> Result<Workers> {
+    /// Each worker also runs its `lanes` entry (its share of delivery) when given.
+    pub fn start(
+        count: usize,
+        inbound: Arc<Inbound>,
+        listeners: &[(std::net::TcpListener, bool)],
+        lanes: Vec<crate::deliver::Lane>,
+    ) -> Result<Workers> {
         let mut threads = Vec::new();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+        let mut lanes = lanes.into_iter();
         for i in 0..count {
+            let lane = lanes.next();
             let mine = listeners
                 .iter()
                 .map(|(l, tls)| Ok((l.try_clone()?, *tls)))
@@ -175,7 +183,7 @@ impl Workers {
                     let contexts = Rc::new(sluice_plugin::WorkerContexts::initialize(inbound.plugins.clone(), i));
                     let _ = ready.send(());
                     // A LocalSet: sessions and plugin callbacks stay on this thread.
-                    tokio::task::LocalSet::new().block_on(&rt, worker(inbound, mine, contexts.clone()));
+                    tokio::task::LocalSet::new().block_on(&rt, worker(inbound, mine, contexts.clone(), lane));
                     match Rc::try_unwrap(contexts) {
                         Ok(c) => c.cleanup(),
                         Err(_) => tracing::error!("worker contexts still in use at shutdown; cleanup skipped"),
@@ -213,10 +221,12 @@ async fn worker(
     inbound: Arc<Inbound>,
     listeners: Vec<(std::net::TcpListener, bool)>,
     contexts: Rc<sluice_plugin::WorkerContexts>,
+    lane: Option<crate::deliver::Lane>,
 ) {
     if let Some(event_loop) = contexts.event_loop() {
         tokio::task::spawn_local(event_loop);
     }
+    let delivery = lane.map(|lane| tokio::task::spawn_local(crate::deliver::destination::run(lane)));
     let (tx, mut rx) = mpsc::unbounded_channel::<Accepted>();
     for (l, implicit_tls) in listeners {
         let l = match tokio::net::TcpListener::from_std(l) {
@@ -255,6 +265,9 @@ async fn worker(
     }
     // Every accept loop ended (shutdown): let the open sessions finish.
     while sessions.join_next().await.is_some() {}
+    if let Some(d) = delivery {
+        let _ = d.await;
+    }
 }
 
 /// Binds every `smtp-ip` × port; errors name the address.

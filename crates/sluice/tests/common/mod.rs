@@ -2,6 +2,8 @@
 //! own data directory, and talks to it like a client would.
 #![allow(dead_code)]
 
+pub mod peers;
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -77,7 +79,7 @@ impl Daemon {
         let (smtp, www) = (free_port(), free_port());
         let config = dir.path().join("config.txt");
         let defaults = format!(
-            "smtp-port: {smtp}\nwww-port: {www}\ndata-directory: {}\nsmtp-threads: 2\nsmtp-hostname: mx.test\nlog-level: debug\n",
+            "smtp-port: {smtp}\nwww-port: {www}\ndata-directory: {}\nsmtp-threads: 2\nsmtp-hostname: mx.test\nlog-level: debug\ndelivery-enabled: false\n",
             dir.path().join("data").display()
         );
         // A key given in `extra` replaces the harness default.
@@ -193,6 +195,36 @@ impl Daemon {
             String::from_utf8_lossy(&out.stderr)
         );
         json_lines(&out.stdout)
+    }
+
+    /// Pops from `queue` until `n` messages came or `within` passed; returns what came.
+    pub fn collect(&self, queue: &str, n: usize, within: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + within;
+        let mut got = Vec::new();
+        while got.len() < n && Instant::now() < deadline {
+            let more = self.pop_all(queue);
+            if more.is_empty() {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            got.extend(more);
+        }
+        got
+    }
+
+    /// POSTs `body` to the HTTP API; returns the status line and the body.
+    pub fn post(&self, path: &str, body: &[u8]) -> (String, String) {
+        let mut s = TcpStream::connect(("127.0.0.1", self.www)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.0\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(body).unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+        (head.lines().next().unwrap_or("").to_string(), body.to_string())
     }
 
     pub fn connect(&self) -> Smtp {

@@ -1,0 +1,131 @@
+//! An outgoing message as an SMTP transaction: the MAIL and RCPT parameters
+//! the server's extensions allow (SIZE, BODY=8BITMIME, SMTPUTF8, DSN).
+
+use super::outcome::{Attempt, Kind};
+use super::outgoing::Outgoing;
+use sluice_smtp::client::{Capabilities, Transaction};
+
+/// The transaction for `msg` on a connection with `caps`, or why it cannot be sent there.
+pub fn transaction(msg: &Outgoing, caps: &Capabilities) -> Result<Transaction, Attempt> {
+    let Some(mime) = msg.mime() else {
+        return Err(Attempt::failed(
+            "storage",
+            Kind::Error,
+            "message has no mime (a `key` needs a plugin that sets the MIME)",
+            true,
+        ));
+    };
+    let body = mime.as_bytes().to_vec();
+    let utf8 = !msg.envelope.is_ascii() || !msg.recipient.is_ascii();
+    if utf8 && !caps.smtputf8 {
+        return Err(Attempt::failed(
+            "mailfrom",
+            Kind::Error,
+            "the address needs SMTPUTF8, which the server does not offer",
+            true,
+        ));
+    }
+    let mut mail = Vec::new();
+    if caps.size.is_some() {
+        mail.push(format!("SIZE={}", body.len()));
+    }
+    if caps.eight_bit_mime && !body.is_ascii() {
+        mail.push("BODY=8BITMIME".into());
+    }
+    if utf8 {
+        mail.push("SMTPUTF8".into());
+    }
+    let mut rcpt = Vec::new();
+    if caps.dsn {
+        if let Some(ret) = msg.nested_str("dsn", "ret") {
+            let ret = ret.to_ascii_uppercase();
+            if ret == "FULL" || ret == "HDRS" {
+                mail.push(format!("RET={ret}"));
+            }
+        }
+        if let Some(envid) = msg.nested_str("dsn", "envid") {
+            mail.push(format!("ENVID={}", xtext(envid)));
+        }
+        if let Some(notify) = msg.nested_str("dsn", "notify") {
+            rcpt.push(format!("NOTIFY={}", notify.to_ascii_uppercase().replace(' ', "")));
+        }
+        if let Some(orcpt) = msg.nested_str("dsn", "orcpt") {
+            let (kind, addr) = orcpt.split_once(';').unwrap_or(("rfc822", orcpt));
+            rcpt.push(format!("ORCPT={};{}", kind.trim(), xtext(addr.trim())));
+        }
+    }
+    Ok(Transaction {
+        from: msg.envelope.clone(),
+        from_params: mail.join(" "),
+        rcpts: vec![(msg.recipient.clone(), rcpt.join(" "))],
+        body,
+    })
+}
+
+/// RFC 3461 §4 xtext: `+`, `=`, controls and non-ASCII as `+HH`.
+fn xtext(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if (b'!'..=b'~').contains(&b) && b != b'+' && b != b'=' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("+{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deliver::outgoing::Defaults;
+
+    fn msg(json: &str) -> Outgoing {
+        let d = Defaults {
+            max_delivertime: 60,
+            max_attempts: 0,
+        };
+        Outgoing::parse(json.as_bytes(), d, 0).unwrap()
+    }
+
+    #[test]
+    fn parameters_follow_the_extensions() {
+        let m = msg(
+            r#"{"envelope":"a@x","recipient":"b@y","mime":"Subject: é\r\n\r\nhi\r\n","dsn":{"notify":"FAILURE,DELAY","ret":"hdrs","envid":"id+1","orcpt":"rfc822;b@y"}}"#,
+        );
+        let none = Capabilities::default();
+        let t = transaction(&m, &none).unwrap();
+        assert_eq!(t.from_params, "");
+        assert_eq!(t.rcpts, vec![("b@y".to_string(), String::new())]);
+        let all = Capabilities {
+            size: Some(0),
+            eight_bit_mime: true,
+            dsn: true,
+            ..Default::default()
+        };
+        let t = transaction(&m, &all).unwrap();
+        assert_eq!(
+            t.from_params,
+            format!("SIZE={} BODY=8BITMIME RET=HDRS ENVID=id+2B1", m.mime().unwrap().len())
+        );
+        assert_eq!(t.rcpts[0].1, "NOTIFY=FAILURE,DELAY ORCPT=rfc822;b@y");
+    }
+
+    #[test]
+    fn utf8_addresses_need_smtputf8() {
+        let m = msg(r#"{"envelope":"a@x","recipient":"ü@y","mime":"x"}"#);
+        let a = transaction(&m, &Capabilities::default()).unwrap_err();
+        assert_eq!((a.state, a.permanent), ("mailfrom", true));
+        let caps = Capabilities {
+            smtputf8: true,
+            ..Default::default()
+        };
+        assert_eq!(transaction(&m, &caps).unwrap().from_params, "SMTPUTF8");
+    }
+
+    #[test]
+    fn a_message_without_mime_is_a_storage_error() {
+        let a = transaction(&msg(r#"{"recipient":"b@y","key":"k1"}"#), &Capabilities::default()).unwrap_err();
+        assert_eq!((a.state, a.permanent), ("storage", true));
+    }
+}

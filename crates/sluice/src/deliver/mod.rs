@@ -1,0 +1,277 @@
+//! Delivering mail: the outbox to the world over SMTP.
+//!
+//! - [`dispatch`] takes messages from the outbox as capacity allows, settles
+//!   the ones that cannot be tried (invalid, expired, not yet due) and hands
+//!   the rest to the worker that owns their destination.
+//! - [`destination`] runs on each worker: per-destination queues, connection
+//!   limits, connection reuse, MX fallback.
+//! - [`client`] is one SMTP connection around the sans-IO client session;
+//!   [`mx`] finds the hosts; [`message`] turns a message into a transaction.
+//! - [`outcome`] decides what an attempt means (result JSON, retry or final)
+//!   and [`dsn`] writes delivery status notifications.
+
+pub mod client;
+pub mod destination;
+pub mod dispatch;
+pub mod dsn;
+pub mod message;
+pub mod mx;
+pub mod outcome;
+pub mod outgoing;
+pub mod tls;
+
+use crate::config::Config;
+use anyhow::{Context, Result};
+use outcome::Policy;
+use outgoing::{Defaults, Outgoing};
+use sluice_queue::{NewMessage, Queue};
+use sluice_smtp::client::TlsPolicy;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+
+/// A relay host (`smarthost*` config or a message's `smarthost`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Smarthost {
+    pub host: String,
+    pub port: u16,
+    pub auth: Option<(String, String)>,
+}
+
+/// Where a message goes: the recipient domain's MX hosts or a relay host.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Next {
+    Mx(String),
+    Relay(Smarthost),
+}
+
+/// A destination: where and from which local IP. Messages with the same
+/// route share connections and limits.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Route {
+    pub next: Next,
+    pub local: Option<IpAddr>,
+}
+
+impl Route {
+    /// A short name for logs.
+    pub fn name(&self) -> String {
+        let via = match &self.next {
+            Next::Mx(d) => d.clone(),
+            Next::Relay(s) => format!("[{}]:{}", s.host, s.port),
+        };
+        match self.local {
+            Some(ip) => format!("{via} from {ip}"),
+            None => via,
+        }
+    }
+}
+
+/// One message on its way: leased from the outbox until settled.
+pub struct Job {
+    pub id: u64,
+    pub msg: Outgoing,
+    pub route: Route,
+    /// Holds the message's place in the in-flight limit until it is settled.
+    pub permit: OwnedSemaphorePermit,
+}
+
+/// What every part of delivery shares.
+pub struct Engine {
+    pub queue: Arc<dyn Queue>,
+    pub policy: Policy,
+    pub defaults: Defaults,
+    pub helo: String,
+    pub tls_policy: TlsPolicy,
+    pub tls: tokio_rustls::TlsConnector,
+    /// `smarthost`: every message goes there unless it names its own.
+    pub smarthost: Option<Smarthost>,
+    /// `smtp-sink-ip`/`smtp-sink-port`: every connection goes here.
+    pub sink: Option<SocketAddr>,
+    pub dns_server: Option<SocketAddr>,
+    pub delivery_ips: Vec<IpAddr>,
+    /// `delivery-port`: the port of MX hosts.
+    pub mx_port: u16,
+    pub timeouts: client::Timeouts,
+    /// Per destination: connections, and messages per connection.
+    pub domain_connections: usize,
+    pub connection_messages: u64,
+    /// `delivery-connections`: all outbound connections together.
+    pub connections: Arc<Semaphore>,
+    pub shutdown: watch::Receiver<bool>,
+    /// Messages handed to each destination and not yet settled.
+    backlog: Mutex<HashMap<Route, usize>>,
+}
+
+impl Engine {
+    pub fn from_config(
+        c: &Config,
+        queue: Arc<dyn Queue>,
+        hostname: String,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Engine> {
+        let smarthost = c.opt("smarthost").map(|host| Smarthost {
+            host: host.to_string(),
+            port: c.u64("smarthost-port") as u16,
+            auth: c
+                .opt("smarthost-username")
+                .map(|u| (u.to_string(), c.str("smarthost-password").to_string())),
+        });
+        let sink = match c.opt("smtp-sink-ip") {
+            Some(ip) => {
+                let ip: IpAddr = ip
+                    .parse()
+                    .map_err(|_| c.error("smtp-sink-ip", "not an IP address".into()))?;
+                Some(SocketAddr::new(ip, c.u64("smtp-sink-port") as u16))
+            }
+            None => None,
+        };
+        let dns_server = c
+            .opt("dns-server")
+            .map(|s| {
+                s.parse::<SocketAddr>()
+                    .or_else(|_| s.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+                    .map_err(|_| c.error("dns-server", format!("`{s}` is not ip or ip:port")))
+            })
+            .transpose()?;
+        let delivery_ips = c
+            .list("delivery-ips")
+            .iter()
+            .map(|s| {
+                s.parse()
+                    .map_err(|_| c.error("delivery-ips", format!("`{s}` is not an IP address")))
+            })
+            .collect::<Result<Vec<IpAddr>, _>>()?;
+        let tls_policy = match c.str("tls-outbound") {
+            "required" => TlsPolicy::Required,
+            "disabled" => TlsPolicy::Disabled,
+            _ => TlsPolicy::Opportunistic,
+        };
+        Ok(Engine {
+            queue,
+            policy: Policy::from_config(c, hostname.clone()),
+            defaults: Defaults {
+                max_delivertime: c.u64("max-delivertime"),
+                max_attempts: c.u64("max-attempts"),
+            },
+            helo: hostname,
+            tls_policy,
+            tls: tls::connector().context("building the outbound TLS configuration")?,
+            smarthost,
+            sink,
+            dns_server,
+            delivery_ips,
+            mx_port: c.u64("delivery-port") as u16,
+            timeouts: client::Timeouts {
+                cap: Duration::from_secs(c.u64("delivery-timeout").max(1)),
+            },
+            domain_connections: c.u64("delivery-domain-connections") as usize,
+            connection_messages: c.u64("delivery-connection-messages"),
+            connections: Arc::new(Semaphore::new(c.u64("delivery-connections").max(1) as usize)),
+            shutdown,
+            backlog: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The route of a message: its own smarthost, the configured one, or MX;
+    /// from one of its `ips` (else `delivery-ips`), the same one per domain so
+    /// a domain's messages share connections.
+    pub fn route(&self, msg: &Outgoing) -> Route {
+        let own = msg.nested_str("smarthost", "name").map(|host| Smarthost {
+            host: host.to_string(),
+            port: msg
+                .json
+                .get("smarthost")
+                .and_then(|s| s.get("port"))
+                .and_then(outgoing::number)
+                .and_then(|p| u16::try_from(p).ok())
+                .unwrap_or(25),
+            auth: msg.nested_str("smarthost", "username").map(|u| {
+                (
+                    u.to_string(),
+                    msg.nested_str("smarthost", "password").unwrap_or("").to_string(),
+                )
+            }),
+        });
+        let next = match own.or_else(|| self.smarthost.clone()) {
+            Some(relay) => Next::Relay(relay),
+            None => Next::Mx(msg.domain.clone()),
+        };
+        let theirs: Vec<IpAddr> = msg
+            .json
+            .get("ips")
+            .and_then(|v| v.as_array())
+            .map(|a| a.iter().filter_map(|v| v.as_str()?.trim().parse().ok()).collect())
+            .unwrap_or_default();
+        let ips = if theirs.is_empty() { &self.delivery_ips } else { &theirs };
+        let local = (!ips.is_empty()).then(|| {
+            let h = msg
+                .domain
+                .bytes()
+                .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
+            ips[h % ips.len()]
+        });
+        Route { next, local }
+    }
+
+    /// Stores a message's outcome and acknowledges it; if that fails the
+    /// message goes back to the outbox untouched (it may be sent again, but
+    /// it is never lost).
+    pub async fn finish(&self, id: u64, route: &Route, publish: Vec<NewMessage>) {
+        if let Err(e) = self.queue.settle(publish, vec![id]).await {
+            tracing::error!(error = %e, id, "cannot store a delivery outcome; the message stays in the outbox");
+            let _ = self.queue.release(vec![id]).await;
+        }
+        self.forget(route);
+    }
+
+    /// One fewer message in flight for `route`.
+    fn forget(&self, route: &Route) {
+        let mut backlog = self.backlog.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = backlog.get_mut(route) {
+            *n -= 1;
+            if *n == 0 {
+                backlog.remove(route);
+            }
+        }
+    }
+
+    /// Counts a message in for `route` unless that destination already has
+    /// `max` in flight (then it waits in the outbox, not in memory).
+    fn admit(&self, route: &Route, max: usize) -> bool {
+        let mut backlog = self.backlog.lock().unwrap_or_else(|e| e.into_inner());
+        let n = backlog.entry(route.clone()).or_insert(0);
+        if *n >= max {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+}
+
+/// One worker's share of delivery: the jobs for the destinations it owns.
+pub struct Lane {
+    pub engine: Arc<Engine>,
+    pub jobs: mpsc::UnboundedReceiver<Job>,
+}
+
+/// Creates the lanes for `workers` workers and starts the dispatcher on the
+/// current (multi-threaded) runtime.
+pub fn start(engine: Arc<Engine>, workers: usize) -> Vec<Lane> {
+    let (senders, lanes): (Vec<_>, Vec<_>) = (0..workers.max(1))
+        .map(|_| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            (
+                tx,
+                Lane {
+                    engine: engine.clone(),
+                    jobs: rx,
+                },
+            )
+        })
+        .unzip();
+    tokio::spawn(dispatch::run(engine, senders));
+    lanes
+}

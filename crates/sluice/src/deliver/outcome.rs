@@ -1,0 +1,452 @@
+//! What one delivery attempt leads to (`spec/messages.md`, "Result JSON" and
+//! "Delivery outcome rules"): the result entry, the success/final/retry
+//! decision, and the messages to publish for it (results, success, failure,
+//! retry, the re-queued message, a DSN).
+
+use super::dsn;
+use super::outgoing::{format_time, Outgoing};
+use crate::config::Config;
+use serde_json::{Map, Value};
+use sluice_queue::NewMessage;
+use sluice_smtp::Reply;
+use std::net::IpAddr;
+
+/// The `result` of a result entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Accepted,
+    Timeout,
+    Lost,
+    Invalid,
+    Error,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Accepted => "accepted",
+            Kind::Timeout => "timeout",
+            Kind::Lost => "lost",
+            Kind::Invalid => "invalid",
+            Kind::Error => "error",
+        }
+    }
+}
+
+/// The connection an attempt used, for the entry's connection fields.
+#[derive(Debug, Clone, Default)]
+pub struct Connection {
+    /// Remote host name from the greeting.
+    pub mta: String,
+    pub local: Option<IpAddr>,
+    pub remote: Option<IpAddr>,
+    /// Messages accepted on the connection so far.
+    pub messages: u64,
+    /// The server offered DSN.
+    pub dsn: bool,
+    /// TLS cipher suite and certificate summary, when secured.
+    pub cipher: Option<String>,
+    pub certificate: Option<String>,
+}
+
+/// One attempt: where it ended and how.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub state: &'static str,
+    pub kind: Kind,
+    pub reply: Option<Reply>,
+    /// Our own description when there was no reply (or to add to it).
+    pub description: String,
+    /// Retrying cannot help (5xx, NXDOMAIN, null MX, …).
+    pub permanent: bool,
+    pub connection: Option<Box<Connection>>,
+}
+
+impl Attempt {
+    /// An attempt that ended on a reply; 5xx is permanent.
+    pub fn reply(state: &'static str, reply: Reply, connection: Option<Connection>) -> Attempt {
+        let kind = if reply.is_positive() {
+            Kind::Accepted
+        } else {
+            Kind::Error
+        };
+        Attempt {
+            state,
+            kind,
+            permanent: reply.code >= 500,
+            description: reply.lines.join(" "),
+            reply: Some(reply),
+            connection: connection.map(Box::new),
+        }
+    }
+
+    /// An attempt that ended without a reply.
+    pub fn failed(state: &'static str, kind: Kind, description: impl Into<String>, permanent: bool) -> Attempt {
+        Attempt {
+            state,
+            kind,
+            reply: None,
+            description: description.into(),
+            permanent,
+            connection: None,
+        }
+    }
+
+    pub fn with_connection(mut self, c: Option<Connection>) -> Attempt {
+        self.connection = c.map(Box::new);
+        self
+    }
+
+    /// The `results` entry.
+    pub fn entry(&self, now_ms: u64) -> Map<String, Value> {
+        let mut e = Map::new();
+        e.insert("state".into(), self.state.into());
+        e.insert("result".into(), self.kind.as_str().into());
+        e.insert("time".into(), format_time(now_ms).into());
+        if let Some(c) = &self.connection {
+            if !c.mta.is_empty() {
+                e.insert("mta".into(), c.mta.clone().into());
+            }
+            if let Some(ip) = c.local {
+                e.insert("from".into(), ip.to_string().into());
+            }
+            if let Some(ip) = c.remote {
+                e.insert("to".into(), ip.to_string().into());
+            }
+            e.insert("messages".into(), c.messages.into());
+            if self.kind == Kind::Accepted {
+                e.insert("dsn".into(), c.dsn.into());
+            }
+            if let Some(cipher) = &c.cipher {
+                e.insert("cipher".into(), cipher.clone().into());
+            }
+            if let Some(cert) = &c.certificate {
+                e.insert("certificate".into(), cert.clone().into());
+            }
+        }
+        if let Some(r) = &self.reply {
+            e.insert("code".into(), r.code.into());
+            if let Some(s) = &r.status {
+                e.insert("status".into(), s.clone().into());
+            }
+        }
+        e.insert("description".into(), self.description.clone().into());
+        e
+    }
+}
+
+/// Where results go by default, and the retry schedule.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub outbox: String,
+    pub results: Option<String>,
+    pub success: Option<String>,
+    pub failure: Option<String>,
+    pub retry: Option<String>,
+    pub dsn: String,
+    /// First retry delay (ms); each next one doubles, up to [`MAX_RETRY_MS`].
+    pub retry_interval_ms: u64,
+    /// Reporting MTA name in DSNs.
+    pub hostname: String,
+}
+
+/// The longest wait between two attempts (unless `retry-interval` is longer).
+pub const MAX_RETRY_MS: u64 = 4 * 3600 * 1000;
+
+impl Policy {
+    pub fn from_config(c: &Config, hostname: String) -> Policy {
+        let named = |key| c.opt(key).map(str::to_string);
+        let outbox = c.str("rabbitmq-outbox").to_string();
+        Policy {
+            results: named("rabbitmq-results"),
+            success: named("rabbitmq-success"),
+            failure: named("rabbitmq-failure"),
+            retry: named("rabbitmq-retry"),
+            dsn: named("rabbitmq-dsn").unwrap_or_else(|| outbox.clone()),
+            outbox,
+            retry_interval_ms: c.u64("retry-interval") * 1000,
+            hostname,
+        }
+    }
+
+    /// The wait before attempt `n + 1` after `n` attempts (n ≥ 1).
+    pub fn retry_delay_ms(&self, attempts: u64) -> u64 {
+        let doubled = self
+            .retry_interval_ms
+            .saturating_mul(1u64 << attempts.saturating_sub(1).min(30));
+        doubled.min(MAX_RETRY_MS.max(self.retry_interval_ms))
+    }
+
+    /// The queue for `kind` (`results`, `success`, …): the message's `queues`
+    /// override (`null` disables) or the default.
+    fn queue(&self, json: &Map<String, Value>, kind: &str) -> Option<String> {
+        if let Some(v) = json.get("queues").and_then(|q| q.get(kind)) {
+            return v.as_str().filter(|s| !s.is_empty()).map(str::to_string);
+        }
+        match kind {
+            "results" => self.results.clone(),
+            "success" => self.success.clone(),
+            "failure" => self.failure.clone(),
+            "retry" => self.retry.clone(),
+            _ => Some(self.dsn.clone()),
+        }
+    }
+}
+
+/// How an attempt ends for the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Delivered,
+    Failed,
+    Retry,
+}
+
+/// The decision and what to publish for it.
+#[derive(Debug)]
+pub struct Outcome {
+    pub verdict: Verdict,
+    pub publish: Vec<NewMessage>,
+}
+
+/// The result JSON: the message with `results`, mime removed unless `keepmime`.
+fn result_json(json: &Map<String, Value>) -> Vec<u8> {
+    let keep = matches!(json.get("keepmime"), Some(Value::Bool(true)));
+    let body = if keep || !json.contains_key("mime") {
+        serde_json::to_vec(json)
+    } else {
+        let mut stripped = json.clone();
+        stripped.remove("mime");
+        serde_json::to_vec(&stripped)
+    };
+    body.unwrap_or_default()
+}
+
+fn push_result(json: &mut Map<String, Value>, entry: Map<String, Value>) {
+    match json.get_mut("results") {
+        Some(Value::Array(a)) => a.push(Value::Object(entry)),
+        _ => {
+            json.insert("results".into(), Value::Array(vec![Value::Object(entry)]));
+        }
+    }
+}
+
+/// Decides what an attempt means for `msg` and builds the publishes.
+pub fn decide(policy: &Policy, mut msg: Outgoing, attempt: &Attempt, now_ms: u64) -> Outcome {
+    push_result(&mut msg.json, attempt.entry(now_ms));
+    let attempts = msg.attempts + 1;
+    let mut publish = Vec::new();
+    let to = |q: Option<String>, body: &[u8], out: &mut Vec<NewMessage>| {
+        if let Some(q) = q {
+            out.push(NewMessage::now(q, body.to_vec()));
+        }
+    };
+    let verdict = if attempt.kind == Kind::Accepted {
+        Verdict::Delivered
+    } else if attempt.permanent {
+        Verdict::Failed
+    } else {
+        let next = now_ms + policy.retry_delay_ms(attempts);
+        if msg.may_try(attempts, next) {
+            msg.json.insert("delayed".into(), format_time(next).into());
+            if !msg.json.contains_key("received") && !msg.json.contains_key("maxdelivertime") {
+                // Keep the deadline fixed across attempts for a message that never said when it arrived.
+                msg.json
+                    .insert("maxdelivertime".into(), format_time(msg.deadline_ms).into());
+            }
+            let result = result_json(&msg.json);
+            to(policy.queue(&msg.json, "retry"), &result, &mut publish);
+            publish.push(NewMessage {
+                queue: policy.outbox.clone(),
+                body: serde_json::to_vec(&msg.json).unwrap_or_default(),
+                not_before_ms: next,
+            });
+            if let Some(report) = dsn::build(policy, &msg, Verdict::Retry, attempt, now_ms) {
+                to(policy.queue(&msg.json, "dsn"), &report, &mut publish);
+            }
+            return Outcome {
+                verdict: Verdict::Retry,
+                publish,
+            };
+        }
+        let why = if msg.max_attempts != 0 && attempts >= msg.max_attempts {
+            format!("given up after {attempts} attempts (maxattempts {})", msg.max_attempts)
+        } else {
+            format!(
+                "given up: next attempt would be after maxdelivertime {}",
+                format_time(msg.deadline_ms)
+            )
+        };
+        push_result(
+            &mut msg.json,
+            Attempt::failed("amqp", Kind::Timeout, why, true).entry(now_ms),
+        );
+        Verdict::Failed
+    };
+    let result = result_json(&msg.json);
+    to(policy.queue(&msg.json, "results"), &result, &mut publish);
+    let kind = if verdict == Verdict::Delivered {
+        "success"
+    } else {
+        "failure"
+    };
+    to(policy.queue(&msg.json, kind), &result, &mut publish);
+    if let Some(report) = dsn::build(policy, &msg, verdict, attempt, now_ms) {
+        to(policy.queue(&msg.json, "dsn"), &report, &mut publish);
+    }
+    Outcome { verdict, publish }
+}
+
+/// A message that expired before it was attempted again: `amqp/timeout`.
+pub fn expired(policy: &Policy, msg: Outgoing, now_ms: u64) -> Outcome {
+    let why = if msg.max_attempts != 0 && msg.attempts >= msg.max_attempts {
+        format!("maxattempts {} reached", msg.max_attempts)
+    } else {
+        format!("maxdelivertime {} passed", format_time(msg.deadline_ms))
+    };
+    // The expiry is the final attempt: decided as a permanent amqp failure.
+    let attempt = Attempt::failed("amqp", Kind::Timeout, why, true);
+    let mut out = decide(policy, msg, &attempt, now_ms);
+    out.verdict = Verdict::Failed;
+    out
+}
+
+/// A message that cannot be read (`amqp/invalid`): results + failure.
+pub fn invalid(policy: &Policy, body: &[u8], why: &str, now_ms: u64) -> Outcome {
+    let mut json = match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => m,
+        // Not an object: the result carries what was received under `message`
+        // (the JSON value, or the bytes as text when they are not JSON).
+        other => {
+            let received = other.unwrap_or_else(|_| String::from_utf8_lossy(body).into_owned().into());
+            let mut m = Map::new();
+            m.insert("message".into(), received);
+            m
+        }
+    };
+    push_result(
+        &mut json,
+        Attempt::failed("amqp", Kind::Invalid, why, true).entry(now_ms),
+    );
+    let result = result_json(&json);
+    let mut publish = Vec::new();
+    for kind in ["results", "failure"] {
+        if let Some(q) = policy.queue(&json, kind) {
+            publish.push(NewMessage::now(q, result.clone()));
+        }
+    }
+    Outcome {
+        verdict: Verdict::Failed,
+        publish,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deliver::outgoing::Defaults;
+
+    fn policy() -> Policy {
+        Policy {
+            outbox: "outbox".into(),
+            results: Some("results".into()),
+            success: Some("success".into()),
+            failure: Some("failure".into()),
+            retry: Some("retry".into()),
+            dsn: "outbox".into(),
+            retry_interval_ms: 300_000,
+            hostname: "mx.test".into(),
+        }
+    }
+
+    fn msg(extra: &str) -> Outgoing {
+        let body =
+            format!(r#"{{"envelope":"a@x.test","recipient":"b@y.test","mime":"Subject: x\r\n\r\nhi\r\n"{extra}}}"#);
+        Outgoing::parse(
+            body.as_bytes(),
+            Defaults {
+                max_delivertime: 86400,
+                max_attempts: 0,
+            },
+            1_000_000,
+        )
+        .unwrap()
+    }
+
+    fn queues(o: &Outcome) -> Vec<&str> {
+        o.publish.iter().map(|m| m.queue.as_str()).collect()
+    }
+
+    fn body(o: &Outcome, q: &str) -> Value {
+        serde_json::from_slice(&o.publish.iter().find(|m| m.queue == q).unwrap().body).unwrap()
+    }
+
+    #[test]
+    fn accepted_goes_to_results_and_success_without_mime() {
+        let a = Attempt::reply("message", Reply::plain(250, "2.0.0 ok"), Some(Connection::default()));
+        let o = decide(&policy(), msg(""), &a, 2_000_000);
+        assert_eq!(o.verdict, Verdict::Delivered);
+        assert_eq!(queues(&o), ["results", "success"]);
+        let r = body(&o, "success");
+        assert!(r.get("mime").is_none());
+        assert_eq!(r["results"][0]["state"], "message");
+        assert_eq!(r["results"][0]["result"], "accepted");
+        assert_eq!(r["results"][0]["dsn"], false);
+    }
+
+    #[test]
+    fn keepmime_and_queue_overrides() {
+        let a = Attempt::reply("rcptto", Reply::new(550, "5.1.1", "no such user"), None);
+        let o = decide(
+            &policy(),
+            msg(r#","keepmime":true,"queues":{"results":null,"failure":"bounces"},"custom":7"#),
+            &a,
+            0,
+        );
+        assert_eq!(o.verdict, Verdict::Failed);
+        assert_eq!(queues(&o), ["bounces"]);
+        let r = body(&o, "bounces");
+        assert!(r.get("mime").is_some());
+        assert_eq!(r["custom"], 7);
+        assert_eq!(r["results"][0]["code"], 550);
+        assert_eq!(r["results"][0]["status"], "5.1.1");
+    }
+
+    #[test]
+    fn temporary_failures_retry_with_growing_delays() {
+        let p = policy();
+        assert_eq!(p.retry_delay_ms(1), 300_000);
+        assert_eq!(p.retry_delay_ms(2), 600_000);
+        assert_eq!(p.retry_delay_ms(20), MAX_RETRY_MS);
+        let a = Attempt::failed("connect", Kind::Error, "connection refused", false);
+        let o = decide(&p, msg(""), &a, 2_000_000);
+        assert_eq!(o.verdict, Verdict::Retry);
+        assert_eq!(queues(&o), ["retry", "outbox"]);
+        let again = o.publish.iter().find(|m| m.queue == "outbox").unwrap();
+        assert_eq!(again.not_before_ms, 2_300_000);
+        let again: Value = serde_json::from_slice(&again.body).unwrap();
+        assert!(again.get("mime").is_some());
+        assert_eq!(again["delayed"], format_time(2_300_000));
+    }
+
+    #[test]
+    fn retries_stop_at_maxattempts_with_amqp_timeout() {
+        let a = Attempt::failed("connect", Kind::Error, "connection refused", false);
+        let o = decide(&policy(), msg(r#","maxattempts":1"#), &a, 2_000_000);
+        assert_eq!(o.verdict, Verdict::Failed);
+        assert_eq!(queues(&o), ["results", "failure"]);
+        let r = body(&o, "failure");
+        assert_eq!(r["results"][0]["state"], "connect");
+        assert_eq!(r["results"][1]["state"], "amqp");
+        assert_eq!(r["results"][1]["result"], "timeout");
+    }
+
+    #[test]
+    fn invalid_input_keeps_what_it_can() {
+        let o = invalid(&policy(), b"not json", "message is not valid JSON", 0);
+        assert_eq!(queues(&o), ["results", "failure"]);
+        let r = body(&o, "results");
+        assert_eq!(r["message"], "not json");
+        assert_eq!(r["results"][0]["state"], "amqp");
+        assert_eq!(r["results"][0]["result"], "invalid");
+    }
+}

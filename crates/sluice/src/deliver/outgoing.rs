@@ -1,0 +1,195 @@
+//! Reading an outbox message (`spec/messages.md`, "Outgoing message"): the
+//! JSON object, the envelope and recipient, and the limits that decide when
+//! it expires.
+
+use serde_json::{Map, Value};
+
+/// One outbox message, parsed.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// The whole object; results are built from it.
+    pub json: Map<String, Value>,
+    /// MAIL FROM; empty = `<>`.
+    pub envelope: String,
+    pub recipient: String,
+    /// The recipient's domain, lower-cased.
+    pub domain: String,
+    /// Attempts already made (entries in `results` that were delivery attempts).
+    pub attempts: u64,
+    /// Give up after this time (unix ms).
+    pub deadline_ms: u64,
+    /// Give up after this many attempts; 0 = no limit.
+    pub max_attempts: u64,
+}
+
+/// Limits from the config that apply when a message names none.
+#[derive(Debug, Clone, Copy)]
+pub struct Defaults {
+    /// `max-delivertime` in seconds.
+    pub max_delivertime: u64,
+    /// `max-attempts`.
+    pub max_attempts: u64,
+}
+
+/// Why a message cannot be delivered at all (`amqp/invalid`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Invalid {
+    #[error("message is not valid JSON: {0}")]
+    NotJson(String),
+    #[error("message is not a JSON object")]
+    NotObject,
+    #[error("message has no recipient")]
+    NoRecipient,
+    #[error("recipient `{0}` has no domain")]
+    NoDomain(String),
+    #[error("property `{0}` is not a valid timestamp (YYYY-MM-DD HH:MM:SS)")]
+    BadTime(&'static str),
+}
+
+/// Parses a spec timestamp (UTC) to unix milliseconds.
+pub fn parse_time(s: &str) -> Option<u64> {
+    let t = chrono::NaiveDateTime::parse_from_str(s.trim(), "%Y-%m-%d %H:%M:%S").ok()?;
+    u64::try_from(t.and_utc().timestamp_millis()).ok()
+}
+
+/// Formats unix milliseconds as a spec timestamp.
+pub fn format_time(ms: u64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms as i64)
+        .unwrap_or_default()
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string()
+}
+
+impl Outgoing {
+    /// Parses a stored message; `received_ms` is when it entered the queue
+    /// (the start of `max-delivertime` when the message has no `maxdelivertime`).
+    pub fn parse(body: &[u8], defaults: Defaults, received_ms: u64) -> Result<Outgoing, Invalid> {
+        let value: Value = serde_json::from_slice(body).map_err(|e| Invalid::NotJson(e.to_string()))?;
+        let Value::Object(json) = value else {
+            return Err(Invalid::NotObject);
+        };
+        let recipient = match json.get("recipient") {
+            Some(Value::String(r)) if !r.trim().is_empty() => r.trim().to_string(),
+            _ => return Err(Invalid::NoRecipient),
+        };
+        let domain = match recipient.rsplit_once('@') {
+            Some((_, d)) if !d.is_empty() => d.trim_end_matches('.').to_ascii_lowercase(),
+            _ => return Err(Invalid::NoDomain(recipient)),
+        };
+        let envelope = match json.get("envelope") {
+            Some(Value::String(e)) => e.trim().to_string(),
+            _ => String::new(),
+        };
+        let deadline_ms = match json.get("maxdelivertime") {
+            Some(Value::String(t)) => parse_time(t).ok_or(Invalid::BadTime("maxdelivertime"))?,
+            _ => {
+                // The clock starts at reception when the message says when it was received.
+                let start = json
+                    .get("received")
+                    .and_then(Value::as_str)
+                    .and_then(parse_time)
+                    .unwrap_or(received_ms);
+                start + defaults.max_delivertime * 1000
+            }
+        };
+        let max_attempts = match json.get("maxattempts") {
+            Some(v) => number(v).unwrap_or(defaults.max_attempts),
+            None => defaults.max_attempts,
+        };
+        let attempts = json
+            .get("results")
+            .and_then(Value::as_array)
+            .map(|r| {
+                r.iter()
+                    .filter(|e| e.get("state").and_then(Value::as_str) != Some("amqp"))
+                    .count() as u64
+            })
+            .unwrap_or(0);
+        Ok(Outgoing {
+            json,
+            envelope,
+            recipient,
+            domain,
+            attempts,
+            deadline_ms,
+            max_attempts,
+        })
+    }
+
+    /// The MIME as stored, when the message carries it inline.
+    pub fn mime(&self) -> Option<&str> {
+        self.json.get("mime").and_then(Value::as_str)
+    }
+
+    /// Whether another attempt is allowed at `next_ms` after `attempts` attempts.
+    pub fn may_try(&self, attempts: u64, next_ms: u64) -> bool {
+        next_ms <= self.deadline_ms && (self.max_attempts == 0 || attempts < self.max_attempts)
+    }
+
+    /// A string property of an object property, e.g. `smarthost.name`.
+    pub fn nested_str(&self, object: &str, key: &str) -> Option<&str> {
+        self.json.get(object)?.get(key)?.as_str()
+    }
+}
+
+/// A JSON number, or a number in a string (x-mq headers give strings).
+pub fn number(v: &Value) -> Option<u64> {
+    match v {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D: Defaults = Defaults {
+        max_delivertime: 100,
+        max_attempts: 0,
+    };
+
+    #[test]
+    fn parses_the_spec_fields() {
+        let m = Outgoing::parse(
+            br#"{"envelope":"a@x.org","recipient":"B@Example.COM","mime":"x","maxattempts":"3","results":[{"state":"connect"},{"state":"amqp"}]}"#,
+            D,
+            1_000,
+        )
+        .unwrap();
+        assert_eq!(m.domain, "example.com");
+        assert_eq!(m.envelope, "a@x.org");
+        assert_eq!(m.attempts, 1);
+        assert_eq!(m.max_attempts, 3);
+        assert_eq!(m.deadline_ms, 101_000);
+        assert!(m.may_try(2, 50_000));
+        assert!(!m.may_try(3, 50_000));
+        assert!(!m.may_try(0, 101_001));
+    }
+
+    #[test]
+    fn invalid_messages_say_why() {
+        assert!(matches!(Outgoing::parse(b"{nope", D, 0), Err(Invalid::NotJson(_))));
+        assert_eq!(Outgoing::parse(b"[1]", D, 0).unwrap_err(), Invalid::NotObject);
+        assert_eq!(
+            Outgoing::parse(br#"{"mime":"x"}"#, D, 0).unwrap_err(),
+            Invalid::NoRecipient
+        );
+        assert!(matches!(
+            Outgoing::parse(br#"{"recipient":"nodomain"}"#, D, 0),
+            Err(Invalid::NoDomain(_))
+        ));
+        assert_eq!(
+            Outgoing::parse(br#"{"recipient":"a@b","maxdelivertime":"tomorrow"}"#, D, 0).unwrap_err(),
+            Invalid::BadTime("maxdelivertime")
+        );
+    }
+
+    #[test]
+    fn times_round_trip() {
+        let ms = parse_time("2026-11-24 17:30:00").unwrap();
+        assert_eq!(format_time(ms), "2026-11-24 17:30:00");
+        assert_eq!(parse_time("2026-11-24T17:30:00"), None);
+    }
+}

@@ -1,0 +1,257 @@
+//! Delivery against real receivers (Postfix's smtp-sink, a loopback dnsmasq):
+//! every outcome ends with the right result JSON in the right queues.
+
+mod common;
+use common::peers::{dns, smtp_sink, smtp_sink_on};
+use common::*;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A daemon delivering everything to `port` on loopback (smtp-sink-ip).
+fn to_sink(port: u16, extra: &str) -> Daemon {
+    Daemon::start(&format!(
+        "delivery-enabled: true\nsmtp-sink-ip: 127.0.0.1\nsmtp-sink-port: {port}\n{extra}"
+    ))
+}
+
+fn inject(d: &Daemon, messages: &[Value]) {
+    let lines: String = messages.iter().map(|m| format!("{m}\n")).collect();
+    let out = d.cli(&["inject"], lines.as_bytes());
+    assert!(out.status.success(), "inject: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn message(i: usize, domain: &str) -> Value {
+    json!({
+        "envelope": "sender@example.net",
+        "recipient": format!("user{i}@{domain}"),
+        "mime": format!("From: sender@example.net\r\nTo: user{i}@{domain}\r\nSubject: test {i}\r\n\r\nbody {i}\r\n"),
+        "custom": {"n": i},
+    })
+}
+
+fn last_result(m: &Value) -> &Value {
+    m["results"].as_array().and_then(|r| r.last()).expect("a results entry")
+}
+
+#[test]
+fn delivers_to_smtp_sink_with_results_in_the_right_queues() {
+    let sink = smtp_sink(&[]);
+    let d = to_sink(
+        sink.port,
+        "delivery-connection-messages: 4\ndelivery-domain-connections: 2\n",
+    );
+    let mut msgs: Vec<Value> = (0..30)
+        .map(|i| message(i, ["a.test", "b.test", "c.test"][i % 3]))
+        .collect();
+    msgs[0]["keepmime"] = json!(true);
+    inject(&d, &msgs);
+    let results = d.collect("results", 30, WAIT);
+    assert_eq!(results.len(), 30, "{}", d.log());
+    assert_eq!(d.collect("success", 30, WAIT).len(), 30);
+    for r in &results {
+        let e = last_result(r);
+        assert_eq!(r["results"].as_array().unwrap().len(), 1, "{r}");
+        assert_eq!(e["state"], "message", "{e}");
+        assert_eq!(e["result"], "accepted", "{e}");
+        assert_eq!(e["code"], 250, "{e}");
+        assert_eq!(e["to"], "127.0.0.1");
+        assert_eq!(e["from"], "127.0.0.1");
+        assert_eq!(e["mta"], "smtp-sink");
+        assert_eq!(e["dsn"], true, "smtp-sink offers DSN");
+        assert!(
+            e["messages"].as_u64().unwrap() >= 1 && e["messages"].as_u64().unwrap() <= 4,
+            "{e}"
+        );
+        assert!(e["time"].as_str().unwrap().len() == 19);
+        let i = r["custom"]["n"].as_u64().unwrap();
+        assert_eq!(r.get("mime").is_some(), i == 0, "mime kept only with keepmime: {r}");
+    }
+    assert!(d.pop_all("failure").is_empty());
+    assert!(d.pop_all("retry").is_empty());
+    assert!(d.pop_all("outbox").is_empty());
+}
+
+#[test]
+fn soft_rcpt_refusal_is_retried_later_with_a_retry_copy() {
+    let sink = smtp_sink(&["-r", "rcpt"]);
+    let d = to_sink(sink.port, "retry-interval: 600\n");
+    inject(&d, &[message(1, "a.test")]);
+    let retry = d.collect("retry", 1, WAIT);
+    assert_eq!(retry.len(), 1, "{}", d.log());
+    let e = last_result(&retry[0]);
+    assert_eq!(
+        (e["state"].as_str(), e["result"].as_str()),
+        (Some("rcptto"), Some("error")),
+        "{e}"
+    );
+    assert_eq!(e["code"].as_u64().map(|c| c / 100), Some(4));
+    assert!(retry[0].get("mime").is_none());
+    // The message itself waits in the outbox, delayed by retry-interval.
+    let stats = d.cli(&["queue", "stats"], b"");
+    let stats = String::from_utf8_lossy(&stats.stdout);
+    assert!(stats.contains("outbox"), "{stats}");
+    let waiting = d.cli(&["queue", "peek", "outbox"], b"");
+    let waiting = json_lines(&waiting.stdout);
+    assert_eq!(waiting.len(), 1);
+    let delayed = waiting[0]["delayed"].as_str().expect("delayed set");
+    let first = e["time"].as_str().unwrap();
+    assert!(delayed > first, "{delayed} after {first}");
+    assert!(waiting[0]["mime"].is_string(), "the outbox copy keeps its MIME");
+    assert!(d.pop_all("results").is_empty(), "not final yet");
+}
+
+#[test]
+fn hard_data_refusal_is_final() {
+    let sink = smtp_sink(&["-f", "data"]);
+    let d = to_sink(sink.port, "");
+    inject(&d, &[message(1, "a.test")]);
+    let failure = d.collect("failure", 1, WAIT);
+    assert_eq!(failure.len(), 1, "{}", d.log());
+    let e = last_result(&failure[0]);
+    assert_eq!(
+        (e["state"].as_str(), e["result"].as_str()),
+        (Some("data"), Some("error")),
+        "{e}"
+    );
+    assert_eq!(e["code"].as_u64().map(|c| c / 100), Some(5));
+    assert_eq!(d.collect("results", 1, WAIT).len(), 1);
+    assert!(d.pop_all("retry").is_empty());
+    assert!(d.pop_all("outbox").is_empty());
+}
+
+#[test]
+fn disconnect_after_the_body_is_lost_and_retried() {
+    let sink = smtp_sink(&["-q", "."]);
+    let d = to_sink(sink.port, "");
+    inject(&d, &[message(1, "a.test")]);
+    let retry = d.collect("retry", 1, WAIT);
+    assert_eq!(retry.len(), 1, "{}", d.log());
+    let e = last_result(&retry[0]);
+    assert_eq!(
+        (e["state"].as_str(), e["result"].as_str()),
+        (Some("message"), Some("lost")),
+        "{e}"
+    );
+}
+
+#[test]
+fn connect_refused_and_greeting_timeout_are_retried() {
+    let unused = free_port();
+    let d = to_sink(unused, "");
+    inject(&d, &[message(1, "a.test")]);
+    let retry = d.collect("retry", 1, WAIT);
+    assert_eq!(retry.len(), 1, "{}", d.log());
+    let e = last_result(&retry[0]);
+    assert_eq!(
+        (e["state"].as_str(), e["result"].as_str()),
+        (Some("connect"), Some("error")),
+        "{e}"
+    );
+
+    let slow = smtp_sink(&["-W", "connect:10"]);
+    let d = to_sink(slow.port, "delivery-timeout: 1\n");
+    inject(&d, &[message(2, "a.test")]);
+    let retry = d.collect("retry", 1, WAIT);
+    assert_eq!(retry.len(), 1, "{}", d.log());
+    let e = last_result(&retry[0]);
+    assert_eq!(
+        (e["state"].as_str(), e["result"].as_str()),
+        (Some("intro"), Some("timeout")),
+        "{e}"
+    );
+}
+
+#[test]
+fn invalid_and_expired_messages_get_amqp_results() {
+    let sink = smtp_sink(&[]);
+    let d = to_sink(sink.port, "");
+    // Straight into the outbox, untouched: no recipient, not an object, already expired, out of attempts.
+    let raw = format!(
+        "{}\n{}\n{}\n{}\n",
+        json!({"mime": "x", "tag": "norcpt"}),
+        json!("just a string"),
+        json!({"recipient": "a@a.test", "mime": "x", "maxdelivertime": "2001-01-01 00:00:00", "tag": "old"}),
+        json!({"recipient": "a@a.test", "mime": "x", "maxattempts": 1, "results": [{"state": "rcptto", "result": "error"}], "tag": "tried"}),
+    );
+    let (status, body) = d.post("/queues/outbox", raw.as_bytes());
+    assert!(status.contains("200"), "{status} {body}");
+    let failure = d.collect("failure", 4, WAIT);
+    assert_eq!(failure.len(), 4, "{}", d.log());
+    let by_tag = |tag: &str| {
+        failure
+            .iter()
+            .find(|f| f["tag"] == tag)
+            .unwrap_or_else(|| panic!("no result for {tag}: {failure:?}"))
+    };
+    for (tag, result) in [("norcpt", "invalid"), ("old", "timeout"), ("tried", "timeout")] {
+        let e = last_result(by_tag(tag));
+        assert_eq!(
+            (e["state"].as_str(), e["result"].as_str()),
+            (Some("amqp"), Some(result)),
+            "{tag}: {e}"
+        );
+    }
+    let text = failure
+        .iter()
+        .find(|f| f["message"] == "just a string")
+        .expect("the string came back");
+    assert_eq!(last_result(text)["result"], "invalid");
+    assert_eq!(d.collect("results", 4, WAIT).len(), 4);
+}
+
+#[test]
+fn mx_lookup_with_fallback_null_mx_and_nxdomain() {
+    // Two loopback addresses: the preferred MX is dead, the second is a sink.
+    let sink = smtp_sink_on("127.0.0.2", &[], None);
+    let zone = vec![
+        "--mx-host=two.test,dead.mx.test,10".to_string(),
+        "--mx-host=two.test,live.mx.test,20".to_string(),
+        "--host-record=dead.mx.test,127.0.0.3".to_string(),
+        "--host-record=live.mx.test,127.0.0.2".to_string(),
+        // No MX: the A record is the mail host (implicit MX).
+        "--host-record=implicit.test,127.0.0.2".to_string(),
+        // Null MX (RFC 7505): preference 0, exchange "." as raw RDATA.
+        "--dns-rr=nullmx.test,15,000000".to_string(),
+    ];
+    let server = dns(&zone);
+    let d = Daemon::start(&format!(
+        "delivery-enabled: true\ndns-server: 127.0.0.1:{}\ndelivery-port: {}\n",
+        server.port, sink.port
+    ));
+    inject(
+        &d,
+        &[
+            message(1, "two.test"),
+            message(2, "implicit.test"),
+            message(3, "nullmx.test"),
+            message(4, "nowhere.test"),
+        ],
+    );
+    let results = d.collect("results", 4, WAIT);
+    assert_eq!(results.len(), 4, "{}", d.log());
+    let of = |domain: &str| {
+        last_result(
+            results
+                .iter()
+                .find(|r| r["recipient"].as_str().unwrap().ends_with(domain))
+                .unwrap(),
+        )
+        .clone()
+    };
+    let two = of("@two.test");
+    assert_eq!(two["result"], "accepted", "{two}");
+    assert_eq!(two["to"], "127.0.0.2", "fell back to the second MX: {two}");
+    assert_eq!(of("@implicit.test")["result"], "accepted");
+    for domain in ["@nullmx.test", "@nowhere.test"] {
+        let e = of(domain);
+        assert_eq!(
+            (e["state"].as_str(), e["result"].as_str()),
+            (Some("dns"), Some("error")),
+            "{e}"
+        );
+    }
+    assert_eq!(d.collect("failure", 2, WAIT).len(), 2);
+    assert_eq!(d.collect("success", 2, WAIT).len(), 2);
+}
