@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test. Installs the real peers the tests talk to when missing:
-# swaks, Postfix (for smtp-source/smtp-sink), python3. Safe to run repeatedly.
+# swaks, Postfix (smtp-source/smtp-sink, and a private instance as a mailbox),
+# dnsmasq (test DNS zones), python3 with dkimpy and aiosmtpd. Safe to run repeatedly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,7 @@ command -v smtp-source >/dev/null || need+=(postfix)
 command -v python3 >/dev/null || need+=(python3)
 [ -f /usr/include/json-c/json.h ] || need+=(libjson-c-dev)   # plugins that use MQ_json
 [ -f /usr/include/ev.h ] || need+=(libev-dev)                   # plugins that use MQ_ev
+command -v dnsmasq >/dev/null || need+=(dnsmasq-base)              # the loopback DNS server of delivery tests
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing test peers: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -55,6 +55,9 @@ impl From<sluice_queue::QueueError> for ApiError {
 
 type Shared = State<Arc<Api>>;
 
+/// Largest request body: a batch of messages is held in memory while it is stored.
+pub const MAX_BODY: usize = 256 << 20;
+
 pub fn router(api: Arc<Api>) -> Router {
     Router::new()
         .route("/health", get(health))
@@ -64,6 +67,8 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/inject", post(inject))
         .route("/submit", post(submit))
         .layer(middleware::from_fn_with_state(api.clone(), require_auth))
+        // Bulk injects are the point of the API; axum's default (2 MB) is a few hundred messages.
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(api)
 }
 

@@ -99,3 +99,135 @@ pub fn dns(records: &[String]) -> Peer {
     }
     panic!("dnsmasq did not start in ten tries");
 }
+
+/// A private Postfix instance on loopback delivering every recipient of
+/// `pf.test` into one Maildir, offering STARTTLS with a throwaway certificate.
+pub struct Postfix {
+    dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+impl Postfix {
+    pub fn start() -> Postfix {
+        require("postfix");
+        require("openssl");
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        // Postfix's daemons run as `postfix` and `nobody`: they must reach these directories.
+        let _ = Command::new("chmod").arg("755").arg(root).status();
+        for sub in ["etc", "spool", "data", "mail"] {
+            std::fs::create_dir_all(root.join(sub)).unwrap();
+        }
+        let _ = Command::new("chmod").arg("1777").arg(root.join("mail")).status();
+        let _ = Command::new("chown").arg("postfix").arg(root.join("data")).status();
+        let key = root.join("etc/key.pem");
+        let cert = root.join("etc/cert.pem");
+        let ok = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=pf.test",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(ok.success(), "openssl could not make a certificate");
+        let port = free_port();
+        let r = root.display();
+        std::fs::write(
+            root.join("etc/main.cf"),
+            format!(
+                "compatibility_level = 3.6\nqueue_directory = {r}/spool\ndata_directory = {r}/data\n\
+                 myhostname = pf.test\nmydestination =\ninet_interfaces = 127.0.0.1\ninet_protocols = ipv4\n\
+                 mynetworks = 127.0.0.0/8\nsmtpd_recipient_restrictions = permit_mynetworks, reject\n\
+                 virtual_mailbox_domains = pf.test\nvirtual_mailbox_base = {r}/mail\n\
+                 virtual_mailbox_maps = static:inbox/\nvirtual_uid_maps = static:65534\nvirtual_gid_maps = static:65534\n\
+                 maillog_file = {r}/maillog\nmaillog_file_prefixes = {r}\n\
+                 smtpd_tls_security_level = may\nsmtpd_tls_chain_files = {r}/etc/key.pem, {r}/etc/cert.pem\n\
+                 smtp_tls_security_level = none\n"
+            ),
+        )
+        .unwrap();
+        let services = [
+            format!("127.0.0.1:{port} inet n - n - - smtpd"),
+            "pickup unix n - n 60 1 pickup".into(),
+            "cleanup unix n - n - 0 cleanup".into(),
+            "qmgr unix n - n 300 1 qmgr".into(),
+            "rewrite unix - - n - - trivial-rewrite".into(),
+            "bounce unix - - n - 0 bounce".into(),
+            "defer unix - - n - 0 bounce".into(),
+            "trace unix - - n - 0 bounce".into(),
+            "verify unix - - n - 1 verify".into(),
+            "proxymap unix - - n - - proxymap".into(),
+            "smtp unix - - n - - smtp".into(),
+            "showq unix n - n - - showq".into(),
+            "error unix - - n - - error".into(),
+            "retry unix - - n - - error".into(),
+            "discard unix - - n - - discard".into(),
+            "virtual unix - n n - - virtual".into(),
+            "anvil unix - - n - 1 anvil".into(),
+            "scache unix - - n - 1 scache".into(),
+            "postlog unix-dgram n - n - 1 postlogd".into(),
+            "tlsmgr unix - - n 1000? 1 tlsmgr".into(),
+        ];
+        std::fs::write(root.join("etc/master.cf"), services.join("\n") + "\n").unwrap();
+        let started = Command::new("postfix")
+            .arg("-c")
+            .arg(root.join("etc"))
+            .arg("start")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        let p = Postfix { dir, port };
+        assert!(started.success(), "postfix did not start: {}", p.log());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "postfix does not listen: {}", p.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        p
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("maillog")).unwrap_or_default()
+    }
+
+    /// The delivered messages (Maildir files), waiting up to `within` for `n`.
+    pub fn mailbox(&self, n: usize, within: Duration) -> Vec<String> {
+        let new = self.dir.path().join("mail/inbox/new");
+        let deadline = Instant::now() + within;
+        loop {
+            let files: Vec<String> = std::fs::read_dir(&new)
+                .map(|d| d.filter_map(|f| std::fs::read_to_string(f.ok()?.path()).ok()).collect())
+                .unwrap_or_default();
+            if files.len() >= n || Instant::now() >= deadline {
+                return files;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Postfix {
+    fn drop(&mut self) {
+        let _ = Command::new("postfix")
+            .arg("-c")
+            .arg(self.dir.path().join("etc"))
+            .arg("stop")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Delivery rate, two measurements in one run (ports on 127.0.0.1 only):
+#   (a) preloaded: N outbox messages (4 KB, 100 domains) -> sluice delivery -> smtp-sink
+#       (smtp-sink-ip routes every connection there; per-domain queues and limits stay)
+#   (b) relay end to end: smtp-source -> sluice (SMTP in, outbox, delivery) -> smtp-sink,
+#       against Postfix doing the same relay (../shared/bench/postfix-relay.sh)
+# Usage: bench/deliver.sh [N_PRELOADED] [N_RELAY] [SESSIONS]   (default 100000 20000 20)
+# Run as root (Postfix is installed and configured by the shared script).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-100000}; NR=${2:-20000}; S=${3:-20}
+SIZE=4096
+SINK_PORT=${SINK_PORT:-11025}; SMTP_PORT=${SMTP_PORT:-11026}; WWW_PORT=${WWW_PORT:-11027}
+
+command -v smtp-source >/dev/null || { echo "needs postfix (smtp-source, smtp-sink)"; exit 1; }
+cargo build --release -q
+BIN=$PWD/target/release/sluice
+WORK=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+
+now() { date +%s.%N; }
+rate() { python3 -c "import sys; print(f'{int(sys.argv[1])/(float(sys.argv[3])-float(sys.argv[2])):.0f}')" "$@"; }
+config() { # $1 = delivery-enabled
+  printf 'smtp-port: %s\nwww-port: %s\ndata-directory: %s\nlog-level: warn\nsmtp-connections: 2000\n' \
+    $SMTP_PORT $WWW_PORT "$WORK/data" > "$WORK/config.txt"
+  printf 'delivery-enabled: %s\nsmtp-sink-ip: 127.0.0.1\nsmtp-sink-port: %s\n' "$1" $SINK_PORT >> "$WORK/config.txt"
+}
+start() { "$BIN" run --config "$WORK/config.txt" 2>>"$WORK/sluice.log" & SLUICE_PID=$!
+  for _ in $(seq 100); do "$BIN" queue stats --config "$WORK/config.txt" >/dev/null 2>&1 && return; sleep 0.1; done
+  echo "sluice did not start"; cat "$WORK/sluice.log"; exit 1; }
+stop() { kill $SLUICE_PID; wait $SLUICE_PID 2>/dev/null || true; }
+# Messages of queue $1 still present (ready + delayed + leased).
+left() { "$BIN" queue stats --config "$WORK/config.txt" | python3 -c "
+import sys,json
+print(sum(q['ready']+q['delayed']+q['leased'] for q in map(json.loads, sys.stdin) if q['name']=='$1'))"; }
+wait_empty() { while [ "$(left outbox)" != 0 ]; do sleep 0.1; done; }
+
+# ---- (a) preloaded outbox -------------------------------------------------
+rm -rf "$WORK/data"; config false; start
+python3 - "$N" "$SIZE" "$WORK/msgs" <<'PY'
+import json, sys, os
+n, size, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+os.makedirs(out, exist_ok=True)
+body = ("x" * 76 + "\r\n") * (size // 78)
+chunk = 5000
+for c in range(0, n, chunk):
+    with open(f"{out}/{c:08d}.json", "w") as f:
+        for i in range(c, min(n, c + chunk)):
+            d = f"d{i % 100}.bench.test"
+            mime = f"From: from@bench.test\r\nTo: to{i}@{d}\r\nSubject: bench {i}\r\n\r\n{body}"
+            f.write(json.dumps({"envelope": "from@bench.test", "recipient": f"to{i}@{d}", "mime": mime}) + "\n")
+PY
+for f in "$WORK"/msgs/*.json; do "$BIN" inject "$f" --config "$WORK/config.txt" >/dev/null; done
+rm -rf "$WORK/msgs"
+[ "$(left outbox)" = "$N" ] || { echo "preload failed: $(left outbox) of $N in the outbox"; exit 1; }
+stop
+smtp-sink -u nobody -m 1000 -c 127.0.0.1:$SINK_PORT 1024 >"$WORK/sink.out" 2>&1 & SINK=$!
+sleep 0.5
+config true
+t0=$(now); start; wait_empty; t1=$(now)
+results=$(left results); failures=$(left failure)
+stop; kill $SINK; wait $SINK 2>/dev/null || true
+A=$(rate "$N" "$t0" "$t1")
+echo "(a) preloaded: $N messages delivered in $(python3 -c "print(f'{$t1-$t0:.1f}')") s = $A msg/s (results=$results failures=$failures)"
+
+# ---- (b) relay end to end, sluice then postfix ------------------------------
+rm -rf "$WORK/data"; config true
+smtp-sink -u nobody -m 1000 -c 127.0.0.1:$SINK_PORT 1024 >"$WORK/sink.out" 2>&1 & SINK=$!
+sleep 0.5; start
+t0=$(now)
+smtp-source -s "$S" -m "$NR" -l $SIZE -f from@bench.test -t to@dest.test 127.0.0.1:$SMTP_PORT
+t1=$(now); wait_empty; t2=$(now)
+results=$(left results); failures=$(left failure)
+stop; kill $SINK; wait $SINK 2>/dev/null || true
+B_ACCEPT=$(rate "$NR" "$t0" "$t1"); B=$(rate "$NR" "$t0" "$t2")
+echo "(b) sluice relay: accept $B_ACCEPT msg/s, end-to-end $B msg/s (results=$results failures=$failures)"
+out=$(../shared/bench/postfix-relay.sh "$NR" "$S" $SIZE)
+echo "(b) $out"
+PF=$(echo "$out" | sed -E 's/.*end-to-end: ([0-9]+) msg\/s.*/\1/')
+python3 -c "print(f'(b) sluice/postfix end to end: {$B/$PF:.1f}x  (sessions=$S, size=$SIZE, $(nproc) cores)')"
