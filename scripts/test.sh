@@ -11,13 +11,20 @@ command -v smtp-source >/dev/null || need+=(postfix)
 command -v python3 >/dev/null || need+=(python3)
 [ -f /usr/include/json-c/json.h ] || need+=(libjson-c-dev)   # plugins that use MQ_json
 [ -f /usr/include/ev.h ] || need+=(libev-dev)                   # plugins that use MQ_ev
-command -v dnsmasq >/dev/null || need+=(dnsmasq-base)              # the loopback DNS server of delivery tests
+command -v dnsmasq >/dev/null || need+=(dnsmasq-base)            # the loopback DNS server of delivery tests
+command -v openssl >/dev/null || need+=(openssl)                  # certificates for the test Postfix
+python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing test peers: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
   echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections 2>/dev/null || true
   apt-get update -q >/dev/null
   apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# Python peers: aiosmtpd (an SMTP server with AUTH and STARTTLS), dkimpy (a DKIM verifier).
+if ! python3 -c "import aiosmtpd, dkim" 2>/dev/null; then
+  python3 -m pip install -q aiosmtpd dkimpy 2>/dev/null || python3 -m pip install -q --break-system-packages aiosmtpd dkimpy
 fi
 
 if cargo nextest --version >/dev/null 2>&1; then

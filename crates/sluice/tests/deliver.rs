@@ -356,3 +356,65 @@ fn swaks_to_sluice_to_a_postfix_mailbox_with_starttls() {
         delivered[0]
     );
 }
+
+#[test]
+fn smarthost_with_starttls_and_auth() {
+    let out = tempfile::tempdir().unwrap();
+    let relay = common::peers::auth_relay("relayuser", "s3cret", out.path());
+    // The configured smarthost; one message names its own (same host, wrong password).
+    let d = Daemon::start(&format!(
+        "delivery-enabled: true\nsmarthost: 127.0.0.1\nsmarthost-port: {}\nsmarthost-username: relayuser\nsmarthost-password: s3cret\ntls-outbound: required\n",
+        relay.port
+    ));
+    let mut wrong = message(2, "b.test");
+    wrong["smarthost"] = json!({"name": "127.0.0.1", "port": relay.port, "username": "relayuser", "password": "nope"});
+    inject(&d, &[message(1, "a.test"), wrong]);
+    let results = d.collect("results", 2, WAIT);
+    assert_eq!(results.len(), 2, "{}", d.log());
+    let of = |i: u64| last_result(results.iter().find(|r| r["custom"]["n"] == i).unwrap()).clone();
+    let ok = of(1);
+    assert_eq!(ok["result"], "accepted", "{ok}");
+    assert!(ok["cipher"].is_string(), "{ok}");
+    let refused = of(2);
+    assert_eq!(refused["state"], "authplain", "{refused}");
+    assert_eq!(refused["code"], 535, "{refused}");
+    let saved = common::peers::relayed(out.path());
+    assert_eq!(saved.len(), 1);
+    assert_eq!(saved[0]["tls"], true);
+    assert_eq!(saved[0]["login"], "relayuser");
+    assert_eq!(saved[0]["to"], json!(["user1@a.test"]));
+}
+
+#[test]
+fn tls_required_but_not_offered_and_utf8_without_smtputf8() {
+    // smtp-sink offers no STARTTLS: with tls-outbound required nothing is sent in clear.
+    let sink = smtp_sink(&[]);
+    let d = to_sink(sink.port, "tls-outbound: required\n");
+    inject(&d, &[message(1, "a.test")]);
+    let retry = d.collect("retry", 1, WAIT);
+    assert_eq!(retry.len(), 1, "{}", d.log());
+    let e = last_result(&retry[0]);
+    assert_eq!(
+        (e["state"].as_str(), e["result"].as_str()),
+        (Some("starttls"), Some("error")),
+        "{e}"
+    );
+
+    // -e: no ESMTP at all, so HELO, and no SMTPUTF8 for a UTF-8 address.
+    let old = smtp_sink(&["-e"]);
+    let d = to_sink(old.port, "");
+    let mut utf8 = message(2, "b.test");
+    utf8["recipient"] = json!("jö@b.test");
+    inject(&d, &[utf8, message(3, "b.test")]);
+    let results = d.collect("results", 2, WAIT);
+    assert_eq!(results.len(), 2, "{}", d.log());
+    let of = |i: u64| last_result(results.iter().find(|r| r["custom"]["n"] == i).unwrap()).clone();
+    let e = of(2);
+    assert_eq!(
+        (e["state"].as_str(), e["result"].as_str()),
+        (Some("mailfrom"), Some("error")),
+        "{e}"
+    );
+    assert!(e["description"].as_str().unwrap().contains("SMTPUTF8"), "{e}");
+    assert_eq!(of(3)["result"], "accepted", "plain ASCII goes through HELO");
+}

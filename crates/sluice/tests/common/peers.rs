@@ -110,7 +110,6 @@ pub struct Postfix {
 impl Postfix {
     pub fn start() -> Postfix {
         require("postfix");
-        require("openssl");
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         // Postfix's daemons run as `postfix` and `nobody`: they must reach these directories.
@@ -120,29 +119,7 @@ impl Postfix {
         }
         let _ = Command::new("chmod").arg("1777").arg(root.join("mail")).status();
         let _ = Command::new("chown").arg("postfix").arg(root.join("data")).status();
-        let key = root.join("etc/key.pem");
-        let cert = root.join("etc/cert.pem");
-        let ok = Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "1",
-                "-subj",
-                "/CN=pf.test",
-            ])
-            .arg("-keyout")
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(ok.success(), "openssl could not make a certificate");
+        self_signed(&root.join("etc"), "pf.test");
         let port = free_port();
         let r = root.display();
         std::fs::write(
@@ -230,4 +207,69 @@ impl Drop for Postfix {
             .stderr(Stdio::null())
             .status();
     }
+}
+
+/// A throwaway certificate for `name`: DIR/cert.pem and DIR/key.pem.
+pub fn self_signed(dir: &Path, name: &str) {
+    require("openssl");
+    let ok = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj"])
+        .arg(format!("/CN={name}"))
+        .arg("-keyout")
+        .arg(dir.join("key.pem"))
+        .arg("-out")
+        .arg(dir.join("cert.pem"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(ok.success(), "openssl could not make a certificate");
+}
+
+/// A relay (Python's aiosmtpd) that requires STARTTLS, then AUTH as
+/// `user`/`password`; what it accepts lands in `out` as JSON files.
+pub fn auth_relay(user: &str, password: &str, out: &Path) -> Peer {
+    std::fs::create_dir_all(out).unwrap();
+    self_signed(out, "relay.test");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/auth_server.py");
+    for _ in 0..10 {
+        let port = free_port();
+        let mut child = Command::new("python3")
+            .arg(script)
+            .arg(port.to_string())
+            .arg(out.join("cert.pem"))
+            .arg(out.join("key.pem"))
+            .args([user, password])
+            .arg(out)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Peer { child, port };
+            }
+            assert!(
+                Instant::now() < deadline,
+                "aiosmtpd did not start (pip install aiosmtpd)"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    panic!("aiosmtpd relay did not start in ten tries");
+}
+
+/// The messages an [`auth_relay`] saved.
+pub fn relayed(out: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_dir(out)
+        .unwrap()
+        .filter_map(|f| {
+            let p = f.ok()?.path();
+            (p.extension()? == "json").then(|| serde_json::from_str(&std::fs::read_to_string(p).ok()?).ok())?
+        })
+        .collect()
 }
