@@ -23,8 +23,8 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 # Python peers: aiosmtpd (an SMTP server with AUTH and STARTTLS), dkimpy (a DKIM verifier).
-if ! python3 -c "import aiosmtpd, dkim" 2>/dev/null; then
-  python3 -m pip install -q aiosmtpd dkimpy 2>/dev/null || python3 -m pip install -q --break-system-packages aiosmtpd dkimpy
+if ! python3 -c "import aiosmtpd, dkim, nacl" 2>/dev/null; then
+  python3 -m pip install -q aiosmtpd dkimpy pynacl 2>/dev/null || python3 -m pip install -q --break-system-packages aiosmtpd dkimpy pynacl
 fi
 
 if cargo nextest --version >/dev/null 2>&1; then

@@ -15,7 +15,10 @@ pub fn transaction(msg: &Outgoing, caps: &Capabilities) -> Result<Transaction, A
             true,
         ));
     };
-    let body = mime.as_bytes().to_vec();
+    let body = match msg.json.get("dkim") {
+        Some(keys) => signed(msg, keys, mime.as_bytes()),
+        None => mime.as_bytes().to_vec(),
+    };
     let utf8 = !msg.envelope.is_ascii() || !msg.recipient.is_ascii();
     if utf8 && !caps.smtputf8 {
         return Err(Attempt::failed(
@@ -60,6 +63,19 @@ pub fn transaction(msg: &Outgoing, caps: &Capabilities) -> Result<Transaction, A
         rcpts: vec![(msg.recipient.clone(), rcpt.join(" "))],
         body,
     })
+}
+
+/// The message with a DKIM-Signature per usable key in front. A key that
+/// cannot sign is logged and left out: the message still goes, unsigned by it.
+fn signed(msg: &Outgoing, keys: &serde_json::Value, mime: &[u8]) -> Vec<u8> {
+    let body = super::dkim::crlf(mime);
+    let (headers, errors) = super::dkim::sign(keys, &body, sluice_queue::now_ms());
+    for e in errors {
+        tracing::warn!(recipient = %msg.recipient, error = %e, "DKIM key not used");
+    }
+    let mut out = headers.into_bytes();
+    out.extend_from_slice(&body);
+    out
 }
 
 /// RFC 3461 §4 xtext: `+`, `=`, controls and non-ASCII as `+HH`.

@@ -6,13 +6,15 @@
 //! - [`destination`] runs on each worker: per-destination queues, connection
 //!   limits, connection reuse, MX fallback.
 //! - [`client`] is one SMTP connection around the sans-IO client session;
-//!   [`mx`] finds the hosts; [`message`] turns a message into a transaction.
+//!   [`mx`] finds the hosts; [`message`] turns a message into a transaction
+//!   (signed by [`dkim`] when it asks).
 //! - [`outcome`] decides what an attempt means (result JSON, retry or final)
 //!   and [`dsn`] writes delivery status notifications.
 
 pub mod client;
 pub mod destination;
 pub mod dispatch;
+pub mod dkim;
 pub mod dsn;
 pub mod message;
 pub mod mx;

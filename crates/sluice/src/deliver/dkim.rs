@@ -1,0 +1,196 @@
+//! DKIM signing (RFC 6376, relaxed/relaxed) from a message's `dkim`
+//! property: one key or an array of keys, each `{domain, selector, key (PEM),
+//! headers?, expire?}`. RSA (PKCS#1 or PKCS#8 PEM) and Ed25519 (PKCS#8 PEM).
+
+use mail_auth::common::crypto::{Ed25519Key, RsaKey, Sha256};
+use mail_auth::common::headers::HeaderWriter;
+use mail_auth::dkim::{Canonicalization, DkimSigner};
+use rustls::pki_types::PrivateKeyDer;
+use serde_json::Value;
+
+/// Headers signed when present (RFC 6376 §5.4.1's list, less trace fields).
+const SIGNED: &[&str] = &[
+    "From",
+    "Reply-To",
+    "Subject",
+    "Date",
+    "To",
+    "Cc",
+    "Message-ID",
+    "In-Reply-To",
+    "References",
+    "MIME-Version",
+    "Content-Type",
+    "Content-Transfer-Encoding",
+    "List-Unsubscribe",
+    "List-Unsubscribe-Post",
+];
+
+/// Why one key could not sign.
+#[derive(Debug, thiserror::Error)]
+pub enum DkimError {
+    #[error("dkim entry {0}: `{1}` is missing")]
+    Missing(usize, &'static str),
+    #[error("dkim entry {0} ({1}): the key is not a PEM RSA or Ed25519 private key")]
+    BadKey(usize, String),
+    #[error("dkim entry {0} ({1}): signing failed: {2}")]
+    Sign(usize, String, String),
+}
+
+/// The DKIM-Signature headers for `message` (CRLF line ends), one per usable
+/// key in `dkim`, to be put in front of it; keys past their `expire` time are
+/// skipped. Errors name the entry and leave it out.
+pub fn sign(dkim: &Value, message: &[u8], now_ms: u64) -> (String, Vec<DkimError>) {
+    let entries: Vec<&Value> = match dkim {
+        Value::Array(a) => a.iter().collect(),
+        Value::Object(_) => vec![dkim],
+        _ => Vec::new(),
+    };
+    let mut headers = String::new();
+    let mut errors = Vec::new();
+    for (i, entry) in entries.into_iter().enumerate() {
+        let expired = entry
+            .get("expire")
+            .and_then(Value::as_str)
+            .and_then(super::outgoing::parse_time)
+            .is_some_and(|t| t < now_ms);
+        if expired {
+            continue;
+        }
+        match sign_one(i, entry, message) {
+            Ok(h) => headers.push_str(&h),
+            Err(e) => errors.push(e),
+        }
+    }
+    (headers, errors)
+}
+
+fn sign_one(i: usize, entry: &Value, message: &[u8]) -> Result<String, DkimError> {
+    let field = |k: &'static str| {
+        entry
+            .get(k)
+            .and_then(Value::as_str)
+            .filter(|s| !s.trim().is_empty())
+            .ok_or(DkimError::Missing(i, k))
+    };
+    let (domain, selector, pem) = (field("domain")?, field("selector")?, field("key")?);
+    let name = format!("{selector}._domainkey.{domain}");
+    let mut names: Vec<String> = SIGNED.iter().map(|s| s.to_string()).collect();
+    if let Some(extra) = entry.get("headers") {
+        let extra: Vec<&str> = match extra {
+            Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+            Value::String(s) => s.split([':', ',', ' ']).filter(|s| !s.is_empty()).collect(),
+            _ => Vec::new(),
+        };
+        for h in extra {
+            if !names.iter().any(|n| n.eq_ignore_ascii_case(h)) {
+                names.push(h.to_string());
+            }
+        }
+    }
+    let bad_key = || DkimError::BadKey(i, name.clone());
+    let der = private_key(pem).ok_or_else(bad_key)?;
+    let fail = |e: mail_auth::Error| DkimError::Sign(i, name.clone(), e.to_string());
+    let rsa = match &der {
+        PrivateKeyDer::Pkcs1(_) | PrivateKeyDer::Pkcs8(_) => RsaKey::<Sha256>::from_key_der(der.clone_key()).ok(),
+        _ => None,
+    };
+    let signature = if let Some(key) = rsa {
+        DkimSigner::from_key(key)
+            .domain(domain)
+            .selector(selector)
+            .headers(names)
+            .header_canonicalization(Canonicalization::Relaxed)
+            .body_canonicalization(Canonicalization::Relaxed)
+            .sign(message)
+            .map_err(fail)?
+    } else {
+        let PrivateKeyDer::Pkcs8(p8) = &der else {
+            return Err(bad_key());
+        };
+        let key = Ed25519Key::from_pkcs8_maybe_unchecked_der(p8.secret_pkcs8_der()).map_err(|_| bad_key())?;
+        DkimSigner::from_key(key)
+            .domain(domain)
+            .selector(selector)
+            .headers(names)
+            .header_canonicalization(Canonicalization::Relaxed)
+            .body_canonicalization(Canonicalization::Relaxed)
+            .sign(message)
+            .map_err(fail)?
+    };
+    Ok(tidy(signature.to_header()))
+}
+
+/// mail-auth folds a `b=` value that ends exactly at the wrap column as
+/// `…==\r\n\t;`. Verifiers that empty only the value then see `b= ;`
+/// where `b=;` was signed (dkimpy does), so the fold is taken out.
+fn tidy(header: String) -> String {
+    match header.strip_suffix("\r\n\t;\r\n") {
+        Some(head) => format!("{head};\r\n"),
+        None => header,
+    }
+}
+
+/// The first private key in a PEM text (PKCS#1, PKCS#8 or SEC1).
+fn private_key(pem: &str) -> Option<PrivateKeyDer<'static>> {
+    rustls_pemfile::private_key(&mut pem.as_bytes()).ok().flatten()
+}
+
+/// `message` with every line ending as CRLF (what is signed is what is sent).
+pub fn crlf(message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len() + message.len() / 32);
+    let mut prev = 0u8;
+    for &b in message {
+        if b == b'\n' && prev != b'\r' {
+            out.push(b'\r');
+        }
+        out.push(b);
+        prev = b;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fold_before_the_final_semicolon_is_removed() {
+        assert_eq!(
+            tidy("DKIM-Signature: b=abc==\r\n\t;\r\n".into()),
+            "DKIM-Signature: b=abc==;\r\n"
+        );
+        assert_eq!(
+            tidy("DKIM-Signature: b=abc==;\r\n".into()),
+            "DKIM-Signature: b=abc==;\r\n"
+        );
+    }
+
+    #[test]
+    fn line_ends_become_crlf() {
+        assert_eq!(crlf(b"a\nb\r\nc\n"), b"a\r\nb\r\nc\r\n");
+    }
+
+    #[test]
+    fn bad_entries_name_themselves() {
+        let (h, errors) = sign(
+            &serde_json::json!([{"domain": "x.test", "selector": "s", "key": "not a key"}, {"domain": "x.test"}]),
+            b"From: a@x.test\r\n\r\nhi\r\n",
+            0,
+        );
+        assert!(h.is_empty());
+        assert_eq!(errors.len(), 2);
+        assert!(errors[0].to_string().contains("s._domainkey.x.test"), "{}", errors[0]);
+        assert!(errors[1].to_string().contains("`selector` is missing"), "{}", errors[1]);
+    }
+
+    #[test]
+    fn expired_keys_are_skipped() {
+        let (h, errors) = sign(
+            &serde_json::json!({"domain": "x.test", "selector": "s", "key": "bad", "expire": "2001-01-01 00:00:00"}),
+            b"From: a@x.test\r\n\r\nhi\r\n",
+            1_000_000_000_000,
+        );
+        assert!(h.is_empty() && errors.is_empty());
+    }
+}
