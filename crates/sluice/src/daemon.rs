@@ -122,6 +122,7 @@ pub fn run(c: Config) -> Result<()> {
         sink.queue.clone(),
         hostname.clone(),
         shutdown_rx.clone(),
+        plugins.clone(),
     )?);
     let lanes = if c.bool("delivery-enabled") {
         let _in_rt = rt.enter();

@@ -175,10 +175,12 @@ fn invalid_and_expired_messages_get_amqp_results() {
         json!({"recipient": "a@a.test", "mime": "x", "maxdelivertime": "2001-01-01 00:00:00", "tag": "old"}),
         json!({"recipient": "a@a.test", "mime": "x", "maxattempts": 1, "results": [{"state": "rcptto", "result": "error"}], "tag": "tried"}),
     );
+    // A `key` instead of MIME, and no plugin to turn it into one.
+    let raw = format!("{raw}{}\n", json!({"recipient": "a@a.test", "key": "k1", "tag": "key"}));
     let (status, body) = d.post("/queues/outbox", raw.as_bytes());
     assert!(status.contains("200"), "{status} {body}");
-    let failure = d.collect("failure", 4, WAIT);
-    assert_eq!(failure.len(), 4, "{}", d.log());
+    let failure = d.collect("failure", 5, WAIT);
+    assert_eq!(failure.len(), 5, "{}", d.log());
     let by_tag = |tag: &str| {
         failure
             .iter()
@@ -198,7 +200,7 @@ fn invalid_and_expired_messages_get_amqp_results() {
         .find(|f| f["message"] == "just a string")
         .expect("the string came back");
     assert_eq!(last_result(text)["result"], "invalid");
-    assert_eq!(d.collect("results", 4, WAIT).len(), 4);
+    assert_eq!(d.collect("results", 5, WAIT).len(), 5);
 }
 
 #[test]

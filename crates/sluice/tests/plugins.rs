@@ -594,3 +594,76 @@ with smtplib.SMTP("127.0.0.1", int(sys.argv[1])) as s:
         "MQ_secure is true in mq_smtp_in_secure"
     );
 }
+
+#[test]
+fn outbound_hooks_build_the_mime_and_the_watchdog_retries() {
+    let plugins = tempfile::tempdir().unwrap();
+    let log = plugins.path().join("outbound.log");
+    build_with(
+        "outbound.c",
+        &plugins.path().join("outbound.so"),
+        &[format!("-DLOG_PATH=\"{}\"", log.display())],
+        &["-ljson-c"],
+    );
+    let dump = tempfile::tempdir().unwrap();
+    let sink = common::peers::smtp_sink_on("127.0.0.1", &[], Some(dump.path()));
+    let d = Daemon::start(&format!(
+        "delivery-enabled: true\nsmtp-sink-ip: 127.0.0.1\nsmtp-sink-port: {}\nplugin-directory: {}\nplugin-timeout: 1\n",
+        sink.port,
+        plugins.path().display()
+    ));
+    let messages = [
+        serde_json::json!({"envelope": "s@example.net", "recipient": "k1@a.test", "key": "k1"}),
+        serde_json::json!({"envelope": "s@example.net", "recipient": "inline@a.test", "mime": "Subject: inline\r\n\r\nas stored\r\n"}),
+        serde_json::json!({"envelope": "s@example.net", "recipient": "hang@b.test", "key": "hang"}),
+    ];
+    let lines: String = messages.iter().map(|m| format!("{m}\n")).collect();
+    assert!(d.cli(&["inject"], lines.as_bytes()).status.success());
+    let success = d.collect("success", 2, std::time::Duration::from_secs(30));
+    assert_eq!(success.len(), 2, "{}", d.log());
+    for s in &success {
+        assert!(s.get("mime").is_none(), "the stored JSON keeps no MIME: {s}");
+    }
+    let retry = d.collect("retry", 1, std::time::Duration::from_secs(30));
+    assert_eq!(retry.len(), 1, "{}", d.log());
+    let e = retry[0]["results"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (e["state"].as_str(), e["result"].as_str()),
+        (Some("data"), Some("timeout")),
+        "{e}"
+    );
+    assert!(
+        e["description"].as_str().unwrap().contains("outbound"),
+        "names the plugin: {e}"
+    );
+    let dumped: Vec<String> = std::fs::read_dir(dump.path())
+        .unwrap()
+        .map(|f| std::fs::read_to_string(f.unwrap().path()).unwrap_or_default())
+        .collect();
+    assert_eq!(dumped.len(), 2, "the held message was never completed");
+    assert!(
+        dumped
+            .iter()
+            .any(|m| m.contains("Subject: built from key k1") && m.contains("body for k1")),
+        "{dumped:?}"
+    );
+    assert!(
+        dumped
+            .iter()
+            .any(|m| m.contains("Subject: inline") && m.contains("as stored")),
+        "{dumped:?}"
+    );
+    let log = std::fs::read_to_string(&log).unwrap();
+    for want in [
+        "out_data k1@a.test fd=1 key=k1 mime=NULL",
+        "out_data inline@a.test fd=1 key=- mime=inline",
+        "out_data hang@b.test fd=1 key=hang mime=NULL",
+        "out_sent k1@a.test",
+        "out_sent inline@a.test",
+    ] {
+        assert!(log.contains(want), "{want} missing in\n{log}");
+    }
+    assert!(!log.contains("out_sent hang@b.test"));
+    let pos = |s: &str| log.find(s).unwrap();
+    assert!(pos("out_data k1@a.test") < pos("out_sent k1@a.test"));
+}

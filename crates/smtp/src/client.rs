@@ -160,6 +160,9 @@ pub enum Event {
     },
     /// QUIT was answered (or the session is over).
     Closed,
+    /// DATA was accepted (354) for a transaction started with
+    /// [`ClientSession::send_held`]: call [`ClientSession::send_body`] now.
+    BodyWanted,
 }
 
 #[derive(Debug)]
@@ -188,6 +191,8 @@ struct Pending {
     /// DATA was sent (pipelined, or after the last RCPT).
     data_sent: bool,
     data: Option<Reply>,
+    /// The caller supplies the body after 354 ([`ClientSession::send_body`]).
+    hold: bool,
 }
 
 /// One outbound SMTP session.
@@ -350,6 +355,25 @@ impl ClientSession {
 
     /// Starts a transaction; only after [`Event::Ready`] or [`Event::Done`].
     pub fn send(&mut self, tx: Transaction) {
+        self.start(tx, false);
+    }
+
+    /// Starts a transaction whose body is given only once the server said
+    /// 354 ([`Event::BodyWanted`]); `tx.body` is ignored.
+    pub fn send_held(&mut self, tx: Transaction) {
+        self.start(tx, true);
+    }
+
+    /// The body of a held transaction, after [`Event::BodyWanted`].
+    pub fn send_body(&mut self, body: &[u8]) {
+        if let Phase::Message(p) = &self.phase {
+            if p.hold {
+                encode_body(body, &mut self.output);
+            }
+        }
+    }
+
+    fn start(&mut self, tx: Transaction, hold: bool) {
         if !matches!(self.phase, Phase::Idle) {
             return;
         }
@@ -379,6 +403,7 @@ impl ClientSession {
             rcpts: Vec::new(),
             data_sent: pipelining,
             data: None,
+            hold,
         }));
     }
 
@@ -599,10 +624,13 @@ impl ClientSession {
         p.data = Some(reply);
         let accepted = p.rcpts.iter().any(Reply::is_positive) && p.mail.as_ref().is_some_and(Reply::is_positive);
         if go && accepted {
-            let body = std::mem::take(&mut p.tx.body);
-            encode_body(&body, &mut self.output);
+            let hold = p.hold;
+            if !hold {
+                let body = std::mem::take(&mut p.tx.body);
+                encode_body(&body, &mut self.output);
+            }
             self.phase = Phase::Message(Box::new(p));
-            return None;
+            return hold.then_some(Event::BodyWanted);
         }
         if go {
             // RFC 2920 §3.1: DATA accepted although no recipient was; send an

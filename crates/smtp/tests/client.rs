@@ -283,3 +283,34 @@ fn body_encoding() {
     encode_body(b"", &mut out);
     assert_eq!(out, b".\r\n");
 }
+
+#[test]
+fn a_held_body_is_asked_for_after_354() {
+    let mut c = client(TlsPolicy::Disabled, None);
+    step(&mut c, "220 mx.example ESMTP\r\n");
+    assert_eq!(step(&mut c, EHLO_FULL).0, Some(Event::Ready));
+    c.send_held(tx(&["a@x.y"]));
+    std::mem::take(c.output());
+    let (ev, out) = step(&mut c, "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 go\r\n");
+    assert_eq!(
+        (ev, out.as_str()),
+        (Some(Event::BodyWanted), ""),
+        "nothing sent before the body is given"
+    );
+    c.send_body(b"Subject: late\n\nbody\n");
+    assert_eq!(
+        String::from_utf8(std::mem::take(c.output())).unwrap(),
+        "Subject: late\r\n\r\nbody\r\n.\r\n"
+    );
+    let (ev, _) = step(&mut c, "250 2.0.0 queued\r\n");
+    let Some(Event::Done(r)) = ev else { panic!("{ev:?}") };
+    assert_eq!(r.message.unwrap().code, 250);
+    // Refused at RCPT: no BodyWanted, the transaction just ends.
+    c.send_held(tx(&["b@x.y"]));
+    std::mem::take(c.output());
+    let (ev, _) = step(
+        &mut c,
+        "250 2.1.0 Ok\r\n550 5.1.1 no\r\n554 5.5.1 no valid recipients\r\n",
+    );
+    assert!(matches!(ev, Some(Event::Done(_))), "{ev:?}");
+}

@@ -71,6 +71,14 @@ impl Stream {
     }
 }
 
+/// How a transaction began.
+pub enum Started {
+    /// It ended before the body (a refusal), with this attempt.
+    Ended(Attempt),
+    /// 354: the body is wanted now.
+    BodyWanted,
+}
+
 /// Where to connect and how.
 pub struct Target<'a> {
     pub addr: SocketAddr,
@@ -117,7 +125,7 @@ impl Client {
                 Event::Ready => break,
                 Event::StartTls => client.start_tls(tls, target.host).await?,
                 Event::Failed { stage, reply, reason } => return Err(client.failure(stage, reply, reason)),
-                Event::Done(_) | Event::Closed => {
+                Event::Done(_) | Event::Closed | Event::BodyWanted => {
                     return Err(client.attempt(Stage::Intro, Kind::Lost, "connection closed during the introduction"))
                 }
             }
@@ -143,14 +151,57 @@ impl Client {
 
     /// Sends one message. `Err` means the connection is unusable afterwards.
     pub async fn send(&mut self, tx: Transaction) -> Result<Attempt, Attempt> {
-        self.session.send(tx);
+        match self.begin(tx, false).await? {
+            Started::Ended(a) => Ok(a),
+            Started::BodyWanted => self.finish().await,
+        }
+    }
+
+    /// Starts a transaction; with `held`, stops at 354 for the body
+    /// ([`Client::body`], then [`Client::finish`]).
+    pub async fn begin(&mut self, tx: Transaction, held: bool) -> Result<Started, Attempt> {
+        if held {
+            self.session.send_held(tx);
+        } else {
+            self.session.send(tx);
+        }
         match self.next_event().await? {
-            Event::Done(r) => Ok(self.judge(r)),
+            Event::BodyWanted => Ok(Started::BodyWanted),
+            Event::Done(r) => Ok(Started::Ended(self.judge(r))),
             Event::Failed { stage, reply, reason } => Err(self.failure(stage, reply, reason)),
             Event::Ready | Event::StartTls | Event::Closed => {
                 Err(self.attempt(Stage::Message, Kind::Lost, "connection ended during the transaction"))
             }
         }
+    }
+
+    /// Writes the body of a held transaction and its final dot.
+    pub async fn body(&mut self, body: &[u8]) -> Result<(), Attempt> {
+        self.session.send_body(body);
+        self.flush(Stage::Message).await
+    }
+
+    /// Waits for the reply to the message.
+    pub async fn finish(&mut self) -> Result<Attempt, Attempt> {
+        match self.next_event().await? {
+            Event::Done(r) => Ok(self.judge(r)),
+            Event::Failed { stage, reply, reason } => Err(self.failure(stage, reply, reason)),
+            _ => Err(self.attempt(Stage::Message, Kind::Lost, "connection ended during the transaction")),
+        }
+    }
+
+    /// The socket, for plugins (`MQ_fileDescriptor`).
+    pub fn fd(&self) -> i32 {
+        use std::os::fd::AsRawFd;
+        match &self.stream {
+            Stream::Plain(s) => s.as_raw_fd(),
+            Stream::Tls(s) => s.get_ref().0.as_raw_fd(),
+            Stream::Broken => -1,
+        }
+    }
+
+    pub fn is_secure(&self) -> bool {
+        self.session.is_secure()
     }
 
     /// Ends the session politely; errors no longer matter.
@@ -216,14 +267,7 @@ impl Client {
                 return Ok(ev);
             }
             let stage = self.session.stage();
-            if !self.session.output().is_empty() {
-                let out = std::mem::take(self.session.output());
-                match timeout(self.timeouts.write(), self.stream.write_all(&out)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => return Err(self.attempt(stage, Kind::Lost, format!("write failed: {e}"))),
-                    Err(_) => return Err(self.attempt(stage, Kind::Timeout, "timed out writing to the server")),
-                }
-            }
+            self.flush(stage).await?;
             let wait = self.timeouts.reply(stage);
             match timeout(wait, self.stream.read(&mut self.buf)).await {
                 Ok(Ok(0)) => return Err(self.attempt(stage, Kind::Lost, "connection closed by the server")),
@@ -233,6 +277,19 @@ impl Client {
                     return Err(self.attempt(stage, Kind::Timeout, format!("no reply within {} s", wait.as_secs())))
                 }
             }
+        }
+    }
+
+    /// Writes what the session has queued.
+    async fn flush(&mut self, stage: Stage) -> Result<(), Attempt> {
+        if self.session.output().is_empty() {
+            return Ok(());
+        }
+        let out = std::mem::take(self.session.output());
+        match timeout(self.timeouts.write(), self.stream.write_all(&out)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(self.attempt(stage, Kind::Lost, format!("write failed: {e}"))),
+            Err(_) => Err(self.attempt(stage, Kind::Timeout, "timed out writing to the server")),
         }
     }
 

@@ -5,10 +5,13 @@
 //! so a dead destination gives its messages back (as retries) at once
 //! instead of holding them.
 
-use super::client::{Client, Target};
+use super::client::{Client, Started, Target};
 use super::mx::{Dns, DnsError};
 use super::outcome::{self, Attempt, Kind};
+use super::outgoing::Outgoing;
 use super::{message, Engine, Job, Lane, Next, Route};
+use sluice_plugin::hooks::{self as plugin_hooks, Hook};
+use sluice_plugin::{MqMessage, PluginConnection, WorkerContexts};
 use sluice_queue::now_ms;
 use sluice_smtp::client::ClientConfig;
 use std::cell::{Cell, RefCell};
@@ -34,7 +37,7 @@ struct Destination {
 
 /// Runs one worker's deliveries until the dispatcher stops and every
 /// connection ended.
-pub async fn run(lane: Lane) {
+pub async fn run(lane: Lane, contexts: Rc<WorkerContexts>) {
     let Lane { engine, mut jobs } = lane;
     let dns = match Dns::new(engine.dns_server) {
         Ok(d) => Some(Rc::new(d)),
@@ -66,7 +69,7 @@ pub async fn run(lane: Lane) {
         // More waiting than idle connections can pick up: open another.
         if dest.pending.borrow().len() > dest.idle.get() && dest.active.get() < engine.domain_connections {
             dest.active.set(dest.active.get() + 1);
-            connections.spawn_local(serve(engine.clone(), dns.clone(), dest));
+            connections.spawn_local(serve(engine.clone(), dns.clone(), dest, contexts.clone()));
         }
         seen = seen.wrapping_add(1);
         if seen.is_multiple_of(1024) {
@@ -80,7 +83,9 @@ pub async fn run(lane: Lane) {
 /// One connection's life: open, send jobs until there are none (after a
 /// short idle wait) or the per-connection limit is reached, then reopen while
 /// jobs remain.
-async fn serve(engine: Arc<Engine>, dns: Option<Rc<Dns>>, dest: Rc<Destination>) {
+async fn serve(engine: Arc<Engine>, dns: Option<Rc<Dns>>, dest: Rc<Destination>, contexts: Rc<WorkerContexts>) {
+    let plugged = engine.plugins.exports(Hook::OutData(std::ptr::null_mut()))
+        || engine.plugins.exports(Hook::OutSent(std::ptr::null_mut()));
     let _active = Active(dest.clone());
     let Ok(_slot) = engine.connections.clone().acquire_owned().await else {
         return;
@@ -105,6 +110,11 @@ async fn serve(engine: Arc<Engine>, dns: Option<Rc<Dns>>, dest: Rc<Destination>)
                 return;
             }
         };
+        // The plugins' view of this connection, when any plugin has an outbound hook.
+        let hooks = plugged.then(|| Hooks {
+            conn: PluginConnection::outbound(&engine.plugins, client.fd(), client.is_secure()),
+            contexts: contexts.clone(),
+        });
         let mut sent = 0;
         loop {
             let next = dest.pending.borrow_mut().pop_front();
@@ -120,14 +130,7 @@ async fn serve(engine: Arc<Engine>, dns: Option<Rc<Dns>>, dest: Rc<Destination>)
                 }
                 break;
             };
-            let tx = match message::transaction(&job.msg, client.capabilities()) {
-                Ok(tx) => tx,
-                Err(attempt) => {
-                    settle(&engine, job, &attempt.with_connection(Some(client.info())));
-                    continue;
-                }
-            };
-            match client.send(tx).await {
+            match send(&engine, &mut client, &job.msg, hooks.as_ref()).await {
                 Ok(attempt) => settle(&engine, job, &attempt),
                 Err(attempt) => {
                     // The connection broke on this message; the others get a new one.
@@ -145,6 +148,59 @@ async fn serve(engine: Arc<Engine>, dns: Option<Rc<Dns>>, dest: Rc<Destination>)
             break;
         }
     }
+}
+
+/// A connection's plugin side: its `MQ_Connection` and the worker's contexts.
+struct Hooks {
+    conn: PluginConnection,
+    contexts: Rc<WorkerContexts>,
+}
+
+/// One message on an open connection. Without outbound hooks the whole
+/// transaction goes at once; with them, `mq_smtp_out_data` runs after 354
+/// (its `MQ_setMime` replaces what is sent) and `mq_smtp_out_sent` after the
+/// final dot. `Err`: the connection cannot be used again.
+async fn send(engine: &Engine, client: &mut Client, msg: &Outgoing, hooks: Option<&Hooks>) -> Result<Attempt, Attempt> {
+    let info = |c: &Client| Some(c.info());
+    let Some(hooks) = hooks else {
+        let Some(mime) = msg.mime() else {
+            return Ok(message::no_mime().with_connection(info(client)));
+        };
+        let body = message::body(msg, mime.as_bytes());
+        return match message::transaction(msg, client.capabilities(), Some(body)) {
+            Ok(tx) => client.send(tx).await,
+            Err(a) => Ok(a.with_connection(info(client))),
+        };
+    };
+    let tx = match message::transaction(msg, client.capabilities(), None) {
+        Ok(tx) => tx,
+        Err(a) => return Ok(a.with_connection(info(client))),
+    };
+    if let Started::Ended(attempt) = client.begin(tx, true).await? {
+        return Ok(attempt);
+    }
+    let mut m = MqMessage::outbound(msg.json.clone());
+    let hook = |m: &mut MqMessage, sent: bool| {
+        let ptr: *mut MqMessage = m;
+        let h = if sent { Hook::OutSent(ptr) } else { Hook::OutData(ptr) };
+        plugin_hooks::run(&engine.plugins, &hooks.contexts, &hooks.conn, h, engine.plugin_timeout)
+    };
+    // After 354 the only way out without sending a body is to drop the connection.
+    if let Err(t) = hook(&mut m, false).await {
+        return Err(Attempt::failed("data", Kind::Timeout, t.to_string(), false).with_connection(info(client)));
+    }
+    let mime = match m.wire().and_then(|w| w.mime.clone()) {
+        Some(set) => set.into_bytes(),
+        None => match msg.mime() {
+            Some(stored) => stored.as_bytes().to_vec(),
+            None => return Err(message::no_mime().with_connection(info(client))),
+        },
+    };
+    client.body(&message::body(msg, &mime)).await?;
+    if let Err(t) = hook(&mut m, true).await {
+        return Err(Attempt::failed("message", Kind::Timeout, t.to_string(), false).with_connection(info(client)));
+    }
+    client.finish().await
 }
 
 /// Counts a connection out of its destination when it ends, however it ends.

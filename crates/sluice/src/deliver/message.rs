@@ -5,20 +5,30 @@ use super::outcome::{Attempt, Kind};
 use super::outgoing::Outgoing;
 use sluice_smtp::client::{Capabilities, Transaction};
 
-/// The transaction for `msg` on a connection with `caps`, or why it cannot be sent there.
-pub fn transaction(msg: &Outgoing, caps: &Capabilities) -> Result<Transaction, Attempt> {
-    let Some(mime) = msg.mime() else {
-        return Err(Attempt::failed(
-            "storage",
-            Kind::Error,
-            "message has no mime (a `key` needs a plugin that sets the MIME)",
-            true,
-        ));
-    };
-    let body = match msg.json.get("dkim") {
-        Some(keys) => signed(msg, keys, mime.as_bytes()),
-        None => mime.as_bytes().to_vec(),
-    };
+/// The message has no MIME and no plugin gave one.
+pub fn no_mime() -> Attempt {
+    Attempt::failed(
+        "storage",
+        Kind::Error,
+        "message has no mime (a `key` needs a plugin that sets the MIME in mq_smtp_out_data)",
+        true,
+    )
+}
+
+/// What is sent for `mime`: DKIM-signed when the message asks for it.
+pub fn body(msg: &Outgoing, mime: &[u8]) -> Vec<u8> {
+    match msg.json.get("dkim") {
+        Some(keys) => signed(msg, keys, mime),
+        None => mime.to_vec(),
+    }
+}
+
+/// The transaction for `msg` on a connection with `caps`, or why it cannot
+/// be sent there. `body` is what will be sent when known now (it sets SIZE);
+/// `None` when plugins supply it after 354.
+pub fn transaction(msg: &Outgoing, caps: &Capabilities, body: Option<Vec<u8>>) -> Result<Transaction, Attempt> {
+    let known = body.is_some();
+    let body = body.unwrap_or_default();
     let utf8 = !msg.envelope.is_ascii() || !msg.recipient.is_ascii();
     if utf8 && !caps.smtputf8 {
         return Err(Attempt::failed(
@@ -29,7 +39,7 @@ pub fn transaction(msg: &Outgoing, caps: &Capabilities) -> Result<Transaction, A
         ));
     }
     let mut mail = Vec::new();
-    if caps.size.is_some() {
+    if caps.size.is_some() && known {
         mail.push(format!("SIZE={}", body.len()));
     }
     if caps.eight_bit_mime && !body.is_ascii() {
@@ -110,7 +120,7 @@ mod tests {
             r#"{"envelope":"a@x","recipient":"b@y","mime":"Subject: é\r\n\r\nhi\r\n","dsn":{"notify":"FAILURE,DELAY","ret":"hdrs","envid":"id+1","orcpt":"rfc822;b@y"}}"#,
         );
         let none = Capabilities::default();
-        let t = transaction(&m, &none).unwrap();
+        let t = transaction(&m, &none, Some(body(&m, m.mime().unwrap().as_bytes()))).unwrap();
         assert_eq!(t.from_params, "");
         assert_eq!(t.rcpts, vec![("b@y".to_string(), String::new())]);
         let all = Capabilities {
@@ -119,7 +129,7 @@ mod tests {
             dsn: true,
             ..Default::default()
         };
-        let t = transaction(&m, &all).unwrap();
+        let t = transaction(&m, &all, Some(body(&m, m.mime().unwrap().as_bytes()))).unwrap();
         assert_eq!(
             t.from_params,
             format!("SIZE={} BODY=8BITMIME RET=HDRS ENVID=id+2B1", m.mime().unwrap().len())
@@ -130,18 +140,12 @@ mod tests {
     #[test]
     fn utf8_addresses_need_smtputf8() {
         let m = msg(r#"{"envelope":"a@x","recipient":"ü@y","mime":"x"}"#);
-        let a = transaction(&m, &Capabilities::default()).unwrap_err();
+        let a = transaction(&m, &Capabilities::default(), None).unwrap_err();
         assert_eq!((a.state, a.permanent), ("mailfrom", true));
         let caps = Capabilities {
             smtputf8: true,
             ..Default::default()
         };
-        assert_eq!(transaction(&m, &caps).unwrap().from_params, "SMTPUTF8");
-    }
-
-    #[test]
-    fn a_message_without_mime_is_a_storage_error() {
-        let a = transaction(&msg(r#"{"recipient":"b@y","key":"k1"}"#), &Capabilities::default()).unwrap_err();
-        assert_eq!((a.state, a.permanent), ("storage", true));
+        assert_eq!(transaction(&m, &caps, None).unwrap().from_params, "SMTPUTF8");
     }
 }

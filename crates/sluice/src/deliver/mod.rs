@@ -103,6 +103,9 @@ pub struct Engine {
     /// `delivery-connections`: all outbound connections together.
     pub connections: Arc<Semaphore>,
     pub shutdown: watch::Receiver<bool>,
+    /// For the outbound hooks (`mq_smtp_out_data`, `mq_smtp_out_sent`).
+    pub plugins: Arc<sluice_plugin::Plugins>,
+    pub plugin_timeout: Duration,
     /// Messages handed to each destination and not yet settled.
     backlog: Mutex<HashMap<Route, usize>>,
 }
@@ -113,6 +116,7 @@ impl Engine {
         queue: Arc<dyn Queue>,
         hostname: String,
         shutdown: watch::Receiver<bool>,
+        plugins: Arc<sluice_plugin::Plugins>,
     ) -> Result<Engine> {
         let smarthost = c.opt("smarthost").map(|host| Smarthost {
             host: host.to_string(),
@@ -173,6 +177,8 @@ impl Engine {
             connection_messages: c.u64("delivery-connection-messages"),
             connections: Arc::new(Semaphore::new(c.u64("delivery-connections").max(1) as usize)),
             shutdown,
+            plugins,
+            plugin_timeout: Duration::from_secs(c.u64("plugin-timeout")),
             backlog: Mutex::new(HashMap::new()),
         })
     }

@@ -226,7 +226,7 @@ async fn worker(
     if let Some(event_loop) = contexts.event_loop() {
         tokio::task::spawn_local(event_loop);
     }
-    let delivery = lane.map(|lane| tokio::task::spawn_local(crate::deliver::destination::run(lane)));
+    let delivery = lane.map(|lane| tokio::task::spawn_local(crate::deliver::destination::run(lane, contexts.clone())));
     let (tx, mut rx) = mpsc::unbounded_channel::<Accepted>();
     for (l, implicit_tls) in listeners {
         let l = match tokio::net::TcpListener::from_std(l) {
