@@ -513,3 +513,56 @@ fn dkim_signatures_verify_with_dkimpy() {
         .unwrap();
     assert!(!String::from_utf8_lossy(&tampered.stdout).contains("pass"));
 }
+
+#[test]
+fn source_ip_from_ips_or_delivery_ips_and_bind_errors() {
+    let sink = smtp_sink(&[]);
+    let d = to_sink(sink.port, "delivery-ips: 127.0.0.3\n");
+    let mut own = message(1, "a.test");
+    own["ips"] = json!(["127.0.0.2"]);
+    // Not an address of this machine: nothing can be sent from it.
+    let mut foreign = message(2, "b.test");
+    foreign["ips"] = json!(["192.0.2.1"]);
+    inject(&d, &[own, message(3, "c.test"), foreign]);
+    let success = d.collect("success", 2, WAIT);
+    assert_eq!(success.len(), 2, "{}", d.log());
+    let from = |i: u64| last_result(success.iter().find(|r| r["custom"]["n"] == i).unwrap())["from"].clone();
+    assert_eq!(from(1), "127.0.0.2", "the message's own ips");
+    assert_eq!(from(3), "127.0.0.3", "delivery-ips");
+    let retry = d.collect("retry", 1, WAIT);
+    assert_eq!(retry.len(), 1, "{}", d.log());
+    let e = last_result(&retry[0]);
+    assert_eq!(
+        (e["state"].as_str(), e["result"].as_str()),
+        (Some("bind"), Some("error")),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_final_failure_sends_the_asked_for_dsn_to_the_dsn_queue() {
+    let sink = smtp_sink(&["-f", "rcpt"]);
+    let d = to_sink(sink.port, "rabbitmq-dsn: dsn\n");
+    let mut asked = message(1, "a.test");
+    asked["dsn"] = json!({"notify": "FAILURE", "envid": "ENV-1"});
+    let mut bounce = message(2, "a.test");
+    bounce["envelope"] = json!("");
+    bounce["dsn"] = json!({"notify": "FAILURE"});
+    inject(&d, &[asked, bounce, message(3, "a.test")]);
+    assert_eq!(d.collect("failure", 3, WAIT).len(), 3, "{}", d.log());
+    let dsn = d.collect("dsn", 1, WAIT);
+    assert_eq!(dsn.len(), 1, "one DSN: none for <> and none unasked");
+    assert_eq!(dsn[0]["envelope"], "");
+    assert_eq!(dsn[0]["recipient"], "sender@example.net");
+    let mime = dsn[0]["mime"].as_str().unwrap();
+    for want in [
+        "Final-Recipient: rfc822; user1@a.test",
+        "Action: failed",
+        "Original-Envelope-Id: ENV-1",
+        "Subject: test 1",
+    ] {
+        assert!(mime.contains(want), "{want} missing:\n{mime}");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(d.pop_all("dsn").is_empty());
+}
