@@ -69,3 +69,65 @@ fn disk_full_refuses_with_452_and_loses_nothing() {
     assert!(msgs.iter().all(|m| m["mime"] == body.as_str()));
     assert!(msgs.iter().any(|m| m["recipient"] == "after@example.com"));
 }
+
+#[test]
+fn disk_full_during_delivery_holds_outcomes_without_sending_twice() {
+    let mnt = tempfile::tempdir().unwrap();
+    mount_tmpfs(mnt.path(), "1M", false);
+    let _guard = Mount(mnt.path().to_path_buf());
+    let dump = tempfile::tempdir().unwrap();
+    let sink = common::peers::smtp_sink_on("127.0.0.1", &[], Some(dump.path()));
+    let config = format!(
+        "data-directory: {}\nlog-level: info\nsmtp-sink-ip: 127.0.0.1\nsmtp-sink-port: {}\n",
+        mnt.path().display(),
+        sink.port
+    );
+    // Fill the disk with outbox messages while nothing is delivered.
+    let mut d = Daemon::start(&config);
+    let mut stored = 0;
+    loop {
+        let m = serde_json::json!({"recipient": format!("r{stored}@a.test"), "mime": format!("Subject: {stored}\r\n\r\n{}\r\n", "x".repeat(4000))});
+        if !d.cli(&["inject"], m.to_string().as_bytes()).status.success() {
+            break;
+        }
+        stored += 1;
+        assert!(stored < 1000, "a 1 MB disk never filled up");
+    }
+    assert!(stored > 10, "only {stored} messages fit");
+    d.terminate();
+    // Deliver: every message reaches the sink, but no outcome fits on the disk.
+    let text = std::fs::read_to_string(&d.config)
+        .unwrap()
+        .replace("delivery-enabled: false", "delivery-enabled: true");
+    std::fs::write(&d.config, text).unwrap();
+    d.spawn();
+    let delivered = || std::fs::read_dir(dump.path()).unwrap().count();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while delivered() < stored && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(
+        delivered(),
+        stored,
+        "each message sent once while its outcome waits for space"
+    );
+    let stats = json_lines(&d.cli(&["queue", "stats"], b"").stdout);
+    let count = |name: &str| {
+        stats
+            .iter()
+            .find(|q| q["name"] == name)
+            .map_or(0, |q| q["ready"].as_u64().unwrap())
+    };
+    // What space was left takes a few outcomes at most.
+    assert!(count("results") < stored as u64 / 2, "the disk was full: {stats:?}");
+    assert!(d.log().contains("cannot store a delivery outcome"), "{}", d.log());
+    // Space comes back: the held outcomes are stored, nothing is sent again.
+    mount_tmpfs(mnt.path(), "16M", true);
+    let results = d.collect("results", stored, std::time::Duration::from_secs(30));
+    assert_eq!(results.len(), stored, "{}", d.log());
+    assert!(results.iter().all(|r| r["results"][0]["result"] == "accepted"));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(delivered(), stored, "no message was sent twice");
+    assert!(d.pop_all("outbox").is_empty());
+}

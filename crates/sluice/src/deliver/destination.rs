@@ -123,7 +123,12 @@ async fn serve(engine: Arc<Engine>, dns: Option<Rc<Dns>>, dest: Rc<Destination>,
                     break;
                 }
                 dest.idle.set(dest.idle.get() + 1);
-                let woken = tokio::time::timeout(IDLE, dest.wake.notified()).await.is_ok();
+                let mut stop = engine.shutdown.clone();
+                let woken = tokio::select! {
+                    _ = dest.wake.notified() => true,
+                    _ = tokio::time::sleep(IDLE) => false,
+                    _ = crate::shutdown::requested(&mut stop) => false,
+                };
                 dest.idle.set(dest.idle.get() - 1);
                 if woken {
                     continue;

@@ -126,10 +126,7 @@ fn hand_out(
 fn settle_now(engine: &Arc<Engine>, id: u64, publish: Vec<NewMessage>, permit: OwnedSemaphorePermit) {
     let engine = engine.clone();
     tokio::spawn(async move {
-        if let Err(e) = engine.queue.settle(publish, vec![id]).await {
-            tracing::error!(error = %e, id, "cannot settle an outbox message; it stays in the outbox");
-            let _ = engine.queue.release(vec![id]).await;
-        }
+        engine.settle(id, publish).await;
         drop(permit);
     });
 }

@@ -224,15 +224,32 @@ impl Engine {
         Route { next, local }
     }
 
-    /// Stores a message's outcome and acknowledges it; if that fails the
-    /// message goes back to the outbox untouched (it may be sent again, but
-    /// it is never lost).
+    /// Stores a message's outcome and acknowledges it in one step, then
+    /// counts it out of its destination.
     pub async fn finish(&self, id: u64, route: &Route, publish: Vec<NewMessage>) {
-        if let Err(e) = self.queue.settle(publish, vec![id]).await {
-            tracing::error!(error = %e, id, "cannot store a delivery outcome; the message stays in the outbox");
-            let _ = self.queue.release(vec![id]).await;
-        }
+        self.settle(id, publish).await;
         self.forget(route);
+    }
+
+    /// Stores an outcome and acknowledges the message. When the store cannot
+    /// take it (disk full), it tries again with growing pauses and keeps the
+    /// message leased: sending it again would only duplicate what the remote
+    /// already has. At shutdown it gives up; the message is then due again
+    /// after the restart (at worst a duplicate, never a loss).
+    pub async fn settle(&self, id: u64, publish: Vec<NewMessage>) {
+        let mut pause = Duration::from_millis(100);
+        let mut stop = self.shutdown.clone();
+        loop {
+            match self.queue.settle(publish.clone(), vec![id]).await {
+                Ok(()) => return,
+                Err(e) => tracing::error!(error = %e, id, "cannot store a delivery outcome; trying again"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = crate::shutdown::requested(&mut stop) => return,
+            }
+            pause = (pause * 2).min(Duration::from_secs(10));
+        }
     }
 
     /// One fewer message in flight for `route`.
