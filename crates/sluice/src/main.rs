@@ -5,6 +5,7 @@ mod config;
 mod daemon;
 mod deliver;
 mod http;
+mod jsonlog;
 mod privileges;
 mod queues;
 mod receive;

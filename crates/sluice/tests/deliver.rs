@@ -38,9 +38,14 @@ fn last_result(m: &Value) -> &Value {
 #[test]
 fn delivers_to_smtp_sink_with_results_in_the_right_queues() {
     let sink = smtp_sink(&[]);
+    let logs = tempfile::tempdir().unwrap();
+    let send_log = logs.path().join("send.log");
     let d = to_sink(
         sink.port,
-        "delivery-connection-messages: 4\ndelivery-domain-connections: 2\n",
+        &format!(
+            "delivery-connection-messages: 4\ndelivery-domain-connections: 2\nsend-log: {}\n",
+            send_log.display()
+        ),
     );
     let mut msgs: Vec<Value> = (0..30)
         .map(|i| message(i, ["a.test", "b.test", "c.test"][i % 3]))
@@ -71,6 +76,24 @@ fn delivers_to_smtp_sink_with_results_in_the_right_queues() {
     assert!(d.pop_all("failure").is_empty());
     assert!(d.pop_all("retry").is_empty());
     assert!(d.pop_all("outbox").is_empty());
+    // send-log: one line per attempt, written once its outcome is stored.
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut lines = Vec::new();
+    while lines.len() < 30 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        lines = json_lines(&std::fs::read(&send_log).unwrap_or_default());
+    }
+    assert_eq!(lines.len(), 30);
+    for l in &lines {
+        assert_eq!(
+            (l["verdict"].as_str(), l["result"].as_str()),
+            (Some("delivered"), Some("accepted")),
+            "{l}"
+        );
+        assert_eq!(l["attempt"], 1);
+        assert_eq!(l["envelope"], "sender@example.net");
+        assert!(l["recipient"].as_str().unwrap().starts_with("user"));
+    }
 }
 
 #[test]
@@ -565,4 +588,23 @@ fn a_final_failure_sends_the_asked_for_dsn_to_the_dsn_queue() {
     }
     std::thread::sleep(Duration::from_millis(300));
     assert!(d.pop_all("dsn").is_empty());
+}
+
+#[test]
+fn ipv6_mail_host() {
+    // The MX host has only an AAAA record: the connection goes over IPv6 loopback.
+    let sink = smtp_sink_on("[::1]", &[], None);
+    let zone = vec![
+        "--mx-host=six.test,mx.six.test,10".to_string(),
+        "--host-record=mx.six.test,::1".to_string(),
+    ];
+    let server = dns(&zone);
+    let d = Daemon::start(&format!(
+        "delivery-enabled: true\ndns-server: 127.0.0.1:{}\ndelivery-port: {}\n",
+        server.port, sink.port
+    ));
+    inject(&d, &[message(1, "six.test")]);
+    let success = d.collect("success", 1, WAIT);
+    assert_eq!(success.len(), 1, "{}", d.log());
+    assert_eq!(last_result(&success[0])["to"], "::1");
 }

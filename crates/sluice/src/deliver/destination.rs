@@ -221,10 +221,19 @@ impl Drop for Active {
 fn settle(engine: &Arc<Engine>, job: Job, attempt: &Attempt) {
     tracing::debug!(id = job.id, recipient = %job.msg.recipient, state = attempt.state, result = attempt.kind.as_str(), "attempt");
     let Job { id, msg, route, permit } = job;
-    let out = outcome::decide(&engine.policy, msg, attempt, now_ms());
+    let now = now_ms();
+    let entry = engine
+        .send_log
+        .enabled()
+        .then(|| outcome::log_entry(&msg, attempt, now));
+    let out = outcome::decide(&engine.policy, msg, attempt, now);
+    let line = entry.map(|e| outcome::log_line(e, out.verdict));
     let engine = engine.clone();
     tokio::task::spawn_local(async move {
         engine.finish(id, &route, out.publish).await;
+        if let Some(line) = line {
+            engine.send_log.write(line);
+        }
         drop(permit)
     });
 }

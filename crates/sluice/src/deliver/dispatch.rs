@@ -3,7 +3,7 @@
 //! with millions queued), and hands each to the worker that owns its
 //! destination.
 
-use super::outcome::{self, Outcome};
+use super::outcome::{self, Outcome, Verdict};
 use super::outgoing::{parse_time, Outgoing};
 use super::{Engine, Job};
 use sluice_queue::{now_ms, NewMessage, StoredMessage};
@@ -94,6 +94,12 @@ fn hand_out(
         }
     }
     if !msg.may_try(msg.attempts, now) {
+        if engine.send_log.enabled() {
+            let why = outcome::Attempt::failed("amqp", outcome::Kind::Timeout, "expired", true);
+            engine
+                .send_log
+                .write(outcome::log_line(outcome::log_entry(&msg, &why, now), Verdict::Failed));
+        }
         let Outcome { publish, .. } = outcome::expired(&engine.policy, msg, now);
         settle_now(engine, stored.id, publish, permit);
         return true;

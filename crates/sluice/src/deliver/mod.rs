@@ -106,6 +106,8 @@ pub struct Engine {
     /// For the outbound hooks (`mq_smtp_out_data`, `mq_smtp_out_sent`).
     pub plugins: Arc<sluice_plugin::Plugins>,
     pub plugin_timeout: Duration,
+    /// `send-log`: one JSON line per attempt, after its outcome is stored.
+    pub send_log: crate::jsonlog::JsonLog,
     /// Messages handed to each destination and not yet settled.
     backlog: Mutex<HashMap<Route, usize>>,
 }
@@ -179,6 +181,7 @@ impl Engine {
             shutdown,
             plugins,
             plugin_timeout: Duration::from_secs(c.u64("plugin-timeout")),
+            send_log: crate::jsonlog::JsonLog::open("send-log", c.opt("send-log"))?,
             backlog: Mutex::new(HashMap::new()),
         })
     }

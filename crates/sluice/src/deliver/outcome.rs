@@ -296,6 +296,30 @@ pub fn decide(policy: &Policy, mut msg: Outgoing, attempt: &Attempt, now_ms: u64
     Outcome { verdict, publish }
 }
 
+/// A `send-log` line without its verdict: the attempt's result entry with
+/// the message's envelope, recipient, message-id and attempt number.
+pub fn log_entry(msg: &Outgoing, attempt: &Attempt, now_ms: u64) -> Map<String, Value> {
+    let mut line = attempt.entry(now_ms);
+    line.insert("envelope".into(), msg.envelope.clone().into());
+    line.insert("recipient".into(), msg.recipient.clone().into());
+    if let Some(id) = msg.json.get("message-id") {
+        line.insert("message-id".into(), id.clone());
+    }
+    line.insert("attempt".into(), (msg.attempts + 1).into());
+    line
+}
+
+/// The finished `send-log` line.
+pub fn log_line(mut entry: Map<String, Value>, verdict: Verdict) -> String {
+    let verdict = match verdict {
+        Verdict::Delivered => "delivered",
+        Verdict::Failed => "failed",
+        Verdict::Retry => "retry",
+    };
+    entry.insert("verdict".into(), verdict.into());
+    Value::Object(entry).to_string()
+}
+
 /// A message that expired before it was attempted again: `amqp/timeout`.
 pub fn expired(policy: &Policy, msg: Outgoing, now_ms: u64) -> Outcome {
     let why = if msg.max_attempts != 0 && msg.attempts >= msg.max_attempts {

@@ -20,7 +20,7 @@ impl Drop for Peer {
     }
 }
 
-/// `smtp-sink` on `ip` (a loopback address) with extra options (fault modes);
+/// `smtp-sink` on `ip` (a loopback address, IPv6 in brackets) with extra options (fault modes);
 /// `dump` (when given) receives one file per message.
 pub fn smtp_sink_on(ip: &str, options: &[&str], dump: Option<&Path>) -> Peer {
     require("smtp-sink");
@@ -46,7 +46,8 @@ pub fn smtp_sink_on(ip: &str, options: &[&str], dump: Option<&Path>) -> Peer {
             if child.try_wait().unwrap().is_some() {
                 break; // the port was taken meanwhile: try another
             }
-            if TcpStream::connect((ip, port)).is_ok() {
+            let host = ip.trim_start_matches('[').trim_end_matches(']');
+            if TcpStream::connect((host, port)).is_ok() {
                 return Peer { child, port };
             }
             assert!(Instant::now() < deadline, "smtp-sink did not start");
