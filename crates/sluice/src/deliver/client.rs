@@ -240,6 +240,14 @@ impl Client {
                 if a.description.is_empty() {
                     a.description = reason;
                 }
+                // A refused login is a configuration problem, not the message's:
+                // retry instead of bouncing everything (Postfix's smtp_sasl_auth_soft_bounce).
+                if matches!(
+                    stage,
+                    Stage::AuthPlain | Stage::AuthLogin | Stage::AuthUsername | Stage::AuthPassword
+                ) {
+                    a.permanent = false;
+                }
                 a
             }
             // No reply: a policy failure (TLS required) or a reply we cannot read.

@@ -5,33 +5,42 @@
 
 use super::outcome::{self, Outcome, Verdict};
 use super::outgoing::{parse_time, Outgoing};
-use super::{Engine, Job};
+use super::{Engine, InFlight, Job};
 use sluice_queue::{now_ms, NewMessage, StoredMessage};
 use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, Semaphore};
 
 /// Messages taken from the outbox and not yet settled, all destinations.
 pub const MAX_IN_FLIGHT: usize = 20_000;
 /// Of those, at most this many for one destination: a slow one cannot take
 /// the capacity the others need.
 pub const MAX_PER_DESTINATION: usize = 5_000;
+/// And at most this many bytes of messages (so large messages cannot add up
+/// to gigabytes); counted in KiB.
+pub const MAX_IN_FLIGHT_BYTES: usize = 512 << 20;
 /// A message for a destination at its limit waits this long in the outbox.
 const DEFER: Duration = Duration::from_secs(5);
 const BATCH: usize = 512;
+/// Bytes taken in one batch, at most (the batch shrinks for large messages).
+const BATCH_BYTES: usize = 16 << 20;
 
 pub async fn run(engine: Arc<Engine>, lanes: Vec<mpsc::UnboundedSender<Job>>) {
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let kib = Arc::new(Semaphore::new(MAX_IN_FLIGHT_BYTES >> 10));
     let hasher = std::collections::hash_map::RandomState::new();
     let mut stop = engine.shutdown.clone();
+    let mut average = 4096usize;
     loop {
         // Wait for room before taking anything.
         let first = tokio::select! {
             p = in_flight.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             _ = crate::shutdown::requested(&mut stop) => break,
         };
-        let room = (in_flight.available_permits() + 1).min(BATCH);
+        let room = (in_flight.available_permits() + 1)
+            .min(BATCH)
+            .min((BATCH_BYTES / average).max(1));
         let taken = tokio::select! {
             t = engine.queue.take(&engine.policy.outbox, room, Duration::from_secs(1)) => t,
             _ = crate::shutdown::requested(&mut stop) => break,
@@ -44,14 +53,23 @@ pub async fn run(engine: Arc<Engine>, lanes: Vec<mpsc::UnboundedSender<Job>>) {
                 continue;
             }
         };
-        let mut permits = Some(first)
-            .into_iter()
-            .chain(std::iter::from_fn(|| in_flight.clone().try_acquire_owned().ok()));
-        let mut deferred = 0;
         let count = taken.len();
+        if let Some(avg) = taken.iter().map(|m| m.body.len()).sum::<usize>().checked_div(count) {
+            average = avg.max(1);
+        }
+        let mut first = Some(first);
+        let mut deferred = 0;
         for stored in taken {
-            let Some(permit) = permits.next() else { break };
-            if !hand_out(&engine, &lanes, &hasher, stored, permit) {
+            // Room was made for the whole batch; waiting here only happens on the byte budget.
+            let slot = match first.take() {
+                Some(p) => Ok(p),
+                None => in_flight.clone().acquire_owned().await,
+            };
+            let size = ((stored.body.len() >> 10) + 1).min(MAX_IN_FLIGHT_BYTES >> 10) as u32;
+            let (Ok(slot), Ok(bytes)) = (slot, kib.clone().acquire_many_owned(size).await) else {
+                break;
+            };
+            if !hand_out(&engine, &lanes, &hasher, stored, InFlight::new(slot, bytes)) {
                 deferred += 1;
             }
         }
@@ -69,7 +87,7 @@ fn hand_out(
     lanes: &[mpsc::UnboundedSender<Job>],
     hasher: &impl BuildHasher,
     stored: StoredMessage,
-    permit: OwnedSemaphorePermit,
+    permit: InFlight,
 ) -> bool {
     let now = now_ms();
     let received = now;
@@ -129,7 +147,7 @@ fn hand_out(
 }
 
 /// Settles a message that needs no connection.
-fn settle_now(engine: &Arc<Engine>, id: u64, publish: Vec<NewMessage>, permit: OwnedSemaphorePermit) {
+fn settle_now(engine: &Arc<Engine>, id: u64, publish: Vec<NewMessage>, permit: InFlight) {
     let engine = engine.clone();
     tokio::spawn(async move {
         engine.settle(id, publish).await;

@@ -76,8 +76,24 @@ pub struct Job {
     pub id: u64,
     pub msg: Outgoing,
     pub route: Route,
-    /// Holds the message's place in the in-flight limit until it is settled.
-    pub permit: OwnedSemaphorePermit,
+    /// Holds the message's place in the in-flight limits until it is settled.
+    pub permit: InFlight,
+}
+
+/// A message's share of the dispatcher's limits (count and bytes), given
+/// back when dropped.
+pub struct InFlight {
+    _slot: OwnedSemaphorePermit,
+    _bytes: OwnedSemaphorePermit,
+}
+
+impl InFlight {
+    fn new(slot: OwnedSemaphorePermit, bytes: OwnedSemaphorePermit) -> InFlight {
+        InFlight {
+            _slot: slot,
+            _bytes: bytes,
+        }
+    }
 }
 
 /// What every part of delivery shares.
