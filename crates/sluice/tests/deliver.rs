@@ -35,6 +35,24 @@ fn last_result(m: &Value) -> &Value {
     m["results"].as_array().and_then(|r| r.last()).expect("a results entry")
 }
 
+/// The one message that arrives in `queue`.
+fn one(d: &Daemon, queue: &str) -> Value {
+    let mut got = d.collect(queue, 1, WAIT);
+    assert_eq!(got.len(), 1, "nothing in {queue}: {}", d.log());
+    got.remove(0)
+}
+
+/// The message's last result entry, which must be `state`/`result`.
+fn expect(m: &Value, state: &str, result: &str) -> Value {
+    let e = last_result(m).clone();
+    assert_eq!(
+        (e["state"].as_str(), e["result"].as_str()),
+        (Some(state), Some(result)),
+        "{e}"
+    );
+    e
+}
+
 #[test]
 fn delivers_to_smtp_sink_with_results_in_the_right_queues() {
     let sink = smtp_sink(&[]);
@@ -101,14 +119,8 @@ fn soft_rcpt_refusal_is_retried_later_with_a_retry_copy() {
     let sink = smtp_sink(&["-r", "rcpt"]);
     let d = to_sink(sink.port, "retry-interval: 600\n");
     inject(&d, &[message(1, "a.test")]);
-    let retry = d.collect("retry", 1, WAIT);
-    assert_eq!(retry.len(), 1, "{}", d.log());
-    let e = last_result(&retry[0]);
-    assert_eq!(
-        (e["state"].as_str(), e["result"].as_str()),
-        (Some("rcptto"), Some("error")),
-        "{e}"
-    );
+    let retry = one(&d, "retry");
+    let e = expect(&retry, "rcptto", "error");
     assert_eq!(e["code"].as_u64().map(|c| c / 100), Some(4));
     assert!(retry[0].get("mime").is_none());
     // The message itself waits in the outbox, delayed by retry-interval.
@@ -130,14 +142,8 @@ fn hard_data_refusal_is_final() {
     let sink = smtp_sink(&["-f", "data"]);
     let d = to_sink(sink.port, "");
     inject(&d, &[message(1, "a.test")]);
-    let failure = d.collect("failure", 1, WAIT);
-    assert_eq!(failure.len(), 1, "{}", d.log());
-    let e = last_result(&failure[0]);
-    assert_eq!(
-        (e["state"].as_str(), e["result"].as_str()),
-        (Some("data"), Some("error")),
-        "{e}"
-    );
+    let failure = one(&d, "failure");
+    let e = expect(&failure, "data", "error");
     assert_eq!(e["code"].as_u64().map(|c| c / 100), Some(5));
     assert_eq!(d.collect("results", 1, WAIT).len(), 1);
     assert!(d.pop_all("retry").is_empty());
@@ -149,14 +155,8 @@ fn disconnect_after_the_body_is_lost_and_retried() {
     let sink = smtp_sink(&["-q", "."]);
     let d = to_sink(sink.port, "");
     inject(&d, &[message(1, "a.test")]);
-    let retry = d.collect("retry", 1, WAIT);
-    assert_eq!(retry.len(), 1, "{}", d.log());
-    let e = last_result(&retry[0]);
-    assert_eq!(
-        (e["state"].as_str(), e["result"].as_str()),
-        (Some("message"), Some("lost")),
-        "{e}"
-    );
+    let retry = one(&d, "retry");
+    expect(&retry, "message", "lost");
 }
 
 #[test]
@@ -164,26 +164,14 @@ fn connect_refused_and_greeting_timeout_are_retried() {
     let unused = free_port();
     let d = to_sink(unused, "");
     inject(&d, &[message(1, "a.test")]);
-    let retry = d.collect("retry", 1, WAIT);
-    assert_eq!(retry.len(), 1, "{}", d.log());
-    let e = last_result(&retry[0]);
-    assert_eq!(
-        (e["state"].as_str(), e["result"].as_str()),
-        (Some("connect"), Some("error")),
-        "{e}"
-    );
+    let retry = one(&d, "retry");
+    expect(&retry, "connect", "error");
 
     let slow = smtp_sink(&["-W", "connect:10"]);
     let d = to_sink(slow.port, "delivery-timeout: 1\n");
     inject(&d, &[message(2, "a.test")]);
-    let retry = d.collect("retry", 1, WAIT);
-    assert_eq!(retry.len(), 1, "{}", d.log());
-    let e = last_result(&retry[0]);
-    assert_eq!(
-        (e["state"].as_str(), e["result"].as_str()),
-        (Some("intro"), Some("timeout")),
-        "{e}"
-    );
+    let retry = one(&d, "retry");
+    expect(&retry, "intro", "timeout");
 }
 
 #[test]
@@ -418,14 +406,8 @@ fn tls_required_but_not_offered_and_utf8_without_smtputf8() {
     let sink = smtp_sink(&[]);
     let d = to_sink(sink.port, "tls-outbound: required\n");
     inject(&d, &[message(1, "a.test")]);
-    let retry = d.collect("retry", 1, WAIT);
-    assert_eq!(retry.len(), 1, "{}", d.log());
-    let e = last_result(&retry[0]);
-    assert_eq!(
-        (e["state"].as_str(), e["result"].as_str()),
-        (Some("starttls"), Some("error")),
-        "{e}"
-    );
+    let retry = one(&d, "retry");
+    expect(&retry, "starttls", "error");
 
     // -e: no ESMTP at all, so HELO, and no SMTPUTF8 for a UTF-8 address.
     let old = smtp_sink(&["-e"]);
@@ -554,14 +536,8 @@ fn source_ip_from_ips_or_delivery_ips_and_bind_errors() {
     let from = |i: u64| last_result(success.iter().find(|r| r["custom"]["n"] == i).unwrap())["from"].clone();
     assert_eq!(from(1), "127.0.0.2", "the message's own ips");
     assert_eq!(from(3), "127.0.0.3", "delivery-ips");
-    let retry = d.collect("retry", 1, WAIT);
-    assert_eq!(retry.len(), 1, "{}", d.log());
-    let e = last_result(&retry[0]);
-    assert_eq!(
-        (e["state"].as_str(), e["result"].as_str()),
-        (Some("bind"), Some("error")),
-        "{e}"
-    );
+    let retry = one(&d, "retry");
+    expect(&retry, "bind", "error");
 }
 
 #[test]

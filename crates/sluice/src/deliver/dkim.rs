@@ -2,7 +2,7 @@
 //! property: one key or an array of keys, each `{domain, selector, key (PEM),
 //! headers?, expire?}`. RSA (PKCS#1 or PKCS#8 PEM) and Ed25519 (PKCS#8 PEM).
 
-use mail_auth::common::crypto::{Ed25519Key, RsaKey, Sha256};
+use mail_auth::common::crypto::{Ed25519Key, RsaKey, Sha256, SigningKey};
 use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dkim::{Canonicalization, DkimSigner};
 use rustls::pki_types::PrivateKeyDer;
@@ -96,29 +96,33 @@ fn sign_one(i: usize, entry: &Value, message: &[u8]) -> Result<String, DkimError
         _ => None,
     };
     let signature = if let Some(key) = rsa {
-        DkimSigner::from_key(key)
-            .domain(domain)
-            .selector(selector)
-            .headers(names)
-            .header_canonicalization(Canonicalization::Relaxed)
-            .body_canonicalization(Canonicalization::Relaxed)
-            .sign(message)
-            .map_err(fail)?
+        relaxed(key, domain, selector, names, message)
     } else {
         let PrivateKeyDer::Pkcs8(p8) = &der else {
             return Err(bad_key());
         };
         let key = Ed25519Key::from_pkcs8_maybe_unchecked_der(p8.secret_pkcs8_der()).map_err(|_| bad_key())?;
-        DkimSigner::from_key(key)
-            .domain(domain)
-            .selector(selector)
-            .headers(names)
-            .header_canonicalization(Canonicalization::Relaxed)
-            .body_canonicalization(Canonicalization::Relaxed)
-            .sign(message)
-            .map_err(fail)?
-    };
+        relaxed(key, domain, selector, names, message)
+    }
+    .map_err(fail)?;
     Ok(tidy(signature.to_header()))
+}
+
+/// A relaxed/relaxed signature of `message` with `key`.
+fn relaxed<K: SigningKey>(
+    key: K,
+    domain: &str,
+    selector: &str,
+    headers: Vec<String>,
+    message: &[u8],
+) -> mail_auth::Result<mail_auth::dkim::Signature> {
+    DkimSigner::from_key(key)
+        .domain(domain)
+        .selector(selector)
+        .headers(headers)
+        .header_canonicalization(Canonicalization::Relaxed)
+        .body_canonicalization(Canonicalization::Relaxed)
+        .sign(message)
 }
 
 /// mail-auth folds a `b=` value that ends exactly at the wrap column as
