@@ -586,3 +586,29 @@ fn ipv6_mail_host() {
     assert_eq!(success.len(), 1, "{}", d.log());
     assert_eq!(last_result(&success[0])["to"], "::1");
 }
+
+#[test]
+fn domains_with_the_same_mx_hosts_share_connections() {
+    let sink = smtp_sink_on("127.0.0.2", &[], None);
+    let zone = vec![
+        "--mx-host=one.test,mx.shared.test,10".to_string(),
+        "--mx-host=two.test,MX.Shared.test,10".to_string(),
+        "--host-record=mx.shared.test,127.0.0.2".to_string(),
+    ];
+    let server = dns(&zone);
+    let d = Daemon::start(&format!(
+        "delivery-enabled: true\ndns-server: 127.0.0.1:{}\ndelivery-port: {}\ndelivery-domain-connections: 1\ndelivery-connection-messages: 1000\n",
+        server.port, sink.port
+    ));
+    let msgs: Vec<Value> = (0..10).map(|i| message(i, ["one.test", "two.test"][i % 2])).collect();
+    inject(&d, &msgs);
+    let success = d.collect("success", 10, WAIT);
+    assert_eq!(success.len(), 10, "{}", d.log());
+    // One destination, one connection: its message counter runs over both domains.
+    let mut counts: Vec<u64> = success
+        .iter()
+        .map(|r| last_result(r)["messages"].as_u64().unwrap())
+        .collect();
+    counts.sort();
+    assert_eq!(counts, (1..=10).collect::<Vec<u64>>(), "{success:?}");
+}

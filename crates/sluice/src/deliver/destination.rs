@@ -7,15 +7,15 @@
 
 use super::client::{Client, Started, Target};
 use super::mx::{Dns, DnsError};
-use super::outcome::{self, Attempt, Kind};
+use super::outcome::{Attempt, Kind};
 use super::outgoing::Outgoing;
 use super::{message, Engine, Job, Lane, Next, Route};
 use sluice_plugin::hooks::{self as plugin_hooks, Hook};
 use sluice_plugin::{MqMessage, PluginConnection, WorkerContexts};
-use sluice_queue::now_ms;
 use sluice_smtp::client::ClientConfig;
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -95,7 +95,7 @@ async fn serve(engine: Arc<Engine>, dns: Option<Rc<Dns>>, dest: Rc<Destination>,
         tls: engine.tls_policy,
         auth: match &dest.route.next {
             Next::Relay(r) => r.auth.clone(),
-            Next::Mx(_) => None,
+            Next::Mx(_) | Next::Domain(_) => None,
         },
     };
     'connections: while !dest.pending.borrow().is_empty() {
@@ -219,23 +219,8 @@ impl Drop for Active {
 
 /// Decides a job's outcome and stores it in the background.
 fn settle(engine: &Arc<Engine>, job: Job, attempt: &Attempt) {
-    tracing::debug!(id = job.id, recipient = %job.msg.recipient, state = attempt.state, result = attempt.kind.as_str(), "attempt");
     let Job { id, msg, route, permit } = job;
-    let now = now_ms();
-    let entry = engine
-        .send_log
-        .enabled()
-        .then(|| outcome::log_entry(&msg, attempt, now));
-    let out = outcome::decide(&engine.policy, msg, attempt, now);
-    let line = entry.map(|e| outcome::log_line(e, out.verdict));
-    let engine = engine.clone();
-    tokio::task::spawn_local(async move {
-        engine.finish(id, &route, out.publish).await;
-        if let Some(line) = line {
-            engine.send_log.write(line);
-        }
-        drop(permit)
-    });
+    engine.conclude(id, msg, Some(route), permit, attempt);
 }
 
 /// Opens a connection for `route`: the sink, the relay, or the MX hosts in
@@ -244,10 +229,11 @@ fn settle(engine: &Arc<Engine>, job: Job, attempt: &Attempt) {
 async fn open(engine: &Engine, dns: Option<&Dns>, route: &Route, cfg: ClientConfig) -> Result<Client, Attempt> {
     let (hosts, port) = match &route.next {
         Next::Relay(r) => (vec![r.host.clone()], r.port),
-        Next::Mx(domain) => match (engine.sink, dns) {
+        Next::Mx(set) => (by_preference(set), engine.mx_port),
+        Next::Domain(domain) => match (engine.sink, dns) {
             (Some(_), _) => (vec![domain.clone()], engine.mx_port),
             (None, Some(dns)) => match dns.mx(domain).await {
-                Ok(hosts) => (hosts.into_iter().map(|h| h.name).collect(), engine.mx_port),
+                Ok(set) => (by_preference(&set), engine.mx_port),
                 Err(e) => return Err(dns_failure(&e)),
             },
             (None, None) => {
@@ -305,6 +291,21 @@ async fn open(engine: &Engine, dns: Option<&Dns>, route: &Route, cfg: ClientConf
         Some(a) => a,
         None => Attempt::failed("bind", Kind::Error, "no address of the local IP's family", false),
     })
+}
+
+/// Host names best first; hosts of equal preference in a different order
+/// for each connection, so they share the load (RFC 5321 §5.1).
+fn by_preference(set: &[super::mx::Exchange]) -> Vec<String> {
+    let mut hosts: Vec<(u16, u64, &str)> = set
+        .iter()
+        .map(|h| {
+            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+            hasher.write(h.name.as_bytes());
+            (h.preference, hasher.finish(), h.name.as_str())
+        })
+        .collect();
+    hosts.sort();
+    hosts.into_iter().map(|(_, _, name)| name.to_string()).collect()
 }
 
 async fn lookup(dns: Option<&Dns>, host: &str) -> Result<Vec<IpAddr>, DnsError> {

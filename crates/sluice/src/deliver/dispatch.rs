@@ -1,12 +1,16 @@
 //! The dispatcher: takes outbox messages as fast as destinations can take
-//! them, never more than [`MAX_IN_FLIGHT`] at once (so memory stays bounded
-//! with millions queued), and hands each to the worker that owns its
+//! them, never more than [`MAX_IN_FLIGHT`] (and [`MAX_IN_FLIGHT_BYTES`]) at
+//! once, so memory stays bounded with millions queued; settles what needs no
+//! connection; looks up MX hosts, so domains with the same MX hosts become
+//! one destination; and hands each message to the worker that owns its
 //! destination.
 
-use super::outcome::{self, Outcome, Verdict};
+use super::mx::{Dns, DnsError, Exchange};
+use super::outcome::{self, Attempt, Kind, Outcome, Verdict};
 use super::outgoing::{parse_time, Outgoing};
-use super::{Engine, InFlight, Job};
+use super::{Engine, InFlight, Job, Next, Route};
 use sluice_queue::{now_ms, NewMessage, StoredMessage};
+use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,10 +30,41 @@ const BATCH: usize = 512;
 /// Bytes taken in one batch, at most (the batch shrinks for large messages).
 const BATCH_BYTES: usize = 16 << 20;
 
+/// A message that will be attempted, with its place in the limits.
+struct Ready {
+    stored: StoredMessage,
+    msg: Outgoing,
+    route: Route,
+    permit: InFlight,
+}
+
+/// The dispatcher's state between batches.
+struct Dispatcher {
+    engine: Arc<Engine>,
+    lanes: Vec<mpsc::UnboundedSender<Job>>,
+    hasher: std::collections::hash_map::RandomState,
+    /// MX lookups (None with `smtp-sink-ip`: destinations stay per domain).
+    dns: Option<Arc<Dns>>,
+}
+
 pub async fn run(engine: Arc<Engine>, lanes: Vec<mpsc::UnboundedSender<Job>>) {
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let kib = Arc::new(Semaphore::new(MAX_IN_FLIGHT_BYTES >> 10));
-    let hasher = std::collections::hash_map::RandomState::new();
+    let dns = match engine.sink {
+        Some(_) => None,
+        None => Dns::new(engine.dns_server)
+            .map_err(
+                |e| tracing::error!(error = %e, "cannot set up the DNS resolver; workers will look up MX themselves"),
+            )
+            .ok()
+            .map(Arc::new),
+    };
+    let d = Dispatcher {
+        engine: engine.clone(),
+        lanes,
+        hasher: std::collections::hash_map::RandomState::new(),
+        dns,
+    };
     let mut stop = engine.shutdown.clone();
     let mut average = 4096usize;
     loop {
@@ -58,7 +93,7 @@ pub async fn run(engine: Arc<Engine>, lanes: Vec<mpsc::UnboundedSender<Job>>) {
             average = avg.max(1);
         }
         let mut first = Some(first);
-        let mut deferred = 0;
+        let mut ready = Vec::with_capacity(count);
         for stored in taken {
             // Room was made for the whole batch; waiting here only happens on the byte budget.
             let slot = match first.take() {
@@ -69,7 +104,13 @@ pub async fn run(engine: Arc<Engine>, lanes: Vec<mpsc::UnboundedSender<Job>>) {
             let (Ok(slot), Ok(bytes)) = (slot, kib.clone().acquire_many_owned(size).await) else {
                 break;
             };
-            if !hand_out(&engine, &lanes, &hasher, stored, InFlight::new(slot, bytes)) {
+            if let Some(r) = d.prepare(stored, InFlight::new(slot, bytes)) {
+                ready.push(r);
+            }
+        }
+        let mut deferred = 0;
+        for r in d.resolve(ready).await {
+            if !d.hand_out(r) {
                 deferred += 1;
             }
         }
@@ -81,69 +122,130 @@ pub async fn run(engine: Arc<Engine>, lanes: Vec<mpsc::UnboundedSender<Job>>) {
     tracing::debug!("dispatcher stopped");
 }
 
-/// Routes one message; returns false when it was deferred.
-fn hand_out(
-    engine: &Arc<Engine>,
-    lanes: &[mpsc::UnboundedSender<Job>],
-    hasher: &impl BuildHasher,
-    stored: StoredMessage,
-    permit: InFlight,
-) -> bool {
-    let now = now_ms();
-    let received = now;
-    let msg = match Outgoing::parse(&stored.body, engine.defaults, received) {
-        Ok(m) => m,
-        Err(why) => {
-            let out = outcome::invalid(&engine.policy, &stored.body, &why.to_string(), now);
-            settle_now(engine, stored.id, out.publish, permit);
-            return true;
+impl Dispatcher {
+    /// Settles what cannot or need not be attempted now (invalid, not yet
+    /// due, expired); returns the rest with their unresolved route.
+    fn prepare(&self, stored: StoredMessage, permit: InFlight) -> Option<Ready> {
+        let engine = &self.engine;
+        let now = now_ms();
+        let msg = match Outgoing::parse(&stored.body, engine.defaults, now) {
+            Ok(m) => m,
+            Err(why) => {
+                let out = outcome::invalid(&engine.policy, &stored.body, &why.to_string(), now);
+                settle_now(engine, stored.id, out.publish, permit);
+                return None;
+            }
+        };
+        // `delayed` set by the producer (the store only knows its own not-before).
+        if let Some(due) = msg.json.get("delayed").and_then(|v| v.as_str()).and_then(parse_time) {
+            if due > now + 1_000 && stored.not_before_ms < due {
+                let again = NewMessage {
+                    queue: stored.queue,
+                    body: stored.body,
+                    not_before_ms: due,
+                };
+                settle_now(engine, stored.id, vec![again], permit);
+                return None;
+            }
         }
-    };
-    // `delayed` set by the producer (the store only knows its own not-before).
-    if let Some(due) = msg.json.get("delayed").and_then(|v| v.as_str()).and_then(parse_time) {
-        if due > now + 1_000 && stored.not_before_ms < due {
+        if !msg.may_try(msg.attempts, now) {
+            if engine.send_log.enabled() {
+                let why = Attempt::failed("amqp", Kind::Timeout, "expired", true);
+                engine
+                    .send_log
+                    .write(outcome::log_line(outcome::log_entry(&msg, &why, now), Verdict::Failed));
+            }
+            let Outcome { publish, .. } = outcome::expired(&engine.policy, msg, now);
+            settle_now(engine, stored.id, publish, permit);
+            return None;
+        }
+        let route = engine.route(&msg);
+        Some(Ready {
+            stored,
+            msg,
+            route,
+            permit,
+        })
+    }
+
+    /// Turns `Next::Domain` into the domain's MX set, looking up each domain
+    /// of the batch once and all of them at the same time. A domain that has
+    /// no usable MX ends its messages here with `dns/error`.
+    async fn resolve(&self, ready: Vec<Ready>) -> Vec<Ready> {
+        let Some(dns) = &self.dns else { return ready };
+        let mut lookups = tokio::task::JoinSet::new();
+        let mut domains: HashMap<String, Option<Result<Arc<[Exchange]>, DnsError>>> = HashMap::new();
+        for r in &ready {
+            if let Next::Domain(domain) = &r.route.next {
+                if !domains.contains_key(domain) {
+                    domains.insert(domain.clone(), None);
+                    let (dns, domain) = (dns.clone(), domain.clone());
+                    lookups.spawn(async move {
+                        let set = dns.mx(&domain).await.map(Arc::from);
+                        (domain, set)
+                    });
+                }
+            }
+        }
+        while let Some(done) = lookups.join_next().await {
+            if let Ok((domain, set)) = done {
+                domains.insert(domain, Some(set));
+            }
+        }
+        let mut out = Vec::with_capacity(ready.len());
+        for mut r in ready {
+            let Next::Domain(domain) = &r.route.next else {
+                out.push(r);
+                continue;
+            };
+            match domains.get(domain) {
+                Some(Some(Ok(set))) => {
+                    r.route.next = Next::Mx(set.clone());
+                    out.push(r);
+                }
+                Some(Some(Err(e))) => {
+                    let attempt = Attempt::failed("dns", Kind::Error, e.to_string(), e.is_permanent());
+                    self.engine.conclude(r.stored.id, r.msg, None, r.permit, &attempt);
+                }
+                // The lookup task died: the worker looks the domain up itself.
+                _ => out.push(r),
+            }
+        }
+        out
+    }
+
+    /// Hands a message to its destination's worker; returns false when the
+    /// destination is full and the message was deferred.
+    fn hand_out(&self, r: Ready) -> bool {
+        let Ready {
+            stored,
+            msg,
+            route,
+            permit,
+        } = r;
+        let engine = &self.engine;
+        if !engine.admit(&route, MAX_PER_DESTINATION) {
             let again = NewMessage {
                 queue: stored.queue,
                 body: stored.body,
-                not_before_ms: due,
+                not_before_ms: now_ms() + DEFER.as_millis() as u64,
             };
             settle_now(engine, stored.id, vec![again], permit);
-            return true;
+            return false;
         }
-    }
-    if !msg.may_try(msg.attempts, now) {
-        if engine.send_log.enabled() {
-            let why = outcome::Attempt::failed("amqp", outcome::Kind::Timeout, "expired", true);
-            engine
-                .send_log
-                .write(outcome::log_line(outcome::log_entry(&msg, &why, now), Verdict::Failed));
-        }
-        let Outcome { publish, .. } = outcome::expired(&engine.policy, msg, now);
-        settle_now(engine, stored.id, publish, permit);
-        return true;
-    }
-    let route = engine.route(&msg);
-    if !engine.admit(&route, MAX_PER_DESTINATION) {
-        let again = NewMessage {
-            queue: stored.queue,
-            body: stored.body,
-            not_before_ms: now + DEFER.as_millis() as u64,
+        let lane = (self.hasher.hash_one(&route) as usize) % self.lanes.len();
+        let job = Job {
+            id: stored.id,
+            msg,
+            route,
+            permit,
         };
-        settle_now(engine, stored.id, vec![again], permit);
-        return false;
+        if let Err(mpsc::error::SendError(job)) = self.lanes[lane].send(job) {
+            // The worker is gone (shutdown): the message stays leased and is due again after a restart.
+            engine.forget(&job.route);
+        }
+        true
     }
-    let lane = (hasher.hash_one(&route) as usize) % lanes.len();
-    let job = Job {
-        id: stored.id,
-        msg,
-        route,
-        permit,
-    };
-    if let Err(mpsc::error::SendError(job)) = lanes[lane].send(job) {
-        // The worker is gone (shutdown): the message stays leased and is due again after a restart.
-        engine.forget(&job.route);
-    }
-    true
 }
 
 /// Settles a message that needs no connection.

@@ -24,7 +24,7 @@ pub mod tls;
 
 use crate::config::Config;
 use anyhow::{Context, Result};
-use outcome::Policy;
+use outcome::{Attempt, Policy};
 use outgoing::{Defaults, Outgoing};
 use sluice_queue::{NewMessage, Queue};
 use sluice_smtp::client::TlsPolicy;
@@ -42,10 +42,13 @@ pub struct Smarthost {
     pub auth: Option<(String, String)>,
 }
 
-/// Where a message goes: the recipient domain's MX hosts or a relay host.
+/// Where a message goes: a set of MX hosts (shared by every domain that has
+/// exactly that set), a relay host, or — before its MX hosts are known, and
+/// with `smtp-sink-ip`, where they are never looked up — its domain.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Next {
-    Mx(String),
+    Domain(String),
+    Mx(Arc<[mx::Exchange]>),
     Relay(Smarthost),
 }
 
@@ -61,7 +64,8 @@ impl Route {
     /// A short name for logs.
     pub fn name(&self) -> String {
         let via = match &self.next {
-            Next::Mx(d) => d.clone(),
+            Next::Domain(d) => d.clone(),
+            Next::Mx(hosts) => hosts.first().map(|h| h.name.clone()).unwrap_or_default(),
             Next::Relay(s) => format!("[{}]:{}", s.host, s.port),
         };
         match self.local {
@@ -224,7 +228,7 @@ impl Engine {
         });
         let next = match own.or_else(|| self.smarthost.clone()) {
             Some(relay) => Next::Relay(relay),
-            None => Next::Mx(msg.domain.clone()),
+            None => Next::Domain(msg.domain.clone()),
         };
         let theirs: Vec<IpAddr> = msg
             .json
@@ -243,11 +247,34 @@ impl Engine {
         Route { next, local }
     }
 
-    /// Stores a message's outcome and acknowledges it in one step, then
-    /// counts it out of its destination.
-    pub async fn finish(&self, id: u64, route: &Route, publish: Vec<NewMessage>) {
-        self.settle(id, publish).await;
-        self.forget(route);
+    /// Decides what `attempt` means for a message and stores that in the
+    /// background (then the send-log line, then the message leaves the
+    /// in-flight counts). `route` is None for a message that never reached a
+    /// destination (its DNS lookup failed in the dispatcher).
+    pub fn conclude(
+        self: &Arc<Self>,
+        id: u64,
+        msg: Outgoing,
+        route: Option<Route>,
+        permit: InFlight,
+        attempt: &Attempt,
+    ) {
+        tracing::debug!(id, recipient = %msg.recipient, state = attempt.state, result = attempt.kind.as_str(), "attempt");
+        let now = sluice_queue::now_ms();
+        let entry = self.send_log.enabled().then(|| outcome::log_entry(&msg, attempt, now));
+        let out = outcome::decide(&self.policy, msg, attempt, now);
+        let line = entry.map(|e| outcome::log_line(e, out.verdict));
+        let engine = self.clone();
+        tokio::spawn(async move {
+            engine.settle(id, out.publish).await;
+            if let Some(route) = route {
+                engine.forget(&route);
+            }
+            if let Some(line) = line {
+                engine.send_log.write(line);
+            }
+            drop(permit)
+        });
     }
 
     /// Stores an outcome and acknowledges the message. When the store cannot

@@ -11,11 +11,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 /// A mail host for a domain, in preference order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Exchange {
-    /// Host name without the trailing dot.
-    pub name: String,
+    /// Lower is preferred.
     pub preference: u16,
+    /// Host name without the trailing dot, lower-cased.
+    pub name: String,
 }
 
 /// Why a domain has no usable mail host (`dns/error`).
@@ -66,7 +67,7 @@ impl Dns {
         })
     }
 
-    /// The mail hosts of `domain`, best first; equal preferences keep DNS order.
+    /// The mail hosts of `domain`, best first (equal preferences by name).
     pub async fn mx(&self, domain: &str) -> Result<Vec<Exchange>, DnsError> {
         if let Some(literal) = address_literal(domain) {
             return Ok(vec![Exchange {
@@ -96,7 +97,7 @@ impl Dns {
                     )));
                 }
                 hosts.push(Exchange {
-                    name: mx.exchange.to_ascii().trim_end_matches('.').to_string(),
+                    name: mx.exchange.to_ascii().trim_end_matches('.').to_ascii_lowercase(),
                     preference: mx.preference,
                 });
             }
@@ -107,7 +108,9 @@ impl Dns {
                 preference: 0,
             }]);
         }
-        hosts.sort_by_key(|h| h.preference);
+        // Sorted by preference then name: domains with the same hosts get the same list.
+        hosts.sort();
+        hosts.dedup();
         Ok(hosts)
     }
 
