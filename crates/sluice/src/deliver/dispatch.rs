@@ -30,6 +30,9 @@ const BATCH: usize = 512;
 /// Bytes taken in one batch, at most (the batch shrinks for large messages).
 const BATCH_BYTES: usize = 16 << 20;
 
+/// A domain's MX hosts, or why there are none.
+type MxSet = Result<Arc<[Exchange]>, DnsError>;
+
 /// A message that will be attempted, with its place in the limits.
 struct Ready {
     stored: StoredMessage,
@@ -174,7 +177,8 @@ impl Dispatcher {
     async fn resolve(&self, ready: Vec<Ready>) -> Vec<Ready> {
         let Some(dns) = &self.dns else { return ready };
         let mut lookups = tokio::task::JoinSet::new();
-        let mut domains: HashMap<String, Option<Result<Arc<[Exchange]>, DnsError>>> = HashMap::new();
+        // None until its lookup answered.
+        let mut domains: HashMap<String, Option<MxSet>> = HashMap::new();
         for r in &ready {
             if let Next::Domain(domain) = &r.route.next {
                 if !domains.contains_key(domain) {
