@@ -218,7 +218,12 @@ fn invalid_and_expired_messages_get_amqp_results() {
 fn mx_lookup_with_fallback_null_mx_and_nxdomain() {
     // Two loopback addresses: the preferred MX is dead, the second is a sink.
     let sink = smtp_sink_on("127.0.0.2", &[], None);
+    // On the same port elsewhere: a host that answers its greeting with 450.
+    let busy = common::peers::smtp_sink_at("127.0.0.4", sink.port, &["-r", "connect"], None).expect("port free");
     let zone = vec![
+        "--mx-host=greet.test,busy.mx.test,10".to_string(),
+        "--mx-host=greet.test,live.mx.test,20".to_string(),
+        "--host-record=busy.mx.test,127.0.0.4".to_string(),
         "--mx-host=two.test,dead.mx.test,10".to_string(),
         "--mx-host=two.test,live.mx.test,20".to_string(),
         "--host-record=dead.mx.test,127.0.0.3".to_string(),
@@ -240,10 +245,11 @@ fn mx_lookup_with_fallback_null_mx_and_nxdomain() {
             message(2, "implicit.test"),
             message(3, "nullmx.test"),
             message(4, "nowhere.test"),
+            message(5, "greet.test"),
         ],
     );
-    let results = d.collect("results", 4, WAIT);
-    assert_eq!(results.len(), 4, "{}", d.log());
+    let results = d.collect("results", 5, WAIT);
+    assert_eq!(results.len(), 5, "{}", d.log());
     let of = |domain: &str| {
         last_result(
             results
@@ -257,6 +263,13 @@ fn mx_lookup_with_fallback_null_mx_and_nxdomain() {
     assert_eq!(two["result"], "accepted", "{two}");
     assert_eq!(two["to"], "127.0.0.2", "fell back to the second MX: {two}");
     assert_eq!(of("@implicit.test")["result"], "accepted");
+    let greet = of("@greet.test");
+    assert_eq!(
+        (greet["result"].as_str(), greet["to"].as_str()),
+        (Some("accepted"), Some("127.0.0.2")),
+        "a 4xx greeting moves on: {greet}"
+    );
+    drop(busy);
     for domain in ["@nullmx.test", "@nowhere.test"] {
         let e = of(domain);
         assert_eq!(
@@ -266,7 +279,7 @@ fn mx_lookup_with_fallback_null_mx_and_nxdomain() {
         );
     }
     assert_eq!(d.collect("failure", 2, WAIT).len(), 2);
-    assert_eq!(d.collect("success", 2, WAIT).len(), 2);
+    assert_eq!(d.collect("success", 3, WAIT).len(), 3);
 }
 
 /// Recipients named in the messages smtp-sink dumped, one entry per delivery.

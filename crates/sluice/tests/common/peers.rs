@@ -23,38 +23,44 @@ impl Drop for Peer {
 /// `smtp-sink` on `ip` (a loopback address, IPv6 in brackets) with extra options (fault modes);
 /// `dump` (when given) receives one file per message.
 pub fn smtp_sink_on(ip: &str, options: &[&str], dump: Option<&Path>) -> Peer {
-    require("smtp-sink");
     for _ in 0..10 {
-        let port = free_port();
-        let mut cmd = Command::new("smtp-sink");
-        cmd.args(["-u", "nobody"]).args(options);
-        if let Some(dir) = dump {
-            std::fs::create_dir_all(dir).unwrap();
-            // smtp-sink writes as `nobody`.
-            let _ = Command::new("chmod").arg("777").arg(dir).status();
-            cmd.arg("-d").arg(dir.join("%H%M%S."));
-        }
-        let mut child = cmd
-            .arg(format!("{ip}:{port}"))
-            .arg("64")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            if child.try_wait().unwrap().is_some() {
-                break; // the port was taken meanwhile: try another
-            }
-            let host = ip.trim_start_matches('[').trim_end_matches(']');
-            if TcpStream::connect((host, port)).is_ok() {
-                return Peer { child, port };
-            }
-            assert!(Instant::now() < deadline, "smtp-sink did not start");
-            std::thread::sleep(Duration::from_millis(20));
+        if let Some(peer) = smtp_sink_at(ip, free_port(), options, dump) {
+            return peer;
         }
     }
     panic!("no port for smtp-sink in ten tries");
+}
+
+/// `smtp-sink` on `ip`:`port`, or None when that port is taken.
+pub fn smtp_sink_at(ip: &str, port: u16, options: &[&str], dump: Option<&Path>) -> Option<Peer> {
+    require("smtp-sink");
+    let mut cmd = Command::new("smtp-sink");
+    cmd.args(["-u", "nobody"]).args(options);
+    if let Some(dir) = dump {
+        std::fs::create_dir_all(dir).unwrap();
+        // smtp-sink writes as `nobody`.
+        let _ = Command::new("chmod").arg("777").arg(dir).status();
+        cmd.arg("-d").arg(dir.join("%H%M%S."));
+    }
+    let mut child = cmd
+        .arg(format!("{ip}:{port}"))
+        .arg("64")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let host = ip.trim_start_matches('[').trim_end_matches(']');
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return None; // the port was taken meanwhile
+        }
+        if TcpStream::connect((host, port)).is_ok() {
+            return Some(Peer { child, port });
+        }
+        assert!(Instant::now() < deadline, "smtp-sink did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 pub fn smtp_sink(options: &[&str]) -> Peer {
