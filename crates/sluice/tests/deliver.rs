@@ -625,3 +625,54 @@ fn domains_with_the_same_mx_hosts_share_connections() {
     counts.sort();
     assert_eq!(counts, (1..=10).collect::<Vec<u64>>(), "{success:?}");
 }
+
+#[test]
+fn dsn_and_8bitmime_parameters_reach_the_wire() {
+    let dump = tempfile::tempdir().unwrap();
+    let sink = smtp_sink_on("127.0.0.1", &[], Some(dump.path()));
+    let d = to_sink(sink.port, "");
+    let mut m = message(1, "a.test");
+    m["mime"] = json!("Subject: 8bit\r\n\r\nGrüße\r\n");
+    m["dsn"] = json!({"notify": "FAILURE,DELAY", "ret": "HDRS", "envid": "ID+1", "orcpt": "rfc822;Orig@a.test"});
+    inject(&d, &[m]);
+    one(&d, "success");
+    let dumped: Vec<String> = std::fs::read_dir(dump.path())
+        .unwrap()
+        .map(|f| std::fs::read_to_string(f.unwrap().path()).unwrap())
+        .collect();
+    assert_eq!(dumped.len(), 1);
+    // smtp-sink writes what MAIL and RCPT carried as X-Mail-Args / X-Rcpt-Args.
+    assert!(
+        dumped[0].contains("X-Mail-Args: <sender@example.net> BODY=8BITMIME RET=HDRS ENVID=ID+2B1"),
+        "{}",
+        dumped[0]
+    );
+    assert!(
+        dumped[0].contains("X-Rcpt-Args: <user1@a.test> NOTIFY=FAILURE,DELAY ORCPT=rfc822;Orig@a.test"),
+        "{}",
+        dumped[0]
+    );
+}
+
+#[test]
+fn an_unreadable_reply_is_invalid_and_retried() {
+    // A server that greets, then answers EHLO with something that is not SMTP.
+    let port = free_port();
+    let script = "import socket,sys\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('127.0.0.1',int(sys.argv[1])))\ns.listen(8)\nwhile True:\n    c,_=s.accept()\n    try:\n        c.sendall(b'220 broken.test ESMTP\\r\\n')\n        c.recv(1000)\n        c.sendall(b'what is this\\r\\n')\n    except OSError:\n        pass\n    c.close()\n";
+    let mut server = std::process::Command::new("python3")
+        .args(["-c", script, &port.to_string()])
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "the broken server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let d = to_sink(port, "");
+    inject(&d, &[message(1, "a.test")]);
+    let retry = one(&d, "retry");
+    let e = expect(&retry, "ehlo", "invalid");
+    assert_eq!(e["mta"], "broken.test", "{e}");
+    let _ = server.kill();
+    let _ = server.wait();
+}
