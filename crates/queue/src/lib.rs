@@ -1,12 +1,14 @@
 //! Sluice's queues: the backend-agnostic [`Queue`] trait and the embedded
-//! durable store ([`EmbeddedStore`]). Everything above this crate talks to a
+//! durable store ([`EmbeddedStore`]), and the RabbitMQ backend ([`RabbitMq`]). Everything above this crate talks to a
 //! `dyn Queue`, so the RabbitMQ backend can slot in beside the embedded one.
 
 mod embedded;
 mod index;
+pub mod rabbitmq;
 mod record;
 
 pub use embedded::{EmbeddedStore, StoreOptions};
+pub use rabbitmq::{RabbitMq, RabbitOptions};
 
 use std::future::Future;
 use std::pin::Pin;
@@ -98,6 +100,12 @@ pub trait Queue: Send + Sync + 'static {
 
     /// Counts per queue that has or had messages.
     fn stats(&self) -> BoxFuture<'_, Result<Vec<QueueStats>, QueueError>>;
+
+    /// Whether messages can be stored right now (false while a broker is
+    /// unreachable), so receivers can refuse early instead of after DATA.
+    fn available(&self) -> bool {
+        true
+    }
 }
 
 /// Milliseconds since the Unix epoch.

@@ -7,7 +7,7 @@ use crate::queues::QueueNames;
 use crate::receive::{self, Inbound, Workers};
 use crate::stamp::IdGenerator;
 use anyhow::{bail, Context, Result};
-use sluice_queue::{EmbeddedStore, Queue, StoreOptions};
+use sluice_queue::{EmbeddedStore, Queue, RabbitMq, RabbitOptions, StoreOptions};
 use std::io::Write;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -52,9 +52,6 @@ fn lock(c: &Config) -> Result<std::fs::File> {
 
 pub fn run(c: Config) -> Result<()> {
     receive::check_open_relay(&c)?;
-    if c.opt("rabbitmq-address").is_some() {
-        bail!("rabbitmq-address is set, but the RabbitMQ backend is not built yet (issue 5); unset it to use the embedded store");
-    }
     let data = c.data_dir();
     std::fs::create_dir_all(&data).with_context(|| format!("cannot create data-directory {}", data.display()))?;
     let _lock = lock(&c)?;
@@ -89,9 +86,7 @@ pub fn run(c: Config) -> Result<()> {
         crate::privileges::drop_to(user)?;
     }
     let hostname = hostname(&c);
-    let store =
-        Arc::new(EmbeddedStore::open(&data.join("queue"), StoreOptions::default()).context("opening the queue store")?);
-    let queue: Arc<dyn Queue> = store.clone();
+    let (queue, store) = open_queue(&c, &data)?;
     let tls = receive::tls::acceptor(c.opt("smtp-certificate"), c.opt("smtp-key"), &data, &hostname)?;
     let received_log = Arc::new(receive::log::ReceivedLog::open(c.opt("received-log"))?);
     let ids = Arc::new(IdGenerator::new(c.u64("server-id")));
@@ -158,9 +153,36 @@ pub fn run(c: Config) -> Result<()> {
     drop(rt);
     workers.join();
     plugins.cleanup();
-    store.close();
+    if let Some(store) = store {
+        store.close();
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The queues: RabbitMQ when `rabbitmq-address` is set, else the embedded
+/// store under the data directory (returned too, to be closed at the end).
+fn open_queue(c: &Config, data: &std::path::Path) -> Result<(Arc<dyn Queue>, Option<Arc<EmbeddedStore>>)> {
+    if let Some(address) = c.opt("rabbitmq-address") {
+        let opts = RabbitOptions {
+            address: address.to_string(),
+            exchange: c.str("rabbitmq-exchange").to_string(),
+            durable: c.bool("rabbitmq-durable"),
+            persistent: c.bool("rabbitmq-persistent"),
+            prefetch: c.u64("rabbitmq-prefetch").min(u64::from(u16::MAX)) as u16,
+            publishers: c.u64("rabbitmq-publishers").max(1) as usize,
+            consumers: c.u64("rabbitmq-consumers").max(1) as usize,
+            queues: crate::queues::all(c),
+        };
+        let rmq = RabbitMq::start(opts).map_err(|e| c.error("rabbitmq-address", e.to_string()))?;
+        if !rmq.wait_connected(std::time::Duration::from_secs(5)) {
+            tracing::warn!("RabbitMQ is not reachable yet; SMTP answers 451 until it is");
+        }
+        return Ok((Arc::new(rmq), None));
+    }
+    let store =
+        Arc::new(EmbeddedStore::open(&data.join("queue"), StoreOptions::default()).context("opening the queue store")?);
+    Ok((store.clone(), Some(store)))
 }
 
 async fn wait_for_signal() {

@@ -27,3 +27,25 @@ impl QueueNames {
         }
     }
 }
+
+/// Every queue name the config gives (RabbitMQ declares them at start).
+pub fn all(c: &Config) -> Vec<String> {
+    let mut names: Vec<String> = [
+        "rabbitmq-outbox",
+        "rabbitmq-inbox",
+        "rabbitmq-local",
+        "rabbitmq-reports",
+        "rabbitmq-refused",
+        "rabbitmq-results",
+        "rabbitmq-success",
+        "rabbitmq-failure",
+        "rabbitmq-retry",
+        "rabbitmq-dsn",
+    ]
+    .iter()
+    .filter_map(|k| c.opt(k).map(str::to_string))
+    .collect();
+    names.sort();
+    names.dedup();
+    names
+}

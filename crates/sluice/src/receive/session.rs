@@ -298,6 +298,11 @@ impl Session<'_> {
 
     async fn handle(&mut self, ev: Event) -> anyhow::Result<()> {
         match ev {
+            Event::Mail(_) if !self.inbound.sink.queue.available() => {
+                // No broker: say so now rather than after the client sent the whole message.
+                self.smtp
+                    .respond(Reply::new(451, "4.3.0", "Queue unavailable, try again later"))
+            }
             Event::Mail(mail) => {
                 // Unauthenticated mail is refused at MAIL unless refused mail is
                 // kept, in which case it is taken in and refused after DATA.

@@ -1,0 +1,622 @@
+//! The queues in RabbitMQ (`rabbitmq-address`): the same [`Queue`] trait as
+//! the embedded store, so several Sluice instances can share one broker.
+//!
+//! - Publishing waits for publisher confirms: `publish`/`settle` resolve only
+//!   once the broker has every message.
+//! - `take` leases deliveries of a consumer (prefetch `rabbitmq-prefetch`);
+//!   `settle` publishes the outcome (confirmed) and then acks.
+//! - Not-yet-due messages wait in delay queues (`sluice.delay.QUEUE.SECONDS`,
+//!   per-queue TTL, dead-lettered back to QUEUE); see [`delay_bucket`].
+//! - A supervisor keeps the connections up: on loss it reconnects with
+//!   backoff, trying the hosts in turn. While no broker is reachable every
+//!   call fails with [`QueueError::Unavailable`] (SMTP answers 451).
+//!
+//! Everything AMQP runs on a runtime of its own, whatever runtime calls in.
+
+pub mod uri;
+
+use crate::{BoxFuture, NewMessage, Queue, QueueError, QueueStats, StoredMessage};
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Acker, BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// The `rabbitmq-*` settings.
+#[derive(Debug, Clone)]
+pub struct RabbitOptions {
+    /// `rabbitmq-address`, possibly naming several hosts.
+    pub address: String,
+    /// `rabbitmq-exchange`; empty = the default exchange.
+    pub exchange: String,
+    pub durable: bool,
+    pub persistent: bool,
+    pub prefetch: u16,
+    /// Connections used for publishing and for consuming.
+    pub publishers: usize,
+    pub consumers: usize,
+    /// Declared (and bound) at start.
+    pub queues: Vec<String>,
+}
+
+/// The RabbitMQ backend.
+pub struct RabbitMq {
+    rt: Option<tokio::runtime::Runtime>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    opts: RabbitOptions,
+    uris: Vec<String>,
+    link: RwLock<Option<Arc<Link>>>,
+    leases: Mutex<HashMap<u64, Lease>>,
+    next_id: AtomicU64,
+    feeds: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Feed>>>>,
+    /// Outcomes stored whose original could not be acked (its connection was
+    /// gone, so the broker hands it out again): at-least-once duplicates.
+    duplicates: AtomicU64,
+}
+
+/// One set of live connections.
+struct Link {
+    generation: u64,
+    publish: Vec<Channel>,
+    /// The first `publish.len()` publish, the rest consume.
+    connections: Vec<Connection>,
+    next: AtomicUsize,
+    /// Queues declared (and bound) on this link.
+    declared: Mutex<HashSet<String>>,
+}
+
+/// A queue's consumer on one link.
+struct Feed {
+    generation: u64,
+    rx: mpsc::Receiver<lapin::message::Delivery>,
+}
+
+struct Lease {
+    queue: String,
+    acker: Acker,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> QueueError {
+    QueueError::Unavailable(e.to_string())
+}
+
+/// The delay queue bucket for a wait of `ms`: the largest power of two
+/// seconds not above it (1 s to 2^17 s ≈ 36 h). Rounding down means a message
+/// comes back early at most by half its wait; the dispatcher then sends it to
+/// a smaller bucket, so it is on time within a second after a few hops. Every
+/// message in a bucket queue has the same TTL, so none waits behind a longer
+/// one (the head-of-line limit of per-message TTLs).
+pub fn delay_bucket(ms: u64) -> u64 {
+    let secs = (ms / 1000).clamp(1, 1 << 17);
+    1u64 << (63 - secs.leading_zeros())
+}
+
+impl RabbitMq {
+    /// Starts the backend; connects in the background (calls fail with
+    /// `Unavailable` until the first connection is up).
+    pub fn start(opts: RabbitOptions) -> Result<RabbitMq, QueueError> {
+        let uris =
+            uri::split_hosts(&opts.address).map_err(|e| QueueError::Unavailable(format!("rabbitmq-address: {e}")))?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("amqp")
+            .enable_all()
+            .build()?;
+        let inner = Arc::new(Inner {
+            opts,
+            uris,
+            link: RwLock::new(None),
+            leases: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            feeds: Mutex::new(HashMap::new()),
+            duplicates: AtomicU64::new(0),
+        });
+        rt.spawn(supervise(inner.clone()));
+        Ok(RabbitMq { rt: Some(rt), inner })
+    }
+
+    /// Waits up to `within` for a broker connection.
+    pub fn wait_connected(&self, within: Duration) -> bool {
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if self.inner.current().is_ok() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    /// Outcomes stored for messages the broker will hand out again.
+    pub fn duplicates(&self) -> u64 {
+        self.inner.duplicates.load(Ordering::Relaxed)
+    }
+
+    /// Runs `f` on the AMQP runtime.
+    fn run<T: Send + 'static>(
+        &self,
+        f: impl Future<Output = Result<T, QueueError>> + Send + 'static,
+    ) -> BoxFuture<'_, Result<T, QueueError>> {
+        let handle = self.rt.as_ref().map(|rt| rt.spawn(f));
+        Box::pin(async move {
+            match handle {
+                Some(h) => h
+                    .await
+                    .map_err(|e| QueueError::Unavailable(format!("AMQP task failed: {e}")))?,
+                None => Err(QueueError::Closed),
+            }
+        })
+    }
+}
+
+impl Drop for RabbitMq {
+    fn drop(&mut self) {
+        // Not a blocking shutdown: the daemon may drop this from async code.
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// Keeps a link up: connect (hosts in turn, growing pauses), declare the
+/// queues, watch the connections, start again when one is lost.
+async fn supervise(inner: Arc<Inner>) {
+    let mut generation = 0;
+    let mut pause = Duration::from_millis(200);
+    let mut first_host = 0;
+    loop {
+        generation += 1;
+        match connect(&inner, generation, &mut first_host).await {
+            Ok(link) => {
+                tracing::info!(host = %inner.uris[first_host % inner.uris.len()].rsplit('@').next().unwrap_or(""), "RabbitMQ connected");
+                pause = Duration::from_millis(200);
+                let link = Arc::new(link);
+                *inner.link.write().unwrap_or_else(|e| e.into_inner()) = Some(link.clone());
+                while link.connections.iter().all(|c| c.status().connected()) {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                tracing::warn!("RabbitMQ connection lost; reconnecting");
+                *inner.link.write().unwrap_or_else(|e| e.into_inner()) = None;
+                for c in &link.connections {
+                    let _ = c.close(200, "reconnecting".into()).await;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot reach RabbitMQ; retrying");
+                first_host += 1;
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn connect(inner: &Inner, generation: u64, first_host: &mut usize) -> Result<Link, QueueError> {
+    let n = inner.uris.len();
+    let mut last = String::new();
+    for i in 0..n {
+        let uri = &inner.uris[(*first_host + i) % n];
+        match open(inner, uri, generation).await {
+            Ok(link) => {
+                *first_host = (*first_host + i) % n;
+                return Ok(link);
+            }
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err(unavailable(last))
+}
+
+async fn open(inner: &Inner, uri: &str, generation: u64) -> Result<Link, QueueError> {
+    let opts = &inner.opts;
+    let mut connections = Vec::new();
+    for _ in 0..opts.publishers.max(1) + opts.consumers.max(1) {
+        let c = tokio::time::timeout(
+            Duration::from_secs(5),
+            Connection::connect(uri, ConnectionProperties::default()),
+        )
+        .await
+        .map_err(|_| unavailable("connection timed out"))?
+        .map_err(unavailable)?;
+        connections.push(c);
+    }
+    let mut publish = Vec::new();
+    for c in &connections[..opts.publishers.max(1)] {
+        let ch = c.create_channel().await.map_err(unavailable)?;
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(unavailable)?;
+        publish.push(ch);
+    }
+    let link = Link {
+        generation,
+        publish,
+        connections,
+        next: AtomicUsize::new(0),
+        declared: Mutex::new(HashSet::new()),
+    };
+    for q in &opts.queues {
+        link.declare(opts, q).await?;
+    }
+    Ok(link)
+}
+
+impl Link {
+    fn publisher(&self) -> &Channel {
+        &self.publish[self.next.fetch_add(1, Ordering::Relaxed) % self.publish.len()]
+    }
+
+    fn consumer_connection(&self) -> &Connection {
+        let consumers = &self.connections[self.publish.len()..];
+        &consumers[self.next.fetch_add(1, Ordering::Relaxed) % consumers.len()]
+    }
+
+    /// Declares `queue` (and binds it to the exchange) once per link.
+    async fn declare(&self, opts: &RabbitOptions, queue: &str) -> Result<(), QueueError> {
+        if self.declared.lock().unwrap_or_else(|e| e.into_inner()).contains(queue) {
+            return Ok(());
+        }
+        let ch = self.publisher();
+        let options = QueueDeclareOptions {
+            durable: opts.durable,
+            ..Default::default()
+        };
+        ch.queue_declare(queue.into(), options, FieldTable::default())
+            .await
+            .map_err(unavailable)?;
+        if !opts.exchange.is_empty() {
+            ch.queue_bind(
+                queue.into(),
+                opts.exchange.as_str().into(),
+                queue.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(unavailable)?;
+        }
+        self.declared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(queue.to_string());
+        Ok(())
+    }
+
+    /// The delay queue that holds messages for `queue` for `secs`, declared once.
+    async fn delay_queue(&self, opts: &RabbitOptions, queue: &str, secs: u64) -> Result<String, QueueError> {
+        let name = format!("sluice.delay.{queue}.{secs}");
+        if self.declared.lock().unwrap_or_else(|e| e.into_inner()).contains(&name) {
+            return Ok(name);
+        }
+        let mut args = FieldTable::default();
+        args.insert("x-message-ttl".into(), AMQPValue::LongUInt((secs * 1000) as u32));
+        args.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString(opts.exchange.as_str().into()),
+        );
+        args.insert("x-dead-letter-routing-key".into(), AMQPValue::LongString(queue.into()));
+        let options = QueueDeclareOptions {
+            durable: opts.durable,
+            ..Default::default()
+        };
+        self.publisher()
+            .queue_declare(name.as_str().into(), options, args)
+            .await
+            .map_err(unavailable)?;
+        self.declared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.clone());
+        Ok(name)
+    }
+}
+
+impl Inner {
+    fn current(&self) -> Result<Arc<Link>, QueueError> {
+        self.link
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or_else(|| QueueError::Unavailable("no RabbitMQ connection".into()))
+    }
+
+    fn properties(&self) -> BasicProperties {
+        let p = BasicProperties::default().with_content_type("application/json".into());
+        if self.opts.persistent {
+            p.with_delivery_mode(2)
+        } else {
+            p
+        }
+    }
+
+    /// Publishes every message and waits for the broker to confirm them all.
+    async fn publish(&self, messages: Vec<NewMessage>) -> Result<(), QueueError> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let link = self.current()?;
+        let now = crate::now_ms();
+        let mut confirms = Vec::with_capacity(messages.len());
+        for m in &messages {
+            link.declare(&self.opts, &m.queue).await?;
+            let (exchange, key) = if m.not_before_ms > now + 1000 {
+                let secs = delay_bucket(m.not_before_ms - now);
+                (String::new(), link.delay_queue(&self.opts, &m.queue, secs).await?)
+            } else {
+                (self.opts.exchange.clone(), m.queue.clone())
+            };
+            let confirm = link
+                .publisher()
+                .basic_publish(
+                    exchange.as_str().into(),
+                    key.as_str().into(),
+                    BasicPublishOptions::default(),
+                    &m.body,
+                    self.properties(),
+                )
+                .await
+                .map_err(unavailable)?;
+            confirms.push(confirm);
+        }
+        for c in confirms {
+            match c.await.map_err(unavailable)? {
+                Confirmation::Ack(_) | Confirmation::NotRequested => {}
+                Confirmation::Nack(_) => return Err(unavailable("the broker refused a message (nack)")),
+            }
+        }
+        Ok(())
+    }
+
+    /// The consumer feed of `queue` on the current link, (re)started as needed.
+    async fn feed(&self, queue: &str) -> Result<Arc<tokio::sync::Mutex<Feed>>, QueueError> {
+        let link = self.current()?;
+        let feed = {
+            let mut feeds = self.feeds.lock().unwrap_or_else(|e| e.into_inner());
+            feeds
+                .entry(queue.to_string())
+                .or_insert_with(|| {
+                    let (_, rx) = mpsc::channel(1);
+                    Arc::new(tokio::sync::Mutex::new(Feed { generation: 0, rx }))
+                })
+                .clone()
+        };
+        {
+            let mut f = feed.lock().await;
+            if f.generation != link.generation {
+                link.declare(&self.opts, queue).await?;
+                let ch = link.consumer_connection().create_channel().await.map_err(unavailable)?;
+                ch.basic_qos(self.opts.prefetch.max(1), BasicQosOptions::default())
+                    .await
+                    .map_err(unavailable)?;
+                let mut consumer = ch
+                    .basic_consume(
+                        queue.into(),
+                        "".into(),
+                        BasicConsumeOptions::default(),
+                        FieldTable::default(),
+                    )
+                    .await
+                    .map_err(unavailable)?;
+                let (tx, rx) = mpsc::channel(usize::from(self.opts.prefetch.max(1)));
+                tokio::spawn(async move {
+                    let _channel = ch;
+                    while let Some(Ok(delivery)) = consumer.next().await {
+                        if tx.send(delivery).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                *f = Feed {
+                    generation: link.generation,
+                    rx,
+                };
+            }
+        }
+        Ok(feed)
+    }
+
+    async fn take(&self, queue: String, max: usize, wait: Duration) -> Result<Vec<StoredMessage>, QueueError> {
+        let feed = self.feed(&queue).await?;
+        let mut f = feed.lock().await;
+        let first = match tokio::time::timeout(wait, f.rx.recv()).await {
+            Ok(Some(d)) => d,
+            // The consumer ended (connection lost): the next call starts a new one.
+            Ok(None) => {
+                f.generation = 0;
+                return Ok(Vec::new());
+            }
+            Err(_) => return Ok(Vec::new()),
+        };
+        let mut deliveries = vec![first];
+        while deliveries.len() < max.max(1) {
+            match f.rx.try_recv() {
+                Ok(d) => deliveries.push(d),
+                Err(_) => break,
+            }
+        }
+        let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(deliveries
+            .into_iter()
+            .map(|d| {
+                let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+                leases.insert(
+                    id,
+                    Lease {
+                        queue: queue.clone(),
+                        acker: d.acker,
+                    },
+                );
+                StoredMessage {
+                    id,
+                    queue: queue.clone(),
+                    body: d.data,
+                    not_before_ms: 0,
+                }
+            })
+            .collect())
+    }
+
+    fn lease(&self, id: u64) -> Option<Lease> {
+        self.leases.lock().unwrap_or_else(|e| e.into_inner()).remove(&id)
+    }
+
+    async fn settle(&self, publish: Vec<NewMessage>, ack: Vec<u64>) -> Result<(), QueueError> {
+        self.publish(publish).await?;
+        for id in ack {
+            let Some(lease) = self.lease(id) else { continue };
+            if lease.acker.ack(BasicAckOptions::default()).await.is_err() {
+                // Its channel is gone, so the broker requeued it: it will be handed out again.
+                let n = self.duplicates.fetch_add(1, Ordering::Relaxed) + 1;
+                tracing::warn!(queue = %lease.queue, duplicates = n, "outcome stored but the message could not be acked (connection lost); it will be delivered again");
+            }
+        }
+        Ok(())
+    }
+
+    async fn release(&self, ids: Vec<u64>) -> Result<(), QueueError> {
+        for id in ids {
+            if let Some(lease) = self.lease(id) {
+                let _ = lease
+                    .acker
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        ..Default::default()
+                    })
+                    .await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads messages without keeping them: basic.get on a channel that is
+    /// then closed, which puts them back (marked redelivered).
+    async fn peek(&self, queue: String, max: usize) -> Result<Vec<StoredMessage>, QueueError> {
+        let link = self.current()?;
+        let ch = link.consumer_connection().create_channel().await.map_err(unavailable)?;
+        let mut out = Vec::new();
+        while out.len() < max {
+            match ch.basic_get(queue.as_str().into(), BasicGetOptions::default()).await {
+                Ok(Some(m)) => out.push(StoredMessage {
+                    id: 0,
+                    queue: queue.clone(),
+                    body: m.delivery.data,
+                    not_before_ms: 0,
+                }),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let _ = ch.close(200, "peeked".into()).await;
+        Ok(out)
+    }
+
+    async fn stats(&self) -> Result<Vec<QueueStats>, QueueError> {
+        let link = self.current()?;
+        let mut names: Vec<String> = link
+            .declared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect();
+        names.sort();
+        let mut counts = HashMap::new();
+        for name in &names {
+            // A passive declare answers with the count; a failure closes the channel, hence one each.
+            let ch = link.consumer_connection().create_channel().await.map_err(unavailable)?;
+            let passive = QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            };
+            if let Ok(q) = ch
+                .queue_declare(name.as_str().into(), passive, FieldTable::default())
+                .await
+            {
+                counts.insert(name.clone(), u64::from(q.message_count()));
+            }
+            let _ = ch.close(200, "stats".into()).await;
+        }
+        let leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = Vec::new();
+        for name in names.iter().filter(|n| !n.starts_with("sluice.delay.")) {
+            let prefix = format!("sluice.delay.{name}.");
+            let delayed = counts
+                .iter()
+                .filter(|(k, _)| k.strip_prefix(&prefix).is_some_and(|s| s.parse::<u64>().is_ok()))
+                .map(|(_, v)| v)
+                .sum();
+            out.push(QueueStats {
+                name: name.clone(),
+                ready: counts.get(name).copied().unwrap_or(0),
+                delayed,
+                leased: leases.values().filter(|l| &l.queue == name).count() as u64,
+            });
+        }
+        Ok(out)
+    }
+}
+
+impl Queue for RabbitMq {
+    fn publish(&self, messages: Vec<NewMessage>) -> BoxFuture<'_, Result<(), QueueError>> {
+        let inner = self.inner.clone();
+        self.run(async move { inner.publish(messages).await })
+    }
+
+    fn take<'a>(
+        &'a self,
+        queue: &'a str,
+        max: usize,
+        wait: Duration,
+    ) -> BoxFuture<'a, Result<Vec<StoredMessage>, QueueError>> {
+        let (inner, queue) = (self.inner.clone(), queue.to_string());
+        self.run(async move { inner.take(queue, max, wait).await })
+    }
+
+    fn settle(&self, publish: Vec<NewMessage>, ack: Vec<u64>) -> BoxFuture<'_, Result<(), QueueError>> {
+        let inner = self.inner.clone();
+        self.run(async move { inner.settle(publish, ack).await })
+    }
+
+    fn release(&self, ids: Vec<u64>) -> BoxFuture<'_, Result<(), QueueError>> {
+        let inner = self.inner.clone();
+        self.run(async move { inner.release(ids).await })
+    }
+
+    fn peek<'a>(&'a self, queue: &'a str, max: usize) -> BoxFuture<'a, Result<Vec<StoredMessage>, QueueError>> {
+        let (inner, queue) = (self.inner.clone(), queue.to_string());
+        self.run(async move { inner.peek(queue, max).await })
+    }
+
+    fn stats(&self) -> BoxFuture<'_, Result<Vec<QueueStats>, QueueError>> {
+        let inner = self.inner.clone();
+        self.run(async move { inner.stats().await })
+    }
+
+    fn available(&self) -> bool {
+        self.inner.current().is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delay_buckets_round_down_to_powers_of_two() {
+        assert_eq!(delay_bucket(0), 1);
+        assert_eq!(delay_bucket(1_500), 1);
+        assert_eq!(delay_bucket(300_000), 256);
+        assert_eq!(delay_bucket(512_000), 512);
+        assert_eq!(delay_bucket(u64::MAX / 2), 1 << 17);
+    }
+}
