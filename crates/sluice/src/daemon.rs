@@ -160,9 +160,12 @@ pub fn run(c: Config) -> Result<()> {
     Ok(())
 }
 
+/// The queues, and the embedded store behind them when there is one (closed at the end).
+type Queues = (Arc<dyn Queue>, Option<Arc<EmbeddedStore>>);
+
 /// The queues: RabbitMQ when `rabbitmq-address` is set, else the embedded
-/// store under the data directory (returned too, to be closed at the end).
-fn open_queue(c: &Config, data: &std::path::Path) -> Result<(Arc<dyn Queue>, Option<Arc<EmbeddedStore>>)> {
+/// store under the data directory.
+fn open_queue(c: &Config, data: &std::path::Path) -> Result<Queues> {
     if let Some(address) = c.opt("rabbitmq-address") {
         let opts = RabbitOptions {
             address: address.to_string(),
