@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod peers;
+pub mod rabbit;
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};

@@ -1,0 +1,183 @@
+//! The queues in RabbitMQ: a real broker, and pika (Python's AMQP client) on
+//! the other side, reading and writing the spec's JSON.
+
+mod common;
+use common::peers::{smtp_sink, smtp_sink_on};
+use common::rabbit::{prefix, Broker};
+use common::*;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn message(i: usize) -> Value {
+    json!({
+        "envelope": "sender@example.net",
+        "recipient": format!("user{i}@a.test"),
+        "mime": format!("Subject: rabbit {i}\r\n\r\nbody {i}\r\n"),
+        "n": i,
+    })
+}
+
+#[test]
+fn smtp_in_lands_on_the_outbox_as_the_spec_json() {
+    let broker = Broker::shared();
+    let p = prefix();
+    let d = Daemon::start(&broker.config(&p));
+    let (ok, transcript) = swaks(
+        &d,
+        "s@example.net",
+        "a@example.com,b@example.org",
+        &["--body", "hello rabbit"],
+    );
+    assert!(ok, "{transcript}");
+    let got = broker.get(&format!("{p}outbox"), 2, WAIT);
+    assert_eq!(got.len(), 2, "{}", d.log());
+    let mut rcpts: Vec<&str> = got.iter().map(|m| m["recipient"].as_str().unwrap()).collect();
+    rcpts.sort();
+    assert_eq!(rcpts, ["a@example.com", "b@example.org"]);
+    for m in &got {
+        assert_eq!(m["envelope"], "s@example.net");
+        assert!(m["mime"].as_str().unwrap().contains("hello rabbit"));
+        assert!(
+            transcript.contains(m["message-id"].as_str().unwrap()),
+            "the 250 names the id"
+        );
+    }
+}
+
+#[test]
+fn pika_publishes_sluice_delivers_pika_reads_the_results() {
+    let broker = Broker::shared();
+    let p = prefix();
+    let sink = smtp_sink(&[]);
+    let d = Daemon::start(&format!(
+        "{}delivery-enabled: true\nsmtp-sink-ip: 127.0.0.1\nsmtp-sink-port: {}\n",
+        broker.config(&p),
+        sink.port
+    ));
+    let mut bodies: Vec<String> = (0..3).map(|i| message(i).to_string()).collect();
+    bodies.push("{this is not json".into());
+    broker.publish(&format!("{p}outbox"), &bodies);
+    let results = broker.get(&format!("{p}results"), 4, WAIT);
+    assert_eq!(results.len(), 4, "{}", d.log());
+    let success = broker.get(&format!("{p}success"), 3, WAIT);
+    assert_eq!(success.len(), 3);
+    for s in &success {
+        let e = &s["results"][0];
+        assert_eq!(
+            (e["state"].as_str(), e["result"].as_str()),
+            (Some("message"), Some("accepted")),
+            "{s}"
+        );
+        assert!(s.get("mime").is_none());
+        assert!(s["n"].is_u64(), "custom properties are kept: {s}");
+    }
+    let failure = broker.get(&format!("{p}failure"), 1, WAIT);
+    assert_eq!(failure.len(), 1);
+    let e = &failure[0]["results"][0];
+    assert_eq!(
+        (e["state"].as_str(), e["result"].as_str()),
+        (Some("amqp"), Some("invalid")),
+        "{e}"
+    );
+    assert_eq!(failure[0]["message"], "{this is not json");
+    assert_eq!(broker.count(&format!("{p}outbox")), 0);
+}
+
+#[test]
+fn a_retry_waits_in_a_delay_queue() {
+    let broker = Broker::shared();
+    let p = prefix();
+    let sink = smtp_sink(&["-r", "rcpt"]);
+    let d = Daemon::start(&format!(
+        "{}delivery-enabled: true\nsmtp-sink-ip: 127.0.0.1\nsmtp-sink-port: {}\nretry-interval: 300\n",
+        broker.config(&p),
+        sink.port
+    ));
+    broker.publish(&format!("{p}outbox"), &[message(1).to_string()]);
+    let retry = broker.get(&format!("{p}retry"), 1, WAIT);
+    assert_eq!(retry.len(), 1, "{}", d.log());
+    // 300 s rounds down to the 256 s bucket; nothing is back in the outbox yet.
+    let delay = format!("sluice.delay.{p}outbox.256");
+    let deadline = std::time::Instant::now() + WAIT;
+    while broker.count(&delay) == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(broker.count(&delay), 1, "{}", d.log());
+    assert_eq!(broker.count(&format!("{p}outbox")), 0);
+    let stats = json_lines(&d.cli(&["queue", "stats"], b"").stdout);
+    let outbox = stats
+        .iter()
+        .find(|q| q["name"] == format!("{p}outbox"))
+        .expect("outbox in stats");
+    assert_eq!(outbox["delayed"], 1, "{stats:?}");
+}
+
+#[test]
+fn broker_down_at_start_means_451_until_it_comes_up() {
+    let broker = Broker::private();
+    broker.stop();
+    let p = prefix();
+    let d = Daemon::start(&broker.config(&p));
+    let mut c = d.session();
+    let r = c.cmd("MAIL FROM:<a@b.test>");
+    assert!(r.starts_with("451 4.3.0"), "{r}");
+    assert!(c.cmd("NOOP").starts_with("250"), "the session goes on");
+    broker.start();
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let r = c.cmd("MAIL FROM:<a@b.test>");
+        if r.starts_with("250") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still {r} after the broker came up"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(c.cmd("RCPT TO:<after@example.com>").starts_with("250"));
+    assert!(c.cmd("DATA").starts_with("354"));
+    c.send(b"Subject: back\r\n\r\nbody\r\n");
+    let r = c.cmd(".");
+    assert!(r.starts_with("250"), "{r}");
+    assert_eq!(broker.get(&format!("{p}outbox"), 1, WAIT).len(), 1);
+}
+
+#[test]
+fn two_instances_share_the_outbox() {
+    let broker = Broker::shared();
+    let p = prefix();
+    let dump = tempfile::tempdir().unwrap();
+    let sink = smtp_sink_on("127.0.0.1", &[], Some(dump.path()));
+    let logs = tempfile::tempdir().unwrap();
+    let daemons: Vec<Daemon> = (0..2)
+        .map(|i| {
+            Daemon::start(&format!(
+                "{}delivery-enabled: true\nsmtp-sink-ip: 127.0.0.1\nsmtp-sink-port: {}\nsend-log: {}\nrabbitmq-prefetch: 50\n",
+                broker.config(&p),
+                sink.port,
+                logs.path().join(format!("send{i}.log")).display()
+            ))
+        })
+        .collect();
+    let n = 400;
+    let bodies: Vec<String> = (0..n).map(|i| message(i).to_string()).collect();
+    broker.publish(&format!("{p}outbox"), &bodies);
+    let success = broker.get(&format!("{p}success"), n, Duration::from_secs(60));
+    assert_eq!(success.len(), n, "{}", daemons[0].log());
+    let worked: Vec<usize> = (0..2)
+        .map(|i| {
+            std::fs::read_to_string(logs.path().join(format!("send{i}.log")))
+                .unwrap_or_default()
+                .lines()
+                .count()
+        })
+        .collect();
+    eprintln!("two instances: deliveries per instance {worked:?}");
+    assert!(worked.iter().all(|&w| w > 0), "both did work: {worked:?}");
+    assert_eq!(worked.iter().sum::<usize>(), n);
+    let delivered = std::fs::read_dir(dump.path()).unwrap().count();
+    assert_eq!(delivered, n, "each message delivered once");
+}
