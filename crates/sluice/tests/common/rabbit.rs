@@ -21,6 +21,7 @@ pub struct Broker {
 struct Private {
     node: String,
     dir: tempfile::TempDir,
+    server: std::sync::Mutex<Option<std::process::Child>>,
 }
 
 impl Broker {
@@ -52,7 +53,11 @@ impl Broker {
         let b = Broker {
             address: format!("amqp://guest:guest@127.0.0.1:{port}/%2f"),
             port,
-            private: Some(Private { node, dir }),
+            private: Some(Private {
+                node,
+                dir,
+                server: std::sync::Mutex::new(None),
+            }),
         };
         b.start();
         b
@@ -74,12 +79,13 @@ impl Broker {
         std::fs::write(root.join("plugins"), "[].").unwrap();
         let _ = Command::new("chmod").arg("755").arg(root).status();
         let _ = Command::new("chown").args(["-R", "rabbitmq"]).arg(root).status();
-        Command::new("rabbitmq-server")
+        let child = Command::new("rabbitmq-server")
             .envs(self.env())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start rabbitmq-server");
+        *p.server.lock().unwrap() = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);
         while !self.up() {
             assert!(Instant::now() < deadline, "rabbitmq-server did not come up");
@@ -100,6 +106,9 @@ impl Broker {
         while self.up() {
             assert!(Instant::now() < deadline, "rabbitmq-server did not stop");
             std::thread::sleep(Duration::from_millis(100));
+        }
+        if let Some(mut child) = p.server.lock().unwrap().take() {
+            let _ = child.wait();
         }
     }
 
