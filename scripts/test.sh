@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test. Installs the real peers the tests talk to when missing:
 # swaks, Postfix (smtp-source/smtp-sink, and a private instance as a mailbox),
-# dnsmasq (test DNS zones), python3 with dkimpy and aiosmtpd. Safe to run repeatedly.
+# dnsmasq (test DNS zones), rabbitmq-server, python3 with dkimpy, aiosmtpd and pika.
+# Starts a private RabbitMQ for the run. Safe to run repeatedly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,7 @@ command -v python3 >/dev/null || need+=(python3)
 [ -f /usr/include/ev.h ] || need+=(libev-dev)                   # plugins that use MQ_ev
 command -v dnsmasq >/dev/null || need+=(dnsmasq-base)            # the loopback DNS server of delivery tests
 command -v openssl >/dev/null || need+=(openssl)                  # certificates for the test Postfix
+command -v rabbitmq-server >/dev/null || need+=(rabbitmq-server)  # the RabbitMQ backend's broker
 python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing test peers: ${need[*]}"
@@ -22,13 +24,39 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-# Python peers: aiosmtpd (an SMTP server with AUTH and STARTTLS), dkimpy (a DKIM verifier).
-if ! python3 -c "import aiosmtpd, dkim, nacl" 2>/dev/null; then
-  python3 -m pip install -q aiosmtpd dkimpy pynacl 2>/dev/null || python3 -m pip install -q --break-system-packages aiosmtpd dkimpy pynacl
+# Python peers: aiosmtpd (an SMTP server with AUTH and STARTTLS), dkimpy (a DKIM verifier), pika (AMQP).
+if ! python3 -c "import aiosmtpd, dkim, nacl, pika" 2>/dev/null; then
+  python3 -m pip install -q aiosmtpd dkimpy pynacl pika 2>/dev/null || python3 -m pip install -q --break-system-packages aiosmtpd dkimpy pynacl pika
 fi
 
+# A private RabbitMQ for the run (own node name, ports and data directory),
+# stopped at the end. Tests that stop and start a broker start their own.
+rabbit_dir=$(mktemp -d)
+rabbit_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+rabbit_node="sluice-test-$$@localhost"
+rabbit_env=(RABBITMQ_NODENAME="$rabbit_node" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 RABBITMQ_NODE_PORT="$rabbit_port"
+  RABBITMQ_DIST_PORT=$((rabbit_port < 55000 ? rabbit_port + 10000 : rabbit_port - 10000))
+  RABBITMQ_MNESIA_BASE="$rabbit_dir/mnesia" RABBITMQ_LOG_BASE="$rabbit_dir/log"
+  RABBITMQ_ENABLED_PLUGINS_FILE="$rabbit_dir/plugins")
+mkdir -p "$rabbit_dir/mnesia" "$rabbit_dir/log" && echo '[].' > "$rabbit_dir/plugins"
+chmod 755 "$rabbit_dir" && chown -R rabbitmq "$rabbit_dir"
+env "${rabbit_env[@]}" rabbitmq-server >"$rabbit_dir/server.out" 2>&1 &
+stop_rabbit() {
+  env "${rabbit_env[@]}" rabbitmqctl -n "$rabbit_node" stop >/dev/null 2>&1 || true
+  wait 2>/dev/null || true
+  rm -rf "$rabbit_dir"
+}
+trap stop_rabbit EXIT
+for _ in $(seq 120); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$rabbit_port") 2>/dev/null && break
+  sleep 0.5
+done
+export RABBITMQ_TEST_ADDRESS="amqp://guest:guest@127.0.0.1:$rabbit_port/%2f"
+
+status=0
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --no-fail-fast
+  cargo nextest run --workspace --no-fail-fast || status=$?
 else
-  cargo test --workspace --no-fail-fast
+  cargo test --workspace --no-fail-fast || status=$?
 fi
+exit $status
