@@ -23,14 +23,17 @@ elif command == "get":
     n, seconds = int(sys.argv[4]), float(sys.argv[5])
     deadline = time.time() + seconds
     got = 0
-    while got < n and time.time() < deadline:
-        method, _, body = channel.basic_get(queue)
-        if method is None:
-            time.sleep(0.05)
-            continue
-        print(body.decode("utf-8", "replace"), flush=True)
-        channel.basic_ack(method.delivery_tag)
-        got += 1
+    channel.basic_qos(prefetch_count=1000)
+    for method, _, body in channel.consume(queue, inactivity_timeout=0.2):
+        if method is not None:
+            print(body.decode("utf-8", "replace"))
+            channel.basic_ack(method.delivery_tag)
+            got += 1
+        if got >= n or time.time() >= deadline:
+            break
+    # Unacked prefetched messages go back to the queue.
+    channel.cancel()
+    sys.stdout.flush()
 elif command == "count":
     print(channel.queue_declare(queue=queue, passive=True).method.message_count)
 connection.close()
