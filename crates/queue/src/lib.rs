@@ -106,6 +106,12 @@ pub trait Queue: Send + Sync + 'static {
     fn available(&self) -> bool {
         true
     }
+
+    /// Outcomes stored for messages that will be handed out again (their ack
+    /// could not be delivered): the at-least-once duplicates so far.
+    fn duplicates(&self) -> u64 {
+        0
+    }
 }
 
 /// Milliseconds since the Unix epoch.

@@ -138,11 +138,6 @@ impl RabbitMq {
         false
     }
 
-    /// Outcomes stored for messages the broker will hand out again.
-    pub fn duplicates(&self) -> u64 {
-        self.inner.duplicates.load(Ordering::Relaxed)
-    }
-
     /// Runs `f` on the AMQP runtime.
     fn run<T: Send + 'static>(
         &self,
@@ -604,6 +599,10 @@ impl Queue for RabbitMq {
 
     fn available(&self) -> bool {
         self.inner.current().is_ok()
+    }
+
+    fn duplicates(&self) -> u64 {
+        self.inner.duplicates.load(Ordering::Relaxed)
     }
 }
 

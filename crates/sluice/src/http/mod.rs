@@ -90,7 +90,10 @@ async fn require_auth(State(api): Shared, req: Request, next: Next) -> Response 
 async fn health(State(api): Shared) -> Result<Json<Value>, ApiError> {
     let stats = api.sink.queue.stats().await?;
     let messages: u64 = stats.iter().map(|q| q.ready + q.delayed + q.leased).sum();
-    Ok(Json(json!({ "status": "ok", "messages": messages })))
+    let duplicates = api.sink.queue.duplicates();
+    Ok(Json(
+        json!({ "status": "ok", "messages": messages, "duplicates": duplicates }),
+    ))
 }
 
 async fn stats(State(api): Shared) -> Result<Json<Value>, ApiError> {
