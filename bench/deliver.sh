@@ -4,7 +4,8 @@
 #       (smtp-sink-ip routes every connection there; per-domain queues and limits stay)
 #   (b) relay end to end: smtp-source -> sluice (SMTP in, outbox, delivery) -> smtp-sink,
 #       against Postfix doing the same relay (../shared/bench/postfix-relay.sh)
-# Usage: bench/deliver.sh [N_PRELOADED] [N_RELAY] [SESSIONS]   (default 100000 20000 20)
+# Usage: [QUEUE=rabbitmq] bench/deliver.sh [N_PRELOADED] [N_RELAY] [SESSIONS]   (default 100000 20000 20)
+#   QUEUE=rabbitmq: the queues in a private RabbitMQ (persistent, confirmed) instead of the embedded store
 # Run as root (Postfix is installed and configured by the shared script).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +17,13 @@ command -v smtp-source >/dev/null || { echo "needs postfix (smtp-source, smtp-si
 cargo build --release -q
 BIN=$PWD/target/release/sluice
 WORK=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+source scripts/private-rabbitmq.sh
+trap 'rabbit_stop; kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+if [ "${QUEUE:-embedded}" = rabbitmq ]; then
+  command -v rabbitmq-server >/dev/null || { echo "needs rabbitmq-server"; exit 1; }
+  rabbit_start
+  echo "queues in RabbitMQ at $RABBIT_ADDRESS"
+fi
 
 now() { date +%s.%N; }
 rate() { python3 -c "import sys; print(f'{int(sys.argv[1])/(float(sys.argv[3])-float(sys.argv[2])):.0f}')" "$@"; }
@@ -24,18 +31,25 @@ config() { # $1 = delivery-enabled
   printf 'smtp-port: %s\nwww-port: %s\ndata-directory: %s\nlog-level: warn\nsmtp-connections: 2000\n' \
     $SMTP_PORT $WWW_PORT "$WORK/data" > "$WORK/config.txt"
   printf 'delivery-enabled: %s\nsmtp-sink-ip: 127.0.0.1\nsmtp-sink-port: %s\n' "$1" $SINK_PORT >> "$WORK/config.txt"
+  if [ -n "${RABBIT_ADDRESS:-}" ]; then
+    # The broker outlives a data directory: each part gets queues of its own.
+    printf 'rabbitmq-address: %s\n' "$RABBIT_ADDRESS" >> "$WORK/config.txt"
+    for q in outbox results success failure retry; do printf 'rabbitmq-%s: %s-%s\n' $q "$PART" $q >> "$WORK/config.txt"; done
+  fi
 }
 start() { "$BIN" run --config "$WORK/config.txt" 2>>"$WORK/sluice.log" & SLUICE_PID=$!
   for _ in $(seq 100); do "$BIN" queue stats --config "$WORK/config.txt" >/dev/null 2>&1 && return; sleep 0.1; done
   echo "sluice did not start"; cat "$WORK/sluice.log"; exit 1; }
 stop() { kill $SLUICE_PID; wait $SLUICE_PID 2>/dev/null || true; }
 # Messages of queue $1 still present (ready + delayed + leased).
-left() { "$BIN" queue stats --config "$WORK/config.txt" | python3 -c "
+left() { local name=$1; [ -z "${RABBIT_ADDRESS:-}" ] || name="$PART-$1"
+  "$BIN" queue stats --config "$WORK/config.txt" | python3 -c "
 import sys,json
-print(sum(q['ready']+q['delayed']+q['leased'] for q in map(json.loads, sys.stdin) if q['name']=='$1'))"; }
+print(sum(q['ready']+q['delayed']+q['leased'] for q in map(json.loads, sys.stdin) if q['name']=='$name'))"; }
 wait_empty() { while [ "$(left outbox)" != 0 ]; do sleep 0.1; done; }
 
 # ---- (a) preloaded outbox -------------------------------------------------
+PART=a
 rm -rf "$WORK/data"; config false; start
 python3 - "$N" "$SIZE" "$WORK/msgs" <<'PY'
 import json, sys, os
@@ -50,7 +64,10 @@ for c in range(0, n, chunk):
             mime = f"From: from@bench.test\r\nTo: to{i}@{d}\r\nSubject: bench {i}\r\n\r\n{body}"
             f.write(json.dumps({"envelope": "from@bench.test", "recipient": f"to{i}@{d}", "mime": mime}) + "\n")
 PY
+t0=$(now)
 for f in "$WORK"/msgs/*.json; do "$BIN" inject "$f" --config "$WORK/config.txt" >/dev/null; done
+t1=$(now)
+echo "(a) preload: $N messages injected over HTTP (stored, fsync'd or confirmed) at $(rate "$N" "$t0" "$t1") msg/s"
 rm -rf "$WORK/msgs"
 [ "$(left outbox)" = "$N" ] || { echo "preload failed: $(left outbox) of $N in the outbox"; exit 1; }
 stop
@@ -64,6 +81,7 @@ A=$(rate "$N" "$t0" "$t1")
 echo "(a) preloaded: $N messages delivered in $(python3 -c "print(f'{$t1-$t0:.1f}')") s = $A msg/s (results=$results failures=$failures)"
 
 # ---- (b) relay end to end, sluice then postfix ------------------------------
+PART=b
 rm -rf "$WORK/data"; config true
 smtp-sink -u nobody -m 1000 -c 127.0.0.1:$SINK_PORT 1024 >"$WORK/sink.out" 2>&1 & SINK=$!
 sleep 0.5; start

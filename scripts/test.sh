@@ -29,29 +29,12 @@ if ! python3 -c "import aiosmtpd, dkim, nacl, pika" 2>/dev/null; then
   python3 -m pip install -q aiosmtpd dkimpy pynacl pika 2>/dev/null || python3 -m pip install -q --break-system-packages aiosmtpd dkimpy pynacl pika
 fi
 
-# A private RabbitMQ for the run (own node name, ports and data directory),
-# stopped at the end. Tests that stop and start a broker start their own.
-rabbit_dir=$(mktemp -d)
-rabbit_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-rabbit_node="sluice-test-$$@localhost"
-rabbit_env=(RABBITMQ_NODENAME="$rabbit_node" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 RABBITMQ_NODE_PORT="$rabbit_port"
-  RABBITMQ_DIST_PORT=$((rabbit_port < 55000 ? rabbit_port + 10000 : rabbit_port - 10000))
-  RABBITMQ_MNESIA_BASE="$rabbit_dir/mnesia" RABBITMQ_LOG_BASE="$rabbit_dir/log"
-  RABBITMQ_ENABLED_PLUGINS_FILE="$rabbit_dir/plugins")
-mkdir -p "$rabbit_dir/mnesia" "$rabbit_dir/log" && echo '[].' > "$rabbit_dir/plugins"
-chmod 755 "$rabbit_dir" && chown -R rabbitmq "$rabbit_dir"
-env "${rabbit_env[@]}" rabbitmq-server >"$rabbit_dir/server.out" 2>&1 &
-stop_rabbit() {
-  env "${rabbit_env[@]}" rabbitmqctl -n "$rabbit_node" stop >/dev/null 2>&1 || true
-  wait 2>/dev/null || true
-  rm -rf "$rabbit_dir"
-}
-trap stop_rabbit EXIT
-for _ in $(seq 120); do
-  (exec 3<>"/dev/tcp/127.0.0.1/$rabbit_port") 2>/dev/null && break
-  sleep 0.5
-done
-export RABBITMQ_TEST_ADDRESS="amqp://guest:guest@127.0.0.1:$rabbit_port/%2f"
+# A private RabbitMQ for the run, stopped at the end. Tests that stop and
+# start a broker start their own.
+source scripts/private-rabbitmq.sh
+trap rabbit_stop EXIT
+rabbit_start
+export RABBITMQ_TEST_ADDRESS="$RABBIT_ADDRESS"
 
 status=0
 if cargo nextest --version >/dev/null 2>&1; then

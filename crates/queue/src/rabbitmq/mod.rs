@@ -109,7 +109,7 @@ impl RabbitMq {
         let uris =
             uri::split_hosts(&opts.address).map_err(|e| QueueError::Unavailable(format!("rabbitmq-address: {e}")))?;
         let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+            .worker_threads(1)
             .thread_name("amqp")
             .enable_all()
             .build()?;
