@@ -138,20 +138,17 @@ impl RabbitMq {
         false
     }
 
-    /// Runs `f` on the AMQP runtime.
+    /// Runs `f` where it is awaited: lapin's futures are completed by its
+    /// own I/O loop (on the AMQP runtime), so awaiting them from another
+    /// runtime costs no extra hop between threads.
     fn run<T: Send + 'static>(
         &self,
         f: impl Future<Output = Result<T, QueueError>> + Send + 'static,
     ) -> BoxFuture<'_, Result<T, QueueError>> {
-        let handle = self.rt.as_ref().map(|rt| rt.spawn(f));
-        Box::pin(async move {
-            match handle {
-                Some(h) => h
-                    .await
-                    .map_err(|e| QueueError::Unavailable(format!("AMQP task failed: {e}")))?,
-                None => Err(QueueError::Closed),
-            }
-        })
+        if self.rt.is_none() {
+            return Box::pin(async { Err(QueueError::Closed) });
+        }
+        Box::pin(f)
     }
 }
 
