@@ -286,3 +286,19 @@ fn broker_restart_under_load_loses_nothing() {
     );
     assert_eq!(missing, 0, "acknowledged messages without a result:\n{}", d.log());
 }
+
+#[test]
+fn the_hosts_of_the_address_are_tried_in_turn() {
+    let broker = Broker::shared();
+    let p = prefix();
+    // The first host has no broker; the second is the real one.
+    let dead = free_port();
+    let address = broker
+        .address
+        .replacen("@127.0.0.1:", &format!("@127.0.0.1:{dead};127.0.0.1:"), 1);
+    let config = broker.config(&p).replace(&broker.address, &address);
+    let d = Daemon::start(&config);
+    let (ok, transcript) = swaks(&d, "s@example.net", "a@example.com", &[]);
+    assert!(ok, "{transcript}\n{}", d.log());
+    assert_eq!(broker.get(&format!("{p}outbox"), 1, WAIT).len(), 1);
+}

@@ -204,10 +204,11 @@ async fn connect(inner: &Inner, generation: u64, first_host: &mut usize) -> Resu
                 *first_host = (*first_host + i) % n;
                 return Ok(link);
             }
+            Err(QueueError::Unavailable(why)) => last = why,
             Err(e) => last = e.to_string(),
         }
     }
-    Err(unavailable(last))
+    Err(QueueError::Unavailable(last))
 }
 
 async fn open(inner: &Inner, uri: &str, generation: u64) -> Result<Link, QueueError> {
