@@ -13,19 +13,21 @@
 //!
 //! Everything AMQP runs on a runtime of its own, whatever runtime calls in.
 
+mod link;
 pub mod uri;
 
 use crate::{BoxFuture, NewMessage, Queue, QueueError, QueueStats, StoredMessage};
 use futures_util::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeclareOptions,
 };
-use lapin::types::{AMQPValue, FieldTable};
-use lapin::{Acker, BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
-use std::collections::{HashMap, HashSet};
+use lapin::types::FieldTable;
+use lapin::{Acker, BasicProperties, Confirmation};
+use link::Link;
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -63,17 +65,6 @@ struct Inner {
     /// Outcomes stored whose original could not be acked (its connection was
     /// gone, so the broker hands it out again): at-least-once duplicates.
     duplicates: AtomicU64,
-}
-
-/// One set of live connections.
-struct Link {
-    generation: u64,
-    publish: Vec<Channel>,
-    /// The first `publish.len()` publish, the rest consume.
-    connections: Vec<Connection>,
-    next: AtomicUsize,
-    /// Queues declared (and bound) on this link.
-    declared: Mutex<HashSet<String>>,
 }
 
 /// A queue's consumer on one link.
@@ -122,7 +113,7 @@ impl RabbitMq {
             feeds: Mutex::new(HashMap::new()),
             duplicates: AtomicU64::new(0),
         });
-        rt.spawn(supervise(inner.clone()));
+        rt.spawn(link::supervise(inner.clone()));
         Ok(RabbitMq { rt: Some(rt), inner })
     }
 
@@ -158,160 +149,6 @@ impl Drop for RabbitMq {
         if let Some(rt) = self.rt.take() {
             rt.shutdown_background();
         }
-    }
-}
-
-/// Keeps a link up: connect (hosts in turn, growing pauses), declare the
-/// queues, watch the connections, start again when one is lost.
-async fn supervise(inner: Arc<Inner>) {
-    let mut generation = 0;
-    let mut pause = Duration::from_millis(200);
-    let mut first_host = 0;
-    loop {
-        generation += 1;
-        match connect(&inner, generation, &mut first_host).await {
-            Ok(link) => {
-                tracing::info!(host = %inner.uris[first_host % inner.uris.len()].rsplit('@').next().unwrap_or(""), "RabbitMQ connected");
-                pause = Duration::from_millis(200);
-                let link = Arc::new(link);
-                *inner.link.write().unwrap_or_else(|e| e.into_inner()) = Some(link.clone());
-                while link.connections.iter().all(|c| c.status().connected()) {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                tracing::warn!("RabbitMQ connection lost; reconnecting");
-                *inner.link.write().unwrap_or_else(|e| e.into_inner()) = None;
-                for c in &link.connections {
-                    let _ = c.close(200, "reconnecting".into()).await;
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot reach RabbitMQ; retrying");
-                first_host += 1;
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(5));
-            }
-        }
-    }
-}
-
-async fn connect(inner: &Inner, generation: u64, first_host: &mut usize) -> Result<Link, QueueError> {
-    let n = inner.uris.len();
-    let mut last = String::new();
-    for i in 0..n {
-        let uri = &inner.uris[(*first_host + i) % n];
-        match open(inner, uri, generation).await {
-            Ok(link) => {
-                *first_host = (*first_host + i) % n;
-                return Ok(link);
-            }
-            Err(QueueError::Unavailable(why)) => last = why,
-            Err(e) => last = e.to_string(),
-        }
-    }
-    Err(QueueError::Unavailable(last))
-}
-
-async fn open(inner: &Inner, uri: &str, generation: u64) -> Result<Link, QueueError> {
-    let opts = &inner.opts;
-    let mut connections = Vec::new();
-    for _ in 0..opts.publishers.max(1) + opts.consumers.max(1) {
-        let c = tokio::time::timeout(
-            Duration::from_secs(5),
-            Connection::connect(uri, ConnectionProperties::default()),
-        )
-        .await
-        .map_err(|_| unavailable("connection timed out"))?
-        .map_err(unavailable)?;
-        connections.push(c);
-    }
-    let mut publish = Vec::new();
-    for c in &connections[..opts.publishers.max(1)] {
-        let ch = c.create_channel().await.map_err(unavailable)?;
-        ch.confirm_select(ConfirmSelectOptions::default())
-            .await
-            .map_err(unavailable)?;
-        publish.push(ch);
-    }
-    let link = Link {
-        generation,
-        publish,
-        connections,
-        next: AtomicUsize::new(0),
-        declared: Mutex::new(HashSet::new()),
-    };
-    for q in &opts.queues {
-        link.declare(opts, q).await?;
-    }
-    Ok(link)
-}
-
-impl Link {
-    fn publisher(&self) -> &Channel {
-        &self.publish[self.next.fetch_add(1, Ordering::Relaxed) % self.publish.len()]
-    }
-
-    fn consumer_connection(&self) -> &Connection {
-        let consumers = &self.connections[self.publish.len()..];
-        &consumers[self.next.fetch_add(1, Ordering::Relaxed) % consumers.len()]
-    }
-
-    /// Declares `queue` (and binds it to the exchange) once per link.
-    async fn declare(&self, opts: &RabbitOptions, queue: &str) -> Result<(), QueueError> {
-        if self.declared.lock().unwrap_or_else(|e| e.into_inner()).contains(queue) {
-            return Ok(());
-        }
-        let ch = self.publisher();
-        let options = QueueDeclareOptions {
-            durable: opts.durable,
-            ..Default::default()
-        };
-        ch.queue_declare(queue.into(), options, FieldTable::default())
-            .await
-            .map_err(unavailable)?;
-        if !opts.exchange.is_empty() {
-            ch.queue_bind(
-                queue.into(),
-                opts.exchange.as_str().into(),
-                queue.into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(unavailable)?;
-        }
-        self.declared
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(queue.to_string());
-        Ok(())
-    }
-
-    /// The delay queue that holds messages for `queue` for `secs`, declared once.
-    async fn delay_queue(&self, opts: &RabbitOptions, queue: &str, secs: u64) -> Result<String, QueueError> {
-        let name = format!("sluice.delay.{queue}.{secs}");
-        if self.declared.lock().unwrap_or_else(|e| e.into_inner()).contains(&name) {
-            return Ok(name);
-        }
-        let mut args = FieldTable::default();
-        args.insert("x-message-ttl".into(), AMQPValue::LongUInt((secs * 1000) as u32));
-        args.insert(
-            "x-dead-letter-exchange".into(),
-            AMQPValue::LongString(opts.exchange.as_str().into()),
-        );
-        args.insert("x-dead-letter-routing-key".into(), AMQPValue::LongString(queue.into()));
-        let options = QueueDeclareOptions {
-            durable: opts.durable,
-            ..Default::default()
-        };
-        self.publisher()
-            .queue_declare(name.as_str().into(), options, args)
-            .await
-            .map_err(unavailable)?;
-        self.declared
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(name.clone());
-        Ok(name)
     }
 }
 
