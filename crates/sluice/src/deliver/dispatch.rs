@@ -70,6 +70,7 @@ pub async fn run(engine: Arc<Engine>, lanes: Vec<mpsc::UnboundedSender<Job>>) {
     };
     let mut stop = engine.shutdown.clone();
     let mut average = 4096usize;
+    let mut unreadable = false;
     loop {
         // Wait for room before taking anything.
         let first = tokio::select! {
@@ -84,9 +85,19 @@ pub async fn run(engine: Arc<Engine>, lanes: Vec<mpsc::UnboundedSender<Job>>) {
             _ = crate::shutdown::requested(&mut stop) => break,
         };
         let taken = match taken {
-            Ok(t) => t,
+            Ok(t) => {
+                if unreadable {
+                    tracing::info!("the outbox can be read again");
+                    unreadable = false;
+                }
+                t
+            }
             Err(e) => {
-                tracing::error!(error = %e, "cannot read the outbox; retrying in a second");
+                // Once per outage, not once a second while a broker is down.
+                if !unreadable {
+                    tracing::error!(error = %e, "cannot read the outbox; retrying every second");
+                    unreadable = true;
+                }
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
