@@ -176,6 +176,11 @@ fn open_queue(c: &Config, data: &std::path::Path) -> Result<Queues> {
             publishers: c.u64("rabbitmq-publishers").max(1) as usize,
             consumers: c.u64("rabbitmq-consumers").max(1) as usize,
             queues: crate::queues::all(c),
+            consumed: if c.bool("delivery-enabled") {
+                vec![c.str("rabbitmq-outbox").to_string()]
+            } else {
+                Vec::new()
+            },
         };
         let rmq = RabbitMq::start(opts).map_err(|e| c.error("rabbitmq-address", e.to_string()))?;
         if !rmq.wait_connected(std::time::Duration::from_secs(5)) {

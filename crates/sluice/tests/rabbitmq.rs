@@ -302,3 +302,21 @@ fn the_hosts_of_the_address_are_tried_in_turn() {
     assert!(ok, "{transcript}\n{}", d.log());
     assert_eq!(broker.get(&format!("{p}outbox"), 1, WAIT).len(), 1);
 }
+
+#[test]
+fn sluice_pop_takes_what_it_asks_for_and_leaves_the_rest() {
+    let broker = Broker::shared();
+    let p = prefix();
+    let d = Daemon::start(&broker.config(&p));
+    let results = format!("{p}results");
+    broker.publish(&results, &(0..5).map(|i| message(i).to_string()).collect::<Vec<_>>());
+    let out = d.cli(&["queue", "pop", &results, "-n", "2"], b"");
+    assert_eq!(
+        json_lines(&out.stdout).len(),
+        2,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // No standing consumer keeps the other three from another program.
+    assert_eq!(broker.get(&results, 10, Duration::from_secs(2)).len(), 3);
+}

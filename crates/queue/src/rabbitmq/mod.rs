@@ -18,6 +18,7 @@ pub mod uri;
 
 use crate::{BoxFuture, NewMessage, Queue, QueueError, QueueStats, StoredMessage};
 use futures_util::StreamExt;
+use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
     QueueDeclareOptions,
@@ -47,6 +48,9 @@ pub struct RabbitOptions {
     pub consumers: usize,
     /// Declared (and bound) at start.
     pub queues: Vec<String>,
+    /// Queues read continuously (the outbox): through a standing consumer
+    /// with prefetch; others are read with basic.get when asked.
+    pub consumed: Vec<String>,
 }
 
 /// The RabbitMQ backend.
@@ -70,7 +74,7 @@ struct Inner {
 /// A queue's consumer on one link.
 struct Feed {
     generation: u64,
-    rx: mpsc::Receiver<lapin::message::Delivery>,
+    rx: mpsc::Receiver<Delivery>,
 }
 
 struct Lease {
@@ -257,24 +261,11 @@ impl Inner {
     }
 
     async fn take(&self, queue: String, max: usize, wait: Duration) -> Result<Vec<StoredMessage>, QueueError> {
-        let feed = self.feed(&queue).await?;
-        let mut f = feed.lock().await;
-        let first = match tokio::time::timeout(wait, f.rx.recv()).await {
-            Ok(Some(d)) => d,
-            // The consumer ended (connection lost): the next call starts a new one.
-            Ok(None) => {
-                f.generation = 0;
-                return Ok(Vec::new());
-            }
-            Err(_) => return Ok(Vec::new()),
+        let deliveries = if self.opts.consumed.contains(&queue) {
+            self.consume(&queue, max, wait).await?
+        } else {
+            self.get(&queue, max, wait).await?
         };
-        let mut deliveries = vec![first];
-        while deliveries.len() < max.max(1) {
-            match f.rx.try_recv() {
-                Ok(d) => deliveries.push(d),
-                Err(_) => break,
-            }
-        }
         let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
         Ok(deliveries
             .into_iter()
@@ -295,6 +286,55 @@ impl Inner {
                 }
             })
             .collect())
+    }
+
+    /// Up to `max` messages with basic.get, polling until one comes or `wait`
+    /// passes: for queues read now and then (the HTTP API's pop), where a
+    /// standing consumer would hold `rabbitmq-prefetch` messages away from
+    /// the programs that consume them.
+    async fn get(&self, queue: &str, max: usize, wait: Duration) -> Result<Vec<Delivery>, QueueError> {
+        let link = self.current()?;
+        link.declare(&self.opts, queue).await?;
+        let ch = link.publisher();
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut out = Vec::new();
+        while out.len() < max.max(1) {
+            match ch
+                .basic_get(queue.into(), BasicGetOptions::default())
+                .await
+                .map_err(unavailable)?
+            {
+                Some(m) => out.push(m.delivery),
+                None if out.is_empty() && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Up to `max` messages from the queue's standing consumer.
+    async fn consume(&self, queue: &str, max: usize, wait: Duration) -> Result<Vec<Delivery>, QueueError> {
+        let feed = self.feed(queue).await?;
+        let mut f = feed.lock().await;
+        let first = match tokio::time::timeout(wait, f.rx.recv()).await {
+            Ok(Some(d)) => d,
+            // The consumer ended (connection lost): the next call starts a new one.
+            Ok(None) => {
+                f.generation = 0;
+                return Ok(Vec::new());
+            }
+            Err(_) => return Ok(Vec::new()),
+        };
+        let mut deliveries = vec![first];
+        while deliveries.len() < max.max(1) {
+            match f.rx.try_recv() {
+                Ok(d) => deliveries.push(d),
+                Err(_) => break,
+            }
+        }
+        Ok(deliveries)
     }
 
     fn lease(&self, id: u64) -> Option<Lease> {
@@ -376,6 +416,13 @@ impl Inner {
             }
             let _ = ch.close(200, "stats".into()).await;
         }
+        let buffered: HashMap<String, u64> = {
+            let feeds = self.feeds.lock().unwrap_or_else(|e| e.into_inner());
+            feeds
+                .iter()
+                .filter_map(|(q, f)| f.try_lock().ok().map(|f| (q.clone(), f.rx.len() as u64)))
+                .collect()
+        };
         let leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = Vec::new();
         for name in names.iter().filter(|n| !n.starts_with("sluice.delay.")) {
@@ -389,7 +436,9 @@ impl Inner {
                 name: name.clone(),
                 ready: counts.get(name).copied().unwrap_or(0),
                 delayed,
-                leased: leases.values().filter(|l| &l.queue == name).count() as u64,
+                // Taken, plus prefetched by this instance's consumer and not yet taken.
+                leased: leases.values().filter(|l| &l.queue == name).count() as u64
+                    + buffered.get(name).copied().unwrap_or(0),
             });
         }
         Ok(out)
