@@ -676,3 +676,42 @@ fn an_unreadable_reply_is_invalid_and_retried() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+#[test]
+fn a_domain_with_silent_dns_does_not_hold_up_the_others() {
+    let sink = smtp_sink_on("127.0.0.2", &[], None);
+    // Queries for slow.test go to a socket that never answers.
+    let black_hole = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let zone = vec![
+        "--mx-host=fast.test,mx.fast.test,10".to_string(),
+        "--host-record=mx.fast.test,127.0.0.2".to_string(),
+        format!(
+            "--server=/slow.test/127.0.0.1#{}",
+            black_hole.local_addr().unwrap().port()
+        ),
+    ];
+    let server = dns(&zone);
+    let d = Daemon::start(&format!(
+        "delivery-enabled: true\ndns-server: 127.0.0.1:{}\ndelivery-port: {}\n",
+        server.port, sink.port
+    ));
+    let mut msgs = vec![message(0, "slow.test")];
+    msgs.extend((1..=20).map(|i| message(i, "fast.test")));
+    inject(&d, &msgs);
+    let success = d.collect("success", 20, WAIT);
+    assert_eq!(success.len(), 20, "{}", d.log());
+    // The slow domain's lookup is still waiting (its DNS never answers).
+    let pending = d.cli(&["queue", "stats"], b"");
+    let outbox = json_lines(&pending.stdout)
+        .into_iter()
+        .find(|q| q["name"] == "outbox")
+        .expect("outbox");
+    assert_eq!(
+        outbox["leased"], 1,
+        "the slow.test message is still in flight: {outbox}"
+    );
+    // It ends as a temporary DNS failure, retried later.
+    let retry = one(&d, "retry");
+    expect(&retry, "dns", "error");
+    assert_eq!(retry["recipient"], "user0@slow.test");
+}

@@ -29,6 +29,8 @@ const DEFER: Duration = Duration::from_secs(5);
 const BATCH: usize = 512;
 /// Bytes taken in one batch, at most (the batch shrinks for large messages).
 const BATCH_BYTES: usize = 16 << 20;
+/// How long a batch waits for its MX lookups.
+const LOOKUP_WAIT: Duration = Duration::from_millis(300);
 
 /// A domain's MX hosts, or why there are none.
 type MxSet = Result<Arc<[Exchange]>, DnsError>;
@@ -202,9 +204,21 @@ impl Dispatcher {
                 }
             }
         }
-        while let Some(done) = lookups.join_next().await {
-            if let Ok((domain, set)) = done {
-                domains.insert(domain, Some(set));
+        // A domain whose DNS is slow must not hold up the batch: what has not
+        // answered by then is looked up by its own connection, on its worker
+        // (the lookups go on in the background and fill the cache).
+        let deadline = tokio::time::Instant::now() + LOOKUP_WAIT;
+        loop {
+            match tokio::time::timeout_at(deadline, lookups.join_next()).await {
+                Ok(Some(Ok((domain, set)))) => {
+                    domains.insert(domain, Some(set));
+                }
+                Ok(Some(Err(_))) => {}
+                Ok(None) => break,
+                Err(_) => {
+                    lookups.detach_all();
+                    break;
+                }
             }
         }
         let mut out = Vec::with_capacity(ready.len());
@@ -222,7 +236,7 @@ impl Dispatcher {
                     let attempt = Attempt::failed("dns", Kind::Error, e.to_string(), e.is_permanent());
                     self.engine.conclude(r.stored.id, r.msg, None, r.permit, &attempt);
                 }
-                // The lookup task died: the worker looks the domain up itself.
+                // Not answered in time: the domain's own connection looks it up.
                 _ => out.push(r),
             }
         }
