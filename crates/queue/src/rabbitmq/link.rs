@@ -36,10 +36,13 @@ pub(super) async fn supervise(inner: Arc<Inner>) {
                 pause = Duration::from_millis(200);
                 let link = Arc::new(link);
                 *inner.link.write().unwrap_or_else(|e| e.into_inner()) = Some(link.clone());
-                while link.connections.iter().all(|c| c.status().connected()) {
+                // A channel the broker closed (an error on it) is as broken as a lost connection.
+                while link.connections.iter().all(|c| c.status().connected())
+                    && link.publish.iter().all(|c| c.status().connected())
+                {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                tracing::warn!("RabbitMQ connection lost; reconnecting");
+                tracing::warn!("RabbitMQ connection or channel lost; reconnecting");
                 *inner.link.write().unwrap_or_else(|e| e.into_inner()) = None;
                 for c in &link.connections {
                     let _ = c.close(200, "reconnecting".into()).await;

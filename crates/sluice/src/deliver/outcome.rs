@@ -181,7 +181,12 @@ impl Policy {
     /// override (`null` disables) or the default.
     fn queue(&self, json: &Map<String, Value>, kind: &str) -> Option<String> {
         if let Some(v) = json.get("queues").and_then(|q| q.get(kind)) {
-            return v.as_str().filter(|s| !s.is_empty()).map(str::to_string);
+            match v.as_str() {
+                None | Some("") => return None,
+                Some(name) if valid_queue_name(name) => return Some(name.to_string()),
+                // A name no broker takes would make the outcome unstorable: the default serves.
+                Some(name) => tracing::warn!(queue = name, kind, "ignoring an invalid queue name in `queues`"),
+            }
         }
         match kind {
             "results" => self.results.clone(),
@@ -191,6 +196,12 @@ impl Policy {
             _ => Some(self.dsn.clone()),
         }
     }
+}
+
+/// A queue name RabbitMQ accepts from a client (and so the embedded store
+/// too): 1–255 bytes, not in the broker's reserved `amq.` space.
+fn valid_queue_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 255 && !name.starts_with("amq.")
 }
 
 /// How an attempt ends for the message.
@@ -433,6 +444,21 @@ mod tests {
         assert_eq!(r["custom"], 7);
         assert_eq!(r["results"][0]["code"], 550);
         assert_eq!(r["results"][0]["status"], "5.1.1");
+    }
+
+    #[test]
+    fn invalid_queue_names_fall_back_to_the_defaults() {
+        let a = Attempt::reply("rcptto", Reply::new(550, "5.1.1", "no such user"), None);
+        let long = "q".repeat(256);
+        let o = decide(
+            &policy(),
+            msg(&format!(r#","queues":{{"results":"amq.x","failure":"{long}"}}"#)),
+            &a,
+            0,
+        );
+        let mut q = queues(&o);
+        q.sort();
+        assert_eq!(q, ["failure", "results"]);
     }
 
     #[test]
