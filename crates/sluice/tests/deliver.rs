@@ -16,6 +16,17 @@ fn to_sink(port: u16, extra: &str) -> Daemon {
     ))
 }
 
+/// A daemon resolving through dnsmasq serving `zone`, connecting to MX hosts
+/// on `port`; the DNS server lives as long as the returned peer.
+fn resolving(zone: &[String], port: u16, extra: &str) -> (common::peers::Peer, Daemon) {
+    let server = dns(zone);
+    let d = Daemon::start(&format!(
+        "delivery-enabled: true\ndns-server: 127.0.0.1:{}\ndelivery-port: {port}\n{extra}",
+        server.port
+    ));
+    (server, d)
+}
+
 fn inject(d: &Daemon, messages: &[Value]) {
     let lines: String = messages.iter().map(|m| format!("{m}\n")).collect();
     let out = d.cli(&["inject"], lines.as_bytes());
@@ -233,11 +244,7 @@ fn mx_lookup_with_fallback_null_mx_and_nxdomain() {
         // Null MX (RFC 7505): preference 0, exchange "." as raw RDATA.
         "--dns-rr=nullmx.test,15,000000".to_string(),
     ];
-    let server = dns(&zone);
-    let d = Daemon::start(&format!(
-        "delivery-enabled: true\ndns-server: 127.0.0.1:{}\ndelivery-port: {}\n",
-        server.port, sink.port
-    ));
+    let (_dns, d) = resolving(&zone, sink.port, "");
     inject(
         &d,
         &[
@@ -348,11 +355,7 @@ fn swaks_to_sluice_to_a_postfix_mailbox_with_starttls() {
         "--mx-host=pf.test,mx.pf.test,10".to_string(),
         "--host-record=mx.pf.test,127.0.0.1".to_string(),
     ];
-    let server = dns(&zone);
-    let d = Daemon::start(&format!(
-        "delivery-enabled: true\ndns-server: 127.0.0.1:{}\ndelivery-port: {}\n",
-        server.port, postfix.port
-    ));
+    let (_dns, d) = resolving(&zone, postfix.port, "");
     // 8-bit text, a dot-leading line and a long header: all must arrive as sent.
     // With Date and Message-ID present Postfix adds nothing inside the message.
     let mime = "From: Sender <s@example.net>\r\nTo: bob@pf.test\r\nSubject: end to end\r\nDate: Tue, 24 Nov 2026 10:00:00 +0000\r\nMessage-ID: <e2e-1@example.net>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\nX-Long: aaaa bbbb cccc dddd eeee ffff gggg hhhh iiii jjjj kkkk llll mmmm nnnn oooo\r\n\r\nGrüße aus Sluice\r\n.leading dot\r\n..two dots\r\n\r\nlast line\r\n";
@@ -589,11 +592,7 @@ fn ipv6_mail_host() {
         "--mx-host=six.test,mx.six.test,10".to_string(),
         "--host-record=mx.six.test,::1".to_string(),
     ];
-    let server = dns(&zone);
-    let d = Daemon::start(&format!(
-        "delivery-enabled: true\ndns-server: 127.0.0.1:{}\ndelivery-port: {}\n",
-        server.port, sink.port
-    ));
+    let (_dns, d) = resolving(&zone, sink.port, "");
     inject(&d, &[message(1, "six.test")]);
     let success = d.collect("success", 1, WAIT);
     assert_eq!(success.len(), 1, "{}", d.log());
@@ -608,11 +607,11 @@ fn domains_with_the_same_mx_hosts_share_connections() {
         "--mx-host=two.test,MX.Shared.test,10".to_string(),
         "--host-record=mx.shared.test,127.0.0.2".to_string(),
     ];
-    let server = dns(&zone);
-    let d = Daemon::start(&format!(
-        "delivery-enabled: true\ndns-server: 127.0.0.1:{}\ndelivery-port: {}\ndelivery-domain-connections: 1\ndelivery-connection-messages: 1000\n",
-        server.port, sink.port
-    ));
+    let (_dns, d) = resolving(
+        &zone,
+        sink.port,
+        "delivery-domain-connections: 1\ndelivery-connection-messages: 1000\n",
+    );
     let msgs: Vec<Value> = (0..10).map(|i| message(i, ["one.test", "two.test"][i % 2])).collect();
     inject(&d, &msgs);
     let success = d.collect("success", 10, WAIT);
@@ -690,11 +689,7 @@ fn a_domain_with_silent_dns_does_not_hold_up_the_others() {
             black_hole.local_addr().unwrap().port()
         ),
     ];
-    let server = dns(&zone);
-    let d = Daemon::start(&format!(
-        "delivery-enabled: true\ndns-server: 127.0.0.1:{}\ndelivery-port: {}\n",
-        server.port, sink.port
-    ));
+    let (_dns, d) = resolving(&zone, sink.port, "");
     let mut msgs = vec![message(0, "slow.test")];
     msgs.extend((1..=20).map(|i| message(i, "fast.test")));
     inject(&d, &msgs);
