@@ -162,6 +162,8 @@ fn two_instances_share_the_outbox() {
             ))
         })
         .collect();
+    // Both consume before anything is published, so both can get work.
+    broker.wait_consumers(&format!("{p}outbox"), 2);
     let n = 400;
     let bodies: Vec<String> = (0..n).map(|i| message(i).to_string()).collect();
     broker.publish(&format!("{p}outbox"), &bodies);

@@ -185,6 +185,19 @@ impl Broker {
         let out = pika(&["count", &self.address, queue]).output().unwrap();
         String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
     }
+
+    /// Waits until `queue` has `n` consumers.
+    pub fn wait_consumers(&self, queue: &str, n: u64) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = pika(&["consumers", &self.address, queue]).output().unwrap();
+            if String::from_utf8_lossy(&out.stdout).trim().parse::<u64>().unwrap_or(0) >= n {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{queue} never had {n} consumers");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }
 
 impl Drop for Broker {

@@ -4,6 +4,7 @@ usage:
   amqp.py publish URI QUEUE        < one message body per line (persistent, confirmed)
   amqp.py get URI QUEUE N SECONDS  prints up to N bodies (acked), one per line
   amqp.py count URI QUEUE          prints the number of ready messages
+  amqp.py consumers URI QUEUE      prints the number of consumers
 """
 import sys, time
 import pika
@@ -11,7 +12,7 @@ import pika
 command, uri, queue = sys.argv[1:4]
 connection = pika.BlockingConnection(pika.URLParameters(uri))
 channel = connection.channel()
-if command != "count":
+if command not in ("count", "consumers"):
     channel.queue_declare(queue=queue, durable=True)
 
 if command == "publish":
@@ -36,4 +37,6 @@ elif command == "get":
     sys.stdout.flush()
 elif command == "count":
     print(channel.queue_declare(queue=queue, passive=True).method.message_count)
+elif command == "consumers":
+    print(channel.queue_declare(queue=queue, passive=True).method.consumer_count)
 connection.close()
