@@ -17,7 +17,11 @@ async fn main() {
     let address = args.next().expect("usage: amqp_relay URI [N]");
     let n: usize = args.next().map(|s| s.parse().expect("N")).unwrap_or(20_000);
     let tag = std::process::id();
-    let (outbox, results, success) = (format!("r{tag}-outbox"), format!("r{tag}-results"), format!("r{tag}-success"));
+    let (outbox, results, success) = (
+        format!("r{tag}-outbox"),
+        format!("r{tag}-results"),
+        format!("r{tag}-success"),
+    );
     let q = Arc::new(
         RabbitMq::start(RabbitOptions {
             address,
@@ -42,7 +46,9 @@ async fn main() {
             let (q, sent, outbox, body) = (q.clone(), sent.clone(), outbox.clone(), body.clone());
             tokio::spawn(async move {
                 while sent.fetch_add(1, Ordering::Relaxed) < n {
-                    q.publish(vec![NewMessage::now(outbox.as_str(), body.clone())]).await.expect("publish");
+                    q.publish(vec![NewMessage::now(outbox.as_str(), body.clone())])
+                        .await
+                        .expect("publish");
                 }
             })
         })
@@ -56,7 +62,10 @@ async fn main() {
             let (results, success) = (results.clone(), success.clone());
             tokio::spawn(async move {
                 q.settle(
-                    vec![NewMessage::now(results, outcome.clone()), NewMessage::now(success, outcome)],
+                    vec![
+                        NewMessage::now(results, outcome.clone()),
+                        NewMessage::now(success, outcome),
+                    ],
                     vec![m.id],
                 )
                 .await

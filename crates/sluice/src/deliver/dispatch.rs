@@ -6,7 +6,7 @@
 //! destination.
 
 use super::mx::{Dns, DnsError, Exchange};
-use super::outcome::{self, Attempt, Kind, Outcome, Verdict};
+use super::outcome::{self, Attempt, Kind};
 use super::outgoing::{parse_time, Outgoing};
 use super::{Engine, InFlight, Job, Next, Route};
 use sluice_queue::{now_ms, NewMessage, StoredMessage};
@@ -165,14 +165,8 @@ impl Dispatcher {
             }
         }
         if !msg.may_try(msg.attempts, now) {
-            if engine.send_log.enabled() {
-                let why = Attempt::failed("amqp", Kind::Timeout, "expired", true);
-                engine
-                    .send_log
-                    .write(outcome::log_line(outcome::log_entry(&msg, &why, now), Verdict::Failed));
-            }
-            let Outcome { publish, .. } = outcome::expired(&engine.policy, msg, now);
-            settle_now(engine, stored.id, publish, permit);
+            let attempt = outcome::expiry(&msg);
+            engine.conclude(stored.id, msg, None, permit, &attempt);
             return None;
         }
         let route = engine.route(&msg);

@@ -331,18 +331,15 @@ pub fn log_line(mut entry: Map<String, Value>, verdict: Verdict) -> String {
     Value::Object(entry).to_string()
 }
 
-/// A message that expired before it was attempted again: `amqp/timeout`.
-pub fn expired(policy: &Policy, msg: Outgoing, now_ms: u64) -> Outcome {
+/// The attempt that ends a message which expired before it could be tried
+/// again: `amqp/timeout`, permanent (so [`decide`] makes it final).
+pub fn expiry(msg: &Outgoing) -> Attempt {
     let why = if msg.max_attempts != 0 && msg.attempts >= msg.max_attempts {
         format!("maxattempts {} reached", msg.max_attempts)
     } else {
         format!("maxdelivertime {} passed", format_time(msg.deadline_ms))
     };
-    // The expiry is the final attempt: decided as a permanent amqp failure.
-    let attempt = Attempt::failed("amqp", Kind::Timeout, why, true);
-    let mut out = decide(policy, msg, &attempt, now_ms);
-    out.verdict = Verdict::Failed;
-    out
+    Attempt::failed("amqp", Kind::Timeout, why, true)
 }
 
 /// A message that cannot be read (`amqp/invalid`): results + failure.
