@@ -10,7 +10,7 @@
 
 use crate::index::Index;
 use crate::record::{self, Record, HEADER_LEN};
-use crate::{now_ms, BoxFuture, NewMessage, Queue, QueueError, QueueStats, StoredMessage};
+use crate::{lock, now_ms, BoxFuture, NewMessage, Queue, QueueError, QueueStats, StoredMessage};
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -57,12 +57,6 @@ pub struct EmbeddedStore {
     shared: Arc<Shared>,
     tx: Mutex<Option<mpsc::Sender<Request>>>,
     committer: Mutex<Option<std::thread::JoinHandle<()>>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic while holding the lock cannot leave the index half-updated in a
-    // way that loses data on disk; keep serving.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn segment_path(dir: &Path, seg: u32) -> PathBuf {

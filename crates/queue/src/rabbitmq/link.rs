@@ -2,7 +2,7 @@
 //! queues on them, and a supervisor that opens them again when one is lost.
 
 use super::{unavailable, Inner, RabbitOptions};
-use crate::QueueError;
+use crate::{lock, QueueError};
 use lapin::options::{ConfirmSelectOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection, ConnectionProperties};
@@ -121,7 +121,7 @@ impl Link {
 
     /// Declares `queue` (and binds it to the exchange) once per link.
     pub(super) async fn declare(&self, opts: &RabbitOptions, queue: &str) -> Result<(), QueueError> {
-        if self.declared.lock().unwrap_or_else(|e| e.into_inner()).contains(queue) {
+        if lock(&self.declared).contains(queue) {
             return Ok(());
         }
         let ch = self.publisher();
@@ -143,17 +143,14 @@ impl Link {
             .await
             .map_err(unavailable)?;
         }
-        self.declared
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(queue.to_string());
+        lock(&self.declared).insert(queue.to_string());
         Ok(())
     }
 
     /// The delay queue that holds messages for `queue` for `secs`, declared once.
     pub(super) async fn delay_queue(&self, opts: &RabbitOptions, queue: &str, secs: u64) -> Result<String, QueueError> {
         let name = format!("sluice.delay.{queue}.{secs}");
-        if self.declared.lock().unwrap_or_else(|e| e.into_inner()).contains(&name) {
+        if lock(&self.declared).contains(&name) {
             return Ok(name);
         }
         let mut args = FieldTable::default();
@@ -171,10 +168,7 @@ impl Link {
             .queue_declare(name.as_str().into(), options, args)
             .await
             .map_err(unavailable)?;
-        self.declared
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(name.clone());
+        lock(&self.declared).insert(name.clone());
         Ok(name)
     }
 }

@@ -11,12 +11,13 @@
 //!   backoff, trying the hosts in turn. While no broker is reachable every
 //!   call fails with [`QueueError::Unavailable`] (SMTP answers 451).
 //!
-//! Everything AMQP runs on a runtime of its own, whatever runtime calls in.
+//! The connections and their supervisor live on a runtime of their own;
+//! calls are awaited where they are made (lapin's I/O thread completes them).
 
 mod link;
 pub mod uri;
 
-use crate::{BoxFuture, NewMessage, Queue, QueueError, QueueStats, StoredMessage};
+use crate::{lock, BoxFuture, NewMessage, Queue, QueueError, QueueStats, StoredMessage};
 use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
@@ -27,7 +28,6 @@ use lapin::types::FieldTable;
 use lapin::{Acker, BasicProperties, Confirmation};
 use link::Link;
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -132,19 +132,6 @@ impl RabbitMq {
         }
         false
     }
-
-    /// Runs `f` where it is awaited: lapin's futures are completed by its
-    /// own I/O loop (on the AMQP runtime), so awaiting them from another
-    /// runtime costs no extra hop between threads.
-    fn run<T: Send + 'static>(
-        &self,
-        f: impl Future<Output = Result<T, QueueError>> + Send + 'static,
-    ) -> BoxFuture<'_, Result<T, QueueError>> {
-        if self.rt.is_none() {
-            return Box::pin(async { Err(QueueError::Closed) });
-        }
-        Box::pin(f)
-    }
 }
 
 impl Drop for RabbitMq {
@@ -216,7 +203,7 @@ impl Inner {
     async fn feed(&self, queue: &str) -> Result<Arc<tokio::sync::Mutex<Feed>>, QueueError> {
         let link = self.current()?;
         let feed = {
-            let mut feeds = self.feeds.lock().unwrap_or_else(|e| e.into_inner());
+            let mut feeds = lock(&self.feeds);
             feeds
                 .entry(queue.to_string())
                 .or_insert_with(|| {
@@ -260,13 +247,13 @@ impl Inner {
         Ok(feed)
     }
 
-    async fn take(&self, queue: String, max: usize, wait: Duration) -> Result<Vec<StoredMessage>, QueueError> {
-        let deliveries = if self.opts.consumed.contains(&queue) {
-            self.consume(&queue, max, wait).await?
+    async fn take(&self, queue: &str, max: usize, wait: Duration) -> Result<Vec<StoredMessage>, QueueError> {
+        let deliveries = if self.opts.consumed.iter().any(|q| q == queue) {
+            self.consume(queue, max, wait).await?
         } else {
-            self.get(&queue, max, wait).await?
+            self.get(queue, max, wait).await?
         };
-        let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+        let mut leases = lock(&self.leases);
         Ok(deliveries
             .into_iter()
             .map(|d| {
@@ -274,13 +261,13 @@ impl Inner {
                 leases.insert(
                     id,
                     Lease {
-                        queue: queue.clone(),
+                        queue: queue.to_string(),
                         acker: d.acker,
                     },
                 );
                 StoredMessage {
                     id,
-                    queue: queue.clone(),
+                    queue: queue.to_string(),
                     body: d.data,
                     not_before_ms: 0,
                 }
@@ -338,7 +325,7 @@ impl Inner {
     }
 
     fn lease(&self, id: u64) -> Option<Lease> {
-        self.leases.lock().unwrap_or_else(|e| e.into_inner()).remove(&id)
+        lock(&self.leases).remove(&id)
     }
 
     async fn settle(&self, publish: Vec<NewMessage>, ack: Vec<u64>) -> Result<(), QueueError> {
@@ -371,15 +358,15 @@ impl Inner {
 
     /// Reads messages without keeping them: basic.get on a channel that is
     /// then closed, which puts them back (marked redelivered).
-    async fn peek(&self, queue: String, max: usize) -> Result<Vec<StoredMessage>, QueueError> {
+    async fn peek(&self, queue: &str, max: usize) -> Result<Vec<StoredMessage>, QueueError> {
         let link = self.current()?;
         let ch = link.consumer_connection().create_channel().await.map_err(unavailable)?;
         let mut out = Vec::new();
         while out.len() < max {
-            match ch.basic_get(queue.as_str().into(), BasicGetOptions::default()).await {
+            match ch.basic_get(queue.into(), BasicGetOptions::default()).await {
                 Ok(Some(m)) => out.push(StoredMessage {
                     id: 0,
-                    queue: queue.clone(),
+                    queue: queue.to_string(),
                     body: m.delivery.data,
                     not_before_ms: 0,
                 }),
@@ -392,13 +379,7 @@ impl Inner {
 
     async fn stats(&self) -> Result<Vec<QueueStats>, QueueError> {
         let link = self.current()?;
-        let mut names: Vec<String> = link
-            .declared
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .cloned()
-            .collect();
+        let mut names: Vec<String> = lock(&link.declared).iter().cloned().collect();
         names.sort();
         let mut counts = HashMap::new();
         for name in &names {
@@ -417,13 +398,13 @@ impl Inner {
             let _ = ch.close(200, "stats".into()).await;
         }
         let buffered: HashMap<String, u64> = {
-            let feeds = self.feeds.lock().unwrap_or_else(|e| e.into_inner());
+            let feeds = lock(&self.feeds);
             feeds
                 .iter()
                 .filter_map(|(q, f)| f.try_lock().ok().map(|f| (q.clone(), f.rx.len() as u64)))
                 .collect()
         };
-        let leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+        let leases = lock(&self.leases);
         let mut out = Vec::new();
         for name in names.iter().filter(|n| !n.starts_with("sluice.delay.")) {
             let prefix = format!("sluice.delay.{name}.");
@@ -447,8 +428,7 @@ impl Inner {
 
 impl Queue for RabbitMq {
     fn publish(&self, messages: Vec<NewMessage>) -> BoxFuture<'_, Result<(), QueueError>> {
-        let inner = self.inner.clone();
-        self.run(async move { inner.publish(messages).await })
+        Box::pin(self.inner.publish(messages))
     }
 
     fn take<'a>(
@@ -457,28 +437,23 @@ impl Queue for RabbitMq {
         max: usize,
         wait: Duration,
     ) -> BoxFuture<'a, Result<Vec<StoredMessage>, QueueError>> {
-        let (inner, queue) = (self.inner.clone(), queue.to_string());
-        self.run(async move { inner.take(queue, max, wait).await })
+        Box::pin(self.inner.take(queue, max, wait))
     }
 
     fn settle(&self, publish: Vec<NewMessage>, ack: Vec<u64>) -> BoxFuture<'_, Result<(), QueueError>> {
-        let inner = self.inner.clone();
-        self.run(async move { inner.settle(publish, ack).await })
+        Box::pin(self.inner.settle(publish, ack))
     }
 
     fn release(&self, ids: Vec<u64>) -> BoxFuture<'_, Result<(), QueueError>> {
-        let inner = self.inner.clone();
-        self.run(async move { inner.release(ids).await })
+        Box::pin(self.inner.release(ids))
     }
 
     fn peek<'a>(&'a self, queue: &'a str, max: usize) -> BoxFuture<'a, Result<Vec<StoredMessage>, QueueError>> {
-        let (inner, queue) = (self.inner.clone(), queue.to_string());
-        self.run(async move { inner.peek(queue, max).await })
+        Box::pin(self.inner.peek(queue, max))
     }
 
     fn stats(&self) -> BoxFuture<'_, Result<Vec<QueueStats>, QueueError>> {
-        let inner = self.inner.clone();
-        self.run(async move { inner.stats().await })
+        Box::pin(self.inner.stats())
     }
 
     fn available(&self) -> bool {
