@@ -220,16 +220,16 @@ pub struct Outcome {
 }
 
 /// The result JSON: the message with `results`, mime removed unless `keepmime`.
-fn result_json(json: &Map<String, Value>) -> Vec<u8> {
+fn result_json(json: &mut Map<String, Value>) -> Vec<u8> {
     let keep = matches!(json.get("keepmime"), Some(Value::Bool(true)));
-    let body = if keep || !json.contains_key("mime") {
-        serde_json::to_vec(json)
-    } else {
-        let mut stripped = json.clone();
-        stripped.remove("mime");
-        serde_json::to_vec(&stripped)
-    };
-    body.unwrap_or_default()
+    // The MIME is set aside and put back rather than the whole message copied
+    // (the retry copy and a DSN still need it).
+    let mime = if keep { None } else { json.remove("mime") };
+    let body = serde_json::to_vec(json).unwrap_or_default();
+    if let Some(mime) = mime {
+        json.insert("mime".into(), mime);
+    }
+    body
 }
 
 fn push_result(json: &mut Map<String, Value>, entry: Map<String, Value>) {
@@ -264,7 +264,7 @@ pub fn decide(policy: &Policy, mut msg: Outgoing, attempt: &Attempt, now_ms: u64
                 msg.json
                     .insert("maxdelivertime".into(), format_time(msg.deadline_ms).into());
             }
-            let result = result_json(&msg.json);
+            let result = result_json(&mut msg.json);
             to(policy.queue(&msg.json, "retry"), &result, &mut publish);
             publish.push(NewMessage {
                 queue: policy.outbox.clone(),
@@ -293,7 +293,7 @@ pub fn decide(policy: &Policy, mut msg: Outgoing, attempt: &Attempt, now_ms: u64
         );
         Verdict::Failed
     };
-    let result = result_json(&msg.json);
+    let result = result_json(&mut msg.json);
     to(policy.queue(&msg.json, "results"), &result, &mut publish);
     let kind = if verdict == Verdict::Delivered {
         "success"
@@ -359,7 +359,7 @@ pub fn invalid(policy: &Policy, body: &[u8], why: &str, now_ms: u64) -> Outcome 
         &mut json,
         Attempt::failed("amqp", Kind::Invalid, why, true).entry(now_ms),
     );
-    let result = result_json(&json);
+    let result = result_json(&mut json);
     let mut publish = Vec::new();
     for kind in ["results", "failure"] {
         if let Some(q) = policy.queue(&json, kind) {
