@@ -8,6 +8,12 @@ cd "$(dirname "$0")/.."
 
 need=()
 command -v swaks >/dev/null || need+=(swaks)
+# swaks needs these for STARTTLS and AUTH; they are only "recommended", so
+# --no-install-recommends leaves them out.
+perl -MNet::SSLeay -e1 2>/dev/null || need+=(libnet-ssleay-perl)
+perl -MIO::Socket::SSL -e1 2>/dev/null || need+=(libio-socket-ssl-perl)
+perl -MAuthen::SASL -e1 2>/dev/null || need+=(libauthen-sasl-perl)
+perl -MDigest::HMAC_MD5 -e1 2>/dev/null || need+=(libdigest-hmac-perl)
 command -v smtp-source >/dev/null || need+=(postfix)
 command -v python3 >/dev/null || need+=(python3)
 [ -f /usr/include/json-c/json.h ] || need+=(libjson-c-dev)   # plugins that use MQ_json
@@ -23,6 +29,17 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -q >/dev/null
   apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
 fi
+
+# What the tests rely on the peers for: a missing capability is an install
+# error here, not a failing test later.
+support=$(swaks --support 2>&1)
+for feature in "TLS" "Basic AUTH"; do
+  if ! grep -q "=== $feature supported" <<<"$support"; then
+    echo "test.sh: swaks lacks $feature support, which the tests need:" >&2
+    grep "$feature" <<<"$support" >&2 || true
+    exit 1
+  fi
+done
 
 # Python peers: aiosmtpd (an SMTP server with AUTH and STARTTLS), dkimpy (a DKIM verifier), pika (AMQP).
 if ! python3 -c "import aiosmtpd, dkim, nacl, pika" 2>/dev/null; then

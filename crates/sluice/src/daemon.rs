@@ -51,7 +51,6 @@ fn lock(c: &Config) -> Result<std::fs::File> {
 }
 
 pub fn run(c: Config) -> Result<()> {
-    receive::check_open_relay(&c)?;
     let data = c.data_dir();
     std::fs::create_dir_all(&data).with_context(|| format!("cannot create data-directory {}", data.display()))?;
     let _lock = lock(&c)?;
@@ -79,7 +78,8 @@ pub fn run(c: Config) -> Result<()> {
         std::net::TcpListener::bind(&www_addr).with_context(|| format!("cannot listen on {www_addr} (www-port)"))?;
     www.set_nonblocking(true)?;
     if !www.local_addr()?.ip().is_loopback() && c.opt("www-username").is_none() {
-        tracing::warn!(address = %www_addr, "the HTTP API listens beyond loopback without www-username/www-password: anyone who reaches it can read and inject mail");
+        // Only with www-open: true (Config::check refuses it otherwise).
+        tracing::warn!(address = %www_addr, "the HTTP API listens beyond loopback without www-username/www-password (www-open): anyone who reaches it can read and inject mail");
     }
     // Sockets are bound (ports below 1024 need root); from here on, the configured user.
     if let Some(user) = &user {
@@ -96,6 +96,7 @@ pub fn run(c: Config) -> Result<()> {
         queue,
         ids,
         log: received_log,
+        budget: receive::budget::Budget::new(c.size("reception-memory")),
     };
     let inbound = Arc::new(Inbound::from_config(
         &c,

@@ -241,6 +241,11 @@ fn fail_config(e: config::ConfigError) -> ExitCode {
 fn finish(r: anyhow::Result<()>) -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
+        // A configuration problem found late in start-up is still one (exit 2).
+        Err(e) if e.downcast_ref::<config::ConfigError>().is_some() => {
+            eprintln!("sluice: {e:#}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("sluice: {e:#}");
             ExitCode::FAILURE

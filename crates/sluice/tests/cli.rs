@@ -91,7 +91,11 @@ fn inject_queue_peek_pop_and_stats() {
         String::from_utf8_lossy(&bad.stderr)
     );
     let bad = d.cli(&["inject"], b"{\"envelope\":\"x@y.z\"}");
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a JSON object with a recipient"));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("400") && err.contains("message 1: message has no recipient"),
+        "{err}"
+    );
 
     let stats = json_lines(&d.cli(&["queue", "stats"], b"").stdout);
     assert_eq!(

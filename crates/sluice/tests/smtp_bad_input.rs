@@ -53,7 +53,8 @@ fn bare_lf_message_refused() {
     c.cmd("RCPT TO:<r@example.com>");
     assert!(c.cmd("DATA").starts_with("354"));
     c.send(b"Subject: smuggle\n\nline\n.\nMAIL FROM:<evil@x.y>\n");
-    let r = c.cmd(".");
+    // A dot after a bare LF ends nothing: only CRLF . CRLF does.
+    let r = c.cmd("\r\n.");
     assert!(r.starts_with("550 5.5.2"), "{r}");
     assert!(c.cmd("NOOP").starts_with("250"));
     assert!(d.pop_all("outbox").is_empty());

@@ -74,11 +74,16 @@ fn validate_local(local: &str) -> Result<(), AddressError> {
         let body = q.strip_suffix('"').ok_or(AddressError::Syntax)?;
         let mut escaped = false;
         for c in body.chars() {
+            // quoted-pairSMTP and qtextSMTP are printable (RFC 5321 §4.1.2):
+            // not even an escaped control character may appear.
+            if c.is_ascii_control() {
+                return Err(AddressError::Syntax);
+            }
             if escaped {
                 escaped = false;
             } else if c == '\\' {
                 escaped = true;
-            } else if c == '"' || (c.is_ascii_control() && c != '\t') {
+            } else if c == '"' {
                 return Err(AddressError::Syntax);
             }
         }
@@ -178,6 +183,9 @@ mod tests {
             "a b@c.d",
             "a@[1.2.3]",
             "a@b_c.d",
+            "\"a\\\r\"@c.d",
+            "\"a\r\nb\"@c.d",
+            "\"a\tb\"@c.d",
         ] {
             assert_eq!(validate_mailbox(bad, false), Err(AddressError::Syntax), "{bad}");
         }

@@ -5,6 +5,7 @@
 //! happened in — the `state` of a result in `spec/messages.md`.
 
 use crate::reply::Reply;
+use crate::wire::{Credentials, HeloName, Param, Path};
 use base64::Engine as _;
 
 /// Whether to use STARTTLS (`tls-outbound`).
@@ -22,10 +23,10 @@ pub enum TlsPolicy {
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     /// The EHLO/HELO name.
-    pub helo: String,
+    pub helo: HeloName,
     pub tls: TlsPolicy,
     /// AUTH credentials (smarthosts).
-    pub auth: Option<(String, String)>,
+    pub auth: Option<Credentials>,
 }
 
 /// What the server offered in its EHLO reply.
@@ -117,15 +118,16 @@ impl Stage {
     }
 }
 
-/// One message to send.
+/// One message to send. Paths and parameters are checked types, so nothing
+/// in a transaction can end a command line early.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transaction {
-    /// Reverse path ("" for `<>`).
-    pub from: String,
-    /// MAIL parameters, e.g. `BODY=8BITMIME SMTPUTF8` (may be empty).
-    pub from_params: String,
+    /// Reverse path (null for `<>`).
+    pub from: Path,
+    /// MAIL parameters, e.g. `BODY=8BITMIME`, `SMTPUTF8`.
+    pub from_params: Vec<Param>,
     /// Forward paths with their RCPT parameters.
-    pub rcpts: Vec<(String, String)>,
+    pub rcpts: Vec<(Path, Vec<Param>)>,
     /// The message; line ends are normalised to CRLF and dots stuffed when sent.
     pub body: Vec<u8>,
 }
@@ -267,21 +269,32 @@ pub fn parse_reply(buf: &[u8]) -> Result<Option<(Reply, usize)>, String> {
     Ok(Some((Reply { code, status, lines }, pos)))
 }
 
-/// Dot-stuffs a body, normalising line ends to CRLF, and appends the final dot.
+/// Dot-stuffs a body, normalising every line end — CRLF, bare LF and bare
+/// CR — to CRLF, and appends the final dot. No byte sequence in a body can
+/// then end the data early at the next hop (outbound SMTP smuggling).
 pub fn encode_body(body: &[u8], out: &mut Vec<u8>) {
     out.reserve(body.len() + body.len() / 50 + 5);
+    let mut pos = 0;
     let mut line_start = true;
-    let mut prev_cr = false;
-    for &b in body {
-        if line_start && b == b'.' {
+    while pos < body.len() {
+        if line_start && body[pos] == b'.' {
             out.push(b'.');
         }
-        match b {
-            b'\n' if !prev_cr => out.extend_from_slice(b"\r\n"),
-            _ => out.push(b),
+        match memchr::memchr2(b'\r', b'\n', &body[pos..]) {
+            Some(i) => {
+                let end = pos + i;
+                out.extend_from_slice(&body[pos..end]);
+                out.extend_from_slice(b"\r\n");
+                let crlf = body[end] == b'\r' && body.get(end + 1) == Some(&b'\n');
+                pos = end + if crlf { 2 } else { 1 };
+                line_start = true;
+            }
+            None => {
+                out.extend_from_slice(&body[pos..]);
+                pos = body.len();
+                line_start = false;
+            }
         }
-        line_start = b == b'\n';
-        prev_cr = b == b'\r';
     }
     if !body.is_empty() && !line_start {
         out.extend_from_slice(b"\r\n");
@@ -329,9 +342,22 @@ impl ClientSession {
         self.input.extend_from_slice(data);
     }
 
+    /// Writes one command line. Every argument comes from a checked type
+    /// ([`crate::wire`]); this is the last line of defence if one did not.
     fn command(&mut self, line: &str) {
+        debug_assert!(!line.contains(['\r', '\n', '\0']), "{line:?}");
+        let line: String = line.chars().filter(|c| !matches!(c, '\r' | '\n' | '\0')).collect();
         self.output.extend_from_slice(line.as_bytes());
         self.output.extend_from_slice(b"\r\n");
+    }
+
+    fn path_command(&mut self, verb: &str, path: &Path, params: &[Param]) {
+        let mut line = format!("{verb}:<{path}>");
+        for p in params {
+            line.push(' ');
+            line.push_str(p.as_str());
+        }
+        self.command(&line);
     }
 
     fn fail(&mut self, stage: Stage, reply: Option<Reply>, reason: impl Into<String>) -> Event {
@@ -381,18 +407,11 @@ impl ClientSession {
         if rset {
             self.command("RSET");
         }
-        let mail = format!(
-            "MAIL FROM:<{}>{}{}",
-            tx.from,
-            if tx.from_params.is_empty() { "" } else { " " },
-            tx.from_params
-        );
-        self.command(&mail);
+        self.path_command("MAIL FROM", &tx.from, &tx.from_params);
         let pipelining = self.caps.pipelining;
         if pipelining {
             for (rcpt, params) in &tx.rcpts {
-                let line = format!("RCPT TO:<{rcpt}>{}{params}", if params.is_empty() { "" } else { " " });
-                self.command(&line);
+                self.path_command("RCPT TO", rcpt, params);
             }
             self.command("DATA");
         }
@@ -545,14 +564,15 @@ impl ClientSession {
     }
 
     fn after_tls(&mut self) -> Option<Event> {
-        let Some((user, pass)) = self.cfg.auth.clone() else {
+        let Some(creds) = self.cfg.auth.clone() else {
             self.phase = Phase::Idle;
             return Some(Event::Ready);
         };
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
         if self.caps.auth_plain {
             self.phase = Phase::Auth(Stage::AuthPlain);
-            self.command(&format!("AUTH PLAIN {}", b64(&format!("\0{user}\0{pass}"))));
+            let plain = format!("\0{}\0{}", creds.user(), creds.password());
+            self.command(&format!("AUTH PLAIN {}", b64(&plain)));
             None
         } else if self.caps.auth_login {
             self.phase = Phase::Auth(Stage::AuthLogin);
@@ -565,7 +585,10 @@ impl ClientSession {
 
     fn on_auth(&mut self, stage: Stage, reply: Reply) -> Option<Event> {
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-        let (user, pass) = self.cfg.auth.clone().unwrap_or_default();
+        let (user, pass) = match &self.cfg.auth {
+            Some(c) => (c.user().to_string(), c.password().to_string()),
+            None => Default::default(),
+        };
         match (stage, reply.code) {
             (_, 235) => {
                 self.phase = Phase::Idle;
@@ -644,8 +667,7 @@ impl ClientSession {
 
     fn next_rcpt(&mut self, p: &Pending) {
         let (rcpt, params) = &p.tx.rcpts[p.rcpts.len()];
-        let line = format!("RCPT TO:<{rcpt}>{}{params}", if params.is_empty() { "" } else { " " });
-        self.command(&line);
+        self.path_command("RCPT TO", rcpt, params);
     }
 
     /// A transaction that ended before the body was accepted.

@@ -80,6 +80,11 @@ impl CommandError {
 /// Parses a command line. `utf8_rcpt` says whether the current transaction
 /// asked for SMTPUTF8 (so RCPT may carry UTF-8 addresses).
 pub fn parse(line: &[u8], utf8_rcpt: bool) -> Result<Command, CommandError> {
+    // A bare CR, NUL or other control byte is never part of a command; refusing
+    // them here means no argument echoed in a reply or logged can carry one.
+    if line.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+        return Err(CommandError::Syntax("command contains a control character"));
+    }
     let line = std::str::from_utf8(line).map_err(|_| CommandError::Syntax("command is not valid UTF-8"))?;
     let (verb, args) = match line.find(' ') {
         Some(i) => (&line[..i], &line[i + 1..]),
@@ -296,6 +301,19 @@ mod tests {
         assert!(p("MAIL FROM:<é@b.c> SMTPUTF8").is_ok());
         assert_eq!(p("DATA x"), Err(CommandError::Syntax("DATA")));
         assert_eq!(p("EHLO"), Err(CommandError::Syntax("EHLO hostname")));
+        for bad in [
+            "EHLO a\x1b[31mb",
+            "HELO x\ry",
+            "EHLO x\0",
+            "MAIL FROM:<a@b.c>\rRSET",
+            "NOOP \x7f",
+        ] {
+            assert_eq!(
+                p(bad),
+                Err(CommandError::Syntax("command contains a control character")),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod command;
 pub mod proxy;
 pub mod reply;
 pub mod server;
+pub mod wire;
 
 pub use command::{Command, MailFrom, RcptTo};
 pub use reply::Reply;

@@ -4,7 +4,7 @@
 //! through [`Event`]s, which are answered with [`ServerSession::accept`] or
 //! [`ServerSession::respond`].
 
-use crate::body::{BodyReader, BodyStatus};
+use crate::body::{Bare, BodyReader, BodyStatus};
 use crate::command::{self, Command, MailFrom, RcptTo};
 use crate::reply::Reply;
 use base64::Engine as _;
@@ -12,12 +12,15 @@ use base64::Engine as _;
 /// Longest command line (including CRLF) before it is refused.
 pub const MAX_COMMAND_LINE: usize = 1000;
 
+/// Longest AUTH command or response line (RFC 4954 §4: 12,288 octets).
+pub const MAX_AUTH_LINE: usize = 12288;
+
 /// What the session needs to know about its server.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Name used in the greeting and EHLO reply.
     pub hostname: String,
-    /// Largest message accepted (SIZE).
+    /// Largest message accepted (SIZE); 0 = no limit (RFC 1870).
     pub max_size: u64,
     /// Most recipients in one transaction.
     pub max_recipients: usize,
@@ -52,6 +55,9 @@ pub enum Event {
         mechanism: String,
         login: String,
         password: String,
+        /// PLAIN's authorization identity when it differs from `login`
+        /// (RFC 4616 §2): refuse unless the caller can authorize it.
+        authzid: Option<String>,
     },
     /// The 220 for STARTTLS is in the output: flush it, run the handshake,
     /// then call [`ServerSession::tls_established`].
@@ -99,9 +105,11 @@ struct Transaction {
     mail: Option<MailFrom>,
     rcpts: Vec<RcptTo>,
     body: Vec<u8>,
-    too_big: bool,
     /// BDAT was used (DATA is then not allowed, RFC 3030).
     chunked: bool,
+    /// The caller refused the body being read ([`ServerSession::refuse_body`]):
+    /// its bytes are discarded and this is the reply at its end.
+    refused: Option<Reply>,
 }
 
 /// One inbound SMTP session.
@@ -118,6 +126,10 @@ pub struct ServerSession {
     authenticated: Option<String>,
     errors: u32,
     tx: Transaction,
+    /// Command lines and body transfers completed (for the caller's deadlines).
+    progress: u64,
+    /// Set by the caller while no new body may start (out of memory for receptions).
+    no_new_bodies: Option<Reply>,
 }
 
 impl ServerSession {
@@ -135,6 +147,49 @@ impl ServerSession {
             authenticated: None,
             errors: 0,
             tx: Transaction::default(),
+            progress: 0,
+            no_new_bodies: None,
+        }
+    }
+
+    /// While set, DATA and BDAT are answered with `reply` (and a BDAT
+    /// chunk's bytes discarded) instead of starting a body.
+    pub fn refuse_new_bodies(&mut self, reply: Option<Reply>) {
+        self.no_new_bodies = reply;
+    }
+
+    /// The message size limit in effect (`max_size` 0 means none).
+    fn size_limit(&self) -> u64 {
+        if self.cfg.max_size == 0 {
+            u64::MAX
+        } else {
+            self.cfg.max_size
+        }
+    }
+
+    /// True while a DATA or BDAT body is being read.
+    pub fn in_body(&self) -> bool {
+        matches!(self.phase, Phase::Data(_) | Phase::Bdat { .. })
+    }
+
+    /// Bytes of message body held for the current transaction.
+    pub fn body_len(&self) -> usize {
+        self.tx.body.len()
+    }
+
+    /// Grows each time a command line or a body transfer is complete; a
+    /// caller that sees it stand still too long can time the client out.
+    pub fn progress(&self) -> u64 {
+        self.progress
+    }
+
+    /// Refuses the body being read (e.g. the server is out of memory for
+    /// receptions): its buffer is freed, the rest of its bytes are read and
+    /// discarded, and `reply` answers it at its end.
+    pub fn refuse_body(&mut self, reply: Reply) {
+        if self.in_body() && self.tx.refused.is_none() {
+            self.tx.body = Vec::new();
+            self.tx.refused = Some(reply);
         }
     }
 
@@ -300,20 +355,34 @@ impl ServerSession {
                 Phase::Waiting(_) => return None,
                 Phase::Data(reader) => {
                     let data = &self.input[self.consumed..];
-                    let room = self.cfg.max_size.saturating_sub(self.tx.body.len() as u64) as usize;
+                    let limit = if self.tx.refused.is_some() {
+                        0
+                    } else if self.cfg.max_size == 0 {
+                        u64::MAX
+                    } else {
+                        self.cfg.max_size
+                    };
+                    let room = limit.saturating_sub(self.tx.body.len() as u64).min(usize::MAX as u64) as usize;
                     let (used, status) = reader.read(data, &mut self.tx.body, room);
                     self.consumed += used;
                     match status {
                         BodyStatus::NeedMore => return None,
-                        BodyStatus::Done { too_big, bare_lf } => {
+                        BodyStatus::Done { too_big, bare } => {
                             self.phase = Phase::Command;
-                            if too_big {
-                                self.tx = Transaction::default();
+                            self.progress += 1;
+                            let tx = std::mem::take(&mut self.tx);
+                            if let Some(reply) = tx.refused {
+                                self.reply(reply);
+                            } else if too_big {
                                 self.error(552, "5.3.4", "Error: message size exceeds fixed limit");
-                            } else if bare_lf {
-                                self.tx = Transaction::default();
-                                self.error(550, "5.5.2", "Error: bare <LF> received; lines must end with CRLF");
+                            } else if let Some(bare) = bare {
+                                let what = match bare {
+                                    Bare::Lf => "Error: bare <LF> received; lines must end with CRLF",
+                                    Bare::Cr => "Error: bare <CR> received; lines must end with CRLF",
+                                };
+                                self.error(550, "5.5.2", what);
                             } else {
+                                self.tx = tx;
                                 return Some(self.message_event());
                             }
                         }
@@ -323,14 +392,11 @@ impl ServerSession {
                     let (left_now, last, ok) = (*left, *last, *ok);
                     let avail = self.input.len() - self.consumed;
                     let take = (left_now.min(avail as u64)) as usize;
-                    if ok && !self.tx.too_big {
-                        let chunk = &self.input[self.consumed..self.consumed + take];
-                        if (self.tx.body.len() + chunk.len()) as u64 > self.cfg.max_size {
-                            self.tx.too_big = true;
-                            self.tx.body = Vec::new();
-                        } else {
-                            self.tx.body.extend_from_slice(chunk);
-                        }
+                    if ok && self.tx.refused.is_none() {
+                        // The size was checked when the chunk was announced.
+                        self.tx
+                            .body
+                            .extend_from_slice(&self.input[self.consumed..self.consumed + take]);
                     }
                     self.consumed += take;
                     let left_after = left_now - take as u64;
@@ -343,11 +409,12 @@ impl ServerSession {
                         return None;
                     }
                     self.phase = Phase::Command;
+                    self.progress += 1;
                     if !ok {
                         // The reply was already given when the BDAT command was refused.
-                    } else if self.tx.too_big {
+                    } else if let Some(reply) = self.tx.refused.take() {
                         self.tx = Transaction::default();
-                        self.error(552, "5.3.4", "Error: message size exceeds fixed limit");
+                        self.reply(reply);
                     } else if last {
                         return Some(self.message_event());
                     } else {
@@ -360,6 +427,7 @@ impl ServerSession {
                     match memchr::memchr(b'\n', data) {
                         Some(i) => {
                             self.consumed += i + 1;
+                            self.progress += 1;
                             self.phase = Phase::Command;
                         }
                         None => {
@@ -370,8 +438,11 @@ impl ServerSession {
                 }
                 Phase::Command | Phase::Auth(_) => {
                     let data = &self.input[self.consumed..];
+                    let auth = matches!(self.phase, Phase::Auth(_))
+                        || data.get(..5).is_some_and(|v| v.eq_ignore_ascii_case(b"AUTH "));
+                    let max_line = if auth { MAX_AUTH_LINE } else { MAX_COMMAND_LINE };
                     let Some(i) = memchr::memchr(b'\n', data) else {
-                        if data.len() >= MAX_COMMAND_LINE {
+                        if data.len() >= max_line {
                             self.consumed = self.input.len();
                             self.phase = Phase::DiscardLine;
                             self.error(500, "5.5.2", "Error: line too long");
@@ -380,7 +451,9 @@ impl ServerSession {
                     };
                     let start = self.consumed;
                     self.consumed += i + 1;
-                    if i + 1 > MAX_COMMAND_LINE {
+                    self.progress += 1;
+                    if i + 1 > max_line {
+                        self.phase = Phase::Command;
                         self.error(500, "5.5.2", "Error: line too long");
                         continue;
                     }
@@ -470,7 +543,7 @@ impl ServerSession {
                     self.error(503, "5.5.1", "Error: send HELO/EHLO first");
                 } else if self.tx.mail.is_some() {
                     self.error(503, "5.5.1", "Error: nested MAIL command");
-                } else if mail.size.is_some_and(|s| s > self.cfg.max_size) {
+                } else if mail.size.is_some_and(|s| s > self.size_limit()) {
                     self.error(552, "5.3.4", "Error: message size exceeds fixed limit");
                 } else {
                     self.wait(Pending::Mail(mail.clone()));
@@ -482,7 +555,9 @@ impl ServerSession {
                 if self.tx.mail.is_none() {
                     self.error(503, "5.5.1", "Error: need MAIL command");
                 } else if self.tx.rcpts.len() >= self.cfg.max_recipients {
-                    self.error(452, "4.5.3", "Error: too many recipients");
+                    // Not an error (RFC 5321 §4.5.3.1.10): the client goes on
+                    // with the recipients accepted so far.
+                    Reply::new(452, "4.5.3", "Error: too many recipients").write_to(&mut self.output);
                 } else {
                     self.wait(Pending::Rcpt(rcpt.clone()));
                     return Some(Event::Rcpt(rcpt));
@@ -501,8 +576,17 @@ impl ServerSession {
                 None
             }
             Command::Bdat { size, last } => {
-                let ok = match self.body_refusal() {
+                let refusal = self.body_refusal().or_else(|| {
+                    let total = (self.tx.body.len() as u64).saturating_add(size);
+                    // Refused now, not after 2^64 bytes; the chunk's bytes are discarded as they come.
+                    (total > self.size_limit())
+                        .then(|| Reply::new(552, "5.3.4", "Error: message size exceeds fixed limit"))
+                });
+                let ok = match refusal {
                     Some(reply) => {
+                        if self.tx.mail.is_some() && self.tx.refused.is_none() && reply.code == 552 {
+                            self.tx = Transaction::default();
+                        }
                         self.reply(reply);
                         false
                     }
@@ -572,6 +656,9 @@ impl ServerSession {
             Some(Reply::new(503, "5.5.1", "Error: need MAIL command"))
         } else if self.tx.rcpts.is_empty() {
             Some(Reply::new(554, "5.5.1", "Error: no valid recipients"))
+        } else if !self.tx.chunked {
+            // A BDAT chunk after the first one is part of a body already started.
+            self.no_new_bodies.clone()
         } else {
             None
         }
@@ -650,12 +737,13 @@ impl ServerSession {
         let text = self.decode(line)?;
         let mut parts = text.split('\0');
         match (parts.next(), parts.next(), parts.next(), parts.next()) {
-            (Some(_authzid), Some(login), Some(password), None) => {
+            (Some(authzid), Some(login), Some(password), None) => {
                 self.wait(Pending::Auth);
                 Some(Event::Auth {
                     mechanism: "PLAIN".into(),
                     login: login.to_string(),
                     password: password.to_string(),
+                    authzid: (!authzid.is_empty() && authzid != login).then(|| authzid.to_string()),
                 })
             }
             _ => {
@@ -686,6 +774,7 @@ impl ServerSession {
                     mechanism: "LOGIN".into(),
                     login: user,
                     password,
+                    authzid: None,
                 })
             }
         }

@@ -4,13 +4,14 @@
 use sluice_smtp::client::{
     encode_body, parse_reply, ClientConfig, ClientSession, Event, Stage, TlsPolicy, Transaction,
 };
+use sluice_smtp::wire::{Credentials, HeloName, Param, Path};
 
 fn client(tls: TlsPolicy, auth: Option<(&str, &str)>) -> ClientSession {
     ClientSession::new(
         ClientConfig {
-            helo: "out.test".into(),
+            helo: HeloName::new("out.test").unwrap(),
             tls,
-            auth: auth.map(|(u, p)| (u.into(), p.into())),
+            auth: auth.map(|(u, p)| Credentials::new(u, p).unwrap()),
         },
         false,
     )
@@ -25,9 +26,9 @@ fn step(c: &mut ClientSession, server: &str) -> (Option<Event>, String) {
 
 fn tx(rcpts: &[&str]) -> Transaction {
     Transaction {
-        from: "s@example.net".into(),
-        from_params: String::new(),
-        rcpts: rcpts.iter().map(|r| (r.to_string(), String::new())).collect(),
+        from: Path::mailbox("s@example.net").unwrap(),
+        from_params: Vec::new(),
+        rcpts: rcpts.iter().map(|r| (Path::mailbox(r).unwrap(), Vec::new())).collect(),
         body: b"Subject: t\n\n.dot\nend".to_vec(),
     }
 }
@@ -282,6 +283,38 @@ fn body_encoding() {
     out.clear();
     encode_body(b"", &mut out);
     assert_eq!(out, b".\r\n");
+    // Bare CR and LF become CRLF, so no line-ending trick survives to the next hop.
+    for (body, want) in [
+        (&b"a\n.\r\nMAIL"[..], &b"a\r\n..\r\nMAIL\r\n.\r\n"[..]),
+        (b"a\r.\rMAIL", b"a\r\n..\r\nMAIL\r\n.\r\n"),
+        (b"a\r\n.\nb", b"a\r\n..\r\nb\r\n.\r\n"),
+        (b"a\r", b"a\r\n.\r\n"),
+    ] {
+        out.clear();
+        encode_body(body, &mut out);
+        assert_eq!(out, want, "{:?}", String::from_utf8_lossy(body));
+    }
+}
+
+/// Parameters reach the wire only through checked types: what a caller
+/// writes is exactly one command per path.
+#[test]
+fn parameters_and_paths_are_written_as_checked() {
+    let mut c = client(TlsPolicy::Disabled, None);
+    step(&mut c, "220 mx.example ESMTP\r\n");
+    assert_eq!(step(&mut c, EHLO_FULL).0, Some(Event::Ready));
+    let mut t = tx(&["a@x.y"]);
+    t.from_params = vec![
+        Param::new("SIZE", "10").unwrap(),
+        Param::xtext("ENVID", "x\r\nRSET").unwrap(),
+    ];
+    t.rcpts[0].1 = vec![Param::new("NOTIFY", "FAILURE").unwrap()];
+    c.send(t);
+    let out = String::from_utf8(std::mem::take(c.output())).unwrap();
+    assert_eq!(
+        out,
+        "MAIL FROM:<s@example.net> SIZE=10 ENVID=x+0D+0ARSET\r\nRCPT TO:<a@x.y> NOTIFY=FAILURE\r\nDATA\r\n"
+    );
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! (a peer nobody here wrote), including its fault modes.
 
 use sluice_smtp::client::{ClientConfig, ClientSession, Event, TlsPolicy, Transaction, TransactionResult};
+use sluice_smtp::wire::{Param, Path};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -65,7 +66,7 @@ fn run(port: u16, txs: Vec<Transaction>) -> Vec<TransactionResult> {
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut c = ClientSession::new(
         ClientConfig {
-            helo: "client.test".into(),
+            helo: sluice_smtp::wire::HeloName::new("client.test").unwrap(),
             tls: TlsPolicy::Disabled,
             auth: None,
         },
@@ -102,11 +103,11 @@ fn run(port: u16, txs: Vec<Transaction>) -> Vec<TransactionResult> {
 
 fn message(n: usize) -> Transaction {
     Transaction {
-        from: "s@example.net".into(),
-        from_params: "BODY=8BITMIME".into(),
+        from: Path::mailbox("s@example.net").unwrap(),
+        from_params: vec![Param::new("BODY", "8BITMIME").unwrap()],
         rcpts: vec![
-            (format!("a{n}@example.com"), String::new()),
-            (format!("b{n}@example.com"), String::new()),
+            (Path::mailbox(&format!("a{n}@example.com")).unwrap(), Vec::new()),
+            (Path::mailbox(&format!("b{n}@example.com")).unwrap(), Vec::new()),
         ],
         body: format!("Subject: {n}\r\n\r\n.starts with a dot\r\nbody\r\n").into_bytes(),
     }

@@ -386,3 +386,243 @@ fn random_sessions_never_panic() {
         );
     }
 }
+
+/// xorshift: the same sequence on every run, so a failure reproduces.
+fn rng(mut seed: u64) -> impl FnMut() -> u64 {
+    move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    }
+}
+
+/// A random body rich in what smuggling is made of: dots, CR, LF, NUL and
+/// whole command lines.
+fn hostile_body(next: &mut impl FnMut() -> u64) -> Vec<u8> {
+    const PIECES: &[&[u8]] = &[
+        b".",
+        b"..",
+        b"\r",
+        b"\n",
+        b"\r\n",
+        b"\0",
+        b" ",
+        b"x",
+        b"Subject: s\r\n",
+        b"MAIL FROM:<ceo@bank.example>",
+        b"RCPT TO:<victim@x.y>",
+        b"DATA",
+        b"BDAT 5 LAST",
+        b"QUIT",
+    ];
+    let mut body = Vec::new();
+    for _ in 0..next() % 60 {
+        body.extend_from_slice(PIECES[(next() % PIECES.len() as u64) as usize]);
+    }
+    body
+}
+
+/// What a correct client sends for `body` after DATA: dots stuffed at the
+/// start of every CRLF line, a CRLF added when missing, then `.` CRLF.
+/// Returns the wire bytes and the body the server must store.
+fn stuffed(body: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let mut stored = body.to_vec();
+    if !stored.is_empty() && !stored.ends_with(b"\r\n") {
+        stored.extend_from_slice(b"\r\n");
+    }
+    let mut wire = Vec::new();
+    let mut line_start = true;
+    for (i, &b) in stored.iter().enumerate() {
+        if line_start && b == b'.' {
+            wire.push(b'.');
+        }
+        wire.push(b);
+        line_start = b == b'\n' && i > 0 && stored[i - 1] == b'\r';
+    }
+    wire.extend_from_slice(b".\r\n");
+    (wire, stored)
+}
+
+fn has_bare_cr_or_lf(b: &[u8]) -> bool {
+    b.iter()
+        .enumerate()
+        .any(|(i, &c)| (c == b'\n' && (i == 0 || b[i - 1] != b'\r')) || (c == b'\r' && b.get(i + 1) != Some(&b'\n')))
+}
+
+/// Feeds `wire` in random chunks, accepting every event; returns the events
+/// seen (as names) and the replies.
+fn drive(wire: &[u8], next: &mut impl FnMut() -> u64) -> (Vec<String>, Vec<Envelope>, Vec<String>) {
+    let mut s = ServerSession::new(ServerConfig {
+        max_size: 1 << 20,
+        ..cfg()
+    });
+    s.greet();
+    let (mut events, mut messages) = (Vec::new(), Vec::new());
+    let mut pos = 0;
+    while pos < wire.len() && !s.is_closed() {
+        let end = (pos + 1 + (next() % 23) as usize).min(wire.len());
+        s.feed(&wire[pos..end]);
+        pos = end;
+        while let Some(ev) = s.next_event() {
+            events.push(format!("{ev:?}").split(['(', ' ']).next().unwrap_or("").to_string());
+            match ev {
+                Event::Message(env) => {
+                    messages.push(env);
+                    s.accept();
+                }
+                Event::Close => break,
+                _ => s.accept(),
+            }
+        }
+    }
+    let out = String::from_utf8_lossy(&std::mem::take(s.output())).into_owned();
+    let codes = out
+        .split("\r\n")
+        .filter(|l| l.len() >= 4 && l.as_bytes()[3] == b' ')
+        .map(|l| l[..3].to_string())
+        .collect();
+    (events, messages, codes)
+}
+
+/// The smuggling property over random bodies and random chunking: whatever a
+/// body holds, none of it is ever executed as a command; a clean body is
+/// stored exactly as sent (dot-unstuffed), one with a bare CR or LF is refused
+/// with one 550 at the real end of the data, and the session goes on.
+#[test]
+fn body_bytes_are_never_commands() {
+    let mut next = rng(0x2545_F491_4F6C_DD1D);
+    for round in 0..4000 {
+        let body = hostile_body(&mut next);
+        let (data, stored) = stuffed(&body);
+        let mut wire = b"EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<x@y.z>\r\nDATA\r\n".to_vec();
+        wire.extend_from_slice(&data);
+        wire.extend_from_slice(b"NOOP\r\n");
+        let (events, messages, codes) = drive(&wire, &mut next);
+        let clean = !has_bare_cr_or_lf(&stored);
+        let want_events: &[&str] = if clean {
+            &["Mail", "Rcpt", "Message"]
+        } else {
+            &["Mail", "Rcpt"]
+        };
+        assert_eq!(events, want_events, "round {round}: body {body:?}");
+        let want_codes = [
+            "220",
+            "250",
+            "250",
+            "250",
+            "354",
+            if clean { "250" } else { "550" },
+            "250",
+        ];
+        assert_eq!(codes, want_codes, "round {round}: body {body:?}");
+        if clean {
+            assert_eq!(messages[0].body, stored, "round {round}");
+        }
+    }
+}
+
+/// The same for BDAT: a chunk is exactly its announced size, so nothing in it
+/// is read as a command and it is stored byte for byte.
+#[test]
+fn bdat_chunks_are_never_commands() {
+    let mut next = rng(0x9E37_79B9_7F4A_7C15);
+    for round in 0..2000 {
+        let chunks: Vec<Vec<u8>> = (0..1 + next() % 4).map(|_| hostile_body(&mut next)).collect();
+        let mut wire = b"EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<x@y.z>\r\n".to_vec();
+        for (i, c) in chunks.iter().enumerate() {
+            let last = if i + 1 == chunks.len() { " LAST" } else { "" };
+            wire.extend_from_slice(format!("BDAT {}{last}\r\n", c.len()).as_bytes());
+            wire.extend_from_slice(c);
+        }
+        wire.extend_from_slice(b"NOOP\r\n");
+        let (events, messages, codes) = drive(&wire, &mut next);
+        assert_eq!(events, ["Mail", "Rcpt", "Message"], "round {round}");
+        assert_eq!(codes.len(), 4 + chunks.len() + 1, "round {round}: {codes:?}");
+        assert_eq!(messages[0].body, chunks.concat(), "round {round}");
+    }
+}
+
+#[test]
+fn bdat_larger_than_the_limit_is_refused_at_once() {
+    let mut s = new();
+    let (codes, msgs) = run(
+        &mut s,
+        b"EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<x@y.z>\r\nBDAT 18446744073709551615 LAST\r\n",
+    );
+    assert_eq!(codes, ["220 mx.test", "250 DSN", "250 2.1.0", "250 2.1.5", "552 5.3.4"]);
+    assert!(msgs.is_empty());
+    // Its bytes are discarded as they come: the session is not waiting for
+    // anything but them, and the transaction is gone.
+    assert!(s.in_body());
+}
+
+#[test]
+fn max_size_zero_means_no_limit() {
+    let mut s = ServerSession::new(ServerConfig { max_size: 0, ..cfg() });
+    s.greet();
+    let mut input = b"EHLO c\r\nMAIL FROM:<a@b.c> SIZE=5000\r\nRCPT TO:<x@y.z>\r\nDATA\r\n".to_vec();
+    input.extend_from_slice(&b"0123456789\r\n".repeat(500));
+    input.extend_from_slice(b".\r\n");
+    let (codes, msgs) = run(&mut s, &input);
+    assert_eq!(
+        codes,
+        [
+            "220 mx.test",
+            "250 DSN",
+            "250 2.1.0",
+            "250 2.1.5",
+            "354 End",
+            "250 2.0.0"
+        ]
+    );
+    assert_eq!(msgs[0].body.len(), 6000);
+}
+
+/// RFC 5321 §4.5.3.1.10: 452 for recipients past the limit is no error; a
+/// client pipelining many of them keeps its transaction.
+#[test]
+fn excess_recipients_are_not_errors() {
+    let mut s = new();
+    let mut input = b"EHLO c\r\nMAIL FROM:<a@b.c>\r\n".to_vec();
+    for i in 0..1100 {
+        input.extend_from_slice(format!("RCPT TO:<r{i}@y.z>\r\n").as_bytes());
+    }
+    input.extend_from_slice(b"DATA\r\nhi\r\n.\r\n");
+    let (codes, msgs) = run(&mut s, &input);
+    assert_eq!(codes.iter().filter(|c| c.starts_with("452")).count(), 1097);
+    assert_eq!(codes.last().map(String::as_str), Some("250 2.0.0"));
+    assert_eq!(msgs[0].rcpts.len(), 3);
+    assert!(!s.is_closed());
+}
+
+#[test]
+fn refused_body_is_discarded_and_answered_at_its_end() {
+    let mut s = new();
+    s.feed(b"EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<x@y.z>\r\nDATA\r\nfirst part\r\n");
+    while let Some(_ev) = s.next_event() {
+        s.accept();
+    }
+    assert!(s.in_body());
+    assert!(s.body_len() > 0);
+    s.refuse_body(Reply::new(452, "4.3.1", "Insufficient system resources"));
+    assert_eq!(s.body_len(), 0);
+    let (codes, msgs) = run(&mut s, b"more\r\n.\r\nNOOP\r\n");
+    assert!(msgs.is_empty());
+    assert_eq!(codes[codes.len() - 2..], ["452 4.3.1", "250 2.0.0"]);
+}
+
+#[test]
+fn new_bodies_can_be_refused_for_a_while() {
+    let mut s = new();
+    s.refuse_new_bodies(Some(Reply::new(452, "4.3.1", "Insufficient system resources")));
+    let (codes, _) = run(
+        &mut s,
+        b"EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<x@y.z>\r\nDATA\r\nBDAT 4 LAST\r\nbody",
+    );
+    assert_eq!(codes[4..], ["452 4.3.1", "452 4.3.1"]);
+    s.refuse_new_bodies(None);
+    let (codes, msgs) = run(&mut s, b"BDAT 4 LAST\r\nbody");
+    assert_eq!(codes, ["250 2.0.0"]);
+    assert_eq!(msgs[0].body, b"body");
+}

@@ -27,7 +27,13 @@ impl Client {
         let host = if ip.contains(':') { format!("[{ip}]") } else { ip };
         Client {
             addr: format!("{host}:{}", c.u64("www-port")),
-            auth: crate::http::Api::basic_auth(c.opt("www-username"), c.str("www-password")),
+            auth: crate::http::Api::basic_auth(c.opt("www-username"), c.str("www-password")).map(|credentials| {
+                use base64::Engine as _;
+                format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(credentials)
+                )
+            }),
         }
     }
 

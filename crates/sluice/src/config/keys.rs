@@ -115,6 +115,12 @@ pub const KEYS: &[Key] = &[
     key("smtp-max-recipients", Kind::Int { min: 1, max: 1_000_000 }, "1000"),
     key("smtp-open-relay", Kind::Bool, "false"),
     key("smtp-greeting-delay", Kind::Int { min: 0, max: 60_000 }, "0"),
+    // Additions (docs/config.md): limits per client and for reception as a whole.
+    key("smtp-connections-per-ip", Kind::Int { min: 0, max: 1_000_000 }, "50"),
+    key("smtp-connections-per-ip-exceptions", Kind::Cidrs, "127.0.0.0/8, ::1"),
+    key("smtp-command-timeout", SECONDS, "300"),
+    key("smtp-data-timeout", SECONDS, "600"),
+    key("reception-memory", Kind::Size, "1GB"),
     // Queues
     key("rabbitmq-address", Kind::Amqp, ""),
     key("rabbitmq-outbox", Kind::Str, "outbox"),
@@ -170,6 +176,7 @@ pub const KEYS: &[Key] = &[
     key("www-port", PORT, "8485"),
     key("www-username", Kind::Str, ""),
     key("www-password", Kind::Secret, ""),
+    key("www-open", Kind::Bool, "false"),
     key("server-id", Kind::Int { min: 0, max: 65535 }, "1"),
     key("lock", Kind::Str, ""),
     key("user", Kind::Str, ""),

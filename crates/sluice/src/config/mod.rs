@@ -79,6 +79,8 @@ impl Config {
 
     fn parse_text(&mut self, path: &Path, text: &str) -> Result<(), ConfigError> {
         let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        // Editors on some systems start UTF-8 files with a byte order mark.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         for (i, line) in text.lines().enumerate() {
             let lineno = i + 1;
             let trimmed = line.trim();
@@ -135,6 +137,40 @@ impl Config {
             return Err(self.error(
                 "www-password",
                 "www-username and www-password must be set together".into(),
+            ));
+        }
+        if let Some(name) = self.opt("smtp-hostname") {
+            // It is sent in every greeting, EHLO and Received line.
+            sluice_smtp::wire::HeloName::new(name).map_err(|e| self.error("smtp-hostname", e.to_string()))?;
+        }
+        self.check_open_relay()?;
+        self.check_open_management()
+    }
+
+    /// Refuses to run as an open relay by accident (see `smtp-open-relay`).
+    fn check_open_relay(&self) -> Result<(), ConfigError> {
+        let public = self.list("smtp-ip").iter().any(|ip| !is_loopback(ip));
+        if public
+            && self.opt("smtp-range").is_none()
+            && self.opt("smtp-username").is_none()
+            && !self.bool("smtp-open-relay")
+        {
+            return Err(self.error(
+                "smtp-ip",
+                "listening on a non-loopback address with neither smtp-range nor smtp-username set would make an open relay; set one of them, or smtp-open-relay: true".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Refuses a management port anyone can reach without a password, which
+    /// would let them read and inject mail (see `www-open`).
+    fn check_open_management(&self) -> Result<(), ConfigError> {
+        let public = self.list("www-ip").iter().any(|ip| !is_loopback(ip));
+        if public && self.opt("www-password").is_none() && !self.bool("www-open") {
+            return Err(self.error(
+                "www-ip",
+                "the HTTP API on a non-loopback address without www-username/www-password lets anyone read and inject mail; set them, or www-open: true".into(),
             ));
         }
         Ok(())
@@ -231,6 +267,11 @@ impl Config {
         }
         out
     }
+}
+
+/// A listed address that is not loopback (or not an address at all) counts as public.
+fn is_loopback(ip: &str) -> bool {
+    ip.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]

@@ -131,7 +131,7 @@ pub fn build(policy: &Policy, msg: &Outgoing, verdict: Verdict, attempt: &Attemp
     );
     let mut out = Map::new();
     out.insert("envelope".into(), "".into());
-    out.insert("recipient".into(), msg.envelope.clone().into());
+    out.insert("recipient".into(), msg.envelope.as_str().into());
     out.insert("mime".into(), mime.into());
     if let Some(id) = msg.json.get("message-id") {
         out.insert("dsn-for".into(), id.clone());

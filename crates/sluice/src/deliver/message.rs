@@ -4,6 +4,7 @@
 use super::outcome::{Attempt, Kind};
 use super::outgoing::Outgoing;
 use sluice_smtp::client::{Capabilities, Transaction};
+use sluice_smtp::wire::{xtext_encode, Param};
 
 /// The message has no MIME and no plugin gave one.
 pub fn no_mime() -> Attempt {
@@ -38,41 +39,65 @@ pub fn transaction(msg: &Outgoing, caps: &Capabilities, body: Option<Vec<u8>>) -
             true,
         ));
     }
+    // Every value below is either fixed text or checked by `Param`, so the
+    // `expect`s cannot fire; they document that.
+    let param = |k: &str, v: &str| Param::new(k, v).expect("fixed ESMTP parameter");
     let mut mail = Vec::new();
     if caps.size.is_some() && known {
-        mail.push(format!("SIZE={}", body.len()));
+        mail.push(param("SIZE", &body.len().to_string()));
     }
     if caps.eight_bit_mime && !body.is_ascii() {
-        mail.push("BODY=8BITMIME".into());
+        mail.push(param("BODY", "8BITMIME"));
     }
     if utf8 {
-        mail.push("SMTPUTF8".into());
+        mail.push(Param::flag("SMTPUTF8").expect("fixed ESMTP keyword"));
     }
     let mut rcpt = Vec::new();
     if caps.dsn {
         if let Some(ret) = msg.nested_str("dsn", "ret") {
             let ret = ret.to_ascii_uppercase();
             if ret == "FULL" || ret == "HDRS" {
-                mail.push(format!("RET={ret}"));
+                mail.push(param("RET", &ret));
             }
         }
-        if let Some(envid) = msg.nested_str("dsn", "envid") {
-            mail.push(format!("ENVID={}", xtext(envid)));
+        if let Some(envid) = msg.nested_str("dsn", "envid").filter(|e| !e.is_empty()) {
+            mail.extend(Param::xtext("ENVID", envid).ok());
         }
-        if let Some(notify) = msg.nested_str("dsn", "notify") {
-            rcpt.push(format!("NOTIFY={}", notify.to_ascii_uppercase().replace(' ', "")));
+        if let Some(notify) = msg.nested_str("dsn", "notify").and_then(notify) {
+            rcpt.push(param("NOTIFY", &notify));
         }
         if let Some(orcpt) = msg.nested_str("dsn", "orcpt") {
             let (kind, addr) = orcpt.split_once(';').unwrap_or(("rfc822", orcpt));
-            rcpt.push(format!("ORCPT={};{}", kind.trim(), xtext(addr.trim())));
+            let kind = kind.trim();
+            if !addr.trim().is_empty()
+                && !kind.is_empty()
+                && kind.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            {
+                push_orcpt(&mut rcpt, kind, addr.trim());
+            }
         }
     }
     Ok(Transaction {
         from: msg.envelope.clone(),
-        from_params: mail.join(" "),
-        rcpts: vec![(msg.recipient.clone(), rcpt.join(" "))],
+        from_params: mail,
+        rcpts: vec![(msg.recipient.clone(), rcpt)],
         body,
     })
+}
+
+/// `ORCPT=type;xtext(address)` (RFC 3461 §4.2).
+fn push_orcpt(rcpt: &mut Vec<Param>, kind: &str, addr: &str) {
+    let value = format!("{kind};{}", xtext_encode(addr));
+    rcpt.extend(Param::new("ORCPT", &value).ok());
+}
+
+/// A DSN NOTIFY value as RFC 3461 §4.1 allows it (`NEVER`, or a list of
+/// SUCCESS, FAILURE, DELAY), upper-cased; anything else is left out.
+fn notify(v: &str) -> Option<String> {
+    let v = v.to_ascii_uppercase().replace(' ', "");
+    let items: Vec<&str> = v.split(',').collect();
+    let ok = items == ["NEVER"] || items.iter().all(|i| matches!(*i, "SUCCESS" | "FAILURE" | "DELAY"));
+    ok.then_some(v)
 }
 
 /// The message with a DKIM-Signature per usable key in front. A key that
@@ -85,19 +110,6 @@ fn signed(msg: &Outgoing, keys: &serde_json::Value, mime: &[u8]) -> Vec<u8> {
     }
     let mut out = headers.into_bytes();
     out.extend_from_slice(&body);
-    out
-}
-
-/// RFC 3461 §4 xtext: `+`, `=`, controls and non-ASCII as `+HH`.
-fn xtext(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if (b'!'..=b'~').contains(&b) && b != b'+' && b != b'=' {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("+{b:02X}"));
-        }
-    }
     out
 }
 
@@ -114,15 +126,34 @@ mod tests {
         Outgoing::parse(json.as_bytes(), d, 0).unwrap()
     }
 
+    fn joined(p: &[Param]) -> String {
+        p.iter().map(Param::as_str).collect::<Vec<_>>().join(" ")
+    }
+
+    #[test]
+    fn dsn_values_from_json_cannot_inject() {
+        let m = msg(
+            r#"{"envelope":"a@x.org","recipient":"b@y.org","mime":"x","dsn":{"notify":"FAILURE\r\nRSET","envid":"e\r\nRSET","orcpt":"rfc822;b@y\r\nQUIT"}}"#,
+        );
+        let caps = Capabilities {
+            dsn: true,
+            ..Default::default()
+        };
+        let t = transaction(&m, &caps, None).unwrap();
+        assert_eq!(joined(&t.from_params), "ENVID=e+0D+0ARSET");
+        assert_eq!(joined(&t.rcpts[0].1), "ORCPT=rfc822;b@y+0D+0AQUIT");
+    }
+
     #[test]
     fn parameters_follow_the_extensions() {
         let m = msg(
-            r#"{"envelope":"a@x","recipient":"b@y","mime":"Subject: é\r\n\r\nhi\r\n","dsn":{"notify":"FAILURE,DELAY","ret":"hdrs","envid":"id+1","orcpt":"rfc822;b@y"}}"#,
+            r#"{"envelope":"a@x.org","recipient":"b@y.org","mime":"Subject: é\r\n\r\nhi\r\n","dsn":{"notify":"FAILURE,DELAY","ret":"hdrs","envid":"id+1","orcpt":"rfc822;b@y.org"}}"#,
         );
         let none = Capabilities::default();
         let t = transaction(&m, &none, Some(body(&m, m.mime().unwrap().as_bytes()))).unwrap();
-        assert_eq!(t.from_params, "");
-        assert_eq!(t.rcpts, vec![("b@y".to_string(), String::new())]);
+        assert!(t.from_params.is_empty());
+        assert_eq!(t.rcpts[0].0.as_str(), "b@y.org");
+        assert!(t.rcpts[0].1.is_empty());
         let all = Capabilities {
             size: Some(0),
             eight_bit_mime: true,
@@ -131,21 +162,21 @@ mod tests {
         };
         let t = transaction(&m, &all, Some(body(&m, m.mime().unwrap().as_bytes()))).unwrap();
         assert_eq!(
-            t.from_params,
+            joined(&t.from_params),
             format!("SIZE={} BODY=8BITMIME RET=HDRS ENVID=id+2B1", m.mime().unwrap().len())
         );
-        assert_eq!(t.rcpts[0].1, "NOTIFY=FAILURE,DELAY ORCPT=rfc822;b@y");
+        assert_eq!(joined(&t.rcpts[0].1), "NOTIFY=FAILURE,DELAY ORCPT=rfc822;b@y.org");
     }
 
     #[test]
     fn utf8_addresses_need_smtputf8() {
-        let m = msg(r#"{"envelope":"a@x","recipient":"ü@y","mime":"x"}"#);
+        let m = msg(r#"{"envelope":"a@x.org","recipient":"ü@y.org","mime":"x"}"#);
         let a = transaction(&m, &Capabilities::default(), None).unwrap_err();
         assert_eq!((a.state, a.permanent), ("mailfrom", true));
         let caps = Capabilities {
             smtputf8: true,
             ..Default::default()
         };
-        assert_eq!(transaction(&m, &caps, None).unwrap().from_params, "SMTPUTF8");
+        assert_eq!(joined(&transaction(&m, &caps, None).unwrap().from_params), "SMTPUTF8");
     }
 }

@@ -28,6 +28,7 @@ use outcome::{Attempt, Policy};
 use outgoing::{Defaults, Outgoing};
 use sluice_queue::{NewMessage, Queue};
 use sluice_smtp::client::TlsPolicy;
+use sluice_smtp::wire::{Credentials, HeloName};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -39,7 +40,7 @@ use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 pub struct Smarthost {
     pub host: String,
     pub port: u16,
-    pub auth: Option<(String, String)>,
+    pub auth: Option<Credentials>,
 }
 
 /// Where a message goes: a set of MX hosts (shared by every domain that has
@@ -105,7 +106,7 @@ pub struct Engine {
     pub queue: Arc<dyn Queue>,
     pub policy: Policy,
     pub defaults: Defaults,
-    pub helo: String,
+    pub helo: HeloName,
     pub tls_policy: TlsPolicy,
     pub tls: tokio_rustls::TlsConnector,
     /// `smarthost`: every message goes there unless it names its own.
@@ -140,13 +141,24 @@ impl Engine {
         shutdown: watch::Receiver<bool>,
         plugins: Arc<sluice_plugin::Plugins>,
     ) -> Result<Engine> {
-        let smarthost = c.opt("smarthost").map(|host| Smarthost {
-            host: host.to_string(),
-            port: c.u64("smarthost-port") as u16,
-            auth: c
-                .opt("smarthost-username")
-                .map(|u| (u.to_string(), c.str("smarthost-password").to_string())),
-        });
+        let smarthost = match c.opt("smarthost") {
+            Some(host) => {
+                if host.parse::<IpAddr>().is_err() {
+                    HeloName::new(host).map_err(|e| c.error("smarthost", e.to_string()))?;
+                }
+                let auth = c
+                    .opt("smarthost-username")
+                    .map(|u| Credentials::new(u, c.str("smarthost-password")))
+                    .transpose()
+                    .map_err(|e| c.error("smarthost-username", e.to_string()))?;
+                Some(Smarthost {
+                    host: host.to_string(),
+                    port: c.u64("smarthost-port") as u16,
+                    auth,
+                })
+            }
+            None => None,
+        };
         let sink = match c.opt("smtp-sink-ip") {
             Some(ip) => {
                 let ip: IpAddr = ip
@@ -184,7 +196,7 @@ impl Engine {
                 max_delivertime: c.u64("max-delivertime"),
                 max_attempts: c.u64("max-attempts"),
             },
-            helo: hostname,
+            helo: HeloName::new(&hostname).map_err(|e| c.error("smtp-hostname", e.to_string()))?,
             tls_policy,
             tls: tls::connector().context("building the outbound TLS configuration")?,
             smarthost,
@@ -219,12 +231,10 @@ impl Engine {
                 .and_then(outgoing::number)
                 .and_then(|p| u16::try_from(p).ok())
                 .unwrap_or(25),
-            auth: msg.nested_str("smarthost", "username").map(|u| {
-                (
-                    u.to_string(),
-                    msg.nested_str("smarthost", "password").unwrap_or("").to_string(),
-                )
-            }),
+            // Checked by Outgoing::parse; a message whose credentials failed never gets here.
+            auth: msg
+                .nested_str("smarthost", "username")
+                .and_then(|u| Credentials::new(u, msg.nested_str("smarthost", "password").unwrap_or("")).ok()),
         });
         let next = match own.or_else(|| self.smarthost.clone()) {
             Some(relay) => Next::Relay(relay),

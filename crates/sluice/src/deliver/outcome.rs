@@ -311,8 +311,8 @@ pub fn decide(policy: &Policy, mut msg: Outgoing, attempt: &Attempt, now_ms: u64
 /// the message's envelope, recipient, message-id and attempt number.
 pub fn log_entry(msg: &Outgoing, attempt: &Attempt, now_ms: u64) -> Map<String, Value> {
     let mut line = attempt.entry(now_ms);
-    line.insert("envelope".into(), msg.envelope.clone().into());
-    line.insert("recipient".into(), msg.recipient.clone().into());
+    line.insert("envelope".into(), msg.envelope.as_str().into());
+    line.insert("recipient".into(), msg.recipient.as_str().into());
     if let Some(id) = msg.json.get("message-id") {
         line.insert("message-id".into(), id.clone());
     }

@@ -3,15 +3,16 @@
 //! it expires.
 
 use serde_json::{Map, Value};
+use sluice_smtp::wire::{Credentials, HeloName, Path};
 
 /// One outbox message, parsed.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
     /// The whole object; results are built from it.
     pub json: Map<String, Value>,
-    /// MAIL FROM; empty = `<>`.
-    pub envelope: String,
-    pub recipient: String,
+    /// MAIL FROM; null = `<>`. Checked: nothing from the JSON reaches the wire unparsed.
+    pub envelope: Path,
+    pub recipient: Path,
     /// The recipient's domain, lower-cased.
     pub domain: String,
     /// Attempts already made (entries in `results` that were delivery attempts).
@@ -42,6 +43,12 @@ pub enum Invalid {
     NoRecipient,
     #[error("recipient `{0}` has no domain")]
     NoDomain(String),
+    #[error("recipient: {0}")]
+    BadRecipient(sluice_smtp::wire::WireError),
+    #[error("envelope: {0}")]
+    BadEnvelope(sluice_smtp::wire::WireError),
+    #[error("smarthost: {0}")]
+    BadSmarthost(sluice_smtp::wire::WireError),
     #[error("property `{0}` is not a valid timestamp (YYYY-MM-DD HH:MM:SS)")]
     BadTime(&'static str),
 }
@@ -68,18 +75,8 @@ impl Outgoing {
         let Value::Object(json) = value else {
             return Err(Invalid::NotObject);
         };
-        let recipient = match json.get("recipient") {
-            Some(Value::String(r)) if !r.trim().is_empty() => r.trim().to_string(),
-            _ => return Err(Invalid::NoRecipient),
-        };
-        let domain = match recipient.rsplit_once('@') {
-            Some((_, d)) if !d.is_empty() => d.trim_end_matches('.').to_ascii_lowercase(),
-            _ => return Err(Invalid::NoDomain(recipient)),
-        };
-        let envelope = match json.get("envelope") {
-            Some(Value::String(e)) => e.trim().to_string(),
-            _ => String::new(),
-        };
+        let (envelope, recipient) = addresses(&json)?;
+        let domain = recipient.domain();
         let deadline_ms = match json.get("maxdelivertime") {
             Some(Value::String(t)) => parse_time(t).ok_or(Invalid::BadTime("maxdelivertime"))?,
             _ => {
@@ -132,6 +129,47 @@ impl Outgoing {
     }
 }
 
+/// Checks what of an outbox message reaches the wire (envelope, recipient,
+/// smarthost), for producers that want to refuse bad messages up front.
+pub fn check(json: &Map<String, Value>) -> Result<(), Invalid> {
+    addresses(json).map(|_| ())
+}
+
+/// The envelope and recipient as checked paths; the smarthost checked too.
+fn addresses(json: &Map<String, Value>) -> Result<(Path, Path), Invalid> {
+    let recipient = match json.get("recipient") {
+        Some(Value::String(r)) if !r.trim().is_empty() => r.trim(),
+        _ => return Err(Invalid::NoRecipient),
+    };
+    if !recipient.contains('@') || recipient.ends_with('@') {
+        return Err(Invalid::NoDomain(sluice_smtp::wire::shown(recipient)));
+    }
+    let recipient = Path::mailbox(recipient).map_err(Invalid::BadRecipient)?;
+    let envelope = match json.get("envelope") {
+        Some(Value::String(e)) => Path::reverse(e.trim()).map_err(Invalid::BadEnvelope)?,
+        _ => Path::null(),
+    };
+    if let Some(smarthost) = json.get("smarthost") {
+        check_smarthost(smarthost)?;
+    }
+    Ok((envelope, recipient))
+}
+
+/// A message's own relay: a host name or IP, and credentials without NUL, CR or LF.
+fn check_smarthost(s: &Value) -> Result<(), Invalid> {
+    if let Some(name) = s.get("name").and_then(Value::as_str) {
+        let literal = name.parse::<std::net::IpAddr>().is_ok();
+        if !literal {
+            HeloName::new(name).map_err(Invalid::BadSmarthost)?;
+        }
+    }
+    if let Some(user) = s.get("username").and_then(Value::as_str) {
+        let password = s.get("password").and_then(Value::as_str).unwrap_or("");
+        Credentials::new(user, password).map_err(Invalid::BadSmarthost)?;
+    }
+    Ok(())
+}
+
 /// A JSON number, or a number in a string (x-mq headers give strings).
 pub fn number(v: &Value) -> Option<u64> {
     match v {
@@ -159,7 +197,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(m.domain, "example.com");
-        assert_eq!(m.envelope, "a@x.org");
+        assert_eq!(m.envelope.as_str(), "a@x.org");
         assert_eq!(m.attempts, 1);
         assert_eq!(m.max_attempts, 3);
         assert_eq!(m.deadline_ms, 101_000);
@@ -184,6 +222,46 @@ mod tests {
             Outgoing::parse(br#"{"recipient":"a@b","maxdelivertime":"tomorrow"}"#, D, 0).unwrap_err(),
             Invalid::BadTime("maxdelivertime")
         );
+    }
+
+    /// Any outbox producer (HTTP, RabbitMQ, spool) is untrusted: an address
+    /// that does not parse is the invalid-input result, never a command.
+    #[test]
+    fn injected_commands_are_invalid_input() {
+        let cases = [
+            (
+                r#"{"recipient":"a@b.com>\r\nRCPT TO:<injected@evil.com","mime":"x"}"#,
+                "recipient",
+            ),
+            (
+                r#"{"recipient":"a@b.com","envelope":"x@y.z\r\nRSET\r\nMAIL FROM:<spoof@bank.com","mime":"x"}"#,
+                "envelope",
+            ),
+            (
+                r#"{"recipient":"a@b.com","envelope":"x@y.z> SIZE=1","mime":"x"}"#,
+                "envelope",
+            ),
+            (r#"{"recipient":"a\u0000@b.com","mime":"x"}"#, "recipient"),
+            (
+                r#"{"recipient":"a@b.com","smarthost":{"name":"relay\r\nx"},"mime":"x"}"#,
+                "smarthost",
+            ),
+            (
+                r#"{"recipient":"a@b.com","smarthost":{"name":"r.example","username":"u\u0000admin"},"mime":"x"}"#,
+                "smarthost",
+            ),
+        ];
+        for (json, field) in cases {
+            let e = Outgoing::parse(json.as_bytes(), D, 0).unwrap_err().to_string();
+            assert!(e.starts_with(field), "{json}: {e}");
+            assert!(!e.contains(['\r', '\n', '\0']), "{e:?}");
+        }
+        let ok = Outgoing::parse(
+            br#"{"recipient":"a@b.com","envelope":"","smarthost":{"name":"127.0.0.1"}}"#,
+            D,
+            0,
+        );
+        assert!(ok.unwrap().envelope.is_null());
     }
 
     #[test]

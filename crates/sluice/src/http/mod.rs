@@ -1,11 +1,13 @@
 //! The management HTTP API (`docs/http-api.md`): inject into the outbox,
 //! submit received mail to the inbox, queue statistics, peek and pop.
 
+mod body;
+
 use crate::queues::QueueNames;
 use crate::receive::message::{Reception, Recipient};
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -23,23 +25,55 @@ pub struct Api {
     pub names: QueueNames,
     pub hostname: String,
     pub extract: bool,
-    /// Expected `Authorization` header when `www-username` is set.
+    /// `user:password` expected in basic authentication when `www-username` is set.
     pub basic_auth: Option<String>,
 }
 
 impl Api {
     pub fn basic_auth(user: Option<&str>, password: &str) -> Option<String> {
-        user.map(|u| {
+        user.map(|u| format!("{u}:{password}"))
+    }
+}
+
+/// Whether an `Authorization` header carries exactly `expected` (`user:password`)
+/// by the Basic scheme, whose name is case-insensitive (RFC 7235 §2.1).
+fn authorized(header: Option<&[u8]>, expected: &str) -> bool {
+    let Some(value) = header.and_then(|h| std::str::from_utf8(h).ok()) else {
+        return false;
+    };
+    let Some((scheme, token)) = value.trim().split_once(' ') else {
+        return false;
+    };
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return false;
+    }
+    let Ok(given) = base64::engine::general_purpose::STANDARD.decode(token.trim()) else {
+        return false;
+    };
+    // Compare in constant time: no timing hint at how much of a password matched.
+    let want = expected.as_bytes();
+    given.len() == want.len() && given.iter().zip(want).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+/// A queue name as AMQP allows it (1–255 bytes), without control characters
+/// or `/`, so it is safe in logs, file names and broker calls.
+fn check_queue_name(name: &str) -> Result<(), ApiError> {
+    let ok = !name.is_empty() && name.len() <= 255 && !name.chars().any(|c| c.is_control() || c == '/');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError(
+            StatusCode::BAD_REQUEST,
             format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(format!("{u}:{password}"))
-            )
-        })
+                "`{}` is not a queue name (1-255 bytes, no control characters or `/`)",
+                sluice_smtp::wire::shown(name)
+            ),
+        ))
     }
 }
 
 /// An error answer: status and a JSON `{"error": …}`.
-struct ApiError(StatusCode, String);
+pub(crate) struct ApiError(StatusCode, String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -55,9 +89,6 @@ impl From<sluice_queue::QueueError> for ApiError {
 
 type Shared = State<Arc<Api>>;
 
-/// Largest request body: a batch of messages is held in memory while it is stored.
-pub const MAX_BODY: usize = 256 << 20;
-
 pub fn router(api: Arc<Api>) -> Router {
     Router::new()
         .route("/health", get(health))
@@ -66,16 +97,49 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/queues/{name}/pop", post(pop))
         .route("/inject", post(inject))
         .route("/submit", post(submit))
+        .fallback(not_found)
         .layer(middleware::from_fn_with_state(api.clone(), require_auth))
-        // Bulk injects are the point of the API; axum's default (2 MB) is a few hundred messages.
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn(json_errors))
         .with_state(api)
+}
+
+async fn not_found() -> ApiError {
+    ApiError(StatusCode::NOT_FOUND, "no such endpoint".into())
+}
+
+/// Every error answer is JSON: axum's own (405, a query or path that does
+/// not parse) come as plain text or empty, and are rewritten here.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_string();
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_lowercase()
+    } else {
+        text
+    };
+    let mut fixed = ApiError(status, message).into_response();
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            fixed.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    fixed
 }
 
 async fn require_auth(State(api): Shared, req: Request, next: Next) -> Response {
     if let Some(expected) = &api.basic_auth {
-        let given = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        if given != Some(expected.as_str()) {
+        let given = req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes());
+        if !authorized(given, expected) {
             return (
                 StatusCode::UNAUTHORIZED,
                 [(header::WWW_AUTHENTICATE, "Basic realm=\"sluice\"")],
@@ -91,8 +155,9 @@ async fn health(State(api): Shared) -> Result<Json<Value>, ApiError> {
     let stats = api.sink.queue.stats().await?;
     let messages: u64 = stats.iter().map(|q| q.ready + q.delayed + q.leased).sum();
     let duplicates = api.sink.queue.duplicates();
+    let reception = api.sink.budget.used();
     Ok(Json(
-        json!({ "status": "ok", "messages": messages, "duplicates": duplicates }),
+        json!({ "status": "ok", "messages": messages, "duplicates": duplicates, "reception-memory": reception }),
     ))
 }
 
@@ -123,6 +188,7 @@ fn render(messages: Vec<StoredMessage>) -> Value {
 }
 
 async fn peek(State(api): Shared, Path(name): Path<String>, Query(q): Query<Count>) -> Result<Json<Value>, ApiError> {
+    check_queue_name(&name)?;
     Ok(Json(render(api.sink.queue.peek(&name, q.n.unwrap_or(10)).await?)))
 }
 
@@ -143,6 +209,7 @@ impl Drop for Lease {
 }
 
 async fn pop(State(api): Shared, Path(name): Path<String>, Query(q): Query<Count>) -> Result<Json<Value>, ApiError> {
+    check_queue_name(&name)?;
     let wait = Duration::from_secs(q.wait.unwrap_or(0).min(60));
     let taken = api.sink.queue.take(&name, q.n.unwrap_or(1), wait).await?;
     let mut lease = Lease {
@@ -180,18 +247,18 @@ async fn publish(api: &Api, queue: &str, values: Vec<Value>) -> Result<Json<Valu
 }
 
 /// Messages for the outbox; each must be an object with a recipient.
-async fn inject(State(api): Shared, body: Bytes) -> Result<Json<Value>, ApiError> {
+async fn inject(State(api): Shared, headers: HeaderMap, body: Body) -> Result<Json<Value>, ApiError> {
+    let (body, _charge) = body::read(&api.sink.budget, &headers, body).await?;
     let values = parse_messages(&body)?;
+    drop(body);
     for (i, v) in values.iter().enumerate() {
-        let ok = v
-            .get("recipient")
-            .and_then(Value::as_str)
-            .is_some_and(|r| !r.is_empty());
-        if !ok {
-            return Err(ApiError(
-                StatusCode::BAD_REQUEST,
-                format!("message {}: not a JSON object with a recipient", i + 1),
-            ));
+        // The delivery engine would refuse these as invalid input; say so now.
+        let checked = match v {
+            Value::Object(m) => crate::deliver::outgoing::check(m).map_err(|e| e.to_string()),
+            _ => Err("not a JSON object".to_string()),
+        };
+        if let Err(e) = checked {
+            return Err(ApiError(StatusCode::BAD_REQUEST, format!("message {}: {e}", i + 1)));
         }
     }
     let outbox = api.names.outbox.clone();
@@ -199,8 +266,16 @@ async fn inject(State(api): Shared, body: Bytes) -> Result<Json<Value>, ApiError
 }
 
 /// Any JSON values to any queue, as they are.
-async fn push(State(api): Shared, Path(name): Path<String>, body: Bytes) -> Result<Json<Value>, ApiError> {
+async fn push(
+    State(api): Shared,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    check_queue_name(&name)?;
+    let (body, _charge) = body::read(&api.sink.budget, &headers, body).await?;
     let values = parse_messages(&body)?;
+    drop(body);
     publish(&api, &name, values).await
 }
 
@@ -214,9 +289,30 @@ struct Submission {
 }
 
 /// A received message (from `sluice send`) for the inbox, one JSON per recipient.
-async fn submit(State(api): Shared, Json(s): Json<Submission>) -> Result<Json<Value>, ApiError> {
+async fn submit(State(api): Shared, headers: HeaderMap, body: Body) -> Result<Json<Value>, ApiError> {
+    let (body, _charge) = body::read(&api.sink.budget, &headers, body).await?;
+    let s: Submission = serde_json::from_slice(&body)
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid submission: {e}")))?;
+    drop(body);
     if s.recipients.is_empty() {
         return Err(ApiError(StatusCode::BAD_REQUEST, "no recipients".into()));
+    }
+    // The same grammar as SMTP's MAIL and RCPT.
+    let bad = |what: &str, a: &str| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("{what} `{}` is not a valid address", sluice_smtp::wire::shown(a)),
+        )
+    };
+    if sluice_smtp::wire::Path::reverse(&s.envelope).is_err() {
+        return Err(bad("envelope", &s.envelope));
+    }
+    if let Some(r) = s
+        .recipients
+        .iter()
+        .find(|r| sluice_smtp::wire::Path::mailbox(r).is_err())
+    {
+        return Err(bad("recipient", r));
     }
     let mut properties = Map::new();
     properties.insert("received".into(), crate::stamp::now().into());
@@ -237,7 +333,7 @@ async fn submit(State(api): Shared, Json(s): Json<Submission>) -> Result<Json<Va
             ..Default::default()
         })
         .collect();
-    let ids = crate::receive::store(&api.sink, &api.names.inbox, &reception, &recipients).await?;
+    let ids = crate::receive::store(&api.sink, &api.names.inbox, reception, &recipients).await?;
     Ok(Json(
         json!({ "queued": ids.len(), "queue": api.names.inbox, "ids": ids }),
     ))

@@ -15,17 +15,18 @@ impl ReceivedLog {
         Ok(ReceivedLog(JsonLog::open("received-log", path)?))
     }
 
-    /// Logs stored messages (call after they are durable).
-    pub fn record(&self, queue: &str, messages: &[Map<String, Value>]) {
+    /// Whether lines go anywhere (so callers can skip building them).
+    pub fn enabled(&self) -> bool {
+        self.0.enabled()
+    }
+
+    /// Logs one stored copy (call after it is durable): its JSON without the
+    /// MIME, with `size` already set; `queue` is added here.
+    pub fn record(&self, queue: &str, mut line: Map<String, Value>) {
         if !self.0.enabled() {
             return;
         }
-        for m in messages {
-            let mut line = m.clone();
-            let size = line.remove("mime").and_then(|v| v.as_str().map(str::len)).unwrap_or(0);
-            line.insert("size".into(), size.into());
-            line.insert("queue".into(), queue.into());
-            self.0.write(Value::Object(line).to_string());
-        }
+        line.insert("queue".into(), queue.into());
+        self.0.write(Value::Object(line).to_string());
     }
 }

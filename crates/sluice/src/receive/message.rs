@@ -24,12 +24,24 @@ pub struct Recipient {
     pub dsn: Map<String, Value>,
 }
 
-/// Builds one JSON object per recipient; `ids` gives each its message-id.
-pub fn build(reception: &Reception, recipients: &[Recipient], ids: &[String]) -> Vec<Map<String, Value>> {
+/// A reception made ready for its recipients: the properties they share,
+/// and the MIME kept once — as text for plugins, and escaped as a JSON
+/// string for storing — so R recipients of an S-byte message cost O(S)
+/// memory, not O(R × S).
+pub struct Prepared {
+    base: Map<String, Value>,
+    dsn: Map<String, Value>,
+    mime: String,
+    /// `mime` as a JSON string literal, quotes included.
+    mime_json: Vec<u8>,
+}
+
+/// Prepares a reception: `x-mq-*` headers lifted into properties, the MIME as text.
+pub fn prepare(reception: Reception) -> Prepared {
     let (mime, extracted) = if reception.extract {
         extract_headers(&reception.mime)
     } else {
-        (reception.mime.clone(), Map::new())
+        (reception.mime, Map::new())
     };
     let mime = match String::from_utf8(mime) {
         Ok(s) => s,
@@ -39,29 +51,66 @@ pub fn build(reception: &Reception, recipients: &[Recipient], ids: &[String]) ->
         }
     };
     let mut base = Map::new();
-    base.insert("envelope".into(), Value::String(reception.envelope.clone()));
-    for (k, v) in &reception.properties {
-        base.insert(k.clone(), v.clone());
+    base.insert("envelope".into(), Value::String(reception.envelope));
+    for (k, v) in reception.properties {
+        base.insert(k, v);
     }
     for (k, v) in extracted {
         merge(&mut base, k, v);
     }
-    base.insert("mime".into(), Value::String(mime));
-    recipients
-        .iter()
-        .zip(ids)
-        .map(|(rcpt, id)| {
-            let mut m = base.clone();
-            m.insert("recipient".into(), Value::String(rcpt.address.clone()));
-            m.insert("message-id".into(), Value::String(id.clone()));
-            let mut dsn = reception.dsn.clone();
-            dsn.extend(rcpt.dsn.clone());
-            if !dsn.is_empty() {
-                merge(&mut m, "dsn".into(), Value::Object(dsn));
-            }
-            m
-        })
-        .collect()
+    // A header cannot set the MIME (it is the rest of the message).
+    base.remove("mime");
+    let mime_json = serde_json::to_vec(&mime).unwrap_or_else(|_| b"\"\"".to_vec());
+    Prepared {
+        base,
+        dsn: reception.dsn,
+        mime,
+        mime_json,
+    }
+}
+
+impl Prepared {
+    /// One recipient's object without the MIME.
+    pub fn recipient(&self, rcpt: &Recipient, id: &str) -> Map<String, Value> {
+        let mut m = self.base.clone();
+        m.insert("recipient".into(), Value::String(rcpt.address.clone()));
+        m.insert("message-id".into(), Value::String(id.to_string()));
+        let mut dsn = self.dsn.clone();
+        dsn.extend(rcpt.dsn.clone());
+        if !dsn.is_empty() {
+            merge(&mut m, "dsn".into(), Value::Object(dsn));
+        }
+        m
+    }
+
+    /// The whole object, MIME included (what plugins see and may change).
+    pub fn with_mime(&self, mut m: Map<String, Value>) -> Map<String, Value> {
+        m.insert("mime".into(), Value::String(self.mime.clone()));
+        m
+    }
+
+    /// The stored JSON for `m`: its own `mime` when it has one (a plugin set
+    /// it), else the shared one, spliced in without another copy of the text.
+    pub fn serialize(&self, m: &Map<String, Value>) -> Vec<u8> {
+        if m.contains_key("mime") {
+            return Value::Object(m.clone()).to_string().into_bytes();
+        }
+        let head = Value::Object(m.clone()).to_string().into_bytes();
+        let mut out = Vec::with_capacity(head.len() + self.mime_json.len() + 9);
+        out.extend_from_slice(&head[..head.len() - 1]); // without the closing brace
+        if head.len() > 2 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"\"mime\":");
+        out.extend_from_slice(&self.mime_json);
+        out.push(b'}');
+        out
+    }
+
+    /// Bytes of MIME text (the `size` of a received-log line).
+    pub fn mime_len(&self) -> usize {
+        self.mime.len()
+    }
 }
 
 /// Sets `key`, merging objects (so `x-mq-smarthost-name` and `-port` combine).
@@ -174,7 +223,9 @@ mod tests {
         dsn.insert("ret".into(), "HDRS".into());
         let r = Reception {
             envelope: "s@x.y".into(),
-            mime: b"X-MQ-envelope: e@x.y\r\n\r\nbody".to_vec(),
+            mime: "X-MQ-envelope: e@x.y\r\nX-MQ-mime: no\r\n\r\nbody \"quoted\" \u{e9}"
+                .as_bytes()
+                .to_vec(),
             properties: Map::new(),
             dsn,
             extract: true,
@@ -191,13 +242,25 @@ mod tests {
                 ..Default::default()
             },
         ];
-        let v = build(&r, &rcpts, &["1".into(), "2".into()]);
-        assert_eq!(v.len(), 2);
+        let p = prepare(r);
+        let v: Vec<Value> = rcpts
+            .iter()
+            .zip(["1", "2"])
+            .map(|(r, id)| serde_json::from_slice(&p.serialize(&p.recipient(r, id))).unwrap())
+            .collect();
         assert_eq!(v[0]["recipient"], "a@x.y");
         assert_eq!(v[0]["envelope"], "e@x.y");
-        assert_eq!(v[0]["mime"], "\r\nbody");
+        assert_eq!(v[0]["mime"], "X-MQ-mime: no\r\n\r\nbody \"quoted\" \u{e9}");
         assert_eq!(v[0]["dsn"], json!({"ret": "HDRS", "notify": "FAILURE"}));
         assert_eq!(v[1]["dsn"], json!({"ret": "HDRS"}));
         assert_eq!(v[1]["message-id"], "2");
+        // A plugin's own MIME wins over the shared one.
+        let mut changed = p.with_mime(p.recipient(&rcpts[1], "3"));
+        changed.insert("mime".into(), "new".into());
+        let back: Value = serde_json::from_slice(&p.serialize(&changed)).unwrap();
+        assert_eq!(back["mime"], "new");
+        // An empty object still gets a well-formed splice.
+        let bare: Value = serde_json::from_slice(&p.serialize(&Map::new())).unwrap();
+        assert_eq!(bare.as_object().map(|o| o.len()), Some(1));
     }
 }

@@ -2,6 +2,7 @@
 //! threads (each a single-threaded runtime), where [`session`] drives the
 //! sans-IO session and stores accepted messages.
 
+pub mod budget;
 pub mod log;
 pub mod message;
 mod session;
@@ -10,7 +11,7 @@ pub mod tls;
 use crate::config::{Cidr, Config};
 use crate::queues::QueueNames;
 use crate::stamp::IdGenerator;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use sluice_queue::Queue;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
@@ -32,6 +33,16 @@ pub struct Inbound {
     pub proxy: Vec<Cidr>,
     pub credentials: Option<(String, String)>,
     pub max_connections: usize,
+    /// `smtp-connections-per-ip` (0 = no limit), except for
+    /// `smtp-connections-per-ip-exceptions` (like Postfix's $mynetworks).
+    pub max_per_ip: usize,
+    pub per_ip_exceptions: Vec<Cidr>,
+    /// Open connections per client address.
+    pub per_ip: std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>,
+    /// `smtp-command-timeout`, `smtp-data-timeout`: total time for one
+    /// command line and for one message body, however slowly it trickles in.
+    pub command_deadline: Duration,
+    pub data_deadline: Duration,
     pub extract: bool,
     pub names: QueueNames,
     pub sink: Sink,
@@ -63,6 +74,11 @@ impl Inbound {
                 .opt("smtp-username")
                 .map(|u| (u.to_string(), c.str("smtp-password").to_string())),
             max_connections: c.u64("smtp-connections") as usize,
+            max_per_ip: c.u64("smtp-connections-per-ip") as usize,
+            per_ip_exceptions: c.cidrs("smtp-connections-per-ip-exceptions"),
+            per_ip: Default::default(),
+            command_deadline: Duration::from_secs(c.u64("smtp-command-timeout")),
+            data_deadline: Duration::from_secs(c.u64("smtp-data-timeout")),
             extract: c.bool("smtp-extract"),
             names: QueueNames::from_config(c),
             sink,
@@ -92,61 +108,99 @@ pub struct Sink {
     pub queue: Arc<dyn Queue>,
     pub ids: Arc<IdGenerator>,
     pub log: Arc<log::ReceivedLog>,
+    /// `reception-memory`: bytes of bodies SMTP and HTTP hold together.
+    pub budget: Arc<budget::Budget>,
 }
 
-/// Stores one JSON per recipient of a reception in `queue_name` as one
-/// durable batch, then logs them; returns their message ids.
+/// Stores one JSON per recipient of a reception in `queue_name`, then logs
+/// them; returns their message ids.
 pub async fn store(
     sink: &Sink,
     queue_name: &str,
-    reception: &message::Reception,
+    reception: message::Reception,
     recipients: &[message::Recipient],
 ) -> Result<Vec<String>, sluice_queue::QueueError> {
-    let ids: Vec<String> = recipients.iter().map(|_| sink.ids.next()).collect();
-    let messages = message::build(reception, recipients, &ids);
-    publish(
-        sink,
-        messages.into_iter().map(|m| (queue_name.to_string(), m)).collect(),
-    )
-    .await?;
+    let prepared = message::prepare(reception);
+    let mut out = Publisher::new(sink);
+    let mut ids = Vec::with_capacity(recipients.len());
+    for rcpt in recipients {
+        let id = sink.ids.next();
+        out.add(queue_name, &prepared, prepared.recipient(rcpt, &id)).await?;
+        ids.push(id);
+    }
+    out.finish().await?;
     Ok(ids)
 }
 
-/// Stores built messages, each in its queue, as one durable batch; then logs them.
-pub async fn publish(
-    sink: &Sink,
-    messages: Vec<(String, serde_json::Map<String, serde_json::Value>)>,
-) -> Result<(), sluice_queue::QueueError> {
-    let batch = messages
-        .iter()
-        .map(|(queue, m)| {
-            let body = serde_json::to_vec(m).map_err(|e| sluice_queue::QueueError::Io(std::io::Error::other(e)))?;
-            Ok(sluice_queue::NewMessage::now(queue.as_str(), body))
-        })
-        .collect::<Result<Vec<_>, sluice_queue::QueueError>>()?;
-    sink.queue.publish(batch).await?;
-    for (queue, m) in &messages {
-        sink.log.record(queue, std::slice::from_ref(m));
-    }
-    Ok(())
+/// Stores a reception's copies, in groups of about [`Publisher::GROUP`]
+/// bytes, so a big message for many recipients is never held in memory
+/// once per recipient. Each group is durable before the next is built; the
+/// sender is answered only after the last. If a later group fails, earlier
+/// copies stay queued and the sender, told to retry, sends them again
+/// (at-least-once: duplicates, never loss).
+pub struct Publisher<'a> {
+    sink: &'a Sink,
+    batch: Vec<sluice_queue::NewMessage>,
+    bytes: usize,
+    /// received-log lines of the batch, written once it is durable.
+    lines: Vec<(String, serde_json::Map<String, serde_json::Value>)>,
 }
 
-/// Refuses to run as an open relay by accident (see `smtp-open-relay`).
-pub fn check_open_relay(c: &Config) -> Result<()> {
-    let public = c
-        .list("smtp-ip")
-        .iter()
-        .any(|ip| ip.parse::<IpAddr>().map(|ip| !ip.is_loopback()).unwrap_or(true));
-    if public && c.opt("smtp-range").is_none() && c.opt("smtp-username").is_none() && !c.bool("smtp-open-relay") {
-        bail!(
-            "{}",
-            c.error(
-                "smtp-ip",
-                "listening on a non-loopback address with neither smtp-range nor smtp-username set would make an open relay; set one of them, or smtp-open-relay: true".into()
-            )
-        );
+impl<'a> Publisher<'a> {
+    /// Bytes of JSON collected before a group is stored.
+    pub const GROUP: usize = 16 << 20;
+
+    pub fn new(sink: &'a Sink) -> Self {
+        Publisher {
+            sink,
+            batch: Vec::new(),
+            bytes: 0,
+            lines: Vec::new(),
+        }
     }
-    Ok(())
+
+    /// Adds one copy for `queue`; stores the group when it is full.
+    pub async fn add(
+        &mut self,
+        queue: &str,
+        prepared: &message::Prepared,
+        json: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(), sluice_queue::QueueError> {
+        let body = prepared.serialize(&json);
+        self.bytes += body.len();
+        self.batch.push(sluice_queue::NewMessage::now(queue, body));
+        if self.sink.log.enabled() {
+            let size = json
+                .get("mime")
+                .and_then(|m| m.as_str())
+                .map_or(prepared.mime_len(), str::len);
+            let mut line = json;
+            line.remove("mime");
+            line.insert("size".into(), size.into());
+            self.lines.push((queue.to_string(), line));
+        }
+        if self.bytes >= Self::GROUP {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), sluice_queue::QueueError> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        self.bytes = 0;
+        self.sink.queue.publish(std::mem::take(&mut self.batch)).await?;
+        for (queue, line) in self.lines.drain(..) {
+            self.sink.log.record(&queue, line);
+        }
+        Ok(())
+    }
+
+    /// Stores what is left; all copies are durable when it returns `Ok`.
+    pub async fn finish(mut self) -> Result<(), sluice_queue::QueueError> {
+        self.flush().await
+    }
 }
 
 /// The worker threads, each with its own single-threaded runtime that

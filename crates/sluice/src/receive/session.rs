@@ -73,6 +73,35 @@ impl Drop for ConnectionSlot<'_> {
     }
 }
 
+/// Counts a connection for `smtp-connections-per-ip` while alive.
+struct AddressSlot<'a> {
+    inbound: &'a Inbound,
+    ip: std::net::IpAddr,
+}
+
+impl AddressSlot<'_> {
+    /// Counts the connection; returns the slot and how many this address now has.
+    fn take(inbound: &Inbound, ip: std::net::IpAddr) -> (AddressSlot<'_>, usize) {
+        let ip = ip.to_canonical();
+        let mut map = inbound.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        let n = map.entry(ip).or_insert(0);
+        *n += 1;
+        (AddressSlot { inbound, ip }, *n)
+    }
+}
+
+impl Drop for AddressSlot<'_> {
+    fn drop(&mut self) {
+        let mut map = self.inbound.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
 struct Session<'a> {
     inbound: &'a Inbound,
     conn: Conn,
@@ -115,6 +144,8 @@ pub async fn serve(inbound: Arc<Inbound>, accepted: super::Accepted, contexts: R
             }
         }
     }
+    // After the PROXY header: the limit is on the real client.
+    let (_address_slot, from_this_ip) = AddressSlot::take(&inbound, remote.ip());
     let loopback = remote.ip().is_loopback() || remote.ip().to_canonical().is_loopback();
     let cfg = ServerConfig {
         hostname: inbound.hostname.clone(),
@@ -151,6 +182,23 @@ pub async fn serve(inbound: Arc<Inbound>, accepted: super::Accepted, contexts: R
             421,
             "4.7.0",
             format!("{} Too many connections, try again later", inbound.hostname),
+        ));
+    } else if inbound.max_per_ip > 0
+        && from_this_ip > inbound.max_per_ip
+        && !inbound
+            .per_ip_exceptions
+            .iter()
+            .any(|c| c.contains(remote.ip().to_canonical()))
+    {
+        tracing::info!(peer = %remote, connections = from_this_ip, "refused: smtp-connections-per-ip reached");
+        s.smtp.refuse(Reply::new(
+            421,
+            "4.7.0",
+            format!(
+                "{} Too many connections from {}, try again later",
+                inbound.hostname,
+                remote.ip().to_canonical()
+            ),
         ));
     } else if early.is_empty() && s.talks_first().await {
         s.smtp.refuse(Reply::new(
@@ -267,6 +315,11 @@ impl Session<'_> {
     async fn run(&mut self) -> anyhow::Result<()> {
         let mut buf = vec![0u8; 64 * 1024];
         let mut shutdown = self.inbound.shutdown.clone();
+        // The body being read holds this much of `reception-memory`.
+        let mut charge = self.inbound.sink.budget.charge();
+        // Total deadlines (RFC 5321 §4.5.3.2): they restart only when a
+        // command line or a body is complete, not with every byte.
+        let mut progress = (self.smtp.progress(), tokio::time::Instant::now());
         loop {
             while let Some(ev) = self.smtp.next_event() {
                 if let Event::Close = ev {
@@ -275,9 +328,19 @@ impl Session<'_> {
                 }
                 self.handle(ev).await?;
             }
+            self.account(&mut charge);
             self.flush().await?;
+            if self.smtp.progress() != progress.0 {
+                progress = (self.smtp.progress(), tokio::time::Instant::now());
+            }
+            let total = if self.smtp.in_body() {
+                self.inbound.data_deadline
+            } else {
+                self.inbound.command_deadline
+            };
+            let deadline = (progress.1 + total).min(tokio::time::Instant::now() + self.inbound.timeout);
             let read = tokio::select! {
-                r = tokio::time::timeout(self.inbound.timeout, self.conn.read(&mut buf)) => r,
+                r = tokio::time::timeout_at(deadline, self.conn.read(&mut buf)) => r,
                 _ = crate::shutdown::requested(&mut shutdown), if self.smtp.is_idle() => {
                     self.smtp.shutdown();
                     continue;
@@ -290,6 +353,25 @@ impl Session<'_> {
                 Ok(Err(e)) => return Err(e.into()),
             }
         }
+    }
+
+    /// Charges the body being read to `reception-memory`: a body that does
+    /// not fit is refused (its bytes discarded, `452 4.3.1` at its end), and
+    /// while nothing fits new bodies are refused at DATA/BDAT.
+    fn account(&mut self, charge: &mut crate::receive::budget::Charge) {
+        let insufficient = || Reply::new(452, "4.3.1", "Insufficient system resources, try again later");
+        let held = if self.smtp.in_body() {
+            self.smtp.body_len() as u64
+        } else {
+            0
+        };
+        if !charge.resize(held) {
+            tracing::warn!(peer = %self.remote, bytes = held, "reception-memory is used up: message refused");
+            self.smtp.refuse_body(insufficient());
+            charge.resize(0);
+        }
+        let budget = &self.inbound.sink.budget;
+        self.smtp.refuse_new_bodies(budget.full().then(insufficient));
     }
 
     fn auth_required(&self) -> bool {
@@ -323,6 +405,18 @@ impl Session<'_> {
                     None => self.smtp.accept(),
                 },
             },
+            Event::Auth {
+                authzid: Some(authzid), ..
+            } if !self.inbound.plugins.exports(AUTH_HOOK) => {
+                // RFC 4616 §2: acting as another identity needs an authorization
+                // policy, which only a plugin can bring.
+                tracing::info!(peer = %self.remote, authzid = %sluice_smtp::wire::shown(&authzid), "AUTH PLAIN with a different authorization identity refused");
+                self.smtp.respond(Reply::new(
+                    535,
+                    "5.7.8",
+                    "Authentication failed: authorization identity not allowed",
+                ));
+            }
             Event::Auth { login, password, .. } => self.authenticate(login, password).await,
             Event::StartTls => {
                 self.flush().await?;
@@ -382,7 +476,7 @@ impl Session<'_> {
             (Some(reply), _) => self.smtp.respond(reply),
             (None, true) => self.smtp.accept(),
             (None, false) => {
-                tracing::info!(peer = %self.remote, login = %login, "authentication failed");
+                tracing::info!(peer = %self.remote, login = %sluice_smtp::wire::shown(&login), "authentication failed");
                 self.smtp
                     .respond(Reply::new(535, "5.7.8", "Authentication credentials invalid"));
             }
@@ -454,44 +548,44 @@ impl Session<'_> {
                 }
             })
             .collect();
-        let ids: Vec<String> = recipients.iter().map(|_| self.inbound.sink.ids.next()).collect();
-        let mut copies = Vec::new();
+        let prepared = super::message::prepare(reception);
+        let sink = self.inbound.sink.clone();
+        let mut out = super::Publisher::new(&sink);
         let mut queued = Vec::new();
         let mut last_refusal = None;
-        for ((json, id), rcpt) in super::message::build(&reception, &recipients, &ids)
-            .into_iter()
-            .zip(&ids)
-            .zip(&env.rcpts)
-        {
-            match self.message_hook(json).await {
+        let mut stored = Ok(());
+        for (recipient, rcpt) in recipients.iter().zip(&env.rcpts) {
+            let id = sink.ids.next();
+            let json = prepared.recipient(recipient, &id);
+            match self.message_hook(json, &prepared).await {
                 Err(reply) => return reply,
                 Ok(Copy::Dropped(reply)) => last_refusal = Some(reply),
                 Ok(Copy::Keep(json, local)) => {
-                    let target = if local {
-                        self.inbound.names.local.clone()
-                    } else {
-                        queue.clone()
-                    };
-                    copies.push((target, json));
-                    queued.push((id.clone(), rcpt.address.as_str()));
+                    let target = if local { &self.inbound.names.local } else { &queue };
+                    stored = out.add(target, &prepared, json).await;
+                    if stored.is_err() {
+                        break;
+                    }
+                    queued.push((id, rcpt.address.as_str()));
                 }
             }
         }
-        if copies.is_empty() {
+        if stored.is_ok() && queued.is_empty() {
             // Every copy was dropped by a plugin: its reply answers DATA.
             return last_refusal.unwrap_or_else(|| Reply::new(554, "5.7.1", "Message refused"));
         }
-        match super::publish(&self.inbound.sink, copies).await {
-            Ok(()) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "could not store a received message");
-                return match e {
-                    sluice_queue::QueueError::Io(ref io) if io.kind() == std::io::ErrorKind::StorageFull => {
-                        Reply::new(452, "4.3.1", "Insufficient system storage, try again later")
-                    }
-                    _ => Reply::new(451, "4.3.0", "Temporary failure storing the message, try again later"),
-                };
-            }
+        let stored = match stored {
+            Ok(()) => out.finish().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = stored {
+            tracing::error!(error = %e, "could not store a received message");
+            return match e {
+                sluice_queue::QueueError::Io(ref io) if io.kind() == std::io::ErrorKind::StorageFull => {
+                    Reply::new(452, "4.3.1", "Insufficient system storage, try again later")
+                }
+                _ => Reply::new(451, "4.3.0", "Temporary failure storing the message, try again later"),
+            };
         }
         if refused {
             return Reply::new(530, "5.7.0", "Authentication required");
@@ -502,11 +596,16 @@ impl Session<'_> {
 
     /// mq_smtp_in_message for one recipient's copy: plugins may change its
     /// JSON, route it to the local queue, or drop it with a 4xx/5xx.
-    async fn message_hook(&mut self, json: Map<String, serde_json::Value>) -> Result<Copy, Reply> {
+    async fn message_hook(
+        &mut self,
+        json: Map<String, serde_json::Value>,
+        prepared: &super::message::Prepared,
+    ) -> Result<Copy, Reply> {
         if self.plugins.is_none() || !self.inbound.plugins.exports(Hook::Message(std::ptr::null_mut())) {
             return Ok(Copy::Keep(json, false));
         }
-        let mut message = Box::new(MqMessage::new(json));
+        // Plugins see (and may change) the whole object, MIME included.
+        let mut message = Box::new(MqMessage::new(prepared.with_mime(json)));
         let response = self.hook(Hook::Message(&mut *message)).await?;
         let (json, local) = message.into_parts();
         Ok(match response {
