@@ -442,9 +442,23 @@ pub unsafe extern "C" fn MQ_Envelope(msg: *mut MqMessage) -> *mut MqAddress {
 #[no_mangle]
 pub unsafe extern "C" fn MQ_setEnvelope(msg: *mut MqMessage, address: *const c_char, size: usize) {
     // SAFETY: as in MQ_envelope and string_arg.
-    if let Some(m) = unsafe { msg.as_mut() } {
-        m.set_string("envelope", unsafe { string_arg(address, size) });
+    unsafe { set_property(msg, "MQ_setEnvelope", "envelope", address, size) }
+}
+
+/// A setter's work: NULL text changes nothing (with a warning naming the
+/// plugin) rather than storing `""` while the client was told 250.
+///
+/// # Safety
+/// As [`MQ_setEnvelope`].
+unsafe fn set_property(msg: *mut MqMessage, name: &str, key: &str, text: *const c_char, size: usize) {
+    // SAFETY: as in MQ_envelope.
+    let Some(m) = (unsafe { msg.as_mut() }) else { return };
+    if text.is_null() {
+        tracing::warn!(plugin = %m.plugin, "{name} with NULL: the {key} is left unchanged");
+        return;
     }
+    // SAFETY: the caller passes `size` readable bytes at `text`.
+    m.set_string(key, unsafe { string_arg(text, size) });
 }
 
 /// `MQ_Address *MQ_recipient(MQ_Message*)`.
@@ -466,9 +480,7 @@ pub unsafe extern "C" fn MQ_recipient(msg: *mut MqMessage) -> *mut MqAddress {
 #[no_mangle]
 pub unsafe extern "C" fn MQ_setRecipient(msg: *mut MqMessage, address: *const c_char, size: usize) {
     // SAFETY: as in MQ_setEnvelope.
-    if let Some(m) = unsafe { msg.as_mut() } {
-        m.set_string("recipient", unsafe { string_arg(address, size) });
-    }
+    unsafe { set_property(msg, "MQ_setRecipient", "recipient", address, size) }
 }
 
 /// `const char *MQ_mime(MQ_Message*)`: NUL-terminated; NULL if none.
@@ -500,9 +512,7 @@ pub unsafe extern "C" fn MQ_Mime(msg: *mut MqMessage) -> *const c_char {
 #[no_mangle]
 pub unsafe extern "C" fn MQ_setMime(msg: *mut MqMessage, mime: *const c_char, size: usize) {
     // SAFETY: as in MQ_setEnvelope.
-    if let Some(m) = unsafe { msg.as_mut() } {
-        m.set_string("mime", unsafe { string_arg(mime, size) });
-    }
+    unsafe { set_property(msg, "MQ_setMime", "mime", mime, size) }
 }
 
 /// `struct json_object *MQ_json(MQ_Message*)`: the message as a json-c object

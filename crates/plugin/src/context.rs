@@ -25,6 +25,7 @@ impl MqContext {
     pub(crate) fn libev_loop(&self) -> *mut c_void {
         use std::sync::atomic::Ordering;
         let Some(ev) = crate::libev::libev() else {
+            crate::libev::report_missing(&self.plugin);
             return std::ptr::null_mut();
         };
         let current = self.libev.load(Ordering::Acquire);
@@ -134,7 +135,7 @@ impl WorkerContexts {
             let ev_loop = unsafe { &*first.get() }
                 .libev
                 .swap(std::ptr::null_mut(), std::sync::atomic::Ordering::AcqRel);
-            if let (false, Some(ev)) = (ev_loop.is_null(), crate::libev::libev()) {
+            if let Some(ev) = (!ev_loop.is_null()).then(crate::libev::libev).flatten() {
                 // SAFETY: made by ev_loop_new on this worker; its driver task is gone.
                 unsafe { (ev.destroy)(ev_loop) };
             }

@@ -121,7 +121,12 @@ pub async fn run(
             }
             let (ctx, handle) = (contexts.context(i), conn.handle(i));
             conn.arm(i);
+            if let Hook::Message(m) | Hook::OutData(m) | Hook::OutSent(m) = hook {
+                // SAFETY: the caller keeps the message alive for the whole hook.
+                unsafe { (*m).plugin.clone_from(&plugin.name) };
+            }
             let h = &plugin.hooks;
+            let call = crate::blocking::enter(&plugin.name, hook.name());
             // SAFETY (every call below): the function has the signature
             // mailerq.h declares for this hook; the context, connection and
             // argument pointers stay valid until the hand-off ends, and the call
@@ -149,6 +154,7 @@ pub async fn run(
                     }),
                 }
             };
+            drop(call);
             // A plugin that returned false did not take control: any hand-off it
             // made is stray. One that returned true is waited for.
             let outcome = if took {

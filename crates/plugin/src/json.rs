@@ -22,30 +22,37 @@ pub(crate) struct JsonC {
 unsafe impl Sync for JsonC {}
 unsafe impl Send for JsonC {}
 
+/// Says once, when a plugin first calls MQ_json without json-c in the
+/// process, which plugin it was (not at start: most plugins never call it).
+pub(crate) fn report_missing(plugin: &str) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        tracing::error!(
+            plugin,
+            "MQ_json: json-c is not loaded (link the plugin with -ljson-c); MQ_json returns NULL"
+        );
+    });
+}
+
 /// json-c, if some plugin brought it into the process.
 pub(crate) fn json_c() -> Option<&'static JsonC> {
     static JSON_C: OnceLock<Option<JsonC>> = OnceLock::new();
     JSON_C
         .get_or_init(|| {
-            let found =
-                crate::loader::already_loaded(&["libjson-c.so.5", "libjson-c.so.4", "libjson-c.so.3", "libjson-c.so"])
-                    .and_then(|lib| {
-                        // SAFETY: json-c's public signatures (json_object.h, json_tokener.h).
-                        unsafe {
-                            Some(JsonC {
-                                parse: *lib.get(b"json_tokener_parse\0").ok()?,
-                                to_string: *lib.get(b"json_object_to_json_string_ext\0").ok()?,
-                                put: *lib.get(b"json_object_put\0").ok()?,
-                                object_add: *lib.get(b"json_object_object_add\0").ok()?,
-                                new_string_len: *lib.get(b"json_object_new_string_len\0").ok()?,
-                                _library: lib,
-                            })
-                        }
-                    });
-            if found.is_none() {
-                tracing::error!("MQ_json: json-c is not loaded (link your plugin with -ljson-c); MQ_json returns NULL");
-            }
-            found
+            crate::loader::already_loaded(&["libjson-c.so.5", "libjson-c.so.4", "libjson-c.so.3", "libjson-c.so"])
+                .and_then(|lib| {
+                    // SAFETY: json-c's public signatures (json_object.h, json_tokener.h).
+                    unsafe {
+                        Some(JsonC {
+                            parse: *lib.get(b"json_tokener_parse\0").ok()?,
+                            to_string: *lib.get(b"json_object_to_json_string_ext\0").ok()?,
+                            put: *lib.get(b"json_object_put\0").ok()?,
+                            object_add: *lib.get(b"json_object_object_add\0").ok()?,
+                            new_string_len: *lib.get(b"json_object_new_string_len\0").ok()?,
+                            _library: lib,
+                        })
+                    }
+                })
         })
         .as_ref()
 }

@@ -6,6 +6,7 @@
 //! pointer a plugin hands back crosses the C ABI here.
 
 pub mod abi;
+mod blocking;
 pub mod connection;
 pub mod context;
 pub mod event_loop;

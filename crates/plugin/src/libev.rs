@@ -25,12 +25,24 @@ pub(crate) struct LibEv {
 unsafe impl Sync for LibEv {}
 unsafe impl Send for LibEv {}
 
+/// Says once, when a plugin first calls MQ_ev without libev in the process,
+/// which plugin it was.
+pub(crate) fn report_missing(plugin: &str) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        tracing::error!(
+            plugin,
+            "MQ_ev: libev is not loaded (link the plugin with -lev); MQ_ev returns NULL"
+        );
+    });
+}
+
 /// libev, if some plugin brought it into the process.
 pub(crate) fn libev() -> Option<&'static LibEv> {
     static LIBEV: OnceLock<Option<LibEv>> = OnceLock::new();
     LIBEV
         .get_or_init(|| {
-            let found = crate::loader::already_loaded(&["libev.so.4", "libev.so"]).and_then(|lib| {
+            crate::loader::already_loaded(&["libev.so.4", "libev.so"]).and_then(|lib| {
                 // SAFETY: libev 4's public signatures (ev.h) with EV_MULTIPLICITY.
                 unsafe {
                     Some(LibEv {
@@ -40,11 +52,7 @@ pub(crate) fn libev() -> Option<&'static LibEv> {
                         _library: lib,
                     })
                 }
-            });
-            if found.is_none() {
-                tracing::error!("MQ_ev: libev is not loaded (link your plugin with -lev); MQ_ev returns NULL");
-            }
-            found
+            })
         })
         .as_ref()
 }

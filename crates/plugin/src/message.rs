@@ -19,6 +19,8 @@ pub struct MqMessage {
     /// Outbound (mq_smtp_out_*): setters change only the wire values below;
     /// the stored JSON keeps its original values.
     outbound: Option<Wire>,
+    /// The plugin whose turn it is (set by the hook runner), for warnings.
+    pub(crate) plugin: String,
 }
 
 /// What an outbound attempt puts on the wire, as plugins set it.
@@ -40,6 +42,7 @@ impl MqMessage {
             mime: None,
             json_c: std::ptr::null_mut(),
             outbound: None,
+            plugin: String::new(),
         }
     }
 
@@ -68,6 +71,9 @@ impl MqMessage {
     /// The json-c object of this message, built on first use; NULL without json-c.
     pub(crate) fn json_object(&mut self) -> *mut c_void {
         if self.json_c.is_null() {
+            if json_c().is_none() {
+                crate::json::report_missing(&self.plugin);
+            }
             if let Some(j) = json_c() {
                 let text = CString::new(Value::Object(self.json.clone()).to_string()).unwrap_or_default();
                 // SAFETY: json_tokener_parse reads a NUL-terminated string and
@@ -84,9 +90,10 @@ impl MqMessage {
         if self.outbound.is_some() {
             return;
         }
-        let (Some(j), false) = (json_c(), self.json_c.is_null()) else {
+        if self.json_c.is_null() {
             return;
-        };
+        }
+        let Some(j) = json_c() else { return };
         // SAFETY: a live object we own; the string belongs to it and is read now.
         let text = unsafe { (j.to_string)(self.json_c, 0) };
         if text.is_null() {
@@ -140,7 +147,7 @@ impl MqMessage {
         }
         // Keep a json-c object the plugin holds in step with the setter.
         self.sync_json();
-        if let (Some(j), false) = (json_c(), self.json_c.is_null()) {
+        if let Some(j) = (!self.json_c.is_null()).then(json_c).flatten() {
             let k = CString::new(key).unwrap_or_default();
             // SAFETY: json_object_new_string_len copies `len` bytes; object_add
             // takes ownership of the new value and copies the key.
@@ -173,7 +180,9 @@ impl MqMessage {
 
 impl Drop for MqMessage {
     fn drop(&mut self) {
-        if let (Some(j), false) = (json_c(), self.json_c.is_null()) {
+        // Only a message that handed out a json-c object asks for json-c, so
+        // "not loaded" is logged for plugins that call MQ_json, not for all.
+        if let Some(j) = (!self.json_c.is_null()).then(json_c).flatten() {
             // SAFETY: the one reference we hold; the plugin's pointer is only
             // valid until the hand-off ended, which it has.
             unsafe { (j.put)(self.json_c) };

@@ -3,6 +3,7 @@
 
 mod common;
 use common::*;
+use serde_json::json;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
@@ -473,6 +474,64 @@ fn message_hook_edits_routes_and_drops_copies() {
         .as_str()
         .unwrap()
         .starts_with("X-Stamped: null-envelope\r\n"));
+    // Setters given NULL change nothing (not `""` queued behind a 250), and say which plugin did it.
+    c.cmd("MAIL FROM:<s@example.net>");
+    c.cmd("RCPT TO:<null@example.com>");
+    c.cmd("DATA");
+    c.send(b"Subject: null\r\n\r\nx\r\n");
+    assert!(c.cmd(".").starts_with("250"));
+    let outbox = d.pop_all("outbox");
+    assert_eq!(outbox.len(), 1);
+    assert_eq!(
+        (&outbox[0]["recipient"], &outbox[0]["envelope"], &outbox[0]["mime"]),
+        (
+            &json!("null@example.com"),
+            &json!("s@example.net"),
+            &json!("Subject: null\r\n\r\nx\r\n")
+        )
+    );
+    let log = d.log();
+    for setter in ["MQ_setRecipient", "MQ_setEnvelope", "MQ_setMime"] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains(setter) && l.contains("NULL") && l.contains("message.so")),
+            "{setter}: {log}"
+        );
+    }
+    // This plugin never calls MQ_json or MQ_ev: nothing is said about json-c or libev.
+    assert!(!log.contains("is not loaded"), "{log}");
+}
+
+/// A plugin that sleeps inside a hook stalls its whole worker; the daemon
+/// says so, naming the plugin and the hook, while it happens.
+#[test]
+fn a_blocking_hook_is_reported() {
+    let plugins = tempfile::tempdir().unwrap();
+    build(
+        "blocking.c",
+        &plugins.path().join("sleepy.so"),
+        &["-DSLEEP_MS=2500".into()],
+    );
+    let d = Daemon::start(&format!(
+        "plugin-directory: {}\nsmtp-threads: 1\n",
+        plugins.path().display()
+    ));
+    let mut c = d.connect();
+    assert!(c.reply().starts_with("220"));
+    let log = d.log();
+    let report = log
+        .lines()
+        .find(|l| l.contains("blocking its worker thread"))
+        .unwrap_or_else(|| panic!("no report while blocked: {log}"));
+    assert!(
+        report.contains("sleepy.so") && report.contains("mq_smtp_in_connect"),
+        "{report}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("blocked its worker thread") && l.contains("took_ms")),
+        "{log}"
+    );
 }
 
 #[test]

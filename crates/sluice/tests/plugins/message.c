@@ -18,6 +18,14 @@ MQ_EXPORT bool mq_smtp_in_message(MQ_Context *context, MQ_Connection *connection
     size_t size = strlen(stamp) + (mime ? strlen(mime) : 0);
     char *stamped = (char *)malloc(size + 1);
     (void)context;
+    if (starts(recipient, "null@")) {
+        /* NULL changes nothing: the copy is queued as it was. */
+        MQ_setRecipient(message, NULL, 9);
+        MQ_setEnvelope(message, NULL, 9);
+        MQ_setMime(message, NULL, 9);
+        free(stamped);
+        return false;
+    }
     if (starts(recipient, "drop@")) {
         MQ_respond(connection, 550, "5.7.1 dropped by plugin");
         free(stamped);

@@ -1,0 +1,99 @@
+//! Noticing a plugin that blocks its worker thread. A hook runs on the
+//! worker that owns the connection, together with every other connection
+//! of that worker; a plugin that sleeps or waits on I/O inside the call
+//! stalls them all. Each call is timed: a watchdog thread reports one still
+//! running after [`BLOCKED`] (naming plugin and hook), and the call's total
+//! time is logged when it returns.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// A hook call longer than this blocked its worker.
+pub const BLOCKED: Duration = Duration::from_secs(1);
+
+/// One worker thread's current call.
+#[derive(Default)]
+struct Slot {
+    /// Milliseconds since [`epoch`] when the call started; 0 = no call.
+    started: AtomicU64,
+    reported: AtomicBool,
+    what: Mutex<(String, &'static str)>,
+}
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn now_ms() -> u64 {
+    epoch().elapsed().as_millis() as u64 + 1
+}
+
+fn slots() -> &'static Mutex<Vec<Arc<Slot>>> {
+    static SLOTS: OnceLock<Mutex<Vec<Arc<Slot>>>> = OnceLock::new();
+    SLOTS.get_or_init(|| {
+        let _ = std::thread::Builder::new().name("plugin-watchdog".into()).spawn(watch);
+        Mutex::new(Vec::new())
+    })
+}
+
+thread_local! {
+    static SLOT: Arc<Slot> = {
+        let slot = Arc::new(Slot::default());
+        slots().lock().unwrap_or_else(|e| e.into_inner()).push(slot.clone());
+        slot
+    };
+}
+
+/// Reports calls that have run past [`BLOCKED`], once each.
+fn watch() {
+    loop {
+        std::thread::sleep(BLOCKED / 4);
+        let now = now_ms();
+        let all: Vec<Arc<Slot>> = slots().lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for slot in all {
+            let started = slot.started.load(Ordering::Acquire);
+            if started == 0 || now - started < BLOCKED.as_millis() as u64 || slot.reported.swap(true, Ordering::AcqRel)
+            {
+                continue;
+            }
+            let (plugin, hook) = slot.what.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            tracing::error!(
+                plugin = %plugin,
+                hook,
+                running_ms = now - started,
+                "a plugin is blocking its worker thread: every connection of this worker waits (hand control back and use MQ_ev or timers instead)"
+            );
+        }
+    }
+}
+
+/// A hook call in progress on this thread; ends when dropped.
+pub(crate) struct Call {
+    slot: Arc<Slot>,
+    started: Instant,
+}
+
+/// Marks the start of `plugin`'s `hook` on this thread.
+pub(crate) fn enter(plugin: &str, hook: &'static str) -> Call {
+    let slot = SLOT.with(Arc::clone);
+    *slot.what.lock().unwrap_or_else(|e| e.into_inner()) = (plugin.to_string(), hook);
+    slot.reported.store(false, Ordering::Release);
+    slot.started.store(now_ms(), Ordering::Release);
+    Call {
+        slot,
+        started: Instant::now(),
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        self.slot.started.store(0, Ordering::Release);
+        let took = self.started.elapsed();
+        if took >= BLOCKED {
+            let (plugin, hook) = self.slot.what.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            tracing::warn!(plugin = %plugin, hook, took_ms = took.as_millis() as u64, "a plugin blocked its worker thread");
+        }
+    }
+}
