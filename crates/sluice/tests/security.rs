@@ -320,3 +320,152 @@ fn many_recipients_of_a_big_message_cost_one_message_of_memory() {
     let stats = json_lines(&d.cli(&["queue", "stats"], b"").stdout);
     assert_eq!(stats[0]["ready"], 300);
 }
+
+/// A raw HTTP request; returns the status code and the parsed JSON body.
+fn http(d: &Daemon, request: &str, body: &[u8]) -> (u16, Value) {
+    let mut s = TcpStream::connect(("127.0.0.1", d.www)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let _ = s.write_all(body);
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let json = serde_json::from_str(body).unwrap_or_else(|_| Value::String(body.to_string()));
+    (status, json)
+}
+
+/// Every error answer is JSON, whoever produced it (router, extractor, handler).
+#[test]
+fn http_errors_are_json() {
+    let d = Daemon::start("");
+    let cases: &[(&str, &[u8], u16)] = &[
+        ("GET /nope HTTP/1.0\r\n\r\n", b"", 404),
+        ("GET /inject HTTP/1.0\r\n\r\n", b"", 405),
+        ("GET /queues/outbox?n=lots HTTP/1.0\r\n\r\n", b"", 400),
+        ("POST /submit HTTP/1.0\r\nContent-Length: 5\r\n\r\n", b"{nope", 400),
+        ("POST /inject HTTP/1.0\r\nContent-Length: 5\r\n\r\n", b"[1,2]", 400),
+        ("GET /queues/a%01b HTTP/1.0\r\n\r\n", b"", 400),
+        ("GET /queues/a%2Fb HTTP/1.0\r\n\r\n", b"", 400),
+    ];
+    for (req, body, want) in cases {
+        let (status, json) = http(&d, req, body);
+        assert_eq!(status, *want, "{req:?}: {json}");
+        assert!(json["error"].as_str().is_some_and(|e| !e.is_empty()), "{req:?}: {json}");
+    }
+    let long = format!("GET /queues/{} HTTP/1.0\r\n\r\n", "q".repeat(300));
+    assert_eq!(http(&d, &long, b"").0, 400);
+}
+
+/// A body larger than the limit is refused by its Content-Length before a
+/// byte of it is read; one that does not fit in `reception-memory` gets 503.
+#[test]
+fn http_bodies_are_bounded_before_they_are_read() {
+    let d = Daemon::start("reception-memory: 1MB\n");
+    // Only the head is sent: an answer proves nothing was waited for.
+    let (status, json) = http(&d, "POST /inject HTTP/1.1\r\nHost: t\r\nContent-Length: 314572800\r\n\r\n", b"");
+    assert_eq!(status, 413, "{json}");
+    assert!(json["error"].as_str().unwrap().contains("larger than"), "{json}");
+    let (status, json) = http(&d, "POST /inject HTTP/1.1\r\nHost: t\r\nContent-Length: 2000000\r\n\r\n", b"");
+    assert_eq!(status, 503, "{json}");
+    assert!(json["error"].as_str().unwrap().contains("reception-memory"), "{json}");
+    // Chunked, without a length: refused as it grows past the budget.
+    let mut chunked = Vec::new();
+    for _ in 0..40 {
+        chunked.extend_from_slice(format!("{:x}\r\n{}\r\n", 50_000, "x".repeat(50_000)).as_bytes());
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let (status, _) = http(
+        &d,
+        "POST /queues/q HTTP/1.1\r\nHost: t\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n",
+        &chunked,
+    );
+    assert_eq!(status, 503);
+    assert_eq!(health(&d)["reception-memory"], 0, "every charge was given back");
+    // What fits is taken.
+    let (status, json) = http(
+        &d,
+        "POST /inject HTTP/1.0\r\nContent-Length: 31\r\n\r\n",
+        br#"{"recipient":"a@b.example.com"}"#,
+    );
+    assert_eq!(status, 200, "{json}");
+}
+
+#[test]
+fn basic_auth_scheme_is_case_insensitive() {
+    let d = Daemon::start("www-username: admin\nwww-password: pw\n");
+    use base64::Engine as _;
+    let good = base64::engine::general_purpose::STANDARD.encode("admin:pw");
+    let bad = base64::engine::general_purpose::STANDARD.encode("admin:px");
+    for scheme in ["Basic", "basic", "BASIC"] {
+        let req = format!("GET /queues HTTP/1.0\r\nAuthorization: {scheme} {good}\r\n\r\n");
+        assert_eq!(http(&d, &req, b"").0, 200, "{scheme}");
+    }
+    let req = format!("GET /queues HTTP/1.0\r\nAuthorization: Basic {bad}\r\n\r\n");
+    let (status, json) = http(&d, &req, b"");
+    assert_eq!(status, 401);
+    assert!(json["error"].is_string());
+    assert_eq!(http(&d, "GET /queues HTTP/1.0\r\nAuthorization: Bearer x\r\n\r\n", b"").0, 401);
+}
+
+/// `config check` and `run` refuse the same files, with exit code 2 and the
+/// file, line and key named.
+#[test]
+fn dangerous_or_broken_configs_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = format!(
+        "smtp-port: {}\nwww-port: {}\ndata-directory: {}\n",
+        free_port(),
+        free_port(),
+        dir.path().join("data").display()
+    );
+    let cases = [
+        ("smtp-ip: 0.0.0.0\n", ":1: smtp-ip:"),
+        ("www-ip: 0.0.0.0\n", ":1: www-ip:"),
+        ("smtp-hostname: mx example\n", ":1: smtp-hostname:"),
+        ("smtp-hostname: mx\u{1}example\n", ":1: smtp-hostname:"),
+    ];
+    let long = format!("smtp-hostname: {}\n", "a".repeat(3000));
+    for (line, want) in cases.iter().map(|(l, w)| (l.to_string(), *w)).chain([(long, ":1: smtp-hostname:")]) {
+        let path = dir.path().join("c.txt");
+        std::fs::write(&path, format!("{line}{base}")).unwrap();
+        for args in [&["config", "check"][..], &["run"][..]] {
+            let out = cli_with(&path, args, b"");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?} {line:?}: {err}");
+            assert!(err.contains(want), "{args:?}: {err}");
+        }
+    }
+    // The explicit opt-ins, and a file that starts with a UTF-8 byte order mark.
+    let path = dir.path().join("ok.txt");
+    std::fs::write(
+        &path,
+        format!("\u{feff}smtp-ip: 0.0.0.0\nsmtp-open-relay: true\nwww-ip: 0.0.0.0\nwww-open: true\n{base}"),
+    )
+    .unwrap();
+    let out = cli_with(&path, &["config", "check"], b"");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// RFC 4616 §2: an authorization identity other than the login needs a
+/// policy (a plugin); AUTH lines may be 12,288 octets (RFC 4954 §4).
+#[test]
+fn auth_plain_authzid_and_long_lines() {
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let d = Daemon::start("smtp-username: alice\nsmtp-password: s3cret\n");
+    let mut c = d.session();
+    let r = c.cmd(&format!("AUTH PLAIN {}", b64("root\0alice\0s3cret")));
+    assert!(r.starts_with("535 5.7.8"), "{r}");
+    let r = c.cmd(&format!("AUTH PLAIN {}", b64("alice\0alice\0s3cret")));
+    assert!(r.starts_with("235"), "same identity twice is fine: {r}");
+    let mut c = d.session();
+    let long = format!("AUTH PLAIN {}", b64(&format!("\0alice\0{}", "p".repeat(8000))));
+    assert!(long.len() > 10_000 && long.len() < 12_288);
+    let r = c.cmd(&long);
+    assert!(r.starts_with("535 5.7.8"), "a long line is read, not refused: {r}");
+    let too_long = format!("AUTH PLAIN {}", "A".repeat(13_000));
+    assert!(c.cmd(&too_long).starts_with("500 5.5.2"));
+    assert!(c.cmd("NOOP").starts_with("250"));
+}
