@@ -364,10 +364,18 @@ fn http_errors_are_json() {
 fn http_bodies_are_bounded_before_they_are_read() {
     let d = Daemon::start("reception-memory: 1MB\n");
     // Only the head is sent: an answer proves nothing was waited for.
-    let (status, json) = http(&d, "POST /inject HTTP/1.1\r\nHost: t\r\nContent-Length: 314572800\r\n\r\n", b"");
+    let (status, json) = http(
+        &d,
+        "POST /inject HTTP/1.1\r\nHost: t\r\nContent-Length: 314572800\r\n\r\n",
+        b"",
+    );
     assert_eq!(status, 413, "{json}");
     assert!(json["error"].as_str().unwrap().contains("larger than"), "{json}");
-    let (status, json) = http(&d, "POST /inject HTTP/1.1\r\nHost: t\r\nContent-Length: 2000000\r\n\r\n", b"");
+    let (status, json) = http(
+        &d,
+        "POST /inject HTTP/1.1\r\nHost: t\r\nContent-Length: 2000000\r\n\r\n",
+        b"",
+    );
     assert_eq!(status, 503, "{json}");
     assert!(json["error"].as_str().unwrap().contains("reception-memory"), "{json}");
     // Chunked, without a length: refused as it grows past the budget.
@@ -406,7 +414,10 @@ fn basic_auth_scheme_is_case_insensitive() {
     let (status, json) = http(&d, &req, b"");
     assert_eq!(status, 401);
     assert!(json["error"].is_string());
-    assert_eq!(http(&d, "GET /queues HTTP/1.0\r\nAuthorization: Bearer x\r\n\r\n", b"").0, 401);
+    assert_eq!(
+        http(&d, "GET /queues HTTP/1.0\r\nAuthorization: Bearer x\r\n\r\n", b"").0,
+        401
+    );
 }
 
 /// `config check` and `run` refuse the same files, with exit code 2 and the
@@ -427,7 +438,11 @@ fn dangerous_or_broken_configs_exit_2() {
         ("smtp-hostname: mx\u{1}example\n", ":1: smtp-hostname:"),
     ];
     let long = format!("smtp-hostname: {}\n", "a".repeat(3000));
-    for (line, want) in cases.iter().map(|(l, w)| (l.to_string(), *w)).chain([(long, ":1: smtp-hostname:")]) {
+    for (line, want) in cases
+        .iter()
+        .map(|(l, w)| (l.to_string(), *w))
+        .chain([(long, ":1: smtp-hostname:")])
+    {
         let path = dir.path().join("c.txt");
         std::fs::write(&path, format!("{line}{base}")).unwrap();
         for args in [&["config", "check"][..], &["run"][..]] {

@@ -338,13 +338,7 @@ fn random_sessions_never_panic() {
         b"\n",
         b"BDAT 18446744073709551615\r\n",
     ];
-    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut next = rng(0x9E37_79B9_7F4A_7C15);
     for _ in 0..3000 {
         let mut input = Vec::new();
         for _ in 0..(next() % 40) {
@@ -526,7 +520,7 @@ fn body_bytes_are_never_commands() {
 /// is read as a command and it is stored byte for byte.
 #[test]
 fn bdat_chunks_are_never_commands() {
-    let mut next = rng(0x9E37_79B9_7F4A_7C15);
+    let mut next = rng(0x5851_F42D_4C95_7F2D);
     for round in 0..2000 {
         let chunks: Vec<Vec<u8>> = (0..1 + next() % 4).map(|_| hostile_body(&mut next)).collect();
         let mut wire = b"EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<x@y.z>\r\n".to_vec();
