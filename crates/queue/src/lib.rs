@@ -1,6 +1,7 @@
 //! Sluice's queues: the backend-agnostic [`Queue`] trait and the embedded
 //! durable store ([`EmbeddedStore`]), and the RabbitMQ backend ([`RabbitMq`]). Everything above this crate talks to a
 //! `dyn Queue`, so the RabbitMQ backend can slot in beside the embedded one.
+#![forbid(unsafe_code)]
 
 mod embedded;
 mod index;

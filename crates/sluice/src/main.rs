@@ -1,4 +1,5 @@
 //! The `sluice` binary: the daemon (`sluice run`) and its command line.
+#![forbid(unsafe_code)]
 
 mod cli;
 mod config;

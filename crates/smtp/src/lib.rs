@@ -1,6 +1,7 @@
 //! Sans-IO SMTP for Sluice: parsing commands, writing replies, the inbound
 //! session state machine and PROXY protocol headers. No sockets, no runtime:
 //! bytes go in, events and bytes come out.
+#![forbid(unsafe_code)]
 
 pub mod address;
 pub mod body;
