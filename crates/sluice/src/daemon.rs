@@ -4,8 +4,9 @@ use crate::config::Config;
 use crate::deliver;
 use crate::http::{self, Api};
 use crate::queues::QueueNames;
-use crate::receive::{self, Inbound, Workers};
+use crate::receive::{self, Inbound};
 use crate::stamp::IdGenerator;
+use crate::worker::Workers;
 use anyhow::{bail, Context, Result};
 use sluice_queue::{EmbeddedStore, Queue, RabbitMq, RabbitOptions, StoreOptions};
 use std::io::Write;
@@ -127,7 +128,18 @@ pub fn run(c: Config) -> Result<()> {
         tracing::info!("delivery-enabled is false: receiving only");
         Vec::new()
     };
-    let workers = Workers::start(c.smtp_threads(), inbound, &smtp_listeners, lanes)?;
+    // Each worker runs its share of reception and, with delivery on, of delivery.
+    let mut lanes = lanes.into_iter();
+    let mut per_worker = Vec::new();
+    for _ in 0..c.smtp_threads() {
+        let mut tasks = vec![receive::accepting(inbound.clone(), &smtp_listeners)?];
+        tasks.extend(lanes.next().map(deliver::destination::task));
+        per_worker.push(tasks);
+    }
+    let mut per_worker = per_worker.into_iter();
+    let workers = Workers::start(c.smtp_threads(), plugins.clone(), |_| {
+        per_worker.next().unwrap_or_default()
+    })?;
     drop(smtp_listeners);
     let api = Arc::new(Api {
         sink,

@@ -12,6 +12,7 @@ mod queues;
 mod receive;
 mod shutdown;
 mod stamp;
+mod worker;
 
 use clap::{Parser, Subcommand};
 use config::Config;

@@ -37,6 +37,11 @@ struct Destination {
 
 /// Runs one worker's deliveries until the dispatcher stops and every
 /// connection ended.
+/// Delivery's task for one worker: its lane of destinations.
+pub fn task(lane: Lane) -> crate::worker::Task {
+    Box::new(move |contexts| Box::pin(run(lane, contexts)))
+}
+
 pub async fn run(lane: Lane, contexts: Rc<WorkerContexts>) {
     let Lane { engine, mut jobs } = lane;
     let dns = match Dns::new(engine.dns_server) {

@@ -203,62 +203,18 @@ impl<'a> Publisher<'a> {
     }
 }
 
-/// The worker threads, each with its own single-threaded runtime that
-/// accepts on its own clone of every listening socket and owns the sessions
-/// it accepted from start to end (no cross-thread hand-off per connection).
-pub struct Workers {
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Workers {
-    /// Starts `count` workers; returns once every one ran `mq_context_initialize`
-    /// of every plugin, so no traffic is served before that.
-    /// Each worker also runs its `lanes` entry (its share of delivery) when given.
-    pub fn start(
-        count: usize,
-        inbound: Arc<Inbound>,
-        listeners: &[(std::net::TcpListener, bool)],
-        lanes: Vec<crate::deliver::Lane>,
-    ) -> Result<Workers> {
-        let mut threads = Vec::new();
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
-        let mut lanes = lanes.into_iter();
-        for i in 0..count {
-            let lane = lanes.next();
-            let mine = listeners
-                .iter()
-                .map(|(l, tls)| Ok((l.try_clone()?, *tls)))
-                .collect::<std::io::Result<Vec<_>>>()?;
-            let (inbound, ready) = (inbound.clone(), ready_tx.clone());
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            let t = std::thread::Builder::new()
-                .name(format!("smtp-worker-{i}"))
-                .spawn(move || {
-                    let contexts = Rc::new(sluice_plugin::WorkerContexts::initialize(inbound.plugins.clone(), i));
-                    let _ = ready.send(());
-                    // A LocalSet: sessions and plugin callbacks stay on this thread.
-                    tokio::task::LocalSet::new().block_on(&rt, worker(inbound, mine, contexts.clone(), lane));
-                    match Rc::try_unwrap(contexts) {
-                        Ok(c) => c.cleanup(),
-                        Err(_) => tracing::error!("worker contexts still in use at shutdown; cleanup skipped"),
-                    }
-                })?;
-            threads.push(t);
-        }
-        drop(ready_tx);
-        for _ in 0..count {
-            ready_rx.recv().context("a worker thread died while starting")?;
-        }
-        Ok(Workers { threads })
-    }
-
-    /// Waits for every worker: they stop accepting on shutdown and end when
-    /// their last session ended.
-    pub fn join(self) {
-        for t in self.threads {
-            let _ = t.join();
-        }
-    }
+/// Reception's task for one worker: it accepts on its own clone of every
+/// listening socket and owns the sessions it accepted from start to end (no
+/// cross-thread hand-off per connection); it ends at shutdown once its last
+/// session ended.
+pub fn accepting(inbound: Arc<Inbound>, listeners: &[(std::net::TcpListener, bool)]) -> Result<crate::worker::Task> {
+    let mine = listeners
+        .iter()
+        .map(|(l, tls)| Ok((l.try_clone()?, *tls)))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    Ok(Box::new(move |contexts| {
+        Box::pin(accept_and_serve(inbound, mine, contexts))
+    }))
 }
 
 /// A connection just accepted by a worker.
@@ -271,16 +227,11 @@ pub struct Accepted {
     pub implicit_tls: bool,
 }
 
-async fn worker(
+async fn accept_and_serve(
     inbound: Arc<Inbound>,
     listeners: Vec<(std::net::TcpListener, bool)>,
     contexts: Rc<sluice_plugin::WorkerContexts>,
-    lane: Option<crate::deliver::Lane>,
 ) {
-    if let Some(event_loop) = contexts.event_loop() {
-        tokio::task::spawn_local(event_loop);
-    }
-    let delivery = lane.map(|lane| tokio::task::spawn_local(crate::deliver::destination::run(lane, contexts.clone())));
     let (tx, mut rx) = mpsc::unbounded_channel::<Accepted>();
     for (l, implicit_tls) in listeners {
         let l = match tokio::net::TcpListener::from_std(l) {
@@ -319,9 +270,6 @@ async fn worker(
     }
     // Every accept loop ended (shutdown): let the open sessions finish.
     while sessions.join_next().await.is_some() {}
-    if let Some(d) = delivery {
-        let _ = d.await;
-    }
 }
 
 /// Binds every `smtp-ip` × port; errors name the address.
