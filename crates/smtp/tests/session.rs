@@ -342,7 +342,7 @@ fn random_sessions_never_panic() {
     for _ in 0..3000 {
         let mut input = Vec::new();
         for _ in 0..(next() % 40) {
-            if next() % 5 == 0 {
+            if next().is_multiple_of(5) {
                 input.extend((0..next() % 300).map(|_| next() as u8));
             } else {
                 input.extend_from_slice(PIECES[(next() % PIECES.len() as u64) as usize]);
@@ -350,7 +350,7 @@ fn random_sessions_never_panic() {
         }
         let mut s = ServerSession::new(ServerConfig {
             max_size: 512,
-            auth_in_clear: next() % 2 == 0,
+            auth_in_clear: next().is_multiple_of(2),
             ..cfg()
         });
         s.greet();
@@ -367,7 +367,7 @@ fn random_sessions_never_panic() {
                         assert!(env.body.len() <= 512);
                         s.accept();
                     }
-                    _ if next() % 4 == 0 => s.respond(Reply::new(550, "5.7.1", "no")),
+                    _ if next().is_multiple_of(4) => s.respond(Reply::new(550, "5.7.1", "no")),
                     _ => s.accept(),
                 }
             }
