@@ -5,6 +5,7 @@ use crate::deliver;
 use crate::http::{self, Api};
 use crate::queues::QueueNames;
 use crate::receive::{self, Inbound};
+use crate::reception;
 use crate::stamp::IdGenerator;
 use crate::worker::Workers;
 use anyhow::{bail, Context, Result};
@@ -89,20 +90,20 @@ pub fn run(c: Config) -> Result<()> {
     let hostname = hostname(&c);
     let (queue, store) = open_queue(&c, &data)?;
     let tls = receive::tls::acceptor(c.opt("smtp-certificate"), c.opt("smtp-key"), &data, &hostname)?;
-    let received_log = Arc::new(receive::log::ReceivedLog::open(c.opt("received-log"))?);
+    let received_log = Arc::new(reception::log::ReceivedLog::open(c.opt("received-log"))?);
     let ids = Arc::new(IdGenerator::new(c.u64("server-id")));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
-    let sink = receive::Sink {
+    let writer = reception::Writer {
         queue,
         ids,
         log: received_log,
-        budget: receive::budget::Budget::new(c.size("reception-memory")),
+        budget: reception::budget::Budget::new(c.size("reception-memory")),
     };
     let inbound = Arc::new(Inbound::from_config(
         &c,
         hostname.clone(),
-        sink.clone(),
+        writer.clone(),
         tls,
         plugins.clone(),
         shutdown_rx.clone(),
@@ -116,7 +117,7 @@ pub fn run(c: Config) -> Result<()> {
         .build()?;
     let engine = Arc::new(deliver::Engine::from_config(
         &c,
-        sink.queue.clone(),
+        writer.queue.clone(),
         hostname.clone(),
         shutdown_rx.clone(),
         plugins.clone(),
@@ -142,7 +143,7 @@ pub fn run(c: Config) -> Result<()> {
     })?;
     drop(smtp_listeners);
     let api = Arc::new(Api {
-        sink,
+        writer,
         names: QueueNames::from_config(&c),
         hostname,
         extract: c.bool("smtp-extract"),

@@ -10,6 +10,7 @@ mod jsonlog;
 mod privileges;
 mod queues;
 mod receive;
+mod reception;
 mod shutdown;
 mod stamp;
 mod worker;

@@ -3,7 +3,7 @@
 //! charged to `reception-memory` as it arrives (503 when that is used up).
 
 use super::ApiError;
-use crate::receive::budget::{Budget, Charge};
+use crate::reception::budget::{Budget, Charge};
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap, StatusCode};
 use http_body_util::BodyExt;

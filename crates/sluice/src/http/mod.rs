@@ -4,7 +4,7 @@
 mod body;
 
 use crate::queues::QueueNames;
-use crate::receive::message::{Reception, Recipient};
+use crate::reception::message::{Reception, Recipient};
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -21,7 +21,7 @@ use std::time::Duration;
 
 /// What the handlers share.
 pub struct Api {
-    pub sink: crate::receive::Sink,
+    pub writer: crate::reception::Writer,
     pub names: QueueNames,
     pub hostname: String,
     pub extract: bool,
@@ -152,10 +152,10 @@ async fn require_auth(State(api): Shared, req: Request, next: Next) -> Response 
 }
 
 async fn health(State(api): Shared) -> Result<Json<Value>, ApiError> {
-    let stats = api.sink.queue.stats().await?;
+    let stats = api.writer.queue.stats().await?;
     let messages: u64 = stats.iter().map(|q| q.ready + q.delayed + q.leased).sum();
-    let duplicates = api.sink.queue.duplicates();
-    let reception = api.sink.budget.used();
+    let duplicates = api.writer.queue.duplicates();
+    let reception = api.writer.budget.used();
     Ok(Json(
         json!({ "status": "ok", "messages": messages, "duplicates": duplicates, "reception-memory": reception }),
     ))
@@ -163,7 +163,7 @@ async fn health(State(api): Shared) -> Result<Json<Value>, ApiError> {
 
 async fn stats(State(api): Shared) -> Result<Json<Value>, ApiError> {
     Ok(Json(
-        serde_json::to_value(api.sink.queue.stats().await?).unwrap_or_default(),
+        serde_json::to_value(api.writer.queue.stats().await?).unwrap_or_default(),
     ))
 }
 
@@ -189,7 +189,7 @@ fn render(messages: Vec<StoredMessage>) -> Value {
 
 async fn peek(State(api): Shared, Path(name): Path<String>, Query(q): Query<Count>) -> Result<Json<Value>, ApiError> {
     check_queue_name(&name)?;
-    Ok(Json(render(api.sink.queue.peek(&name, q.n.unwrap_or(10)).await?)))
+    Ok(Json(render(api.writer.queue.peek(&name, q.n.unwrap_or(10)).await?)))
 }
 
 /// Leased messages that go back to their queue unless acknowledged, also
@@ -211,12 +211,12 @@ impl Drop for Lease {
 async fn pop(State(api): Shared, Path(name): Path<String>, Query(q): Query<Count>) -> Result<Json<Value>, ApiError> {
     check_queue_name(&name)?;
     let wait = Duration::from_secs(q.wait.unwrap_or(0).min(60));
-    let taken = api.sink.queue.take(&name, q.n.unwrap_or(1), wait).await?;
+    let taken = api.writer.queue.take(&name, q.n.unwrap_or(1), wait).await?;
     let mut lease = Lease {
-        queue: api.sink.queue.clone(),
+        queue: api.writer.queue.clone(),
         ids: taken.iter().map(|m| m.id).collect(),
     };
-    api.sink.queue.settle(Vec::new(), lease.ids.clone()).await?;
+    api.writer.queue.settle(Vec::new(), lease.ids.clone()).await?;
     lease.ids.clear();
     Ok(Json(render(taken)))
 }
@@ -242,13 +242,13 @@ async fn publish(api: &Api, queue: &str, values: Vec<Value>) -> Result<Json<Valu
         .into_iter()
         .map(|v| NewMessage::now(queue, v.to_string().into_bytes()))
         .collect();
-    api.sink.queue.publish(batch).await?;
+    api.writer.queue.publish(batch).await?;
     Ok(Json(json!({ "queued": n, "queue": queue })))
 }
 
 /// Messages for the outbox; each must be an object with a recipient.
 async fn inject(State(api): Shared, headers: HeaderMap, body: Body) -> Result<Json<Value>, ApiError> {
-    let (body, _charge) = body::read(&api.sink.budget, &headers, body).await?;
+    let (body, _charge) = body::read(&api.writer.budget, &headers, body).await?;
     let values = parse_messages(&body)?;
     drop(body);
     for (i, v) in values.iter().enumerate() {
@@ -273,7 +273,7 @@ async fn push(
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
     check_queue_name(&name)?;
-    let (body, _charge) = body::read(&api.sink.budget, &headers, body).await?;
+    let (body, _charge) = body::read(&api.writer.budget, &headers, body).await?;
     let values = parse_messages(&body)?;
     drop(body);
     publish(&api, &name, values).await
@@ -290,7 +290,7 @@ struct Submission {
 
 /// A received message (from `sluice send`) for the inbox, one JSON per recipient.
 async fn submit(State(api): Shared, headers: HeaderMap, body: Body) -> Result<Json<Value>, ApiError> {
-    let (body, _charge) = body::read(&api.sink.budget, &headers, body).await?;
+    let (body, _charge) = body::read(&api.writer.budget, &headers, body).await?;
     let s: Submission = serde_json::from_slice(&body)
         .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid submission: {e}")))?;
     drop(body);
@@ -333,7 +333,7 @@ async fn submit(State(api): Shared, headers: HeaderMap, body: Body) -> Result<Js
             ..Default::default()
         })
         .collect();
-    let ids = crate::receive::store(&api.sink, &api.names.inbox, reception, &recipients).await?;
+    let ids = crate::reception::store(&api.writer, &api.names.inbox, reception, &recipients).await?;
     Ok(Json(
         json!({ "queued": ids.len(), "queue": api.names.inbox, "ids": ids }),
     ))

@@ -2,17 +2,12 @@
 //! threads (each a single-threaded runtime), where [`session`] drives the
 //! sans-IO session and stores accepted messages.
 
-pub mod budget;
-pub mod log;
-pub mod message;
 mod session;
 pub mod tls;
 
 use crate::config::{Cidr, Config};
 use crate::queues::QueueNames;
-use crate::stamp::IdGenerator;
 use anyhow::{Context, Result};
-use sluice_queue::Queue;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::sync::atomic::AtomicUsize;
@@ -45,7 +40,7 @@ pub struct Inbound {
     pub data_deadline: Duration,
     pub extract: bool,
     pub names: QueueNames,
-    pub sink: Sink,
+    pub writer: crate::reception::Writer,
     pub tls: TlsAcceptor,
     pub plugins: Arc<sluice_plugin::Plugins>,
     pub plugin_timeout: Duration,
@@ -57,7 +52,7 @@ impl Inbound {
     pub fn from_config(
         c: &Config,
         hostname: String,
-        sink: Sink,
+        writer: crate::reception::Writer,
         tls: TlsAcceptor,
         plugins: Arc<sluice_plugin::Plugins>,
         shutdown: watch::Receiver<bool>,
@@ -81,7 +76,7 @@ impl Inbound {
             data_deadline: Duration::from_secs(c.u64("smtp-data-timeout")),
             extract: c.bool("smtp-extract"),
             names: QueueNames::from_config(c),
-            sink,
+            writer,
             tls,
             plugins,
             plugin_timeout: Duration::from_secs(c.u64("plugin-timeout")),
@@ -98,108 +93,6 @@ impl Inbound {
     /// Connections from this address start with a PROXY header.
     fn proxied(&self, ip: IpAddr) -> bool {
         self.proxy.iter().any(|c| c.contains(ip))
-    }
-}
-
-/// Where received mail goes: the queues, the message-id generator and the
-/// received-log; shared by SMTP and the HTTP API.
-#[derive(Clone)]
-pub struct Sink {
-    pub queue: Arc<dyn Queue>,
-    pub ids: Arc<IdGenerator>,
-    pub log: Arc<log::ReceivedLog>,
-    /// `reception-memory`: bytes of bodies SMTP and HTTP hold together.
-    pub budget: Arc<budget::Budget>,
-}
-
-/// Stores one JSON per recipient of a reception in `queue_name`, then logs
-/// them; returns their message ids.
-pub async fn store(
-    sink: &Sink,
-    queue_name: &str,
-    reception: message::Reception,
-    recipients: &[message::Recipient],
-) -> Result<Vec<String>, sluice_queue::QueueError> {
-    let prepared = message::prepare(reception);
-    let mut out = Publisher::new(sink);
-    let mut ids = Vec::with_capacity(recipients.len());
-    for rcpt in recipients {
-        let id = sink.ids.next();
-        out.add(queue_name, &prepared, prepared.recipient(rcpt, &id)).await?;
-        ids.push(id);
-    }
-    out.finish().await?;
-    Ok(ids)
-}
-
-/// Stores a reception's copies, in groups of about [`Publisher::GROUP`]
-/// bytes, so a big message for many recipients is never held in memory
-/// once per recipient. Each group is durable before the next is built; the
-/// sender is answered only after the last. If a later group fails, earlier
-/// copies stay queued and the sender, told to retry, sends them again
-/// (at-least-once: duplicates, never loss).
-pub struct Publisher<'a> {
-    sink: &'a Sink,
-    batch: Vec<sluice_queue::NewMessage>,
-    bytes: usize,
-    /// received-log lines of the batch, written once it is durable.
-    lines: Vec<(String, serde_json::Map<String, serde_json::Value>)>,
-}
-
-impl<'a> Publisher<'a> {
-    /// Bytes of JSON collected before a group is stored.
-    pub const GROUP: usize = 16 << 20;
-
-    pub fn new(sink: &'a Sink) -> Self {
-        Publisher {
-            sink,
-            batch: Vec::new(),
-            bytes: 0,
-            lines: Vec::new(),
-        }
-    }
-
-    /// Adds one copy for `queue`; stores the group when it is full.
-    pub async fn add(
-        &mut self,
-        queue: &str,
-        prepared: &message::Prepared,
-        json: serde_json::Map<String, serde_json::Value>,
-    ) -> Result<(), sluice_queue::QueueError> {
-        let body = prepared.serialize(&json);
-        self.bytes += body.len();
-        self.batch.push(sluice_queue::NewMessage::now(queue, body));
-        if self.sink.log.enabled() {
-            let size = json
-                .get("mime")
-                .and_then(|m| m.as_str())
-                .map_or(prepared.mime_len(), str::len);
-            let mut line = json;
-            line.remove("mime");
-            line.insert("size".into(), size.into());
-            self.lines.push((queue.to_string(), line));
-        }
-        if self.bytes >= Self::GROUP {
-            self.flush().await?;
-        }
-        Ok(())
-    }
-
-    async fn flush(&mut self) -> Result<(), sluice_queue::QueueError> {
-        if self.batch.is_empty() {
-            return Ok(());
-        }
-        self.bytes = 0;
-        self.sink.queue.publish(std::mem::take(&mut self.batch)).await?;
-        for (queue, line) in self.lines.drain(..) {
-            self.sink.log.record(&queue, line);
-        }
-        Ok(())
-    }
-
-    /// Stores what is left; all copies are durable when it returns `Ok`.
-    pub async fn finish(mut self) -> Result<(), sluice_queue::QueueError> {
-        self.flush().await
     }
 }
 

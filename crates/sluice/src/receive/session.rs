@@ -1,8 +1,9 @@
 //! One inbound connection: PROXY header, access checks, TLS, and the loop
 //! that feeds bytes to the sans-IO [`ServerSession`] and acts on its events.
 
-use super::message::{Reception, Recipient};
 use super::Inbound;
+use crate::reception::message::{Prepared, Reception, Recipient};
+use crate::reception::{Failure, Verdict};
 use serde_json::{json, Map};
 use sluice_plugin::{Hook, MqMessage, PluginConnection, Response, WorkerContexts};
 use sluice_smtp::{proxy, Envelope, Event, Reply, ServerConfig, ServerSession};
@@ -316,7 +317,7 @@ impl Session<'_> {
         let mut buf = vec![0u8; 64 * 1024];
         let mut shutdown = self.inbound.shutdown.clone();
         // The body being read holds this much of `reception-memory`.
-        let mut charge = self.inbound.sink.budget.charge();
+        let mut charge = self.inbound.writer.budget.charge();
         // Total deadlines (RFC 5321 §4.5.3.2): they restart only when a
         // command line or a body is complete, not with every byte.
         let mut progress = (self.smtp.progress(), tokio::time::Instant::now());
@@ -358,7 +359,7 @@ impl Session<'_> {
     /// Charges the body being read to `reception-memory`: a body that does
     /// not fit is refused (its bytes discarded, `452 4.3.1` at its end), and
     /// while nothing fits new bodies are refused at DATA/BDAT.
-    fn account(&mut self, charge: &mut crate::receive::budget::Charge) {
+    fn account(&mut self, charge: &mut crate::reception::budget::Charge) {
         let insufficient = || Reply::new(452, "4.3.1", "Insufficient system resources, try again later");
         let held = if self.smtp.in_body() {
             self.smtp.body_len() as u64
@@ -370,7 +371,7 @@ impl Session<'_> {
             self.smtp.refuse_body(insufficient());
             charge.resize(0);
         }
-        let budget = &self.inbound.sink.budget;
+        let budget = &self.inbound.writer.budget;
         self.smtp.refuse_new_bodies(budget.full().then(insufficient));
     }
 
@@ -380,7 +381,7 @@ impl Session<'_> {
 
     async fn handle(&mut self, ev: Event) -> anyhow::Result<()> {
         match ev {
-            Event::Mail(_) if !self.inbound.sink.queue.available() => {
+            Event::Mail(_) if !self.inbound.writer.queue.available() => {
                 // No broker: say so now rather than after the client sent the whole message.
                 self.smtp
                     .respond(Reply::new(451, "4.3.0", "Queue unavailable, try again later"))
@@ -548,50 +549,36 @@ impl Session<'_> {
                 }
             })
             .collect();
-        let prepared = super::message::prepare(reception);
-        let sink = self.inbound.sink.clone();
-        let mut out = super::Publisher::new(&sink);
-        let mut queued = Vec::new();
-        let mut last_refusal = None;
-        let mut stored = Ok(());
-        for (recipient, rcpt) in recipients.iter().zip(&env.rcpts) {
-            let id = sink.ids.next();
-            let json = prepared.recipient(recipient, &id);
-            match self.message_hook(json, &prepared).await {
-                Err(reply) => return reply,
-                Ok(Copy::Dropped(reply)) => last_refusal = Some(reply),
-                Ok(Copy::Keep(json, local)) => {
-                    let target = if local { &self.inbound.names.local } else { &queue };
-                    stored = out.add(target, &prepared, json).await;
-                    if stored.is_err() {
-                        break;
-                    }
-                    queued.push((id, rcpt.address.as_str()));
-                }
-            }
-        }
-        if stored.is_ok() && queued.is_empty() {
-            // Every copy was dropped by a plugin: its reply answers DATA.
-            return last_refusal.unwrap_or_else(|| Reply::new(554, "5.7.1", "Message refused"));
-        }
-        let stored = match stored {
-            Ok(()) => out.finish().await,
-            Err(e) => Err(e),
+        let writer = self.inbound.writer.clone();
+        let local = self.inbound.names.local.clone();
+        let queues = crate::reception::Queues {
+            main: &queue,
+            local: &local,
         };
-        if let Err(e) = stored {
-            tracing::error!(error = %e, "could not store a received message");
-            return match e {
-                sluice_queue::QueueError::Io(ref io) if io.kind() == std::io::ErrorKind::StorageFull => {
-                    Reply::new(452, "4.3.1", "Insufficient system storage, try again later")
-                }
-                _ => Reply::new(451, "4.3.0", "Temporary failure storing the message, try again later"),
-            };
+        let check = async |json, prepared: &Prepared| self.message_hook(json, prepared).await;
+        let stored = match crate::reception::receive(&writer, reception, &recipients, queues, check).await {
+            Ok(stored) => stored,
+            Err(Failure::Check(reply)) => return reply,
+            Err(Failure::Queue(e)) => {
+                tracing::error!(error = %e, "could not store a received message");
+                return match e {
+                    sluice_queue::QueueError::Io(ref io) if io.kind() == std::io::ErrorKind::StorageFull => {
+                        Reply::new(452, "4.3.1", "Insufficient system storage, try again later")
+                    }
+                    _ => Reply::new(451, "4.3.0", "Temporary failure storing the message, try again later"),
+                };
+            }
+        };
+        if stored.copies.is_empty() {
+            // Every copy was dropped by a plugin: its reply answers DATA.
+            return stored
+                .dropped
+                .unwrap_or_else(|| Reply::new(554, "5.7.1", "Message refused"));
         }
         if refused {
             return Reply::new(530, "5.7.0", "Authentication required");
         }
-        let (ids, rcpts): (Vec<String>, Vec<&str>) = queued.into_iter().unzip();
-        queued_reply(&ids, &rcpts)
+        queued_reply(&stored.copies)
     }
 
     /// mq_smtp_in_message for one recipient's copy: plugins may change its
@@ -599,33 +586,25 @@ impl Session<'_> {
     async fn message_hook(
         &mut self,
         json: Map<String, serde_json::Value>,
-        prepared: &super::message::Prepared,
-    ) -> Result<Copy, Reply> {
+        prepared: &Prepared,
+    ) -> Result<Verdict, Reply> {
         if self.plugins.is_none() || !self.inbound.plugins.exports(Hook::Message(std::ptr::null_mut())) {
-            return Ok(Copy::Keep(json, false));
+            return Ok(Verdict::Keep { json, local: false });
         }
         // Plugins see (and may change) the whole object, MIME included.
         let mut message = Box::new(MqMessage::new(prepared.with_mime(json)));
         let response = self.hook(Hook::Message(&mut *message)).await?;
         let (json, local) = message.into_parts();
         Ok(match response {
-            Some(r) if r.code >= 400 => Copy::Dropped(Reply::plain(r.code, r.text)),
-            _ => Copy::Keep(json, local),
+            Some(r) if r.code >= 400 => Verdict::Drop(Reply::plain(r.code, r.text)),
+            _ => Verdict::Keep { json, local },
         })
     }
 }
 
-/// What plugins decided for one recipient's copy.
-enum Copy {
-    /// Queue it (in the local queue when the flag is set).
-    Keep(Map<String, serde_json::Value>, bool),
-    /// A plugin refused it with this reply.
-    Dropped(Reply),
-}
-
 /// `250 2.0.0 queued as ID1 for a@x, ID2 for b@y`, multi-line when long.
-fn queued_reply(ids: &[String], rcpts: &[&str]) -> Reply {
-    let parts: Vec<String> = ids.iter().zip(rcpts).map(|(id, r)| format!("{id} for {r}")).collect();
+fn queued_reply(copies: &[(String, String)]) -> Reply {
+    let parts: Vec<String> = copies.iter().map(|(id, r)| format!("{id} for {r}")).collect();
     let line = format!("queued as {}", parts.join(", "));
     if line.len() <= 400 {
         Reply::new(250, "2.0.0", line)

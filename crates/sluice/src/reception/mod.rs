@@ -1,0 +1,184 @@
+//! Reception: turning a received message into stored queue messages, one
+//! step for every way mail comes in (SMTP, HTTP, and later the spool
+//! directory and the command line) — Postfix's cleanup. It builds the
+//! per-recipient JSON (`message`), keeps bodies within `reception-memory`
+//! (`budget`), stores the copies durably in bounded groups ([`Publisher`])
+//! and writes the received-log (`log`).
+
+pub mod budget;
+pub mod log;
+pub mod message;
+
+use crate::stamp::IdGenerator;
+use sluice_queue::Queue;
+use std::sync::Arc;
+
+/// Where received mail goes: the queues, the message-id generator, the
+/// received-log and the reception memory budget; shared by SMTP and HTTP.
+#[derive(Clone)]
+pub struct Writer {
+    pub queue: Arc<dyn Queue>,
+    pub ids: Arc<IdGenerator>,
+    pub log: Arc<log::ReceivedLog>,
+    /// `reception-memory`: bytes of bodies SMTP and HTTP hold together.
+    pub budget: Arc<budget::Budget>,
+}
+
+/// Where a reception's copies go: the queue, and the local queue for copies
+/// a check routed there (`MQ_setLocal`).
+pub struct Queues<'a> {
+    pub main: &'a str,
+    pub local: &'a str,
+}
+
+/// What a check (the plugins' `mq_smtp_in_message`) decided for one copy.
+pub enum Verdict {
+    /// Store it, as changed; in the local queue when `local`.
+    Keep {
+        json: serde_json::Map<String, serde_json::Value>,
+        local: bool,
+    },
+    /// Leave it out; the reply says why (it answers the sender when every
+    /// copy was left out).
+    Drop(sluice_smtp::Reply),
+}
+
+/// What was stored: `(message-id, recipient)` per stored copy, and the last
+/// reason a copy was left out.
+#[derive(Debug, Default)]
+pub struct Stored {
+    pub copies: Vec<(String, String)>,
+    pub dropped: Option<sluice_smtp::Reply>,
+}
+
+/// Why a reception was not (completely) stored.
+#[derive(Debug)]
+pub enum Failure {
+    /// The check could not decide (a plugin timed out): answer this.
+    Check(sluice_smtp::Reply),
+    /// The queue refused the copies.
+    Queue(sluice_queue::QueueError),
+}
+
+/// Receives a message: one JSON copy per recipient with its own message-id,
+/// each passed through `check`, stored durably (then logged). Copies stored
+/// before a failure stay stored (see [`Publisher`]).
+pub async fn receive(
+    writer: &Writer,
+    reception: message::Reception,
+    recipients: &[message::Recipient],
+    queues: Queues<'_>,
+    mut check: impl AsyncFnMut(
+        serde_json::Map<String, serde_json::Value>,
+        &message::Prepared,
+    ) -> Result<Verdict, sluice_smtp::Reply>,
+) -> Result<Stored, Failure> {
+    let prepared = message::prepare(reception);
+    let mut out = Publisher::new(writer);
+    let mut stored = Stored::default();
+    for rcpt in recipients {
+        let id = writer.ids.next();
+        let json = prepared.recipient(rcpt, &id);
+        match check(json, &prepared).await.map_err(Failure::Check)? {
+            Verdict::Drop(reply) => stored.dropped = Some(reply),
+            Verdict::Keep { json, local } => {
+                let queue = if local { queues.local } else { queues.main };
+                out.add(queue, &prepared, json).await.map_err(Failure::Queue)?;
+                stored.copies.push((id, rcpt.address.clone()));
+            }
+        }
+    }
+    out.finish().await.map_err(Failure::Queue)?;
+    Ok(stored)
+}
+
+/// A reception without checks, every copy in `queue` (HTTP `/submit`);
+/// returns the message ids.
+pub async fn store(
+    writer: &Writer,
+    queue: &str,
+    reception: message::Reception,
+    recipients: &[message::Recipient],
+) -> Result<Vec<String>, sluice_queue::QueueError> {
+    let queues = Queues {
+        main: queue,
+        local: queue,
+    };
+    let keep = async |json, _: &message::Prepared| Ok(Verdict::Keep { json, local: false });
+    match receive(writer, reception, recipients, queues, keep).await {
+        Ok(stored) => Ok(stored.copies.into_iter().map(|(id, _)| id).collect()),
+        Err(Failure::Queue(e)) => Err(e),
+        Err(Failure::Check(_)) => unreachable!("this check always decides"),
+    }
+}
+
+/// Stores a reception's copies, in groups of about [`Publisher::GROUP`]
+/// bytes, so a big message for many recipients is never held in memory
+/// once per recipient. Each group is durable before the next is built; the
+/// sender is answered only after the last. If a later group fails, earlier
+/// copies stay queued and the sender, told to retry, sends them again
+/// (at-least-once: duplicates, never loss).
+pub struct Publisher<'a> {
+    writer: &'a Writer,
+    batch: Vec<sluice_queue::NewMessage>,
+    bytes: usize,
+    /// received-log lines of the batch, written once it is durable.
+    lines: Vec<(String, serde_json::Map<String, serde_json::Value>)>,
+}
+
+impl<'a> Publisher<'a> {
+    /// Bytes of JSON collected before a group is stored.
+    pub const GROUP: usize = 16 << 20;
+
+    pub fn new(writer: &'a Writer) -> Self {
+        Publisher {
+            writer,
+            batch: Vec::new(),
+            bytes: 0,
+            lines: Vec::new(),
+        }
+    }
+
+    /// Adds one copy for `queue`; stores the group when it is full.
+    pub async fn add(
+        &mut self,
+        queue: &str,
+        prepared: &message::Prepared,
+        json: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(), sluice_queue::QueueError> {
+        let body = prepared.serialize(&json);
+        self.bytes += body.len();
+        self.batch.push(sluice_queue::NewMessage::now(queue, body));
+        if self.writer.log.enabled() {
+            let size = json
+                .get("mime")
+                .and_then(|m| m.as_str())
+                .map_or(prepared.mime_len(), str::len);
+            let mut line = json;
+            line.remove("mime");
+            line.insert("size".into(), size.into());
+            self.lines.push((queue.to_string(), line));
+        }
+        if self.bytes >= Self::GROUP {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), sluice_queue::QueueError> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        self.bytes = 0;
+        self.writer.queue.publish(std::mem::take(&mut self.batch)).await?;
+        for (queue, line) in self.lines.drain(..) {
+            self.writer.log.record(&queue, line);
+        }
+        Ok(())
+    }
+
+    /// Stores what is left; all copies are durable when it returns `Ok`.
+    pub async fn finish(mut self) -> Result<(), sluice_queue::QueueError> {
+        self.flush().await
+    }
+}
