@@ -2,7 +2,7 @@
 //! around the sans-IO [`ClientSession`]. Every way it can end is turned into
 //! an [`Attempt`] with the `state` it ended in.
 
-use super::outcome::{Attempt, Connection, Kind};
+use super::outcome::{Attempt, Connection, Kind, State};
 use sluice_smtp::client::{ClientConfig, ClientSession, Event, Stage, Transaction, TransactionResult};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -217,26 +217,26 @@ impl Client {
     fn judge(&self, r: TransactionResult) -> Attempt {
         let info = Some(self.info());
         if !r.mail.is_positive() {
-            return Attempt::reply("mailfrom", r.mail, info);
+            return Attempt::reply(Stage::MailFrom, r.mail, info);
         }
         if let Some(bad) = r.rcpts.iter().find(|rc| !rc.is_positive()) {
-            return Attempt::reply("rcptto", bad.clone(), info);
+            return Attempt::reply(Stage::RcptTo, bad.clone(), info);
         }
         match (r.data, r.message) {
-            (Some(d), _) if d.code != 354 => Attempt::reply("data", d, info),
-            (_, Some(m)) => Attempt::reply("message", m, info),
-            _ => Attempt::failed("message", Kind::Lost, "no reply to the message", false).with_connection(info),
+            (Some(d), _) if d.code != 354 => Attempt::reply(Stage::Data, d, info),
+            (_, Some(m)) => Attempt::reply(Stage::Message, m, info),
+            _ => Attempt::failed(Stage::Message, Kind::Lost, "no reply to the message", false).with_connection(info),
         }
     }
 
     fn attempt(&self, stage: Stage, kind: Kind, description: impl Into<String>) -> Attempt {
-        Attempt::failed(stage.as_str(), kind, description, false).with_connection(Some(self.info()))
+        Attempt::failed(stage, kind, description, false).with_connection(Some(self.info()))
     }
 
     fn failure(&self, stage: Stage, reply: Option<sluice_smtp::Reply>, reason: String) -> Attempt {
         match reply {
             Some(r) => {
-                let mut a = Attempt::reply(stage.as_str(), r, Some(self.info()));
+                let mut a = Attempt::reply(stage, r, Some(self.info()));
                 if a.description.is_empty() {
                     a.description = reason;
                 }
@@ -252,7 +252,7 @@ impl Client {
             }
             // No reply: a policy failure (TLS required) or a reply we cannot read.
             None if stage == Stage::StartTls => {
-                Attempt::failed(stage.as_str(), Kind::Error, reason, false).with_connection(Some(self.info()))
+                Attempt::failed(stage, Kind::Error, reason, false).with_connection(Some(self.info()))
             }
             None => self.attempt(stage, Kind::Invalid, reason),
         }
@@ -330,22 +330,22 @@ async fn connect(addr: SocketAddr, local: Option<IpAddr>, wait: Duration) -> Res
     } else {
         TcpSocket::new_v6()
     };
-    let socket = socket.map_err(|e| Attempt::failed("connect", Kind::Error, format!("socket: {e}"), false))?;
+    let socket = socket.map_err(|e| Attempt::failed(State::Connect, Kind::Error, format!("socket: {e}"), false))?;
     if let Some(ip) = local {
         socket
             .bind(SocketAddr::new(ip, 0))
-            .map_err(|e| Attempt::failed("bind", Kind::Error, format!("cannot send from {ip}: {e}"), false))?;
+            .map_err(|e| Attempt::failed(State::Bind, Kind::Error, format!("cannot send from {ip}: {e}"), false))?;
     }
     match timeout(wait, socket.connect(addr)).await {
         Ok(Ok(s)) => Ok(s),
         Ok(Err(e)) => Err(Attempt::failed(
-            "connect",
+            State::Connect,
             Kind::Error,
             format!("connect to {addr}: {e}"),
             false,
         )),
         Err(_) => Err(Attempt::failed(
-            "connect",
+            State::Connect,
             Kind::Timeout,
             format!("connect to {addr}: no answer within {} s", wait.as_secs()),
             false,

@@ -7,12 +7,12 @@
 
 use super::client::{Client, Started, Target};
 use super::mx::{Dns, DnsError};
-use super::outcome::{Attempt, Kind};
+use super::outcome::{Attempt, Kind, State};
 use super::outgoing::Outgoing;
 use super::{message, Engine, Job, Lane, Next, Route};
 use sluice_plugin::hooks::{self as plugin_hooks, Hook};
 use sluice_plugin::{MqMessage, PluginConnection, WorkerContexts};
-use sluice_smtp::client::ClientConfig;
+use sluice_smtp::client::{ClientConfig, Stage};
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
@@ -107,7 +107,7 @@ async fn serve(engine: Arc<Engine>, dns: Option<Rc<Dns>>, dest: Rc<Destination>,
         let mut client = match open(&engine, dns.as_deref(), &dest.route, cfg.clone()).await {
             Ok(c) => c,
             Err(attempt) => {
-                tracing::debug!(destination = dest.route.name(), state = attempt.state, reason = %attempt.description, "cannot connect");
+                tracing::debug!(destination = dest.route.name(), state = attempt.state.as_str(), reason = %attempt.description, "cannot connect");
                 let waiting: Vec<Job> = dest.pending.borrow_mut().drain(..).collect();
                 for job in waiting {
                     settle(&engine, job, &attempt);
@@ -197,7 +197,7 @@ async fn send(engine: &Engine, client: &mut Client, msg: &Outgoing, hooks: Optio
     };
     // After 354 the only way out without sending a body is to drop the connection.
     if let Err(t) = hook(&mut m, false).await {
-        return Err(Attempt::failed("data", Kind::Timeout, t.to_string(), false).with_connection(info(client)));
+        return Err(Attempt::failed(Stage::Data, Kind::Timeout, t.to_string(), false).with_connection(info(client)));
     }
     let mime = match m.wire().and_then(|w| w.mime.clone()) {
         Some(set) => set.into_bytes(),
@@ -208,7 +208,7 @@ async fn send(engine: &Engine, client: &mut Client, msg: &Outgoing, hooks: Optio
     };
     client.body(&message::body(msg, &mime)).await?;
     if let Err(t) = hook(&mut m, true).await {
-        return Err(Attempt::failed("message", Kind::Timeout, t.to_string(), false).with_connection(info(client)));
+        return Err(Attempt::failed(Stage::Message, Kind::Timeout, t.to_string(), false).with_connection(info(client)));
     }
     client.finish().await
 }
@@ -278,7 +278,7 @@ async fn open(engine: &Engine, dns: Option<&Dns>, route: &Route, cfg: ClientConf
             match Client::open(target, cfg.clone(), &engine.tls, engine.timeouts).await {
                 Ok(c) => return Ok(c),
                 Err(a) => {
-                    let next_host = a.state == "connect" || (a.state == "intro" && !a.permanent);
+                    let next_host = a.state == State::Connect || (a.state == State::Smtp(Stage::Intro) && !a.permanent);
                     if !next_host {
                         return Err(a);
                     }
@@ -289,12 +289,12 @@ async fn open(engine: &Engine, dns: Option<&Dns>, route: &Route, cfg: ClientConf
         }
     }
     Err(match last {
-        Some(mut a) if a.state == "dns" => {
+        Some(mut a) if a.state == State::Dns => {
             a.permanent = dns_permanent;
             a
         }
         Some(a) => a,
-        None => Attempt::failed("bind", Kind::Error, "no address of the local IP's family", false),
+        None => Attempt::failed(State::Bind, Kind::Error, "no address of the local IP's family", false),
     })
 }
 
@@ -324,5 +324,5 @@ async fn lookup(dns: Option<&Dns>, host: &str) -> Result<Vec<IpAddr>, DnsError> 
 }
 
 fn dns_failure(e: &DnsError) -> Attempt {
-    Attempt::failed("dns", Kind::Error, e.to_string(), e.is_permanent())
+    Attempt::failed(State::Dns, Kind::Error, e.to_string(), e.is_permanent())
 }

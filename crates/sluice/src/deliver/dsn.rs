@@ -143,6 +143,7 @@ pub fn build(policy: &Policy, msg: &Outgoing, verdict: Verdict, attempt: &Attemp
 mod tests {
     use super::*;
     use crate::deliver::outgoing::Defaults;
+    use sluice_smtp::client::Stage;
     use sluice_smtp::Reply;
 
     fn policy() -> Policy {
@@ -171,7 +172,7 @@ mod tests {
 
     #[test]
     fn failure_report_names_recipient_status_and_headers_only() {
-        let a = Attempt::reply("rcptto", Reply::new(550, "5.1.1", "no such user"), None);
+        let a = Attempt::reply(Stage::RcptTo, Reply::new(550, "5.1.1", "no such user"), None);
         let m = msg(
             "a@x.test",
             r#"{"notify":"FAILURE,DELAY","orcpt":"rfc822;B@y.test","envid":"E1"}"#,
@@ -198,7 +199,7 @@ mod tests {
 
     #[test]
     fn only_when_asked_and_never_to_the_null_sender() {
-        let a = Attempt::reply("message", Reply::plain(250, "ok"), None);
+        let a = Attempt::reply(Stage::Message, Reply::plain(250, "ok"), None);
         let p = policy();
         assert!(build(
             &p,

@@ -1,15 +1,15 @@
 //! An outgoing message as an SMTP transaction: the MAIL and RCPT parameters
 //! the server's extensions allow (SIZE, BODY=8BITMIME, SMTPUTF8, DSN).
 
-use super::outcome::{Attempt, Kind};
+use super::outcome::{Attempt, Kind, State};
 use super::outgoing::Outgoing;
-use sluice_smtp::client::{Capabilities, Transaction};
+use sluice_smtp::client::{Capabilities, Stage, Transaction};
 use sluice_smtp::wire::{xtext_encode, Param};
 
 /// The message has no MIME and no plugin gave one.
 pub fn no_mime() -> Attempt {
     Attempt::failed(
-        "storage",
+        State::Storage,
         Kind::Error,
         "message has no mime (a `key` needs a plugin that sets the MIME in mq_smtp_out_data)",
         true,
@@ -33,7 +33,7 @@ pub fn transaction(msg: &Outgoing, caps: &Capabilities, body: Option<Vec<u8>>) -
     let utf8 = !msg.envelope.is_ascii() || !msg.recipient.is_ascii();
     if utf8 && !caps.smtputf8 {
         return Err(Attempt::failed(
-            "mailfrom",
+            Stage::MailFrom,
             Kind::Error,
             "the address needs SMTPUTF8, which the server does not offer",
             true,
@@ -172,7 +172,7 @@ mod tests {
     fn utf8_addresses_need_smtputf8() {
         let m = msg(r#"{"envelope":"a@x.org","recipient":"ü@y.org","mime":"x"}"#);
         let a = transaction(&m, &Capabilities::default(), None).unwrap_err();
-        assert_eq!((a.state, a.permanent), ("mailfrom", true));
+        assert_eq!((a.state.as_str(), a.permanent), ("mailfrom", true));
         let caps = Capabilities {
             smtputf8: true,
             ..Default::default()

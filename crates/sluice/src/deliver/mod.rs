@@ -269,7 +269,7 @@ impl Engine {
         permit: InFlight,
         attempt: &Attempt,
     ) {
-        tracing::debug!(id, recipient = %msg.recipient, state = attempt.state, result = attempt.kind.as_str(), "attempt");
+        tracing::debug!(id, recipient = %msg.recipient, state = attempt.state.as_str(), result = attempt.kind.as_str(), "attempt");
         let now = sluice_queue::now_ms();
         let entry = self.send_log.enabled().then(|| outcome::log_entry(&msg, attempt, now));
         let out = outcome::decide(&self.policy, msg, attempt, now);

@@ -8,6 +8,7 @@ use super::outgoing::{format_time, Outgoing};
 use crate::config::Config;
 use serde_json::{Map, Value};
 use sluice_queue::NewMessage;
+use sluice_smtp::client::Stage;
 use sluice_smtp::Reply;
 use std::net::IpAddr;
 
@@ -49,10 +50,54 @@ pub struct Connection {
     pub certificate: Option<String>,
 }
 
+/// Where an attempt ended: the `state` of a result entry
+/// (`spec/messages.md`): an SMTP stage, or a step around the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// A stage of the SMTP session (intro, ehlo, mailfrom, …).
+    Smtp(Stage),
+    /// Opening the TCP connection.
+    Connect,
+    /// Binding the local (source) address.
+    Bind,
+    /// Looking up the MX hosts or their addresses.
+    Dns,
+    /// Reading or queueing the message itself (invalid input, expiry).
+    Amqp,
+    /// Finding the message's body (a `key` with no plugin to resolve it).
+    Storage,
+}
+
+impl State {
+    /// The name in result JSON; only written there (and in logs).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Smtp(stage) => stage.as_str(),
+            State::Connect => "connect",
+            State::Bind => "bind",
+            State::Dns => "dns",
+            State::Amqp => "amqp",
+            State::Storage => "storage",
+        }
+    }
+}
+
+impl From<Stage> for State {
+    fn from(stage: Stage) -> State {
+        State::Smtp(stage)
+    }
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One attempt: where it ended and how.
 #[derive(Debug, Clone)]
 pub struct Attempt {
-    pub state: &'static str,
+    pub state: State,
     pub kind: Kind,
     pub reply: Option<Reply>,
     /// Our own description when there was no reply (or to add to it).
@@ -64,14 +109,14 @@ pub struct Attempt {
 
 impl Attempt {
     /// An attempt that ended on a reply; 5xx is permanent.
-    pub fn reply(state: &'static str, reply: Reply, connection: Option<Connection>) -> Attempt {
+    pub fn reply(state: impl Into<State>, reply: Reply, connection: Option<Connection>) -> Attempt {
         let kind = if reply.is_positive() {
             Kind::Accepted
         } else {
             Kind::Error
         };
         Attempt {
-            state,
+            state: state.into(),
             kind,
             permanent: reply.code >= 500,
             description: reply.lines.join(" "),
@@ -81,9 +126,9 @@ impl Attempt {
     }
 
     /// An attempt that ended without a reply.
-    pub fn failed(state: &'static str, kind: Kind, description: impl Into<String>, permanent: bool) -> Attempt {
+    pub fn failed(state: impl Into<State>, kind: Kind, description: impl Into<String>, permanent: bool) -> Attempt {
         Attempt {
-            state,
+            state: state.into(),
             kind,
             reply: None,
             description: description.into(),
@@ -100,7 +145,7 @@ impl Attempt {
     /// The `results` entry.
     pub fn entry(&self, now_ms: u64) -> Map<String, Value> {
         let mut e = Map::new();
-        e.insert("state".into(), self.state.into());
+        e.insert("state".into(), self.state.as_str().into());
         e.insert("result".into(), self.kind.as_str().into());
         e.insert("time".into(), format_time(now_ms).into());
         if let Some(c) = &self.connection {
@@ -289,7 +334,7 @@ pub fn decide(policy: &Policy, mut msg: Outgoing, attempt: &Attempt, now_ms: u64
         };
         push_result(
             &mut msg.json,
-            Attempt::failed("amqp", Kind::Timeout, why, true).entry(now_ms),
+            Attempt::failed(State::Amqp, Kind::Timeout, why, true).entry(now_ms),
         );
         Verdict::Failed
     };
@@ -339,7 +384,7 @@ pub fn expiry(msg: &Outgoing) -> Attempt {
     } else {
         format!("maxdelivertime {} passed", format_time(msg.deadline_ms))
     };
-    Attempt::failed("amqp", Kind::Timeout, why, true)
+    Attempt::failed(State::Amqp, Kind::Timeout, why, true)
 }
 
 /// A message that cannot be read (`amqp/invalid`): results + failure.
@@ -357,7 +402,7 @@ pub fn invalid(policy: &Policy, body: &[u8], why: &str, now_ms: u64) -> Outcome 
     };
     push_result(
         &mut json,
-        Attempt::failed("amqp", Kind::Invalid, why, true).entry(now_ms),
+        Attempt::failed(State::Amqp, Kind::Invalid, why, true).entry(now_ms),
     );
     let result = result_json(&mut json);
     let mut publish = Vec::new();
@@ -414,7 +459,11 @@ mod tests {
 
     #[test]
     fn accepted_goes_to_results_and_success_without_mime() {
-        let a = Attempt::reply("message", Reply::plain(250, "2.0.0 ok"), Some(Connection::default()));
+        let a = Attempt::reply(
+            Stage::Message,
+            Reply::plain(250, "2.0.0 ok"),
+            Some(Connection::default()),
+        );
         let o = decide(&policy(), msg(""), &a, 2_000_000);
         assert_eq!(o.verdict, Verdict::Delivered);
         assert_eq!(queues(&o), ["results", "success"]);
@@ -427,7 +476,7 @@ mod tests {
 
     #[test]
     fn keepmime_and_queue_overrides() {
-        let a = Attempt::reply("rcptto", Reply::new(550, "5.1.1", "no such user"), None);
+        let a = Attempt::reply(Stage::RcptTo, Reply::new(550, "5.1.1", "no such user"), None);
         let o = decide(
             &policy(),
             msg(r#","keepmime":true,"queues":{"results":null,"failure":"bounces"},"custom":7"#),
@@ -445,7 +494,7 @@ mod tests {
 
     #[test]
     fn invalid_queue_names_fall_back_to_the_defaults() {
-        let a = Attempt::reply("rcptto", Reply::new(550, "5.1.1", "no such user"), None);
+        let a = Attempt::reply(Stage::RcptTo, Reply::new(550, "5.1.1", "no such user"), None);
         let long = "q".repeat(256);
         let o = decide(
             &policy(),
@@ -464,7 +513,7 @@ mod tests {
         assert_eq!(p.retry_delay_ms(1), 300_000);
         assert_eq!(p.retry_delay_ms(2), 600_000);
         assert_eq!(p.retry_delay_ms(20), MAX_RETRY_MS);
-        let a = Attempt::failed("connect", Kind::Error, "connection refused", false);
+        let a = Attempt::failed(State::Connect, Kind::Error, "connection refused", false);
         let o = decide(&p, msg(""), &a, 2_000_000);
         assert_eq!(o.verdict, Verdict::Retry);
         assert_eq!(queues(&o), ["retry", "outbox"]);
@@ -477,7 +526,7 @@ mod tests {
 
     #[test]
     fn retries_stop_at_maxattempts_with_amqp_timeout() {
-        let a = Attempt::failed("connect", Kind::Error, "connection refused", false);
+        let a = Attempt::failed(State::Connect, Kind::Error, "connection refused", false);
         let o = decide(&policy(), msg(r#","maxattempts":1"#), &a, 2_000_000);
         assert_eq!(o.verdict, Verdict::Failed);
         assert_eq!(queues(&o), ["results", "failure"]);

@@ -98,7 +98,7 @@ impl Outgoing {
             .and_then(Value::as_array)
             .map(|r| {
                 r.iter()
-                    .filter(|e| e.get("state").and_then(Value::as_str) != Some("amqp"))
+                    .filter(|e| e.get("state").and_then(Value::as_str) != Some(super::outcome::State::Amqp.as_str()))
                     .count() as u64
             })
             .unwrap_or(0);
