@@ -41,7 +41,7 @@ fn slots() -> &'static Mutex<Vec<Arc<Slot>>> {
 thread_local! {
     static SLOT: Arc<Slot> = {
         let slot = Arc::new(Slot::default());
-        slots().lock().unwrap_or_else(|e| e.into_inner()).push(slot.clone());
+        crate::lock(slots()).push(slot.clone());
         slot
     };
 }
@@ -51,14 +51,14 @@ fn watch() {
     loop {
         std::thread::sleep(BLOCKED / 4);
         let now = now_ms();
-        let all: Vec<Arc<Slot>> = slots().lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let all: Vec<Arc<Slot>> = crate::lock(slots()).clone();
         for slot in all {
             let started = slot.started.load(Ordering::Acquire);
             if started == 0 || now - started < BLOCKED.as_millis() as u64 || slot.reported.swap(true, Ordering::AcqRel)
             {
                 continue;
             }
-            let (plugin, hook) = slot.what.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let (plugin, hook) = crate::lock(&slot.what).clone();
             tracing::error!(
                 plugin = %plugin,
                 hook,
@@ -78,7 +78,7 @@ pub(crate) struct Call {
 /// Marks the start of `plugin`'s `hook` on this thread.
 pub(crate) fn enter(plugin: &str, hook: &'static str) -> Call {
     let slot = SLOT.with(Arc::clone);
-    *slot.what.lock().unwrap_or_else(|e| e.into_inner()) = (plugin.to_string(), hook);
+    *crate::lock(&slot.what) = (plugin.to_string(), hook);
     slot.reported.store(false, Ordering::Release);
     slot.started.store(now_ms(), Ordering::Release);
     Call {
@@ -92,7 +92,7 @@ impl Drop for Call {
         self.slot.started.store(0, Ordering::Release);
         let took = self.started.elapsed();
         if took >= BLOCKED {
-            let (plugin, hook) = self.slot.what.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let (plugin, hook) = crate::lock(&self.slot.what).clone();
             tracing::warn!(plugin = %plugin, hook, took_ms = took.as_millis() as u64, "a plugin blocked its worker thread");
         }
     }

@@ -2,6 +2,7 @@
 //! has its own connection data), all sharing one [`Shared`] state that any
 //! thread may touch: hand-off calls may come from a plugin's own threads.
 
+use crate::lock;
 use std::ffi::{c_void, CString};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -47,10 +48,6 @@ pub struct Shared {
     outgoing: Mutex<Vec<u8>>,
     /// An outbound (delivery) connection: MQ_send does nothing there.
     outbound: bool,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Shared {

@@ -22,5 +22,12 @@ pub use hooks::{Hook, Timeout};
 pub use loader::{PluginError, Plugins};
 pub use message::MqMessage;
 
+/// Locks a mutex, going on after a panic elsewhere: the state behind the
+/// crate's locks (hand-off slots, the blocking watchdog's calls) is never left
+/// half-updated.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The API version this host implements (`MQ_API_VERSION` in the header).
 pub const API_VERSION: i32 = 1;

@@ -118,7 +118,7 @@ pub trait Queue: Send + Sync + 'static {
 /// Locks a mutex, going on after a panic elsewhere: what the locks here guard
 /// (indexes, leases, declared names) is never left half-updated in a way that
 /// loses stored data.
-pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 

@@ -127,6 +127,19 @@ pub fn validate_domain(domain: &str) -> Result<(), AddressError> {
     Ok(())
 }
 
+/// RFC 3461 §4 xtext: `+`, `=`, controls, space and non-ASCII as `+HH`.
+pub fn xtext_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if (b'!'..=b'~').contains(&b) && b != b'+' && b != b'=' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("+{b:02X}"));
+        }
+    }
+    out
+}
+
 /// Decodes RFC 3461 xtext (`+2B` → `+`); invalid escapes are kept as written.
 pub fn xtext_decode(s: &str) -> String {
     let b = s.as_bytes();

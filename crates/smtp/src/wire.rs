@@ -5,7 +5,7 @@
 //! NUL, so no caller — whatever JSON it was handed — can make the client
 //! write a second command (outbound command injection).
 
-use crate::address::{validate_domain, validate_mailbox, AddressError};
+use crate::address::{validate_domain, validate_mailbox, xtext_encode, AddressError};
 use std::fmt;
 
 /// Why a value cannot go on the wire.
@@ -145,19 +145,6 @@ impl fmt::Display for Param {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
-}
-
-/// RFC 3461 §4 xtext: `+`, `=`, controls, space and non-ASCII as `+HH`.
-pub fn xtext_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if (b'!'..=b'~').contains(&b) && b != b'+' && b != b'=' {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("+{b:02X}"));
-        }
-    }
-    out
 }
 
 /// The name in EHLO/HELO: a domain name or an address literal.

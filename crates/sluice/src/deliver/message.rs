@@ -3,8 +3,9 @@
 
 use super::outcome::{Attempt, Kind, State};
 use super::outgoing::Outgoing;
+use sluice_smtp::address::xtext_encode;
 use sluice_smtp::client::{Capabilities, Stage, Transaction};
-use sluice_smtp::wire::{xtext_encode, Param};
+use sluice_smtp::wire::Param;
 
 /// The message has no MIME and no plugin gave one.
 pub fn no_mime() -> Attempt {

@@ -310,7 +310,7 @@ impl Engine {
 
     /// One fewer message in flight for `route`.
     fn forget(&self, route: &Route) {
-        let mut backlog = self.backlog.lock().unwrap_or_else(|e| e.into_inner());
+        let mut backlog = sluice_queue::lock(&self.backlog);
         if let Some(n) = backlog.get_mut(route) {
             *n -= 1;
             if *n == 0 {
@@ -322,7 +322,7 @@ impl Engine {
     /// Counts a message in for `route` unless that destination already has
     /// `max` in flight (then it waits in the outbox, not in memory).
     fn admit(&self, route: &Route, max: usize) -> bool {
-        let mut backlog = self.backlog.lock().unwrap_or_else(|e| e.into_inner());
+        let mut backlog = sluice_queue::lock(&self.backlog);
         let n = backlog.entry(route.clone()).or_insert(0);
         if *n >= max {
             return false;

@@ -84,7 +84,7 @@ impl AddressSlot<'_> {
     /// Counts the connection; returns the slot and how many this address now has.
     fn take(inbound: &Inbound, ip: std::net::IpAddr) -> (AddressSlot<'_>, usize) {
         let ip = ip.to_canonical();
-        let mut map = inbound.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = sluice_queue::lock(&inbound.per_ip);
         let n = map.entry(ip).or_insert(0);
         *n += 1;
         (AddressSlot { inbound, ip }, *n)
@@ -93,7 +93,7 @@ impl AddressSlot<'_> {
 
 impl Drop for AddressSlot<'_> {
     fn drop(&mut self) {
-        let mut map = self.inbound.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = sluice_queue::lock(&self.inbound.per_ip);
         if let Some(n) = map.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {
