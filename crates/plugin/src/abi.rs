@@ -3,7 +3,7 @@
 //! [`EXPORTS`], which the binary references so the linker keeps them.
 #![allow(non_snake_case)]
 
-use crate::connection::{MqAddress, MqConnection, Outcome};
+use crate::connection::{MqAddress, MqConnection, NextStep};
 use crate::context::MqContext;
 use crate::event_loop::{Command, Control, IoFn, MqIoWatcher, MqTimer, TimerFn};
 use crate::message::MqMessage;
@@ -71,7 +71,7 @@ pub unsafe extern "C" fn MQ_log(ctx: *mut MqContext, level: c_int, text: *const 
 ///
 /// # Safety
 /// `conn` is an `MQ_Connection*` the host passed to this plugin, or NULL.
-unsafe fn hand_off(conn: *mut MqConnection, outcome: Outcome, name: &str) {
+unsafe fn hand_off(conn: *mut MqConnection, outcome: NextStep, name: &str) {
     // SAFETY: connection handles live until mq_smtp_in_close returned (or
     // forever, after a watchdog timeout); the fields read here are never
     // written after creation, and `shared` is thread-safe.
@@ -88,7 +88,7 @@ unsafe fn hand_off(conn: *mut MqConnection, outcome: Outcome, name: &str) {
 #[no_mangle]
 pub unsafe extern "C" fn MQ_continue(conn: *mut MqConnection) {
     // SAFETY: forwarded contract.
-    unsafe { hand_off(conn, Outcome::Continue, "MQ_continue") }
+    unsafe { hand_off(conn, NextStep::Continue, "MQ_continue") }
 }
 
 /// `void MQ_complete(MQ_Connection*)`: skip the remaining plugins.
@@ -98,7 +98,7 @@ pub unsafe extern "C" fn MQ_continue(conn: *mut MqConnection) {
 #[no_mangle]
 pub unsafe extern "C" fn MQ_complete(conn: *mut MqConnection) {
     // SAFETY: forwarded contract.
-    unsafe { hand_off(conn, Outcome::Complete, "MQ_complete") }
+    unsafe { hand_off(conn, NextStep::Complete, "MQ_complete") }
 }
 
 /// `void MQ_retry(MQ_Connection*)`: restart the hook from the first plugin.
@@ -108,7 +108,7 @@ pub unsafe extern "C" fn MQ_complete(conn: *mut MqConnection) {
 #[no_mangle]
 pub unsafe extern "C" fn MQ_retry(conn: *mut MqConnection) {
     // SAFETY: forwarded contract.
-    unsafe { hand_off(conn, Outcome::Retry, "MQ_retry") }
+    unsafe { hand_off(conn, NextStep::Retry, "MQ_retry") }
 }
 
 /// `void MQ_respond(MQ_Connection*, int code, const char *text)`: the reply for this step.

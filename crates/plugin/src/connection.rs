@@ -1,5 +1,5 @@
 //! `MQ_Connection`: one object per plugin per SMTP connection (so each plugin
-//! has its own connection data), all sharing one [`Shared`] state that any
+//! has its own connection data), all sharing one [`ConnectionState`] state that any
 //! thread may touch: hand-off calls may come from a plugin's own threads.
 
 use crate::lock;
@@ -10,7 +10,7 @@ use tokio::sync::Notify;
 
 /// How a plugin handed control back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum NextStep {
     /// MQ_continue: go on with the next plugin.
     Continue,
     /// MQ_complete: skip the remaining plugins.
@@ -23,7 +23,7 @@ pub enum Outcome {
 struct Slot {
     /// The plugin that holds (or may take) control now.
     armed: Option<usize>,
-    outcome: Option<Outcome>,
+    outcome: Option<NextStep>,
 }
 
 /// A reply a plugin asked for with MQ_respond.
@@ -35,7 +35,7 @@ pub struct Response {
 
 /// State of one SMTP connection shared by its per-plugin handles.
 #[derive(Debug)]
-pub struct Shared {
+pub struct ConnectionState {
     fd: i32,
     slot: Mutex<Slot>,
     wake: Notify,
@@ -50,9 +50,9 @@ pub struct Shared {
     outbound: bool,
 }
 
-impl Shared {
+impl ConnectionState {
     /// Records a hand-off; false (and a warning) when nobody holds control.
-    pub fn hand_off(&self, plugin: usize, outcome: Outcome) -> bool {
+    pub fn hand_off(&self, plugin: usize, outcome: NextStep) -> bool {
         let mut slot = lock(&self.slot);
         if slot.armed != Some(plugin) || slot.outcome.is_some() {
             return false;
@@ -92,10 +92,10 @@ impl Shared {
 /// What an `MQ_Connection*` points to.
 pub struct MqConnection {
     pub(crate) plugin: usize,
-    /// Shared with the Plugin: connections are made per message, names are not copied.
+    /// ConnectionState with the Plugin: connections are made per message, names are not copied.
     pub(crate) plugin_name: std::sync::Arc<str>,
     pub(crate) data: *mut c_void,
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) shared: Arc<ConnectionState>,
 }
 
 /// What an `MQ_Address*` points to: an address, NUL-terminated for C.
@@ -114,7 +114,7 @@ impl MqAddress {
 
 /// The plugins' view of one SMTP connection, owned by its session.
 pub struct PluginConnection {
-    pub shared: Arc<Shared>,
+    pub shared: Arc<ConnectionState>,
     /// One per plugin; a boxed slice never moves, so plugin pointers stay valid.
     pub(crate) handles: Box<[std::cell::UnsafeCell<MqConnection>]>,
     /// A plugin timed out holding control and may still call back with its
@@ -145,7 +145,7 @@ impl PluginConnection {
     }
 
     fn with_direction(plugins: &crate::Plugins, fd: i32, secure: bool, outbound: bool) -> PluginConnection {
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(ConnectionState {
             fd,
             slot: Mutex::new(Slot::default()),
             wake: Notify::new(),
@@ -209,14 +209,14 @@ impl PluginConnection {
     }
 
     /// Disarms; a hand-off after this is stray and ignored with a warning.
-    pub(crate) fn disarm(&self) -> Option<Outcome> {
+    pub(crate) fn disarm(&self) -> Option<NextStep> {
         let mut slot = lock(&self.shared.slot);
         slot.armed = None;
         slot.outcome.take()
     }
 
     /// Waits for the armed plugin's hand-off.
-    pub(crate) async fn handed_off(&self) -> Outcome {
+    pub(crate) async fn handed_off(&self) -> NextStep {
         loop {
             let notified = self.shared.wake.notified();
             if let Some(o) = lock(&self.shared.slot).outcome {

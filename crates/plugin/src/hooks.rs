@@ -1,7 +1,7 @@
 //! Calling a hook: every plugin that exports it, in load order, on the
 //! connection's worker thread, with the hand-off rules of the spec.
 
-use crate::connection::{MqAddress, MqConnection, Outcome, PluginConnection};
+use crate::connection::{MqAddress, MqConnection, NextStep, PluginConnection};
 use crate::context::{MqContext, WorkerContexts};
 use crate::loader::Plugins;
 use crate::message::MqMessage;
@@ -17,7 +17,7 @@ pub(crate) type AuthFn =
 
 /// The inbound hooks a plugin may export.
 #[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct Hooks {
+pub(crate) struct HookTable {
     pub connect: Option<ConnFn>,
     pub secure: Option<ConnFn>,
     pub authenticate: Option<AuthFn>,
@@ -68,7 +68,7 @@ impl Hook<'_> {
         }
     }
 
-    fn exported_by(&self, hooks: &Hooks) -> bool {
+    fn exported_by(&self, hooks: &HookTable) -> bool {
         match self {
             Hook::Connect => hooks.connect.is_some(),
             Hook::Secure => hooks.secure.is_some(),
@@ -176,7 +176,7 @@ pub async fn run(
                 if conn.disarm().is_some() {
                     tracing::warn!(plugin = %plugin.name, hook = hook.name(), "hand-off from a plugin that returned false: ignored");
                 }
-                Outcome::Continue
+                NextStep::Continue
             };
             if let Hook::Message(m) = hook {
                 // The plugin's turn is over: what it did through MQ_json is what
@@ -185,9 +185,9 @@ pub async fn run(
                 unsafe { (*m).sync_json() };
             }
             match outcome {
-                Outcome::Continue => continue,
-                Outcome::Complete => return Ok(()),
-                Outcome::Retry => continue 'restart,
+                NextStep::Continue => continue,
+                NextStep::Complete => return Ok(()),
+                NextStep::Retry => continue 'restart,
             }
         }
         return Ok(());

@@ -53,7 +53,7 @@ pub struct Plugin {
     cleanup: Option<VoidFn>,
     pub(crate) context_initialize: Option<ContextFn>,
     pub(crate) context_cleanup: Option<ContextFn>,
-    pub(crate) hooks: crate::hooks::Hooks,
+    pub(crate) hooks: crate::hooks::HookTable,
     // Kept last so it is dropped after the function pointers into it.
     _library: Library,
 }
@@ -101,7 +101,7 @@ impl Plugin {
             context_cleanup: context_fn("mq_context_cleanup"),
             // SAFETY: each symbol is looked up with the type mailerq.h declares for it.
             hooks: unsafe {
-                crate::hooks::Hooks {
+                crate::hooks::HookTable {
                     connect: library.get("mq_smtp_in_connect").ok().map(|s| *s),
                     secure: library.get("mq_smtp_in_secure").ok().map(|s| *s),
                     authenticate: library.get("mq_smtp_in_authenticate").ok().map(|s| *s),

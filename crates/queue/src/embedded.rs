@@ -45,7 +45,7 @@ struct Request {
     done: oneshot::Sender<Result<(), QueueError>>,
 }
 
-struct Shared {
+struct StoreState {
     dir: PathBuf,
     index: Mutex<Index>,
     files: Mutex<HashMap<u32, Arc<File>>>,
@@ -54,7 +54,7 @@ struct Shared {
 
 /// The durable queue store that runs without any broker.
 pub struct EmbeddedStore {
-    shared: Arc<Shared>,
+    shared: Arc<StoreState>,
     tx: Mutex<Option<mpsc::Sender<Request>>>,
     committer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -160,7 +160,7 @@ impl EmbeddedStore {
         };
         tracing::info!(dir = %dir.display(), messages = index.len(), segments = files.len(), "queue store opened");
 
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(StoreState {
             dir: dir.to_path_buf(),
             index: Mutex::new(index),
             files: Mutex::new(files),
@@ -259,7 +259,7 @@ fn create_segment(dir: &Path, seg: u32, first_id: u64) -> io::Result<(Arc<File>,
 
 /// Deletes the oldest segments while none of their messages is live. Only a
 /// prefix may go: a later segment can hold acks for messages of an earlier one.
-fn drop_dead_segments(shared: &Shared, active: u32) {
+fn drop_dead_segments(shared: &StoreState, active: u32) {
     let mut index = lock(&shared.index);
     while let Some((&seg, live)) = index.segments.first_key_value() {
         if seg == active || live.messages > 0 {
@@ -274,7 +274,7 @@ fn drop_dead_segments(shared: &Shared, active: u32) {
 }
 
 struct Committer {
-    shared: Arc<Shared>,
+    shared: Arc<StoreState>,
     active: Active,
     next_id: u64,
     options: StoreOptions,

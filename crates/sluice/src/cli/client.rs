@@ -7,12 +7,12 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 
 /// Where the daemon's API is, from the config.
-pub struct Client {
+pub struct ApiClient {
     addr: String,
     auth: Option<String>,
 }
 
-impl Client {
+impl ApiClient {
     pub fn from_config(c: &Config) -> Self {
         let ip = c
             .list("www-ip")
@@ -25,7 +25,7 @@ impl Client {
             _ => ip,
         };
         let host = if ip.contains(':') { format!("[{ip}]") } else { ip };
-        Client {
+        ApiClient {
             addr: format!("{host}:{}", c.u64("www-port")),
             auth: crate::http::Api::basic_auth(c.opt("www-username"), c.str("www-password")).map(|credentials| {
                 use base64::Engine as _;

@@ -6,7 +6,7 @@ pub mod send;
 
 use crate::config::Config;
 use anyhow::{bail, Context, Result};
-use client::Client;
+use client::ApiClient;
 use serde_json::{json, Value};
 use std::io::Read;
 
@@ -20,7 +20,7 @@ pub fn inject(c: &Config, file: Option<&std::path::Path>) -> Result<()> {
             v
         }
     };
-    let r = Client::from_config(c).call("POST", "/inject", &data)?;
+    let r = ApiClient::from_config(c).call("POST", "/inject", &data)?;
     println!("{r}");
     Ok(())
 }
@@ -63,7 +63,7 @@ pub fn send(c: &Config, o: SendOptions) -> Result<()> {
         "mime": String::from_utf8_lossy(&mime),
         "cli": { "command": o.command, "arguments": o.arguments, "user": user },
     });
-    let r = Client::from_config(c).call("POST", "/submit", body.to_string().as_bytes())?;
+    let r = ApiClient::from_config(c).call("POST", "/submit", body.to_string().as_bytes())?;
     if let Some(ids) = r.get("ids").and_then(Value::as_array) {
         for id in ids {
             eprintln!("queued as {}", id.as_str().unwrap_or_default());
@@ -74,7 +74,7 @@ pub fn send(c: &Config, o: SendOptions) -> Result<()> {
 
 /// `sluice queue stats`.
 pub fn stats(c: &Config) -> Result<()> {
-    let r = Client::from_config(c).call("GET", "/queues", b"")?;
+    let r = ApiClient::from_config(c).call("GET", "/queues", b"")?;
     for q in r.as_array().into_iter().flatten() {
         println!("{q}");
     }
@@ -83,7 +83,7 @@ pub fn stats(c: &Config) -> Result<()> {
 
 /// `sluice queue peek|pop NAME [-n N] [--follow]`: JSON lines on stdout.
 pub fn read(c: &Config, name: &str, n: usize, pop: bool, follow: bool) -> Result<()> {
-    let client = Client::from_config(c);
+    let client = ApiClient::from_config(c);
     let name = encode_path(name);
     let mut left = n;
     loop {

@@ -7,7 +7,7 @@ mod values;
 pub use keys::KEYS;
 pub use values::Cidr;
 
-use keys::Kind;
+use keys::ValueKind;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -254,7 +254,7 @@ impl Config {
         let mut out = String::new();
         for k in KEYS {
             let (v, origin) = &self.values[k.name];
-            let shown = if k.kind == Kind::Secret && !v.is_empty() {
+            let shown = if k.kind == ValueKind::Secret && !v.is_empty() {
                 "********"
             } else {
                 v.as_str()

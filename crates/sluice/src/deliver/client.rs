@@ -2,7 +2,7 @@
 //! around the sans-IO [`ClientSession`]. Every way it can end is turned into
 //! an [`Attempt`] with the `state` it ended in.
 
-use super::outcome::{Attempt, Connection, Kind, State};
+use super::outcome::{Attempt, Connection, ResultKind, State};
 use sluice_smtp::client::{ClientConfig, ClientSession, Event, Stage, Transaction, TransactionResult};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -126,7 +126,11 @@ impl Client {
                 Event::StartTls => client.start_tls(tls, target.host).await?,
                 Event::Failed { stage, reply, reason } => return Err(client.failure(stage, reply, reason)),
                 Event::Done(_) | Event::Closed | Event::BodyWanted => {
-                    return Err(client.attempt(Stage::Intro, Kind::Lost, "connection closed during the introduction"))
+                    return Err(client.attempt(
+                        Stage::Intro,
+                        ResultKind::Lost,
+                        "connection closed during the introduction",
+                    ))
                 }
             }
         }
@@ -169,9 +173,11 @@ impl Client {
             Event::BodyWanted => Ok(Started::BodyWanted),
             Event::Done(r) => Ok(Started::Ended(self.judge(r))),
             Event::Failed { stage, reply, reason } => Err(self.failure(stage, reply, reason)),
-            Event::Ready | Event::StartTls | Event::Closed => {
-                Err(self.attempt(Stage::Message, Kind::Lost, "connection ended during the transaction"))
-            }
+            Event::Ready | Event::StartTls | Event::Closed => Err(self.attempt(
+                Stage::Message,
+                ResultKind::Lost,
+                "connection ended during the transaction",
+            )),
         }
     }
 
@@ -186,7 +192,11 @@ impl Client {
         match self.next_event().await? {
             Event::Done(r) => Ok(self.judge(r)),
             Event::Failed { stage, reply, reason } => Err(self.failure(stage, reply, reason)),
-            _ => Err(self.attempt(Stage::Message, Kind::Lost, "connection ended during the transaction")),
+            _ => Err(self.attempt(
+                Stage::Message,
+                ResultKind::Lost,
+                "connection ended during the transaction",
+            )),
         }
     }
 
@@ -225,11 +235,12 @@ impl Client {
         match (r.data, r.message) {
             (Some(d), _) if d.code != 354 => Attempt::reply(Stage::Data, d, info),
             (_, Some(m)) => Attempt::reply(Stage::Message, m, info),
-            _ => Attempt::failed(Stage::Message, Kind::Lost, "no reply to the message", false).with_connection(info),
+            _ => Attempt::failed(Stage::Message, ResultKind::Lost, "no reply to the message", false)
+                .with_connection(info),
         }
     }
 
-    fn attempt(&self, stage: Stage, kind: Kind, description: impl Into<String>) -> Attempt {
+    fn attempt(&self, stage: Stage, kind: ResultKind, description: impl Into<String>) -> Attempt {
         Attempt::failed(stage, kind, description, false).with_connection(Some(self.info()))
     }
 
@@ -252,9 +263,9 @@ impl Client {
             }
             // No reply: a policy failure (TLS required) or a reply we cannot read.
             None if stage == Stage::StartTls => {
-                Attempt::failed(stage, Kind::Error, reason, false).with_connection(Some(self.info()))
+                Attempt::failed(stage, ResultKind::Error, reason, false).with_connection(Some(self.info()))
             }
-            None => self.attempt(stage, Kind::Invalid, reason),
+            None => self.attempt(stage, ResultKind::Invalid, reason),
         }
     }
 
@@ -278,11 +289,15 @@ impl Client {
             self.flush(stage).await?;
             let wait = self.timeouts.reply(stage);
             match timeout(wait, self.stream.read(&mut self.buf)).await {
-                Ok(Ok(0)) => return Err(self.attempt(stage, Kind::Lost, "connection closed by the server")),
+                Ok(Ok(0)) => return Err(self.attempt(stage, ResultKind::Lost, "connection closed by the server")),
                 Ok(Ok(n)) => self.session.feed(&self.buf[..n]),
-                Ok(Err(e)) => return Err(self.attempt(stage, Kind::Lost, format!("read failed: {e}"))),
+                Ok(Err(e)) => return Err(self.attempt(stage, ResultKind::Lost, format!("read failed: {e}"))),
                 Err(_) => {
-                    return Err(self.attempt(stage, Kind::Timeout, format!("no reply within {} s", wait.as_secs())))
+                    return Err(self.attempt(
+                        stage,
+                        ResultKind::Timeout,
+                        format!("no reply within {} s", wait.as_secs()),
+                    ))
                 }
             }
         }
@@ -296,20 +311,22 @@ impl Client {
         let out = std::mem::take(self.session.output());
         match timeout(self.timeouts.write(), self.stream.write_all(&out)).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(self.attempt(stage, Kind::Lost, format!("write failed: {e}"))),
-            Err(_) => Err(self.attempt(stage, Kind::Timeout, "timed out writing to the server")),
+            Ok(Err(e)) => Err(self.attempt(stage, ResultKind::Lost, format!("write failed: {e}"))),
+            Err(_) => Err(self.attempt(stage, ResultKind::Timeout, "timed out writing to the server")),
         }
     }
 
     async fn start_tls(&mut self, tls: &TlsConnector, host: &str) -> Result<(), Attempt> {
         let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Broken) else {
-            return Err(self.attempt(Stage::StartTls, Kind::Error, "STARTTLS on a secured connection"));
+            return Err(self.attempt(Stage::StartTls, ResultKind::Error, "STARTTLS on a secured connection"));
         };
         let handshake = tls.connect(super::tls::server_name(host), tcp);
         let stream = match timeout(self.timeouts.reply(Stage::StartTls), handshake).await {
             Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(self.attempt(Stage::StartTls, Kind::Error, format!("TLS handshake failed: {e}"))),
-            Err(_) => return Err(self.attempt(Stage::StartTls, Kind::Timeout, "TLS handshake timed out")),
+            Ok(Err(e)) => {
+                return Err(self.attempt(Stage::StartTls, ResultKind::Error, format!("TLS handshake failed: {e}")))
+            }
+            Err(_) => return Err(self.attempt(Stage::StartTls, ResultKind::Timeout, "TLS handshake timed out")),
         };
         let (_, conn) = stream.get_ref();
         self.info.cipher = conn.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite()));
@@ -330,23 +347,29 @@ async fn connect(addr: SocketAddr, local: Option<IpAddr>, wait: Duration) -> Res
     } else {
         TcpSocket::new_v6()
     };
-    let socket = socket.map_err(|e| Attempt::failed(State::Connect, Kind::Error, format!("socket: {e}"), false))?;
+    let socket =
+        socket.map_err(|e| Attempt::failed(State::Connect, ResultKind::Error, format!("socket: {e}"), false))?;
     if let Some(ip) = local {
-        socket
-            .bind(SocketAddr::new(ip, 0))
-            .map_err(|e| Attempt::failed(State::Bind, Kind::Error, format!("cannot send from {ip}: {e}"), false))?;
+        socket.bind(SocketAddr::new(ip, 0)).map_err(|e| {
+            Attempt::failed(
+                State::Bind,
+                ResultKind::Error,
+                format!("cannot send from {ip}: {e}"),
+                false,
+            )
+        })?;
     }
     match timeout(wait, socket.connect(addr)).await {
         Ok(Ok(s)) => Ok(s),
         Ok(Err(e)) => Err(Attempt::failed(
             State::Connect,
-            Kind::Error,
+            ResultKind::Error,
             format!("connect to {addr}: {e}"),
             false,
         )),
         Err(_) => Err(Attempt::failed(
             State::Connect,
-            Kind::Timeout,
+            ResultKind::Timeout,
             format!("connect to {addr}: no answer within {} s", wait.as_secs()),
             false,
         )),

@@ -7,7 +7,7 @@
 
 use super::client::{Client, Started, Target};
 use super::mx::{Dns, DnsError};
-use super::outcome::{Attempt, Kind, State};
+use super::outcome::{Attempt, ResultKind, State};
 use super::outgoing::Outgoing;
 use super::{message, Engine, Job, Lane, Next, Route};
 use sluice_plugin::hooks::{self as plugin_hooks, Hook};
@@ -116,7 +116,7 @@ async fn serve(engine: Arc<Engine>, dns: Option<Rc<Dns>>, dest: Rc<Destination>,
             }
         };
         // The plugins' view of this connection, when any plugin has an outbound hook.
-        let hooks = plugged.then(|| Hooks {
+        let hooks = plugged.then(|| OutboundHooks {
             conn: PluginConnection::outbound(&engine.plugins, client.fd(), client.is_secure()),
             contexts: contexts.clone(),
         });
@@ -161,7 +161,7 @@ async fn serve(engine: Arc<Engine>, dns: Option<Rc<Dns>>, dest: Rc<Destination>,
 }
 
 /// A connection's plugin side: its `MQ_Connection` and the worker's contexts.
-struct Hooks {
+struct OutboundHooks {
     conn: PluginConnection,
     contexts: Rc<WorkerContexts>,
 }
@@ -170,7 +170,12 @@ struct Hooks {
 /// transaction goes at once; with them, `mq_smtp_out_data` runs after 354
 /// (its `MQ_setMime` replaces what is sent) and `mq_smtp_out_sent` after the
 /// final dot. `Err`: the connection cannot be used again.
-async fn send(engine: &Engine, client: &mut Client, msg: &Outgoing, hooks: Option<&Hooks>) -> Result<Attempt, Attempt> {
+async fn send(
+    engine: &Engine,
+    client: &mut Client,
+    msg: &Outgoing,
+    hooks: Option<&OutboundHooks>,
+) -> Result<Attempt, Attempt> {
     let info = |c: &Client| Some(c.info());
     let Some(hooks) = hooks else {
         let Some(mime) = msg.mime() else {
@@ -197,7 +202,9 @@ async fn send(engine: &Engine, client: &mut Client, msg: &Outgoing, hooks: Optio
     };
     // After 354 the only way out without sending a body is to drop the connection.
     if let Err(t) = hook(&mut m, false).await {
-        return Err(Attempt::failed(Stage::Data, Kind::Timeout, t.to_string(), false).with_connection(info(client)));
+        return Err(
+            Attempt::failed(Stage::Data, ResultKind::Timeout, t.to_string(), false).with_connection(info(client))
+        );
     }
     let mime = match m.wire().and_then(|w| w.mime.clone()) {
         Some(set) => set.into_bytes(),
@@ -208,7 +215,9 @@ async fn send(engine: &Engine, client: &mut Client, msg: &Outgoing, hooks: Optio
     };
     client.body(&message::body(msg, &mime)).await?;
     if let Err(t) = hook(&mut m, true).await {
-        return Err(Attempt::failed(Stage::Message, Kind::Timeout, t.to_string(), false).with_connection(info(client)));
+        return Err(
+            Attempt::failed(Stage::Message, ResultKind::Timeout, t.to_string(), false).with_connection(info(client)),
+        );
     }
     client.finish().await
 }
@@ -294,7 +303,12 @@ async fn open(engine: &Engine, dns: Option<&Dns>, route: &Route, cfg: ClientConf
             a
         }
         Some(a) => a,
-        None => Attempt::failed(State::Bind, Kind::Error, "no address of the local IP's family", false),
+        None => Attempt::failed(
+            State::Bind,
+            ResultKind::Error,
+            "no address of the local IP's family",
+            false,
+        ),
     })
 }
 
@@ -324,5 +338,5 @@ async fn lookup(dns: Option<&Dns>, host: &str) -> Result<Vec<IpAddr>, DnsError> 
 }
 
 fn dns_failure(e: &DnsError) -> Attempt {
-    Attempt::failed(State::Dns, Kind::Error, e.to_string(), e.is_permanent())
+    Attempt::failed(State::Dns, ResultKind::Error, e.to_string(), e.is_permanent())
 }

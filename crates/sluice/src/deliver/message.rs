@@ -1,7 +1,7 @@
 //! An outgoing message as an SMTP transaction: the MAIL and RCPT parameters
 //! the server's extensions allow (SIZE, BODY=8BITMIME, SMTPUTF8, DSN).
 
-use super::outcome::{Attempt, Kind, State};
+use super::outcome::{Attempt, ResultKind, State};
 use super::outgoing::Outgoing;
 use sluice_smtp::address::xtext_encode;
 use sluice_smtp::client::{Capabilities, Stage, Transaction};
@@ -11,7 +11,7 @@ use sluice_smtp::wire::Param;
 pub fn no_mime() -> Attempt {
     Attempt::failed(
         State::Storage,
-        Kind::Error,
+        ResultKind::Error,
         "message has no mime (a `key` needs a plugin that sets the MIME in mq_smtp_out_data)",
         true,
     )
@@ -35,7 +35,7 @@ pub fn transaction(msg: &Outgoing, caps: &Capabilities, body: Option<Vec<u8>>) -
     if utf8 && !caps.smtputf8 {
         return Err(Attempt::failed(
             Stage::MailFrom,
-            Kind::Error,
+            ResultKind::Error,
             "the address needs SMTPUTF8, which the server does not offer",
             true,
         ));

@@ -14,7 +14,7 @@ use std::net::IpAddr;
 
 /// The `result` of a result entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub enum ResultKind {
     Accepted,
     Timeout,
     Lost,
@@ -22,14 +22,14 @@ pub enum Kind {
     Error,
 }
 
-impl Kind {
+impl ResultKind {
     pub fn as_str(self) -> &'static str {
         match self {
-            Kind::Accepted => "accepted",
-            Kind::Timeout => "timeout",
-            Kind::Lost => "lost",
-            Kind::Invalid => "invalid",
-            Kind::Error => "error",
+            ResultKind::Accepted => "accepted",
+            ResultKind::Timeout => "timeout",
+            ResultKind::Lost => "lost",
+            ResultKind::Invalid => "invalid",
+            ResultKind::Error => "error",
         }
     }
 }
@@ -98,7 +98,7 @@ impl std::fmt::Display for State {
 #[derive(Debug, Clone)]
 pub struct Attempt {
     pub state: State,
-    pub kind: Kind,
+    pub kind: ResultKind,
     pub reply: Option<Reply>,
     /// Our own description when there was no reply (or to add to it).
     pub description: String,
@@ -111,9 +111,9 @@ impl Attempt {
     /// An attempt that ended on a reply; 5xx is permanent.
     pub fn reply(state: impl Into<State>, reply: Reply, connection: Option<Connection>) -> Attempt {
         let kind = if reply.is_positive() {
-            Kind::Accepted
+            ResultKind::Accepted
         } else {
-            Kind::Error
+            ResultKind::Error
         };
         Attempt {
             state: state.into(),
@@ -126,7 +126,12 @@ impl Attempt {
     }
 
     /// An attempt that ended without a reply.
-    pub fn failed(state: impl Into<State>, kind: Kind, description: impl Into<String>, permanent: bool) -> Attempt {
+    pub fn failed(
+        state: impl Into<State>,
+        kind: ResultKind,
+        description: impl Into<String>,
+        permanent: bool,
+    ) -> Attempt {
         Attempt {
             state: state.into(),
             kind,
@@ -159,7 +164,7 @@ impl Attempt {
                 e.insert("to".into(), ip.to_string().into());
             }
             e.insert("messages".into(), c.messages.into());
-            if self.kind == Kind::Accepted {
+            if self.kind == ResultKind::Accepted {
                 e.insert("dsn".into(), c.dsn.into());
             }
             if let Some(cipher) = &c.cipher {
@@ -296,7 +301,7 @@ pub fn decide(policy: &Policy, mut msg: Outgoing, attempt: &Attempt, now_ms: u64
             out.push(NewMessage::now(q, body.to_vec()));
         }
     };
-    let verdict = if attempt.kind == Kind::Accepted {
+    let verdict = if attempt.kind == ResultKind::Accepted {
         Verdict::Delivered
     } else if attempt.permanent {
         Verdict::Failed
@@ -334,7 +339,7 @@ pub fn decide(policy: &Policy, mut msg: Outgoing, attempt: &Attempt, now_ms: u64
         };
         push_result(
             &mut msg.json,
-            Attempt::failed(State::Amqp, Kind::Timeout, why, true).entry(now_ms),
+            Attempt::failed(State::Amqp, ResultKind::Timeout, why, true).entry(now_ms),
         );
         Verdict::Failed
     };
@@ -384,7 +389,7 @@ pub fn expiry(msg: &Outgoing) -> Attempt {
     } else {
         format!("maxdelivertime {} passed", format_time(msg.deadline_ms))
     };
-    Attempt::failed(State::Amqp, Kind::Timeout, why, true)
+    Attempt::failed(State::Amqp, ResultKind::Timeout, why, true)
 }
 
 /// A message that cannot be read (`amqp/invalid`): results + failure.
@@ -402,7 +407,7 @@ pub fn invalid(policy: &Policy, body: &[u8], why: &str, now_ms: u64) -> Outcome 
     };
     push_result(
         &mut json,
-        Attempt::failed(State::Amqp, Kind::Invalid, why, true).entry(now_ms),
+        Attempt::failed(State::Amqp, ResultKind::Invalid, why, true).entry(now_ms),
     );
     let result = result_json(&mut json);
     let mut publish = Vec::new();
@@ -513,7 +518,7 @@ mod tests {
         assert_eq!(p.retry_delay_ms(1), 300_000);
         assert_eq!(p.retry_delay_ms(2), 600_000);
         assert_eq!(p.retry_delay_ms(20), MAX_RETRY_MS);
-        let a = Attempt::failed(State::Connect, Kind::Error, "connection refused", false);
+        let a = Attempt::failed(State::Connect, ResultKind::Error, "connection refused", false);
         let o = decide(&p, msg(""), &a, 2_000_000);
         assert_eq!(o.verdict, Verdict::Retry);
         assert_eq!(queues(&o), ["retry", "outbox"]);
@@ -526,7 +531,7 @@ mod tests {
 
     #[test]
     fn retries_stop_at_maxattempts_with_amqp_timeout() {
-        let a = Attempt::failed(State::Connect, Kind::Error, "connection refused", false);
+        let a = Attempt::failed(State::Connect, ResultKind::Error, "connection refused", false);
         let o = decide(&policy(), msg(r#","maxattempts":1"#), &a, 2_000_000);
         assert_eq!(o.verdict, Verdict::Failed);
         assert_eq!(queues(&o), ["results", "failure"]);

@@ -87,7 +87,7 @@ impl From<sluice_queue::QueueError> for ApiError {
     }
 }
 
-type Shared = State<Arc<Api>>;
+type ApiState = State<Arc<Api>>;
 
 pub fn router(api: Arc<Api>) -> Router {
     Router::new()
@@ -136,7 +136,7 @@ async fn json_errors(req: Request, next: Next) -> Response {
     fixed
 }
 
-async fn require_auth(State(api): Shared, req: Request, next: Next) -> Response {
+async fn require_auth(State(api): ApiState, req: Request, next: Next) -> Response {
     if let Some(expected) = &api.basic_auth {
         let given = req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes());
         if !authorized(given, expected) {
@@ -151,7 +151,7 @@ async fn require_auth(State(api): Shared, req: Request, next: Next) -> Response 
     next.run(req).await
 }
 
-async fn health(State(api): Shared) -> Result<Json<Value>, ApiError> {
+async fn health(State(api): ApiState) -> Result<Json<Value>, ApiError> {
     let stats = api.writer.queue.stats().await?;
     let messages: u64 = stats.iter().map(|q| q.ready + q.delayed + q.leased).sum();
     let duplicates = api.writer.queue.duplicates();
@@ -161,7 +161,7 @@ async fn health(State(api): Shared) -> Result<Json<Value>, ApiError> {
     ))
 }
 
-async fn stats(State(api): Shared) -> Result<Json<Value>, ApiError> {
+async fn stats(State(api): ApiState) -> Result<Json<Value>, ApiError> {
     Ok(Json(
         serde_json::to_value(api.writer.queue.stats().await?).unwrap_or_default(),
     ))
@@ -187,19 +187,19 @@ fn render(messages: Vec<StoredMessage>) -> Value {
     )
 }
 
-async fn peek(State(api): Shared, Path(name): Path<String>, Query(q): Query<Count>) -> Result<Json<Value>, ApiError> {
+async fn peek(State(api): ApiState, Path(name): Path<String>, Query(q): Query<Count>) -> Result<Json<Value>, ApiError> {
     check_queue_name(&name)?;
     Ok(Json(render(api.writer.queue.peek(&name, q.n.unwrap_or(10)).await?)))
 }
 
 /// Leased messages that go back to their queue unless acknowledged, also
 /// when the request is dropped because the client went away.
-struct Lease {
+struct HeldMessages {
     queue: Arc<dyn Queue>,
     ids: Vec<u64>,
 }
 
-impl Drop for Lease {
+impl Drop for HeldMessages {
     fn drop(&mut self) {
         if !self.ids.is_empty() {
             let (queue, ids) = (self.queue.clone(), std::mem::take(&mut self.ids));
@@ -208,11 +208,11 @@ impl Drop for Lease {
     }
 }
 
-async fn pop(State(api): Shared, Path(name): Path<String>, Query(q): Query<Count>) -> Result<Json<Value>, ApiError> {
+async fn pop(State(api): ApiState, Path(name): Path<String>, Query(q): Query<Count>) -> Result<Json<Value>, ApiError> {
     check_queue_name(&name)?;
     let wait = Duration::from_secs(q.wait.unwrap_or(0).min(60));
     let taken = api.writer.queue.take(&name, q.n.unwrap_or(1), wait).await?;
-    let mut lease = Lease {
+    let mut lease = HeldMessages {
         queue: api.writer.queue.clone(),
         ids: taken.iter().map(|m| m.id).collect(),
     };
@@ -247,7 +247,7 @@ async fn publish(api: &Api, queue: &str, values: Vec<Value>) -> Result<Json<Valu
 }
 
 /// Messages for the outbox; each must be an object with a recipient.
-async fn inject(State(api): Shared, headers: HeaderMap, body: Body) -> Result<Json<Value>, ApiError> {
+async fn inject(State(api): ApiState, headers: HeaderMap, body: Body) -> Result<Json<Value>, ApiError> {
     let (body, _charge) = body::read(&api.writer.budget, &headers, body).await?;
     let values = parse_messages(&body)?;
     drop(body);
@@ -267,7 +267,7 @@ async fn inject(State(api): Shared, headers: HeaderMap, body: Body) -> Result<Js
 
 /// Any JSON values to any queue, as they are.
 async fn push(
-    State(api): Shared,
+    State(api): ApiState,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Body,
@@ -289,7 +289,7 @@ struct Submission {
 }
 
 /// A received message (from `sluice send`) for the inbox, one JSON per recipient.
-async fn submit(State(api): Shared, headers: HeaderMap, body: Body) -> Result<Json<Value>, ApiError> {
+async fn submit(State(api): ApiState, headers: HeaderMap, body: Body) -> Result<Json<Value>, ApiError> {
     let (body, _charge) = body::read(&api.writer.budget, &headers, body).await?;
     let s: Submission = serde_json::from_slice(&body)
         .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid submission: {e}")))?;
