@@ -15,19 +15,70 @@ pub(crate) type MessageFn = unsafe extern "C" fn(*mut MqContext, *mut MqConnecti
 pub(crate) type AuthFn =
     unsafe extern "C" fn(*mut MqContext, *mut MqConnection, *const c_char, usize, *const c_char, usize) -> bool;
 
-/// The inbound hooks a plugin may export.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct HookTable {
-    pub connect: Option<ConnFn>,
-    pub secure: Option<ConnFn>,
-    pub authenticate: Option<AuthFn>,
-    pub mailfrom: Option<AddrFn>,
-    pub rcptto: Option<AddrFn>,
-    pub data: Option<DataFn>,
-    pub message: Option<MessageFn>,
-    pub close: Option<ConnFn>,
-    pub out_data: Option<MessageFn>,
-    pub out_sent: Option<MessageFn>,
+/// The one table of hooks: field, C type, name and symbol. From it come the
+/// loader's lookups ([`HookTable::load`]), the [`HookName`] list and names,
+/// and whether a plugin exports a hook ([`HookTable::has`]).
+macro_rules! hook_table {
+    ($($field:ident: $ty:ty = $variant:ident, $symbol:literal;)*) => {
+        /// The hooks a plugin exports.
+        #[derive(Debug, Default, Clone, Copy)]
+        pub(crate) struct HookTable {
+            $(pub $field: Option<$ty>,)*
+        }
+
+        /// A hook, without arguments: for asking whether a plugin exports it.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum HookName {
+            $($variant,)*
+        }
+
+        impl HookName {
+            /// Every hook, in the order of the table.
+            pub const ALL: &'static [HookName] = &[$(HookName::$variant,)*];
+
+            /// The C symbol, which is also the name in logs.
+            pub fn symbol(self) -> &'static str {
+                match self {
+                    $(HookName::$variant => $symbol,)*
+                }
+            }
+        }
+
+        impl HookTable {
+            /// Looks up every hook in `library`.
+            ///
+            /// # Safety
+            /// `library` is a plugin built against mailerq.h, whose symbols
+            /// have the types declared in the table; the pointers are valid
+            /// while the library stays loaded.
+            pub(crate) unsafe fn load(library: &libloading::os::unix::Library) -> HookTable {
+                HookTable {
+                    // SAFETY: the caller's contract; each lookup uses the table's type.
+                    $($field: unsafe { library.get::<$ty>($symbol) }.ok().map(|s| *s),)*
+                }
+            }
+
+            /// Whether the plugin exports `name`.
+            pub(crate) fn has(&self, name: HookName) -> bool {
+                match name {
+                    $(HookName::$variant => self.$field.is_some(),)*
+                }
+            }
+        }
+    };
+}
+
+hook_table! {
+    connect: ConnFn = Connect, "mq_smtp_in_connect";
+    secure: ConnFn = Secure, "mq_smtp_in_secure";
+    authenticate: AuthFn = Authenticate, "mq_smtp_in_authenticate";
+    mailfrom: AddrFn = MailFrom, "mq_smtp_in_mailfrom";
+    rcptto: AddrFn = RcptTo, "mq_smtp_in_rcptto";
+    data: DataFn = Data, "mq_smtp_in_data";
+    message: MessageFn = Message, "mq_smtp_in_message";
+    close: ConnFn = Close, "mq_smtp_in_close";
+    out_data: MessageFn = OutData, "mq_smtp_out_data";
+    out_sent: MessageFn = OutSent, "mq_smtp_out_sent";
 }
 
 /// A hook and its arguments.
@@ -52,35 +103,29 @@ pub enum Hook<'a> {
 }
 
 impl Hook<'_> {
-    /// The C name, for logs.
-    pub fn name(&self) -> &'static str {
+    /// Which hook this is.
+    pub fn kind(&self) -> HookName {
         match self {
-            Hook::Connect => "mq_smtp_in_connect",
-            Hook::Secure => "mq_smtp_in_secure",
-            Hook::Authenticate { .. } => "mq_smtp_in_authenticate",
-            Hook::MailFrom(_) => "mq_smtp_in_mailfrom",
-            Hook::RcptTo(_) => "mq_smtp_in_rcptto",
-            Hook::Data(_) => "mq_smtp_in_data",
-            Hook::Message(_) => "mq_smtp_in_message",
-            Hook::Close => "mq_smtp_in_close",
-            Hook::OutData(_) => "mq_smtp_out_data",
-            Hook::OutSent(_) => "mq_smtp_out_sent",
+            Hook::Connect => HookName::Connect,
+            Hook::Secure => HookName::Secure,
+            Hook::Authenticate { .. } => HookName::Authenticate,
+            Hook::MailFrom(_) => HookName::MailFrom,
+            Hook::RcptTo(_) => HookName::RcptTo,
+            Hook::Data(_) => HookName::Data,
+            Hook::Message(_) => HookName::Message,
+            Hook::Close => HookName::Close,
+            Hook::OutData(_) => HookName::OutData,
+            Hook::OutSent(_) => HookName::OutSent,
         }
     }
 
+    /// The C name, for logs.
+    pub fn name(&self) -> &'static str {
+        self.kind().symbol()
+    }
+
     fn exported_by(&self, hooks: &HookTable) -> bool {
-        match self {
-            Hook::Connect => hooks.connect.is_some(),
-            Hook::Secure => hooks.secure.is_some(),
-            Hook::Authenticate { .. } => hooks.authenticate.is_some(),
-            Hook::MailFrom(_) => hooks.mailfrom.is_some(),
-            Hook::RcptTo(_) => hooks.rcptto.is_some(),
-            Hook::Data(_) => hooks.data.is_some(),
-            Hook::Message(_) => hooks.message.is_some(),
-            Hook::Close => hooks.close.is_some(),
-            Hook::OutData(_) => hooks.out_data.is_some(),
-            Hook::OutSent(_) => hooks.out_sent.is_some(),
-        }
+        hooks.has(self.kind())
     }
 }
 
@@ -94,8 +139,8 @@ pub struct Timeout {
 
 impl Plugins {
     /// True if any plugin exports `hook` (so the caller can skip the work).
-    pub fn exports(&self, hook: Hook<'_>) -> bool {
-        self.list.iter().any(|p| hook.exported_by(&p.hooks))
+    pub fn exports(&self, hook: HookName) -> bool {
+        self.list.iter().any(|p| p.hooks.has(hook))
     }
 }
 

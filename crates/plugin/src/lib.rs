@@ -18,7 +18,7 @@ pub mod message;
 
 pub use connection::{PluginConnection, Response};
 pub use context::WorkerContexts;
-pub use hooks::{Hook, Timeout};
+pub use hooks::{Hook, HookName, Timeout};
 pub use loader::{PluginError, Plugins};
 pub use message::MqMessage;
 

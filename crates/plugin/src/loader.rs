@@ -22,23 +22,21 @@ pub enum PluginError {
 type VoidFn = unsafe extern "C" fn();
 type ContextFn = unsafe extern "C" fn(*mut MqContext);
 
-/// Every function a plugin may export, by name; what `plugin check` reports.
-pub const HOOKS: &[&str] = &[
+/// The lifecycle functions a plugin may export beside its hooks.
+const LIFECYCLE: &[&str] = &[
     "mq_initialize",
     "mq_cleanup",
     "mq_context_initialize",
     "mq_context_cleanup",
-    "mq_smtp_in_connect",
-    "mq_smtp_in_secure",
-    "mq_smtp_in_authenticate",
-    "mq_smtp_in_mailfrom",
-    "mq_smtp_in_rcptto",
-    "mq_smtp_in_data",
-    "mq_smtp_in_message",
-    "mq_smtp_in_close",
-    "mq_smtp_out_data",
-    "mq_smtp_out_sent",
 ];
+
+/// Every function a plugin may export, by name; what `plugin check` reports.
+pub fn exportable() -> impl Iterator<Item = &'static str> {
+    LIFECYCLE
+        .iter()
+        .copied()
+        .chain(crate::hooks::HookName::ALL.iter().map(|h| h.symbol()))
+}
 
 /// One loaded plugin.
 pub struct Plugin {
@@ -47,7 +45,7 @@ pub struct Plugin {
     /// The name again, for the per-connection handles.
     pub(crate) shared_name: std::sync::Arc<str>,
     pub path: PathBuf,
-    /// The hooks it exports, in [`HOOKS`] order.
+    /// The functions it exports, in [`exportable`] order.
     pub exports: Vec<&'static str>,
     initialize: Option<VoidFn>,
     cleanup: Option<VoidFn>,
@@ -80,11 +78,9 @@ impl Plugin {
         // the Plugin keeps it loaded for as long as it can be called.
         let void_fn = |name: &str| unsafe { library.get::<VoidFn>(name).ok().map(|s| *s) };
         let context_fn = |name: &str| unsafe { library.get::<ContextFn>(name).ok().map(|s| *s) };
-        let exports = HOOKS
-            .iter()
+        let exports = exportable()
             // SAFETY: only asks whether the symbol exists; it is not called.
-            .filter(|h| unsafe { library.get::<VoidFn>(**h) }.is_ok())
-            .copied()
+            .filter(|h| unsafe { library.get::<VoidFn>(*h) }.is_ok())
             .collect();
         let name = path
             .file_name()
@@ -99,21 +95,8 @@ impl Plugin {
             cleanup: void_fn("mq_cleanup"),
             context_initialize: context_fn("mq_context_initialize"),
             context_cleanup: context_fn("mq_context_cleanup"),
-            // SAFETY: each symbol is looked up with the type mailerq.h declares for it.
-            hooks: unsafe {
-                crate::hooks::HookTable {
-                    connect: library.get("mq_smtp_in_connect").ok().map(|s| *s),
-                    secure: library.get("mq_smtp_in_secure").ok().map(|s| *s),
-                    authenticate: library.get("mq_smtp_in_authenticate").ok().map(|s| *s),
-                    mailfrom: library.get("mq_smtp_in_mailfrom").ok().map(|s| *s),
-                    rcptto: library.get("mq_smtp_in_rcptto").ok().map(|s| *s),
-                    data: library.get("mq_smtp_in_data").ok().map(|s| *s),
-                    message: library.get("mq_smtp_in_message").ok().map(|s| *s),
-                    out_data: library.get("mq_smtp_out_data").ok().map(|s| *s),
-                    out_sent: library.get("mq_smtp_out_sent").ok().map(|s| *s),
-                    close: library.get("mq_smtp_in_close").ok().map(|s| *s),
-                }
-            },
+            // SAFETY: a plugin built against mailerq.h; the Plugin keeps the library loaded.
+            hooks: unsafe { crate::hooks::HookTable::load(&library) },
             _library: library,
         })
     }

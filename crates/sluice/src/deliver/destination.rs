@@ -11,7 +11,7 @@ use super::outcome::{Attempt, ResultKind, State};
 use super::outgoing::Outgoing;
 use super::{message, Engine, Job, Lane, Next, Route};
 use sluice_plugin::hooks::{self as plugin_hooks, Hook};
-use sluice_plugin::{MqMessage, PluginConnection, WorkerContexts};
+use sluice_plugin::{HookName, MqMessage, PluginConnection, WorkerContexts};
 use sluice_smtp::client::{ClientConfig, Stage};
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -89,8 +89,7 @@ pub async fn run(lane: Lane, contexts: Rc<WorkerContexts>) {
 /// short idle wait) or the per-connection limit is reached, then reopen while
 /// jobs remain.
 async fn serve(engine: Arc<Engine>, dns: Option<Rc<Dns>>, dest: Rc<Destination>, contexts: Rc<WorkerContexts>) {
-    let plugged = engine.plugins.exports(Hook::OutData(std::ptr::null_mut()))
-        || engine.plugins.exports(Hook::OutSent(std::ptr::null_mut()));
+    let plugged = engine.plugins.exports(HookName::OutData) || engine.plugins.exports(HookName::OutSent);
     let _active = Active(dest.clone());
     let Ok(_slot) = engine.connections.clone().acquire_owned().await else {
         return;

@@ -5,7 +5,7 @@ use super::Inbound;
 use crate::reception::message::{Prepared, Reception, Recipient};
 use crate::reception::{Failure, Verdict};
 use serde_json::{json, Map};
-use sluice_plugin::{Hook, MqMessage, PluginConnection, Response, WorkerContexts};
+use sluice_plugin::{Hook, HookName, MqMessage, PluginConnection, Response, WorkerContexts};
 use sluice_smtp::{proxy, Envelope, Event, Reply, ServerConfig, ServerSession};
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -154,7 +154,7 @@ pub async fn serve(inbound: Arc<Inbound>, accepted: super::Accepted, contexts: R
         max_recipients: inbound.max_recipients,
         max_errors: 20,
         tls_available: true,
-        auth_enabled: inbound.credentials.is_some() || inbound.plugins.exports(AUTH_HOOK),
+        auth_enabled: inbound.credentials.is_some() || inbound.plugins.exports(HookName::Authenticate),
         auth_in_clear: loopback,
     };
     let plugins = (!inbound.plugins.list.is_empty()).then(|| PluginConnection::new(&inbound.plugins, fd, implicit_tls));
@@ -223,12 +223,6 @@ pub async fn serve(inbound: Arc<Inbound>, accepted: super::Accepted, contexts: R
     let _ = s.hook(Hook::Close).await;
 }
 
-/// Only to ask whether any plugin exports the authenticate hook.
-const AUTH_HOOK: Hook<'static> = Hook::Authenticate {
-    login: "",
-    password: "",
-};
-
 /// What a plugin's MQ_respond means for a step: its reply when it rejects,
 /// or when it accepts what the host would accept; a 2xx/3xx where the host
 /// rejects is ignored (with a warning).
@@ -265,7 +259,7 @@ impl Session<'_> {
     /// sent with MQ_send go out before the reply.
     async fn hook(&mut self, hook: Hook<'_>) -> Result<Option<Response>, Reply> {
         let Some(pc) = &self.plugins else { return Ok(None) };
-        if !self.inbound.plugins.exports(hook) {
+        if !self.inbound.plugins.exports(hook.kind()) {
             return Ok(None);
         }
         let result = sluice_plugin::hooks::run(
@@ -408,7 +402,7 @@ impl Session<'_> {
             },
             Event::Auth {
                 authzid: Some(authzid), ..
-            } if !self.inbound.plugins.exports(AUTH_HOOK) => {
+            } if !self.inbound.plugins.exports(HookName::Authenticate) => {
                 // RFC 4616 §2: acting as another identity needs an authorization
                 // policy, which only a plugin can bring.
                 tracing::info!(peer = %self.remote, authzid = %sluice_smtp::wire::shown(&authzid), "AUTH PLAIN with a different authorization identity refused");
@@ -450,7 +444,7 @@ impl Session<'_> {
     /// mq_smtp_in_authenticate (MQ_setAuthenticated decides), else by
     /// smtp-username/smtp-password.
     async fn authenticate(&mut self, login: String, password: String) {
-        let (ok, reply) = if self.inbound.plugins.exports(AUTH_HOOK) {
+        let (ok, reply) = if self.inbound.plugins.exports(HookName::Authenticate) {
             let hook = Hook::Authenticate {
                 login: &login,
                 password: &password,
@@ -588,7 +582,7 @@ impl Session<'_> {
         json: Map<String, serde_json::Value>,
         prepared: &Prepared,
     ) -> Result<Verdict, Reply> {
-        if self.plugins.is_none() || !self.inbound.plugins.exports(Hook::Message(std::ptr::null_mut())) {
+        if self.plugins.is_none() || !self.inbound.plugins.exports(HookName::Message) {
             return Ok(Verdict::Keep { json, local: false });
         }
         // Plugins see (and may change) the whole object, MIME included.
