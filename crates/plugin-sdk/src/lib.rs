@@ -77,8 +77,13 @@ fn owned(p: *const c_char) -> Option<String> {
 }
 
 impl Context<'_> {
+    /// Wraps a handle the host passed to a hook.
+    ///
+    /// # Safety
+    /// `raw` is the `MQ_Context*` the host passed to the current call (or NULL),
+    /// and the value is used only during that call.
     #[doc(hidden)]
-    pub fn from_raw(raw: *mut c_void) -> Self {
+    pub unsafe fn from_raw(raw: *mut c_void) -> Self {
         Context {
             raw,
             _call: PhantomData,
@@ -106,8 +111,13 @@ impl Context<'_> {
 }
 
 impl Connection<'_> {
+    /// Wraps a handle the host passed to a hook.
+    ///
+    /// # Safety
+    /// `raw` is the `MQ_Connection*` the host passed to the current call (or NULL),
+    /// and the value is used only during that call.
     #[doc(hidden)]
-    pub fn from_raw(raw: *mut c_void) -> Self {
+    pub unsafe fn from_raw(raw: *mut c_void) -> Self {
         Connection {
             raw,
             _call: PhantomData,
@@ -172,8 +182,13 @@ impl Handle {
 }
 
 impl Message<'_> {
+    /// Wraps a handle the host passed to a hook.
+    ///
+    /// # Safety
+    /// `raw` is the `MQ_Message*` the host passed to the current call (or NULL),
+    /// and the value is used only during that call.
     #[doc(hidden)]
-    pub fn from_raw(raw: *mut c_void) -> Self {
+    pub unsafe fn from_raw(raw: *mut c_void) -> Self {
         Message {
             raw,
             _call: PhantomData,
@@ -272,13 +287,17 @@ pub trait Plugin: Send + Sync + 'static {
     }
 }
 
+/// The bytes of a hook argument.
+///
+/// # Safety
+/// `p` is NULL or points to `size` readable bytes that stay valid while the
+/// slice is used (the host's arguments: for the hook call).
 #[doc(hidden)]
-pub fn bytes<'a>(p: *const c_char, size: usize) -> &'a [u8] {
+pub unsafe fn bytes<'a>(p: *const c_char, size: usize) -> &'a [u8] {
     if p.is_null() {
         return &[];
     }
-    // SAFETY: the host passes `size` readable bytes valid for the hook call,
-    // and the returned slice is only used during that call.
+    // SAFETY: the caller's contract.
     unsafe { std::slice::from_raw_parts(p.cast::<u8>(), size) }
 }
 
@@ -318,22 +337,34 @@ macro_rules! export_plugin {
             }
             #[no_mangle]
             pub extern "C" fn mq_context_initialize(ctx: *mut c_void) {
-                plugin().context_initialize(&Context::from_raw(ctx))
+                // SAFETY (each unsafe block here): the host passes handles and byte ranges
+                // valid for this call, and they are used only during it.
+                plugin().context_initialize(&unsafe { Context::from_raw(ctx) })
             }
             #[no_mangle]
             pub extern "C" fn mq_context_cleanup(ctx: *mut c_void) {
-                plugin().context_cleanup(&Context::from_raw(ctx))
+                // SAFETY (each unsafe block here): the host passes handles and byte ranges
+                // valid for this call, and they are used only during it.
+                plugin().context_cleanup(&unsafe { Context::from_raw(ctx) })
             }
             #[no_mangle]
             pub extern "C" fn mq_smtp_in_connect(ctx: *mut c_void, conn: *mut c_void) -> bool {
+                // SAFETY (each unsafe block here): the host passes handles and byte ranges
+                // valid for this call, and they are used only during it.
                 plugin()
-                    .connect(&Context::from_raw(ctx), &Connection::from_raw(conn))
+                    .connect(&unsafe { Context::from_raw(ctx) }, &unsafe {
+                        Connection::from_raw(conn)
+                    })
                     .as_bool()
             }
             #[no_mangle]
             pub extern "C" fn mq_smtp_in_secure(ctx: *mut c_void, conn: *mut c_void) -> bool {
+                // SAFETY (each unsafe block here): the host passes handles and byte ranges
+                // valid for this call, and they are used only during it.
                 plugin()
-                    .secure(&Context::from_raw(ctx), &Connection::from_raw(conn))
+                    .secure(&unsafe { Context::from_raw(ctx) }, &unsafe {
+                        Connection::from_raw(conn)
+                    })
                     .as_bool()
             }
             #[no_mangle]
@@ -345,14 +376,15 @@ macro_rules! export_plugin {
                 password: *const c_char,
                 password_size: usize,
             ) -> bool {
-                let (login, password) = (
-                    $crate::bytes(login, login_size),
-                    $crate::bytes(password, password_size),
-                );
+                // SAFETY (each unsafe block here): the host passes handles and byte ranges
+                // valid for this call, and they are used only during it.
+                let (login, password) = (unsafe { $crate::bytes(login, login_size) }, unsafe {
+                    $crate::bytes(password, password_size)
+                });
                 plugin()
                     .authenticate(
-                        &Context::from_raw(ctx),
-                        &Connection::from_raw(conn),
+                        &unsafe { Context::from_raw(ctx) },
+                        &unsafe { Connection::from_raw(conn) },
                         login,
                         password,
                     )
@@ -360,24 +392,28 @@ macro_rules! export_plugin {
             }
             #[no_mangle]
             pub extern "C" fn mq_smtp_in_mailfrom(ctx: *mut c_void, conn: *mut c_void, a: *mut c_void) -> bool {
+                // SAFETY (each unsafe block here): the host passes handles and byte ranges
+                // valid for this call, and they are used only during it.
                 // SAFETY: the host passes the envelope's MQ_Address* for this call.
                 let email = unsafe { address_email(a) };
                 plugin()
                     .mail_from(
-                        &Context::from_raw(ctx),
-                        &Connection::from_raw(conn),
+                        &unsafe { Context::from_raw(ctx) },
+                        &unsafe { Connection::from_raw(conn) },
                         email.as_deref(),
                     )
                     .as_bool()
             }
             #[no_mangle]
             pub extern "C" fn mq_smtp_in_rcptto(ctx: *mut c_void, conn: *mut c_void, a: *mut c_void) -> bool {
+                // SAFETY (each unsafe block here): the host passes handles and byte ranges
+                // valid for this call, and they are used only during it.
                 // SAFETY: the host passes the recipient's MQ_Address* for this call.
                 let email = unsafe { address_email(a) };
                 plugin()
                     .rcpt_to(
-                        &Context::from_raw(ctx),
-                        &Connection::from_raw(conn),
+                        &unsafe { Context::from_raw(ctx) },
+                        &unsafe { Connection::from_raw(conn) },
                         email.as_deref(),
                     )
                     .as_bool()
@@ -389,47 +425,59 @@ macro_rules! export_plugin {
                 mime: *const c_char,
                 size: usize,
             ) -> bool {
+                // SAFETY (each unsafe block here): the host passes handles and byte ranges
+                // valid for this call, and they are used only during it.
                 plugin()
                     .data(
-                        &Context::from_raw(ctx),
-                        &Connection::from_raw(conn),
-                        $crate::bytes(mime, size),
+                        &unsafe { Context::from_raw(ctx) },
+                        &unsafe { Connection::from_raw(conn) },
+                        unsafe { $crate::bytes(mime, size) },
                     )
                     .as_bool()
             }
             #[no_mangle]
             pub extern "C" fn mq_smtp_in_message(ctx: *mut c_void, conn: *mut c_void, m: *mut c_void) -> bool {
+                // SAFETY (each unsafe block here): the host passes handles and byte ranges
+                // valid for this call, and they are used only during it.
                 plugin()
                     .message(
-                        &Context::from_raw(ctx),
-                        &Connection::from_raw(conn),
-                        &Message::from_raw(m),
+                        &unsafe { Context::from_raw(ctx) },
+                        &unsafe { Connection::from_raw(conn) },
+                        &unsafe { Message::from_raw(m) },
                     )
                     .as_bool()
             }
             #[no_mangle]
             pub extern "C" fn mq_smtp_in_close(ctx: *mut c_void, conn: *mut c_void) -> bool {
+                // SAFETY (each unsafe block here): the host passes handles and byte ranges
+                // valid for this call, and they are used only during it.
                 plugin()
-                    .close(&Context::from_raw(ctx), &Connection::from_raw(conn))
+                    .close(&unsafe { Context::from_raw(ctx) }, &unsafe {
+                        Connection::from_raw(conn)
+                    })
                     .as_bool()
             }
             #[no_mangle]
             pub extern "C" fn mq_smtp_out_data(ctx: *mut c_void, conn: *mut c_void, m: *mut c_void) -> bool {
+                // SAFETY (each unsafe block here): the host passes handles and byte ranges
+                // valid for this call, and they are used only during it.
                 plugin()
                     .out_data(
-                        &Context::from_raw(ctx),
-                        &Connection::from_raw(conn),
-                        &Message::from_raw(m),
+                        &unsafe { Context::from_raw(ctx) },
+                        &unsafe { Connection::from_raw(conn) },
+                        &unsafe { Message::from_raw(m) },
                     )
                     .as_bool()
             }
             #[no_mangle]
             pub extern "C" fn mq_smtp_out_sent(ctx: *mut c_void, conn: *mut c_void, m: *mut c_void) -> bool {
+                // SAFETY (each unsafe block here): the host passes handles and byte ranges
+                // valid for this call, and they are used only during it.
                 plugin()
                     .out_sent(
-                        &Context::from_raw(ctx),
-                        &Connection::from_raw(conn),
-                        &Message::from_raw(m),
+                        &unsafe { Context::from_raw(ctx) },
+                        &unsafe { Connection::from_raw(conn) },
+                        &unsafe { Message::from_raw(m) },
                     )
                     .as_bool()
             }
