@@ -191,7 +191,7 @@ fn open_queue(c: &Config, data: &std::path::Path) -> Result<Queues> {
             consumers: c.u64("rabbitmq-consumers").max(1) as usize,
             queues: crate::queues::all(c),
             consumed: if c.bool("delivery-enabled") {
-                vec![c.str("rabbitmq-outbox").to_string()]
+                vec![QueueNames::from_config(c).outbox]
             } else {
                 Vec::new()
             },

@@ -12,6 +12,14 @@ pub struct QueueNames {
     pub local: String,
     /// Refused mail is kept here; `None` = not kept.
     pub refused: Option<String>,
+    /// Delivery results: every attempt, deliveries, final failures, retries
+    /// (`None` = not written).
+    pub results: Option<String>,
+    pub success: Option<String>,
+    pub failure: Option<String>,
+    pub retry: Option<String>,
+    /// Where DSNs go (empty config = outbox).
+    pub dsn: String,
 }
 
 impl QueueNames {
@@ -19,11 +27,17 @@ impl QueueNames {
         let outbox = c.str("rabbitmq-outbox").to_string();
         let inbox = c.opt("rabbitmq-inbox").unwrap_or(&outbox).to_string();
         let local = c.opt("rabbitmq-local").unwrap_or(&inbox).to_string();
+        let named = |key| c.opt(key).map(str::to_string);
         QueueNames {
+            dsn: named("rabbitmq-dsn").unwrap_or_else(|| outbox.clone()),
             outbox,
             inbox,
             local,
-            refused: c.opt("rabbitmq-refused").map(str::to_string),
+            refused: named("rabbitmq-refused"),
+            results: named("rabbitmq-results"),
+            success: named("rabbitmq-success"),
+            failure: named("rabbitmq-failure"),
+            retry: named("rabbitmq-retry"),
         }
     }
 }

@@ -205,15 +205,14 @@ pub const MAX_RETRY_MS: u64 = 4 * 3600 * 1000;
 
 impl Policy {
     pub fn from_config(c: &Config, hostname: String) -> Policy {
-        let named = |key| c.opt(key).map(str::to_string);
-        let outbox = c.str("rabbitmq-outbox").to_string();
+        let q = crate::queues::QueueNames::from_config(c);
         Policy {
-            results: named("rabbitmq-results"),
-            success: named("rabbitmq-success"),
-            failure: named("rabbitmq-failure"),
-            retry: named("rabbitmq-retry"),
-            dsn: named("rabbitmq-dsn").unwrap_or_else(|| outbox.clone()),
-            outbox,
+            results: q.results,
+            success: q.success,
+            failure: q.failure,
+            retry: q.retry,
+            dsn: q.dsn,
+            outbox: q.outbox,
             retry_interval_ms: c.u64("retry-interval") * 1000,
             hostname,
         }
