@@ -13,6 +13,7 @@ mod receive;
 mod reception;
 mod shutdown;
 mod stamp;
+mod stream;
 mod worker;
 
 use clap::{Parser, Subcommand};

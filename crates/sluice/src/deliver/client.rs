@@ -4,13 +4,10 @@
 
 use super::outcome::{Attempt, Connection, ResultKind, State};
 use sluice_smtp::client::{ClientConfig, ClientSession, Event, Stage, Transaction, TransactionResult};
-use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::timeout;
-use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 /// Waits per RFC 5321 §4.5.3.2, each capped by `delivery-timeout`.
@@ -44,32 +41,7 @@ impl Timeouts {
     }
 }
 
-enum Stream {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-    Broken,
-}
-
-impl Stream {
-    async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Plain(s) => s.read(buf).await,
-            Stream::Tls(s) => s.read(buf).await,
-            Stream::Broken => Err(io::ErrorKind::NotConnected.into()),
-        }
-    }
-
-    async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        match self {
-            Stream::Plain(s) => s.write_all(buf).await,
-            Stream::Tls(s) => {
-                s.write_all(buf).await?;
-                s.flush().await
-            }
-            Stream::Broken => Err(io::ErrorKind::NotConnected.into()),
-        }
-    }
-}
+type Stream = crate::stream::OutboundStream;
 
 /// How a transaction began.
 pub enum Started {
@@ -206,7 +178,7 @@ impl Client {
         match &self.stream {
             Stream::Plain(s) => s.as_raw_fd(),
             Stream::Tls(s) => s.get_ref().0.as_raw_fd(),
-            Stream::Broken => -1,
+            Stream::Gone => -1,
         }
     }
 
@@ -317,7 +289,7 @@ impl Client {
     }
 
     async fn start_tls(&mut self, tls: &TlsConnector, host: &str) -> Result<(), Attempt> {
-        let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Broken) else {
+        let Some(tcp) = self.stream.take_plain() else {
             return Err(self.attempt(Stage::StartTls, ResultKind::Error, "STARTTLS on a secured connection"));
         };
         let handshake = tls.connect(super::tls::server_name(host), tcp);

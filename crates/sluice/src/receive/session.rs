@@ -11,39 +11,19 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio_rustls::server::TlsStream;
 
 /// The connection, before or after TLS.
-enum Conn {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-    Gone,
+type Conn = crate::stream::InboundStream;
+
+/// The inbound side of the TLS upgrade and what it negotiated.
+trait Upgrade {
+    async fn start_tls(&mut self, inbound: &Inbound) -> std::io::Result<()>;
+    fn cipher(&self) -> Option<String>;
 }
 
-impl Conn {
-    async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self {
-            Conn::Plain(s) => s.read(buf).await,
-            Conn::Tls(s) => s.read(buf).await,
-            Conn::Gone => Ok(0),
-        }
-    }
-
-    async fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
-        match self {
-            Conn::Plain(s) => s.write_all(data).await,
-            Conn::Tls(s) => {
-                s.write_all(data).await?;
-                s.flush().await
-            }
-            Conn::Gone => Ok(()),
-        }
-    }
-
+impl Upgrade for Conn {
     async fn start_tls(&mut self, inbound: &Inbound) -> std::io::Result<()> {
-        let Conn::Plain(tcp) = std::mem::replace(self, Conn::Gone) else {
+        let Some(tcp) = self.take_plain() else {
             return Err(std::io::Error::other("TLS already active"));
         };
         let tls = tokio::time::timeout(inbound.timeout, inbound.tls.accept(tcp))
