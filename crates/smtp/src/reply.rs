@@ -99,6 +99,71 @@ pub fn well_formed(out: &[u8]) -> bool {
     })
 }
 
+/// Why bytes from a server are not a reply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplyError {
+    #[error("reply too long")]
+    TooLong,
+    #[error("invalid reply line: {0:?}")]
+    Invalid(String),
+}
+
+/// Longest reply accepted (all lines).
+const MAX_REPLY: usize = 64 * 1024;
+
+/// Parses one complete reply at the start of `buf`: `Ok(None)` needs more.
+pub fn parse_reply(buf: &[u8]) -> Result<Option<(Reply, usize)>, ReplyError> {
+    let mut pos = 0;
+    let mut code: Option<u16> = None;
+    let mut lines = Vec::new();
+    loop {
+        let Some(nl) = buf[pos..].iter().position(|b| *b == b'\n') else {
+            return if buf.len() > MAX_REPLY {
+                Err(ReplyError::TooLong)
+            } else {
+                Ok(None)
+            };
+        };
+        let raw = &buf[pos..pos + nl];
+        let line = String::from_utf8_lossy(raw.strip_suffix(b"\r").unwrap_or(raw)).into_owned();
+        pos += nl + 1;
+        let digits = line.get(..3).filter(|d| d.bytes().all(|b| b.is_ascii_digit()));
+        let Some(this) = digits.and_then(|d| d.parse::<u16>().ok()) else {
+            return Err(ReplyError::Invalid(line));
+        };
+        if code.is_some_and(|c| c != this) || !(200..600).contains(&this) {
+            return Err(ReplyError::Invalid(line));
+        }
+        code = Some(this);
+        let sep = line.as_bytes().get(3).copied();
+        lines.push(line.get(4..).unwrap_or("").to_string());
+        match sep {
+            Some(b'-') => continue,
+            None | Some(b' ') => break,
+            _ => return Err(ReplyError::Invalid(line)),
+        }
+    }
+    let code = code.unwrap_or(0);
+    // An enhanced status code (RFC 3463) at the start of the first line.
+    let status = lines.first().and_then(|l| {
+        let first = l.split(' ').next()?;
+        let parts: Vec<&str> = first.split('.').collect();
+        let ok = parts.len() == 3
+            && parts
+                .iter()
+                .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()));
+        ok.then(|| first.to_string())
+    });
+    if let Some(s) = &status {
+        for l in &mut lines {
+            if let Some(rest) = l.strip_prefix(s.as_str()) {
+                *l = rest.trim_start().to_string();
+            }
+        }
+    }
+    Ok(Some((Reply { code, status, lines }, pos)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
