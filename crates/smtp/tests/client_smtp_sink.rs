@@ -4,60 +4,12 @@
 use sluice_smtp::client::{ClientConfig, ClientSession, Event, TlsPolicy, Transaction, TransactionResult};
 use sluice_smtp::wire::{Param, Path};
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::TcpStream;
+use std::time::Duration;
 
-struct Sink(Child, u16);
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// smtp-sink on a free loopback port, with extra options (fault modes).
-/// Ports are random below the ephemeral range and the start is retried, so
-/// parallel tests never end up talking to each other's sink.
-fn sink(options: &[&str]) -> Sink {
-    use std::hash::{BuildHasher, Hasher};
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg("command -v smtp-sink")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        found,
-        "smtp-sink (postfix) is not installed; the README's test command installs it"
-    );
-    for _ in 0..10 {
-        let port = 20000 + (std::collections::hash_map::RandomState::new().build_hasher().finish() % 12000) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_err() {
-            continue;
-        }
-        let mut child = Command::new("smtp-sink")
-            .args(options)
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("10")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            if child.try_wait().unwrap().is_some() {
-                break; // could not bind: try another port
-            }
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Sink(child, port);
-            }
-            assert!(Instant::now() < deadline, "smtp-sink did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-    panic!("no port for smtp-sink in ten tries");
+/// smtp-sink with extra options (fault modes), on a free loopback port.
+fn sink(options: &[&str]) -> sluice_test_support::Peer {
+    sluice_test_support::smtp_sink(options)
 }
 
 /// Runs a session: the transactions in order, then QUIT; returns their results.
@@ -121,8 +73,8 @@ fn against_smtp_sink() {
 }
 
 fn three_messages_on_one_connection() {
-    let sink = sink(&["-u", "nobody"]);
-    let results = run(sink.1, (0..3).map(message).collect());
+    let sink = sink(&[]);
+    let results = run(sink.port, (0..3).map(message).collect());
     assert_eq!(results.len(), 3);
     for r in &results {
         assert_eq!(r.mail.code, 250);
@@ -134,13 +86,13 @@ fn three_messages_on_one_connection() {
 
 fn fault_modes_soft_rcpt_and_hard_data() {
     // -r rcpt: every RCPT gets a 4xx, so DATA is never sent.
-    let sink1 = sink(&["-u", "nobody", "-r", "rcpt"]);
-    let r = &run(sink1.1, vec![message(0)])[0];
+    let sink1 = sink(&["-r", "rcpt"]);
+    let r = &run(sink1.port, vec![message(0)])[0];
     assert!(r.rcpts.iter().all(|r| (400..500).contains(&r.code)), "{r:?}");
     assert!(r.message.is_none());
     // -f data: DATA gets a 5xx.
-    let sink2 = sink(&["-u", "nobody", "-f", "data"]);
-    let r = &run(sink2.1, vec![message(1), message(2)]);
+    let sink2 = sink(&["-f", "data"]);
+    let r = &run(sink2.port, vec![message(1), message(2)]);
     assert_eq!(r.len(), 2, "the session goes on after a refused DATA (RSET)");
     assert!(
         r.iter()

@@ -7,43 +7,14 @@ pub mod rabbit;
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_sluice");
 
-/// A port nobody listens on right now, picked at random below Linux's
-/// ephemeral range (32768+), so it never collides with a client's source
-/// port, and rarely with another test process picking at the same time
-/// (`Daemon::start` retries when it does).
-pub fn free_port() -> u16 {
-    use std::hash::{BuildHasher, Hasher};
-    loop {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u32(std::process::id());
-        let port = 20000 + (h.finish() % 12000) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-/// Fails with a clear message when an external peer is missing (the README's
-/// test command installs them).
-pub fn require(tool: &str) {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        found,
-        "{tool} is not installed; run the README's test command, which installs it"
-    );
-}
+pub use sluice_test_support::{free_port, require};
 
 /// A running daemon.
 pub struct Daemon {

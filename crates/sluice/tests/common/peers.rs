@@ -4,68 +4,12 @@
 use super::{free_port, require};
 use std::net::{TcpStream, UdpSocket};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A child process killed on drop.
-pub struct Peer {
-    child: Child,
-    pub port: u16,
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `smtp-sink` on `ip` (a loopback address, IPv6 in brackets) with extra options (fault modes);
-/// `dump` (when given) receives one file per message.
-pub fn smtp_sink_on(ip: &str, options: &[&str], dump: Option<&Path>) -> Peer {
-    for _ in 0..10 {
-        if let Some(peer) = smtp_sink_at(ip, free_port(), options, dump) {
-            return peer;
-        }
-    }
-    panic!("no port for smtp-sink in ten tries");
-}
-
-/// `smtp-sink` on `ip`:`port`, or None when that port is taken.
-pub fn smtp_sink_at(ip: &str, port: u16, options: &[&str], dump: Option<&Path>) -> Option<Peer> {
-    require("smtp-sink");
-    let mut cmd = Command::new("smtp-sink");
-    cmd.args(["-u", "nobody"]).args(options);
-    if let Some(dir) = dump {
-        std::fs::create_dir_all(dir).unwrap();
-        // smtp-sink writes as `nobody`.
-        let _ = Command::new("chmod").arg("777").arg(dir).status();
-        cmd.arg("-d").arg(dir.join("%H%M%S."));
-    }
-    let mut child = cmd
-        .arg(format!("{ip}:{port}"))
-        .arg("64")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let host = ip.trim_start_matches('[').trim_end_matches(']');
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return None; // the port was taken meanwhile
-        }
-        if TcpStream::connect((host, port)).is_ok() {
-            return Some(Peer { child, port });
-        }
-        assert!(Instant::now() < deadline, "smtp-sink did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-pub fn smtp_sink(options: &[&str]) -> Peer {
-    smtp_sink_on("127.0.0.1", options, None)
-}
+// Each test binary uses its own subset of these.
+#[allow(unused_imports)]
+pub use sluice_test_support::{smtp_sink, smtp_sink_at, smtp_sink_on, Peer};
 
 /// dnsmasq answering only from `records` (dnsmasq options such as
 /// `--mx-host=...`, `--host-record=...`); every other name under `test` is
@@ -102,7 +46,7 @@ pub fn dns(records: &[String]) -> Peer {
         if child.try_wait().unwrap().is_some() {
             continue;
         }
-        return Peer { child, port };
+        return Peer::new(child, port);
     }
     panic!("dnsmasq did not start in ten tries");
 }
@@ -258,7 +202,7 @@ pub fn auth_relay(user: &str, password: &str, out: &Path) -> Peer {
                 break;
             }
             if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Peer { child, port };
+                return Peer::new(child, port);
             }
             assert!(
                 Instant::now() < deadline,

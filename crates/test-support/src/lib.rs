@@ -1,0 +1,107 @@
+//! Helpers the tests of several crates share (dev-only): a free loopback
+//! port, a clear failure when a peer is missing, and Postfix's `smtp-sink`
+//! as a receiver, killed when dropped.
+#![forbid(unsafe_code)]
+
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A port nobody listens on right now, picked at random below Linux's
+/// ephemeral range (32768+), so it never collides with a client's source
+/// port, and rarely with another test process picking at the same time
+/// (callers retry when it does).
+pub fn free_port() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    loop {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        let port = 20000 + (h.finish() % 12000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Fails with a clear message when an external peer is missing (the README's
+/// test command installs them).
+pub fn require(tool: &str) {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        found,
+        "{tool} is not installed; run the README's test command, which installs it"
+    );
+}
+
+/// A peer process on a port, killed on drop.
+pub struct Peer {
+    child: Child,
+    pub port: u16,
+}
+
+impl Peer {
+    pub fn new(child: Child, port: u16) -> Peer {
+        Peer { child, port }
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `smtp-sink` on `ip` (a loopback address, IPv6 in brackets) with extra options (fault modes);
+/// `dump` (when given) receives one file per message.
+pub fn smtp_sink_on(ip: &str, options: &[&str], dump: Option<&Path>) -> Peer {
+    for _ in 0..10 {
+        if let Some(peer) = smtp_sink_at(ip, free_port(), options, dump) {
+            return peer;
+        }
+    }
+    panic!("no port for smtp-sink in ten tries");
+}
+
+/// `smtp-sink` on `ip`:`port`, or None when that port is taken.
+pub fn smtp_sink_at(ip: &str, port: u16, options: &[&str], dump: Option<&Path>) -> Option<Peer> {
+    require("smtp-sink");
+    let mut cmd = Command::new("smtp-sink");
+    cmd.args(["-u", "nobody"]).args(options);
+    if let Some(dir) = dump {
+        std::fs::create_dir_all(dir).unwrap();
+        // smtp-sink writes as `nobody`.
+        let _ = Command::new("chmod").arg("777").arg(dir).status();
+        cmd.arg("-d").arg(dir.join("%H%M%S."));
+    }
+    let mut child = cmd
+        .arg(format!("{ip}:{port}"))
+        .arg("64")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let host = ip.trim_start_matches('[').trim_end_matches(']');
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return None; // the port was taken meanwhile
+        }
+        if TcpStream::connect((host, port)).is_ok() {
+            return Some(Peer { child, port });
+        }
+        assert!(Instant::now() < deadline, "smtp-sink did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `smtp-sink` on 127.0.0.1.
+pub fn smtp_sink(options: &[&str]) -> Peer {
+    smtp_sink_on("127.0.0.1", options, None)
+}
