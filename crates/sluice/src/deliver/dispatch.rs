@@ -7,7 +7,7 @@
 
 use super::mx::{Dns, DnsError, Exchange};
 use super::outcome::{self, Attempt, ResultKind, State};
-use super::outgoing::{parse_time, Outgoing};
+use super::outgoing::Outgoing;
 use super::{Engine, InFlight, Job, Next, Route};
 use sluice_queue::{now_ms, NewMessage, StoredMessage};
 use std::collections::HashMap;
@@ -153,7 +153,7 @@ impl Dispatcher {
             }
         };
         // `delayed` set by the producer (the store only knows its own not-before).
-        if let Some(due) = msg.json.get("delayed").and_then(|v| v.as_str()).and_then(parse_time) {
+        if let Some(due) = msg.delayed_ms {
             if due > now + 1_000 && stored.not_before_ms < due {
                 let again = NewMessage {
                     queue: stored.queue,

@@ -35,13 +35,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
-/// A relay host (`smarthost*` config or a message's `smarthost`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Smarthost {
-    pub host: String,
-    pub port: u16,
-    pub auth: Option<Credentials>,
-}
+pub use outgoing::Smarthost;
 
 /// Where a message goes: a set of MX hosts (shared by every domain that has
 /// exactly that set), a relay host, or — before its MX hosts are known, and
@@ -222,31 +216,15 @@ impl Engine {
     /// from one of its `ips` (else `delivery-ips`), the same one per domain so
     /// a domain's messages share connections.
     pub fn route(&self, msg: &Outgoing) -> Route {
-        let own = msg.nested_str("smarthost", "name").map(|host| Smarthost {
-            host: host.to_string(),
-            port: msg
-                .json
-                .get("smarthost")
-                .and_then(|s| s.get("port"))
-                .and_then(outgoing::number)
-                .and_then(|p| u16::try_from(p).ok())
-                .unwrap_or(25),
-            // Checked by Outgoing::parse; a message whose credentials failed never gets here.
-            auth: msg
-                .nested_str("smarthost", "username")
-                .and_then(|u| Credentials::new(u, msg.nested_str("smarthost", "password").unwrap_or("")).ok()),
-        });
-        let next = match own.or_else(|| self.smarthost.clone()) {
+        let next = match msg.smarthost.clone().or_else(|| self.smarthost.clone()) {
             Some(relay) => Next::Relay(relay),
             None => Next::Domain(msg.domain.clone()),
         };
-        let theirs: Vec<IpAddr> = msg
-            .json
-            .get("ips")
-            .and_then(|v| v.as_array())
-            .map(|a| a.iter().filter_map(|v| v.as_str()?.trim().parse().ok()).collect())
-            .unwrap_or_default();
-        let ips = if theirs.is_empty() { &self.delivery_ips } else { &theirs };
+        let ips = if msg.ips.is_empty() {
+            &self.delivery_ips
+        } else {
+            &msg.ips
+        };
         let local = (!ips.is_empty()).then(|| {
             let h = msg
                 .domain

@@ -21,6 +21,20 @@ pub struct Outgoing {
     pub deadline_ms: u64,
     /// Give up after this many attempts; 0 = no limit.
     pub max_attempts: u64,
+    /// The message's own relay (`smarthost`), checked.
+    pub smarthost: Option<Smarthost>,
+    /// Source addresses it may be sent from (`ips`); empty = the configured ones.
+    pub ips: Vec<std::net::IpAddr>,
+    /// Not before this time (unix ms): `delayed`, set by the producer.
+    pub delayed_ms: Option<u64>,
+}
+
+/// A relay host (`smarthost*` config or a message's `smarthost`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Smarthost {
+    pub host: String,
+    pub port: u16,
+    pub auth: Option<Credentials>,
 }
 
 /// Limits from the config that apply when a message names none.
@@ -75,7 +89,7 @@ impl Outgoing {
         let Value::Object(json) = value else {
             return Err(Invalid::NotObject);
         };
-        let (envelope, recipient) = addresses(&json)?;
+        let (envelope, recipient, smarthost) = addresses(&json)?;
         let domain = recipient.domain();
         let deadline_ms = match json.get("maxdelivertime") {
             Some(Value::String(t)) => parse_time(t).ok_or(Invalid::BadTime("maxdelivertime"))?,
@@ -102,6 +116,12 @@ impl Outgoing {
                     .count() as u64
             })
             .unwrap_or(0);
+        let ips = json
+            .get("ips")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|v| v.as_str()?.trim().parse().ok()).collect())
+            .unwrap_or_default();
+        let delayed_ms = json.get("delayed").and_then(Value::as_str).and_then(parse_time);
         Ok(Outgoing {
             json,
             envelope,
@@ -110,6 +130,9 @@ impl Outgoing {
             attempts,
             deadline_ms,
             max_attempts,
+            smarthost,
+            ips,
+            delayed_ms,
         })
     }
 
@@ -135,8 +158,8 @@ pub fn check(json: &Map<String, Value>) -> Result<(), Invalid> {
     addresses(json).map(|_| ())
 }
 
-/// The envelope and recipient as checked paths; the smarthost checked too.
-fn addresses(json: &Map<String, Value>) -> Result<(Path, Path), Invalid> {
+/// The envelope and recipient as checked paths, and the checked smarthost.
+fn addresses(json: &Map<String, Value>) -> Result<(Path, Path, Option<Smarthost>), Invalid> {
     let recipient = match json.get("recipient") {
         Some(Value::String(r)) if !r.trim().is_empty() => r.trim(),
         _ => return Err(Invalid::NoRecipient),
@@ -149,25 +172,39 @@ fn addresses(json: &Map<String, Value>) -> Result<(Path, Path), Invalid> {
         Some(Value::String(e)) => Path::reverse(e.trim()).map_err(Invalid::BadEnvelope)?,
         _ => Path::null(),
     };
-    if let Some(smarthost) = json.get("smarthost") {
-        check_smarthost(smarthost)?;
-    }
-    Ok((envelope, recipient))
+    let smarthost = match json.get("smarthost") {
+        Some(s) => smarthost(s)?,
+        None => None,
+    };
+    Ok((envelope, recipient, smarthost))
 }
 
 /// A message's own relay: a host name or IP, and credentials without NUL, CR or LF.
-fn check_smarthost(s: &Value) -> Result<(), Invalid> {
-    if let Some(name) = s.get("name").and_then(Value::as_str) {
-        let literal = name.parse::<std::net::IpAddr>().is_ok();
-        if !literal {
-            HeloName::new(name).map_err(Invalid::BadSmarthost)?;
+/// (Without a `name` there is no relay: the message goes by MX.)
+fn smarthost(s: &Value) -> Result<Option<Smarthost>, Invalid> {
+    let auth = match s.get("username").and_then(Value::as_str) {
+        Some(user) => {
+            let password = s.get("password").and_then(Value::as_str).unwrap_or("");
+            Some(Credentials::new(user, password).map_err(Invalid::BadSmarthost)?)
         }
+        None => None,
+    };
+    let Some(name) = s.get("name").and_then(Value::as_str) else {
+        return Ok(None);
+    };
+    if name.parse::<std::net::IpAddr>().is_err() {
+        HeloName::new(name).map_err(Invalid::BadSmarthost)?;
     }
-    if let Some(user) = s.get("username").and_then(Value::as_str) {
-        let password = s.get("password").and_then(Value::as_str).unwrap_or("");
-        Credentials::new(user, password).map_err(Invalid::BadSmarthost)?;
-    }
-    Ok(())
+    let port = s
+        .get("port")
+        .and_then(number)
+        .and_then(|p| u16::try_from(p).ok())
+        .unwrap_or(25);
+    Ok(Some(Smarthost {
+        host: name.to_string(),
+        port,
+        auth,
+    }))
 }
 
 /// A JSON number, or a number in a string (x-mq headers give strings).
@@ -262,6 +299,23 @@ mod tests {
             0,
         );
         assert!(ok.unwrap().envelope.is_null());
+    }
+
+    #[test]
+    fn routing_fields_are_typed() {
+        let m = Outgoing::parse(
+            br#"{"recipient":"a@b.example","smarthost":{"name":"relay.example","port":"2525","username":"u","password":"p"},"ips":["192.0.2.1"," 2001:db8::1","bogus"],"delayed":"2030-01-01 00:00:00"}"#,
+            D,
+            0,
+        )
+        .unwrap();
+        let relay = m.smarthost.unwrap();
+        assert_eq!((relay.host.as_str(), relay.port), ("relay.example", 2525));
+        assert_eq!(relay.auth.unwrap().user(), "u");
+        assert_eq!(m.ips.len(), 2);
+        assert_eq!(m.delayed_ms, parse_time("2030-01-01 00:00:00"));
+        let plain = Outgoing::parse(br#"{"recipient":"a@b.example","smarthost":{"port":25}}"#, D, 0).unwrap();
+        assert!(plain.smarthost.is_none() && plain.ips.is_empty() && plain.delayed_ms.is_none());
     }
 
     #[test]
