@@ -6,7 +6,7 @@
 //! destination.
 
 use super::mx::{Dns, DnsError, Exchange};
-use super::outcome::{self, Attempt, ResultKind, State};
+use super::outcome;
 use super::outgoing::Outgoing;
 use super::{Engine, InFlight, Job, Next, Route};
 use sluice_queue::{now_ms, NewMessage, StoredMessage};
@@ -227,7 +227,7 @@ impl Dispatcher {
                     out.push(r);
                 }
                 Some(Some(Err(e))) => {
-                    let attempt = Attempt::failed(State::Dns, ResultKind::Error, e.to_string(), e.is_permanent());
+                    let attempt = super::connect::dns_failure(e);
                     self.engine.conclude(r.stored.id, r.msg, None, r.permit, &attempt);
                 }
                 // Not answered in time: the domain's own connection looks it up.

@@ -12,6 +12,7 @@
 //!   and [`dsn`] writes delivery status notifications.
 
 pub mod client;
+pub mod connect;
 pub mod destination;
 pub mod dispatch;
 pub mod dkim;
