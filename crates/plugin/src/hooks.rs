@@ -82,7 +82,6 @@ hook_table! {
 }
 
 /// A hook and its arguments.
-#[derive(Debug, Clone, Copy)]
 pub enum Hook<'a> {
     Connect,
     Secure,
@@ -93,13 +92,13 @@ pub enum Hook<'a> {
     MailFrom(&'a str),
     RcptTo(&'a str),
     Data(&'a [u8]),
-    /// One recipient's copy; the pointer stays valid for the whole hook.
-    Message(*mut MqMessage),
+    /// One recipient's copy; borrowed for the whole hook.
+    Message(&'a mut MqMessage),
     Close,
     /// Outbound: entered DATA, before the body (MQ_setMime replaces what is sent).
-    OutData(*mut MqMessage),
+    OutData(&'a mut MqMessage),
     /// Outbound: body and final dot sent, reply not yet known.
-    OutSent(*mut MqMessage),
+    OutSent(&'a mut MqMessage),
 }
 
 impl Hook<'_> {
@@ -150,15 +149,21 @@ pub async fn run(
     plugins: &Plugins,
     contexts: &WorkerContexts,
     conn: &PluginConnection,
-    hook: Hook<'_>,
+    mut hook: Hook<'_>,
     timeout: Duration,
 ) -> Result<(), Timeout> {
     // Argument objects live for the whole hook, so pointers stay valid while a plugin holds control.
-    let mut address = match hook {
+    let mut address = match &hook {
         Hook::MailFrom(a) | Hook::RcptTo(a) => Some(MqAddress::new(a)),
         _ => None,
     };
     let address: *mut MqAddress = address.as_mut().map_or(std::ptr::null_mut(), |a| a as *mut MqAddress);
+    // The message borrowed for the whole hook, as the pointer plugins get;
+    // from here on it is reached only through this pointer.
+    let message: *mut MqMessage = match &mut hook {
+        Hook::Message(m) | Hook::OutData(m) | Hook::OutSent(m) => &mut **m,
+        _ => std::ptr::null_mut(),
+    };
     'restart: loop {
         for (i, plugin) in plugins.list.iter().enumerate() {
             if !hook.exported_by(&plugin.hooks) {
@@ -166,9 +171,9 @@ pub async fn run(
             }
             let (ctx, handle) = (contexts.context(i), conn.handle(i));
             conn.arm(i);
-            if let Hook::Message(m) | Hook::OutData(m) | Hook::OutSent(m) = hook {
-                // SAFETY: the caller keeps the message alive for the whole hook.
-                unsafe { (*m).plugin.clone_from(&plugin.name) };
+            // SAFETY: `message` is NULL or the hook's borrowed message, not otherwise accessed.
+            if let Some(m) = unsafe { message.as_mut() } {
+                m.plugin.clone_from(&plugin.name);
             }
             let h = &plugin.hooks;
             let call = crate::blocking::enter(&plugin.name, hook.name());
@@ -177,16 +182,16 @@ pub async fn run(
             // argument pointers stay valid until the hand-off ends, and the call
             // is made on the worker thread that owns them.
             let took = unsafe {
-                match hook {
+                match &hook {
                     Hook::Connect => h.connect.is_some_and(|f| f(ctx, handle)),
                     Hook::Secure => h.secure.is_some_and(|f| f(ctx, handle)),
                     Hook::Close => h.close.is_some_and(|f| f(ctx, handle)),
                     Hook::MailFrom(_) => h.mailfrom.is_some_and(|f| f(ctx, handle, address)),
                     Hook::RcptTo(_) => h.rcptto.is_some_and(|f| f(ctx, handle, address)),
                     Hook::Data(mime) => h.data.is_some_and(|f| f(ctx, handle, mime.as_ptr().cast(), mime.len())),
-                    Hook::Message(message) => h.message.is_some_and(|f| f(ctx, handle, message)),
-                    Hook::OutData(message) => h.out_data.is_some_and(|f| f(ctx, handle, message)),
-                    Hook::OutSent(message) => h.out_sent.is_some_and(|f| f(ctx, handle, message)),
+                    Hook::Message(_) => h.message.is_some_and(|f| f(ctx, handle, message)),
+                    Hook::OutData(_) => h.out_data.is_some_and(|f| f(ctx, handle, message)),
+                    Hook::OutSent(_) => h.out_sent.is_some_and(|f| f(ctx, handle, message)),
                     Hook::Authenticate { login, password } => h.authenticate.is_some_and(|f| {
                         f(
                             ctx,
@@ -223,11 +228,11 @@ pub async fn run(
                 }
                 NextStep::Continue
             };
-            if let Hook::Message(m) = hook {
+            if let Hook::Message(_) = hook {
                 // The plugin's turn is over: what it did through MQ_json is what
                 // the next plugin (and the queue) sees.
-                // SAFETY: the caller keeps the message alive for the whole hook.
-                unsafe { (*m).sync_json() };
+                // SAFETY: the hook's borrowed message, reached only through this pointer.
+                unsafe { (*message).sync_json() };
             }
             match outcome {
                 NextStep::Continue => continue,

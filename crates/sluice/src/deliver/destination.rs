@@ -193,10 +193,9 @@ async fn send(
         return Ok(attempt);
     }
     let mut m = MqMessage::outbound(msg.json.clone());
-    let hook = |m: &mut MqMessage, sent: bool| {
-        let ptr: *mut MqMessage = m;
-        let h = if sent { Hook::OutSent(ptr) } else { Hook::OutData(ptr) };
-        plugin_hooks::run(&engine.plugins, &hooks.contexts, &hooks.conn, h, engine.plugin_timeout)
+    let hook = async |m: &mut MqMessage, sent: bool| {
+        let h = if sent { Hook::OutSent(m) } else { Hook::OutData(m) };
+        plugin_hooks::run(&engine.plugins, &hooks.contexts, &hooks.conn, h, engine.plugin_timeout).await
     };
     // After 354 the only way out without sending a body is to drop the connection.
     if let Err(t) = hook(&mut m, false).await {

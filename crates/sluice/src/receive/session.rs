@@ -567,7 +567,7 @@ impl Session<'_> {
         }
         // Plugins see (and may change) the whole object, MIME included.
         let mut message = Box::new(MqMessage::new(prepared.with_mime(json)));
-        let response = self.hook(Hook::Message(&mut *message)).await?;
+        let response = self.hook(Hook::Message(&mut message)).await?;
         let (json, local) = message.into_parts();
         Ok(match response {
             Some(r) if r.code >= 400 => Verdict::Drop(Reply::plain(r.code, r.text)),
