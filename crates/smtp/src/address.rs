@@ -140,6 +140,15 @@ pub fn xtext_encode(s: &str) -> String {
     out
 }
 
+/// A DSN NOTIFY value (RFC 3461 §4.1), upper-cased: `NEVER`, or a comma list
+/// of SUCCESS, FAILURE and DELAY; None for anything else.
+pub fn dsn_notify(v: &str) -> Option<String> {
+    let v = v.to_ascii_uppercase();
+    let items: Vec<&str> = v.split(',').collect();
+    let ok = items == ["NEVER"] || items.iter().all(|i| matches!(*i, "SUCCESS" | "FAILURE" | "DELAY"));
+    ok.then_some(v)
+}
+
 /// Decodes RFC 3461 xtext (`+2B` → `+`); invalid escapes are kept as written.
 pub fn xtext_decode(s: &str) -> String {
     let b = s.as_bytes();

@@ -1,6 +1,6 @@
 //! Parsing one SMTP command line (without its CRLF) into a [`Command`].
 
-use crate::address::{split_path, validate_domain, validate_mailbox, xtext_decode, AddressError};
+use crate::address::{dsn_notify, split_path, validate_domain, validate_mailbox, xtext_decode, AddressError};
 use crate::reply::Reply;
 
 /// MAIL FROM and its ESMTP parameters.
@@ -215,15 +215,7 @@ fn parse_rcpt(args: &str, utf8: bool) -> Result<Command, CommandError> {
     for (key, value) in params(rest) {
         let invalid = || CommandError::InvalidParameter(key.clone());
         match (key.as_str(), value) {
-            ("NOTIFY", Some(v)) => {
-                let v = v.to_ascii_uppercase();
-                let items: Vec<&str> = v.split(',').collect();
-                let ok = items == ["NEVER"] || items.iter().all(|i| matches!(*i, "SUCCESS" | "FAILURE" | "DELAY"));
-                if !ok {
-                    return Err(invalid());
-                }
-                rcpt.notify = Some(v);
-            }
+            ("NOTIFY", Some(v)) => rcpt.notify = Some(dsn_notify(v).ok_or_else(invalid)?),
             ("ORCPT", Some(v)) if v.contains(';') => rcpt.orcpt = Some(xtext_decode(v)),
             ("NOTIFY" | "ORCPT", _) => return Err(invalid()),
             _ => return Err(CommandError::UnsupportedParameter(key)),

@@ -170,6 +170,15 @@ impl fmt::Display for HeloName {
     }
 }
 
+/// A relay host as configured or named by a message: a host name, an
+/// address literal, or a bare IP address.
+pub fn check_relay_host(name: &str) -> Result<(), WireError> {
+    if name.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(());
+    }
+    HeloName::new(name).map(|_| ())
+}
+
 /// AUTH credentials: base64 keeps them off the command line's syntax, and
 /// without NUL they cannot shift PLAIN's `authzid NUL user NUL password` fields.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -271,6 +280,10 @@ mod tests {
         for bad in ["a b", "x\r\nMAIL FROM:<a@b>", "", "x\0", &"a".repeat(300)] {
             assert!(HeloName::new(bad).is_err(), "{bad:?}");
         }
+        for host in ["relay.example", "192.0.2.1", "2001:db8::1", "[192.0.2.1]"] {
+            assert!(check_relay_host(host).is_ok(), "{host}");
+        }
+        assert!(check_relay_host("relay\r\nQUIT").is_err());
         assert!(Credentials::new("u", "p").is_ok());
         assert!(Credentials::new("u\0admin", "p").is_err());
         assert!(Credentials::new("u", "p\r\nQUIT").is_err());

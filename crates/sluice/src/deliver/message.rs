@@ -3,7 +3,7 @@
 
 use super::outcome::{Attempt, ResultKind, State};
 use super::outgoing::Outgoing;
-use sluice_smtp::address::xtext_encode;
+use sluice_smtp::address::{dsn_notify, xtext_encode};
 use sluice_smtp::client::{Capabilities, Stage, Transaction};
 use sluice_smtp::wire::Param;
 
@@ -64,7 +64,9 @@ pub fn transaction(msg: &Outgoing, caps: &Capabilities, body: Option<Vec<u8>>) -
         if let Some(envid) = msg.nested_str("dsn", "envid").filter(|e| !e.is_empty()) {
             mail.extend(Param::xtext("ENVID", envid).ok());
         }
-        if let Some(notify) = msg.nested_str("dsn", "notify").and_then(notify) {
+        // JSON producers write `FAILURE, DELAY` too: spaces are dropped first.
+        let notify = msg.nested_str("dsn", "notify").map(|n| n.replace(' ', ""));
+        if let Some(notify) = notify.as_deref().and_then(dsn_notify) {
             rcpt.push(param("NOTIFY", &notify));
         }
         if let Some(orcpt) = msg.nested_str("dsn", "orcpt") {
@@ -90,15 +92,6 @@ pub fn transaction(msg: &Outgoing, caps: &Capabilities, body: Option<Vec<u8>>) -
 fn push_orcpt(rcpt: &mut Vec<Param>, kind: &str, addr: &str) {
     let value = format!("{kind};{}", xtext_encode(addr));
     rcpt.extend(Param::new("ORCPT", &value).ok());
-}
-
-/// A DSN NOTIFY value as RFC 3461 §4.1 allows it (`NEVER`, or a list of
-/// SUCCESS, FAILURE, DELAY), upper-cased; anything else is left out.
-fn notify(v: &str) -> Option<String> {
-    let v = v.to_ascii_uppercase().replace(' ', "");
-    let items: Vec<&str> = v.split(',').collect();
-    let ok = items == ["NEVER"] || items.iter().all(|i| matches!(*i, "SUCCESS" | "FAILURE" | "DELAY"));
-    ok.then_some(v)
 }
 
 /// The message with a DKIM-Signature per usable key in front. A key that

@@ -138,9 +138,7 @@ impl Engine {
     ) -> Result<Engine> {
         let smarthost = match c.opt("smarthost") {
             Some(host) => {
-                if host.parse::<IpAddr>().is_err() {
-                    HeloName::new(host).map_err(|e| c.error("smarthost", e.to_string()))?;
-                }
+                sluice_smtp::wire::check_relay_host(host).map_err(|e| c.error("smarthost", e.to_string()))?;
                 let auth = c
                     .opt("smarthost-username")
                     .map(|u| Credentials::new(u, c.str("smarthost-password")))

@@ -3,7 +3,7 @@
 //! it expires.
 
 use serde_json::{Map, Value};
-use sluice_smtp::wire::{Credentials, HeloName, Path};
+use sluice_smtp::wire::{Credentials, Path};
 
 /// One outbox message, parsed.
 #[derive(Debug, Clone)]
@@ -192,9 +192,7 @@ fn smarthost(s: &Value) -> Result<Option<Smarthost>, Invalid> {
     let Some(name) = s.get("name").and_then(Value::as_str) else {
         return Ok(None);
     };
-    if name.parse::<std::net::IpAddr>().is_err() {
-        HeloName::new(name).map_err(Invalid::BadSmarthost)?;
-    }
+    sluice_smtp::wire::check_relay_host(name).map_err(Invalid::BadSmarthost)?;
     let port = s
         .get("port")
         .and_then(number)

@@ -16,12 +16,7 @@ use std::sync::Arc;
 type Conn = crate::stream::InboundStream;
 
 /// The inbound side of the TLS upgrade and what it negotiated.
-trait Upgrade {
-    async fn start_tls(&mut self, inbound: &Inbound) -> std::io::Result<()>;
-    fn cipher(&self) -> Option<String>;
-}
-
-impl Upgrade for Conn {
+impl Conn {
     async fn start_tls(&mut self, inbound: &Inbound) -> std::io::Result<()> {
         let Some(tcp) = self.take_plain() else {
             return Err(std::io::Error::other("TLS already active"));

@@ -91,11 +91,11 @@ impl Prepared {
 
     /// The stored JSON for `m`: its own `mime` when it has one (a plugin set
     /// it), else the shared one, spliced in without another copy of the text.
-    pub fn serialize(&self, m: &Map<String, Value>) -> Vec<u8> {
+    pub fn serialize(&self, m: &Map<String, Value>) -> serde_json::Result<Vec<u8>> {
+        let head = serde_json::to_vec(m)?;
         if m.contains_key("mime") {
-            return Value::Object(m.clone()).to_string().into_bytes();
+            return Ok(head);
         }
-        let head = Value::Object(m.clone()).to_string().into_bytes();
         let mut out = Vec::with_capacity(head.len() + self.mime_json.len() + 9);
         out.extend_from_slice(&head[..head.len() - 1]); // without the closing brace
         if head.len() > 2 {
@@ -104,7 +104,7 @@ impl Prepared {
         out.extend_from_slice(b"\"mime\":");
         out.extend_from_slice(&self.mime_json);
         out.push(b'}');
-        out
+        Ok(out)
     }
 
     /// Bytes of MIME text (the `size` of a received-log line).
@@ -246,7 +246,7 @@ mod tests {
         let v: Vec<Value> = rcpts
             .iter()
             .zip(["1", "2"])
-            .map(|(r, id)| serde_json::from_slice(&p.serialize(&p.recipient(r, id))).unwrap())
+            .map(|(r, id)| serde_json::from_slice(&p.serialize(&p.recipient(r, id)).unwrap()).unwrap())
             .collect();
         assert_eq!(v[0]["recipient"], "a@x.y");
         assert_eq!(v[0]["envelope"], "e@x.y");
@@ -257,10 +257,10 @@ mod tests {
         // A plugin's own MIME wins over the shared one.
         let mut changed = p.with_mime(p.recipient(&rcpts[1], "3"));
         changed.insert("mime".into(), "new".into());
-        let back: Value = serde_json::from_slice(&p.serialize(&changed)).unwrap();
+        let back: Value = serde_json::from_slice(&p.serialize(&changed).unwrap()).unwrap();
         assert_eq!(back["mime"], "new");
         // An empty object still gets a well-formed splice.
-        let bare: Value = serde_json::from_slice(&p.serialize(&Map::new())).unwrap();
+        let bare: Value = serde_json::from_slice(&p.serialize(&Map::new()).unwrap()).unwrap();
         assert_eq!(bare.as_object().map(|o| o.len()), Some(1));
     }
 }

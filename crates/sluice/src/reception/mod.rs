@@ -146,7 +146,9 @@ impl<'a> Publisher<'a> {
         prepared: &message::Prepared,
         json: serde_json::Map<String, serde_json::Value>,
     ) -> Result<(), sluice_queue::QueueError> {
-        let body = prepared.serialize(&json);
+        let body = prepared
+            .serialize(&json)
+            .map_err(|e| sluice_queue::QueueError::Io(std::io::Error::other(e)))?;
         self.bytes += body.len();
         self.batch.push(sluice_queue::NewMessage::now(queue, body));
         if self.writer.log.enabled() {
