@@ -185,7 +185,9 @@ fn parse_mail(args: &str) -> Result<Command, CommandError> {
             ("RET", Some(v)) if v.eq_ignore_ascii_case("FULL") || v.eq_ignore_ascii_case("HDRS") => {
                 mail.ret = Some(v.to_ascii_uppercase())
             }
-            ("ENVID", Some(v)) if !v.is_empty() && v.len() <= 100 => mail.envid = Some(xtext_decode(v)),
+            ("ENVID", Some(v)) if !v.is_empty() && v.len() <= 100 => {
+                mail.envid = Some(printable(xtext_decode(v)).ok_or_else(invalid)?)
+            }
             // RFC 4954 AUTH= is accepted and ignored: we do not trust it from clients.
             ("AUTH", Some(_)) => {}
             ("SIZE" | "BODY" | "RET" | "ENVID" | "AUTH", _) => return Err(invalid()),
@@ -216,7 +218,7 @@ fn parse_rcpt(args: &str, utf8: bool) -> Result<Command, CommandError> {
         let invalid = || CommandError::InvalidParameter(key.clone());
         match (key.as_str(), value) {
             ("NOTIFY", Some(v)) => rcpt.notify = Some(dsn_notify(v).ok_or_else(invalid)?),
-            ("ORCPT", Some(v)) if v.contains(';') => rcpt.orcpt = Some(xtext_decode(v)),
+            ("ORCPT", Some(v)) if v.contains(';') => rcpt.orcpt = Some(printable(xtext_decode(v)).ok_or_else(invalid)?),
             ("NOTIFY" | "ORCPT", _) => return Err(invalid()),
             _ => return Err(CommandError::UnsupportedParameter(key)),
         }
@@ -229,6 +231,12 @@ fn parse_rcpt(args: &str, utf8: bool) -> Result<Command, CommandError> {
         })?;
     }
     Ok(Command::Rcpt(rcpt))
+}
+
+/// A decoded xtext value without control characters: xtext can encode a
+/// CR or LF (`+0D+0A`), which must not reach a DSN or a log line.
+fn printable(s: String) -> Option<String> {
+    (!s.chars().any(char::is_control)).then_some(s)
 }
 
 fn parse_bdat(args: &str) -> Result<Command, CommandError> {
@@ -316,6 +324,14 @@ mod tests {
         assert_eq!(r.notify.as_deref(), Some("SUCCESS,FAILURE"));
         assert_eq!(r.orcpt.as_deref(), Some("rfc822;a@b.c"));
         assert!(p("RCPT TO:<Postmaster>").is_ok());
+        assert_eq!(
+            p("RCPT TO:<a@b.c> ORCPT=rfc822;a@b.c+0D+0AX:1"),
+            Err(CommandError::InvalidParameter("ORCPT".into()))
+        );
+        assert_eq!(
+            p("MAIL FROM:<a@b.c> ENVID=x+0Ay"),
+            Err(CommandError::InvalidParameter("ENVID".into()))
+        );
     }
 
     #[test]

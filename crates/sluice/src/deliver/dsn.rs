@@ -5,6 +5,14 @@ use super::outcome::{Attempt, Policy, Verdict};
 use super::outgoing::{format_time, Outgoing};
 use serde_json::{Map, Value};
 
+/// A value from outside (the message's JSON, the remote server's replies)
+/// as it may stand inside one line of the report: control characters —
+/// CR and LF above all — become spaces, so no value can start a header
+/// line or field of its own.
+fn field(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+}
+
 /// Which DSN an outcome calls for, per RFC 3461 NOTIFY keywords.
 fn wanted(msg: &Outgoing, verdict: Verdict) -> Option<&'static str> {
     let notify = msg.nested_str("dsn", "notify")?.to_ascii_uppercase();
@@ -50,20 +58,24 @@ pub fn build(policy: &Policy, msg: &Outgoing, verdict: Verdict, attempt: &Attemp
     let human = match action {
         "failed" => format!(
             "Your message to <{}> could not be delivered.\r\nThe last attempt ended at {}: {}\r\n",
-            msg.recipient, attempt.state, attempt.description
+            msg.recipient,
+            attempt.state,
+            field(&attempt.description)
         ),
         "delivered" => format!("Your message to <{}> was delivered.\r\n", msg.recipient),
         _ => format!(
             "Your message to <{}> has not been delivered yet; it will be retried.\r\nThe last attempt ended at {}: {}\r\n",
-            msg.recipient, attempt.state, attempt.description
+            msg.recipient,
+            attempt.state,
+            field(&attempt.description)
         ),
     };
     let mut fields = format!("Reporting-MTA: dns; {host}\r\n");
     if let Some(envid) = msg.nested_str("dsn", "envid") {
-        fields.push_str(&format!("Original-Envelope-Id: {envid}\r\n"));
+        fields.push_str(&format!("Original-Envelope-Id: {}\r\n", field(envid)));
     }
     if let Some(received) = msg.json.get("received").and_then(Value::as_str) {
-        fields.push_str(&format!("Arrival-Date: {received} +0000\r\n"));
+        fields.push_str(&format!("Arrival-Date: {} +0000\r\n", field(received)));
     }
     fields.push_str("\r\n");
     if let Some(orcpt) = msg.nested_str("dsn", "orcpt") {
@@ -71,21 +83,25 @@ pub fn build(policy: &Policy, msg: &Outgoing, verdict: Verdict, attempt: &Attemp
             Some((t, a)) => format!("{}; {}", t.trim(), a.trim()),
             None => format!("rfc822; {orcpt}"),
         };
-        fields.push_str(&format!("Original-Recipient: {orcpt}\r\n"));
+        fields.push_str(&format!("Original-Recipient: {}\r\n", field(&orcpt)));
     }
     fields.push_str(&format!(
         "Final-Recipient: rfc822; {}\r\nAction: {action}\r\nStatus: {status}\r\n",
         msg.recipient
     ));
     if let Some(c) = attempt.connection.as_ref().filter(|c| !c.mta.is_empty()) {
-        fields.push_str(&format!("Remote-MTA: dns; {}\r\n", c.mta));
+        fields.push_str(&format!("Remote-MTA: dns; {}\r\n", field(&c.mta)));
     }
     if let Some(r) = &attempt.reply {
-        let status = r.status.as_deref().map(|s| format!("{s} ")).unwrap_or_default();
+        let status = r
+            .status
+            .as_deref()
+            .map(|s| format!("{} ", field(s)))
+            .unwrap_or_default();
         fields.push_str(&format!(
             "Diagnostic-Code: smtp; {} {status}{}\r\n",
             r.code,
-            r.lines.join(" ")
+            field(&r.lines.join(" "))
         ));
     }
     fields.push_str(&format!("Last-Attempt-Date: {} +0000\r\n", format_time(now_ms)));
@@ -195,6 +211,27 @@ mod tests {
             assert!(mime.contains(want), "{want} missing in {mime}");
         }
         assert!(!mime.contains("body text"), "RET=HDRS by default");
+    }
+
+    /// The report's fields carry values from the message's JSON and the
+    /// remote server: none of them may add a line of its own.
+    #[test]
+    fn values_cannot_inject_report_fields() {
+        let reply = Reply::new(550, "5.1.1", "no\rsuch\nuser");
+        let a = Attempt::reply(Stage::RcptTo, reply, None);
+        let m = msg(
+            "a@x.test",
+            r#"{"notify":"FAILURE","envid":"E1\r\nX-Injected: 1","orcpt":"rfc822;b@y.test\r\nAction: delivered"}"#,
+        );
+        let out: Value = serde_json::from_slice(&build(&policy(), &m, Verdict::Failed, &a, 0).unwrap()).unwrap();
+        let mime = out["mime"].as_str().unwrap();
+        for line in mime.split("\r\n") {
+            assert!(!line.contains(['\r', '\n']), "{line:?}");
+            assert!(!line.starts_with("X-Injected"), "{mime}");
+        }
+        assert_eq!(mime.matches("\r\nAction: ").count(), 1, "{mime}");
+        assert!(mime.contains("Original-Envelope-Id: E1  X-Injected: 1\r\n"), "{mime}");
+        assert!(mime.contains("smtp; 550 5.1.1 no such user\r\n"), "{mime}");
     }
 
     #[test]
