@@ -34,6 +34,17 @@ pub struct ServerConfig {
     pub auth_in_clear: bool,
 }
 
+impl ServerConfig {
+    /// The message size limit in effect (`max_size` 0 means none).
+    fn size_limit(&self) -> u64 {
+        if self.max_size == 0 {
+            u64::MAX
+        } else {
+            self.max_size
+        }
+    }
+}
+
 /// The mail transaction handed over when the message is complete.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope {
@@ -156,15 +167,6 @@ impl ServerSession {
     /// chunk's bytes discarded) instead of starting a body.
     pub fn refuse_new_bodies(&mut self, reply: Option<Reply>) {
         self.no_new_bodies = reply;
-    }
-
-    /// The message size limit in effect (`max_size` 0 means none).
-    fn size_limit(&self) -> u64 {
-        if self.cfg.max_size == 0 {
-            u64::MAX
-        } else {
-            self.cfg.max_size
-        }
     }
 
     /// True while a DATA or BDAT body is being read.
@@ -357,10 +359,8 @@ impl ServerSession {
                     let data = &self.input[self.consumed..];
                     let limit = if self.tx.refused.is_some() {
                         0
-                    } else if self.cfg.max_size == 0 {
-                        u64::MAX
                     } else {
-                        self.cfg.max_size
+                        self.cfg.size_limit()
                     };
                     let room = limit.saturating_sub(self.tx.body.len() as u64).min(usize::MAX as u64) as usize;
                     let (used, status) = reader.read(data, &mut self.tx.body, room);
@@ -543,7 +543,7 @@ impl ServerSession {
                     self.error(503, "5.5.1", "Error: send HELO/EHLO first");
                 } else if self.tx.mail.is_some() {
                     self.error(503, "5.5.1", "Error: nested MAIL command");
-                } else if mail.size.is_some_and(|s| s > self.size_limit()) {
+                } else if mail.size.is_some_and(|s| s > self.cfg.size_limit()) {
                     self.error(552, "5.3.4", "Error: message size exceeds fixed limit");
                 } else {
                     self.wait(Pending::Mail(mail.clone()));
@@ -576,18 +576,17 @@ impl ServerSession {
                 None
             }
             Command::Bdat { size, last } => {
-                let refusal = self.body_refusal().or_else(|| {
-                    let total = (self.tx.body.len() as u64).saturating_add(size);
-                    // Refused now, not after 2^64 bytes; the chunk's bytes are discarded as they come.
-                    (total > self.size_limit())
-                        .then(|| Reply::new(552, "5.3.4", "Error: message size exceeds fixed limit"))
-                });
-                let ok = match refusal {
+                let too_big = (self.tx.body.len() as u64).saturating_add(size) > self.cfg.size_limit();
+                let ok = match self.body_refusal() {
                     Some(reply) => {
-                        if self.tx.mail.is_some() && self.tx.refused.is_none() && reply.code == 552 {
-                            self.tx = Transaction::default();
-                        }
                         self.reply(reply);
+                        false
+                    }
+                    None if too_big => {
+                        // Refused now, not after 2^64 bytes: the message is over
+                        // and the chunk's bytes are discarded as they come.
+                        self.tx = Transaction::default();
+                        self.error(552, "5.3.4", "Error: message size exceeds fixed limit");
                         false
                     }
                     None => true,
