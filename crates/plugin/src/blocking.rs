@@ -13,12 +13,12 @@ use std::time::{Duration, Instant};
 pub const BLOCKED: Duration = Duration::from_secs(1);
 
 /// One worker thread's current call.
-#[derive(Default)]
 struct Slot {
     /// Milliseconds since [`epoch`] when the call started; 0 = no call.
     started: AtomicU64,
     reported: AtomicBool,
-    what: Mutex<(String, &'static str)>,
+    /// Plugin and hook; the name is shared, so marking a call allocates nothing.
+    what: Mutex<(Arc<str>, &'static str)>,
 }
 
 fn epoch() -> Instant {
@@ -40,7 +40,11 @@ fn slots() -> &'static Mutex<Vec<Arc<Slot>>> {
 
 thread_local! {
     static SLOT: Arc<Slot> = {
-        let slot = Arc::new(Slot::default());
+        let slot = Arc::new(Slot {
+            started: AtomicU64::new(0),
+            reported: AtomicBool::new(false),
+            what: Mutex::new((Arc::from(""), "")),
+        });
         crate::lock(slots()).push(slot.clone());
         slot
     };
@@ -54,15 +58,16 @@ fn watch() {
         let all: Vec<Arc<Slot>> = crate::lock(slots()).clone();
         for slot in all {
             let started = slot.started.load(Ordering::Acquire);
-            if started == 0 || now - started < BLOCKED.as_millis() as u64 || slot.reported.swap(true, Ordering::AcqRel)
-            {
+            // A call may start between reading `now` and `started`: saturate.
+            let running = now.saturating_sub(started);
+            if started == 0 || running < BLOCKED.as_millis() as u64 || slot.reported.swap(true, Ordering::AcqRel) {
                 continue;
             }
             let (plugin, hook) = crate::lock(&slot.what).clone();
             tracing::error!(
                 plugin = %plugin,
                 hook,
-                running_ms = now - started,
+                running_ms = running,
                 "a plugin is blocking its worker thread: every connection of this worker waits (hand control back and use MQ_ev or timers instead)"
             );
         }
@@ -76,9 +81,9 @@ pub(crate) struct Call {
 }
 
 /// Marks the start of `plugin`'s `hook` on this thread.
-pub(crate) fn enter(plugin: &str, hook: &'static str) -> Call {
+pub(crate) fn enter(plugin: &Arc<str>, hook: &'static str) -> Call {
     let slot = SLOT.with(Arc::clone);
-    *crate::lock(&slot.what) = (plugin.to_string(), hook);
+    *crate::lock(&slot.what) = (plugin.clone(), hook);
     slot.reported.store(false, Ordering::Release);
     slot.started.store(now_ms(), Ordering::Release);
     Call {

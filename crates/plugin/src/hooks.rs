@@ -176,7 +176,7 @@ pub async fn run(
                 m.plugin.clone_from(&plugin.name);
             }
             let h = &plugin.hooks;
-            let call = crate::blocking::enter(&plugin.name, hook.name());
+            let call = crate::blocking::enter(&plugin.shared_name, hook.name());
             // SAFETY (every call below): the function has the signature
             // mailerq.h declares for this hook; the context, connection and
             // argument pointers stay valid until the hand-off ends, and the call
