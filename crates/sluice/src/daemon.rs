@@ -14,14 +14,23 @@ use std::io::Write;
 use std::sync::Arc;
 use tokio::sync::watch;
 
-/// The host name for greetings: `smtp-hostname` or the system's.
+/// The host name for greetings: `smtp-hostname` (checked with the config),
+/// else the system's when it is a valid host name, else `localhost`.
 pub fn hostname(c: &Config) -> String {
     c.opt("smtp-hostname").map(str::to_string).unwrap_or_else(|| {
-        std::fs::read_to_string("/proc/sys/kernel/hostname")
+        let system = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|s| s.trim().to_string())
-            .ok()
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "localhost".into())
+            .unwrap_or_default();
+        if sluice_smtp::wire::HeloName::new(&system).is_ok() {
+            return system;
+        }
+        if !system.is_empty() {
+            tracing::warn!(
+                system = %sluice_smtp::wire::shown(&system),
+                "the system host name is not a valid SMTP host name; using localhost (set smtp-hostname)"
+            );
+        }
+        "localhost".into()
     })
 }
 
