@@ -7,9 +7,34 @@ use lapin::options::{ConfirmSelectOptions, QueueBindOptions, QueueDeclareOptions
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection, ConnectionProperties};
 use std::collections::HashSet;
+use std::fmt::Display;
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::watch;
+
+/// How long one broker operation may take. lapin leaves some futures
+/// pending for good when the broker closes a connection (a publish during a
+/// clean broker shutdown, amqp-rs/lapin#409), and a broker under a memory
+/// alarm holds publishers indefinitely; either way the caller (an SMTP
+/// session, a delivery outcome) gets `Unavailable` and tries again instead
+/// of waiting forever.
+pub(super) const OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs one broker operation within [`OPERATION_TIMEOUT`].
+pub(super) async fn bounded<T, E: Display>(
+    what: &str,
+    op: impl Future<Output = Result<T, E>>,
+) -> Result<T, QueueError> {
+    match tokio::time::timeout(OPERATION_TIMEOUT, op).await {
+        Ok(result) => result.map_err(unavailable),
+        Err(_) => Err(unavailable(format!(
+            "{what}: no answer from RabbitMQ in {}s",
+            OPERATION_TIMEOUT.as_secs()
+        ))),
+    }
+}
 
 /// One set of live connections.
 pub(super) struct Link {
@@ -20,6 +45,9 @@ pub(super) struct Link {
     next: AtomicUsize,
     /// Queues declared (and bound) on this link.
     pub(super) declared: Mutex<HashSet<String>>,
+    /// Set once the supervisor has seen the link fail: whatever is still
+    /// waiting on it fails at once instead of at its timeout.
+    lost: watch::Sender<bool>,
 }
 
 /// Keeps a link up: connect (hosts in turn, growing pauses), declare the
@@ -44,8 +72,10 @@ pub(super) async fn supervise(inner: Arc<Inner>) {
                 }
                 tracing::warn!("RabbitMQ connection or channel lost; reconnecting");
                 *inner.link.write().unwrap_or_else(|e| e.into_inner()) = None;
+                link.lost.send_replace(true);
                 for c in &link.connections {
-                    let _ = c.close(200, "reconnecting".into()).await;
+                    // A close on a connection the broker already dropped may never be answered.
+                    let _ = tokio::time::timeout(Duration::from_secs(2), c.close(200, "reconnecting".into())).await;
                 }
             }
             Err(e) => {
@@ -63,7 +93,10 @@ async fn connect(inner: &Inner, generation: u64, first_host: &mut usize) -> Resu
     let mut last = String::new();
     for i in 0..n {
         let uri = &inner.uris[(*first_host + i) % n];
-        match open(inner, uri, generation).await {
+        let opened = tokio::time::timeout(OPERATION_TIMEOUT, open(inner, uri, generation))
+            .await
+            .unwrap_or_else(|_| Err(unavailable("opening the connections timed out")));
+        match opened {
             Ok(link) => {
                 *first_host = (*first_host + i) % n;
                 return Ok(link);
@@ -102,6 +135,7 @@ async fn open(inner: &Inner, uri: &str, generation: u64) -> Result<Link, QueueEr
         connections,
         next: AtomicUsize::new(0),
         declared: Mutex::new(HashSet::new()),
+        lost: watch::Sender::new(false),
     };
     for q in &opts.queues {
         link.declare(opts, q).await?;
@@ -109,7 +143,34 @@ async fn open(inner: &Inner, uri: &str, generation: u64) -> Result<Link, QueueEr
     Ok(link)
 }
 
+/// Runs `op` within [`OPERATION_TIMEOUT`], failing at once when `lost` turns true.
+async fn unless_lost<T, E: Display>(
+    mut lost: watch::Receiver<bool>,
+    what: &str,
+    op: impl Future<Output = Result<T, E>>,
+) -> Result<T, QueueError> {
+    tokio::select! {
+        result = bounded(what, op) => result,
+        _ = lost.wait_for(|lost| *lost) => Err(unavailable(format!("{what}: RabbitMQ connection lost"))),
+    }
+}
+
 impl Link {
+    /// Runs one operation on this link: fails when the link is lost or the
+    /// broker does not answer within [`OPERATION_TIMEOUT`].
+    pub(super) async fn run<T, E: Display>(
+        &self,
+        what: &str,
+        op: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, QueueError> {
+        unless_lost(self.lost(), what, op).await
+    }
+
+    /// A signal that turns true when the link is lost.
+    pub(super) fn lost(&self) -> watch::Receiver<bool> {
+        self.lost.subscribe()
+    }
+
     pub(super) fn publisher(&self) -> &Channel {
         &self.publish[self.next.fetch_add(1, Ordering::Relaxed) % self.publish.len()]
     }
@@ -129,19 +190,20 @@ impl Link {
             durable: opts.durable,
             ..Default::default()
         };
-        ch.queue_declare(queue.into(), options, FieldTable::default())
-            .await
-            .map_err(unavailable)?;
+        self.run(
+            "queue.declare",
+            ch.queue_declare(queue.into(), options, FieldTable::default()),
+        )
+        .await?;
         if !opts.exchange.is_empty() {
-            ch.queue_bind(
+            let bind = ch.queue_bind(
                 queue.into(),
                 opts.exchange.as_str().into(),
                 queue.into(),
                 QueueBindOptions::default(),
                 FieldTable::default(),
-            )
-            .await
-            .map_err(unavailable)?;
+            );
+            self.run("queue.bind", bind).await?;
         }
         lock(&self.declared).insert(queue.to_string());
         Ok(())
@@ -164,11 +226,51 @@ impl Link {
             durable: opts.durable,
             ..Default::default()
         };
-        self.publisher()
-            .queue_declare(name.as_str().into(), options, args)
-            .await
-            .map_err(unavailable)?;
+        let declare = self.publisher().queue_declare(name.as_str().into(), options, args);
+        self.run("queue.declare", declare).await?;
         lock(&self.declared).insert(name.clone());
         Ok(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn never() -> impl Future<Output = Result<(), String>> {
+        std::future::pending()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_operation_the_broker_never_answers_fails_at_its_timeout() {
+        let (_lost, signal) = watch::channel(false);
+        let started = tokio::time::Instant::now();
+        let e = unless_lost(signal, "basic.publish", never()).await.unwrap_err();
+        assert!(
+            matches!(e, QueueError::Unavailable(ref why) if why.contains("basic.publish")),
+            "{e}"
+        );
+        assert_eq!(started.elapsed(), OPERATION_TIMEOUT);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_operation_on_a_lost_link_fails_when_the_loss_is_seen() {
+        let (lost, signal) = watch::channel(false);
+        let started = tokio::time::Instant::now();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            lost.send_replace(true);
+        });
+        let e = unless_lost(signal, "publisher confirm", never()).await.unwrap_err();
+        assert!(e.to_string().contains("connection lost"), "{e}");
+        assert_eq!(started.elapsed(), Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_is_passed_on() {
+        let (_lost, signal) = watch::channel(false);
+        let op = async { Err::<(), _>("NOT_FOUND - no queue") };
+        let e = unless_lost(signal, "queue.declare", op).await.unwrap_err();
+        assert!(e.to_string().contains("NOT_FOUND"), "{e}");
     }
 }

@@ -177,21 +177,24 @@ impl Inner {
             } else {
                 (self.opts.exchange.clone(), m.queue.clone())
             };
-            let confirm = link
-                .publisher()
-                .basic_publish(
-                    exchange.as_str().into(),
-                    key.as_str().into(),
-                    BasicPublishOptions::default(),
-                    &m.body,
-                    self.properties(),
-                )
-                .await
-                .map_err(unavailable)?;
-            confirms.push(confirm);
+            let publish = link.publisher().basic_publish(
+                exchange.as_str().into(),
+                key.as_str().into(),
+                BasicPublishOptions::default(),
+                &m.body,
+                self.properties(),
+            );
+            confirms.push(link.run("basic.publish", publish).await?);
         }
-        for c in confirms {
-            match c.await.map_err(unavailable)? {
+        let confirmed = link.run("publisher confirm", async {
+            let mut all = Vec::with_capacity(confirms.len());
+            for c in confirms {
+                all.push(c.await?);
+            }
+            Ok::<_, lapin::Error>(all)
+        });
+        for c in confirmed.await? {
+            match c {
                 Confirmation::Ack(_) | Confirmation::NotRequested => {}
                 Confirmation::Nack(_) => return Err(unavailable("the broker refused a message (nack)")),
             }
@@ -216,23 +219,32 @@ impl Inner {
             let mut f = feed.lock().await;
             if f.generation != link.generation {
                 link.declare(&self.opts, queue).await?;
-                let ch = link.consumer_connection().create_channel().await.map_err(unavailable)?;
-                ch.basic_qos(self.opts.prefetch.max(1), BasicQosOptions::default())
-                    .await
-                    .map_err(unavailable)?;
-                let mut consumer = ch
-                    .basic_consume(
-                        queue.into(),
-                        "".into(),
-                        BasicConsumeOptions::default(),
-                        FieldTable::default(),
-                    )
-                    .await
-                    .map_err(unavailable)?;
+                let ch = link
+                    .run("channel.open", link.consumer_connection().create_channel())
+                    .await?;
+                link.run(
+                    "basic.qos",
+                    ch.basic_qos(self.opts.prefetch.max(1), BasicQosOptions::default()),
+                )
+                .await?;
+                let consume = ch.basic_consume(
+                    queue.into(),
+                    "".into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                );
+                let mut consumer = link.run("basic.consume", consume).await?;
                 let (tx, rx) = mpsc::channel(usize::from(self.opts.prefetch.max(1)));
+                let mut lost = link.lost();
                 tokio::spawn(async move {
                     let _channel = ch;
-                    while let Some(Ok(delivery)) = consumer.next().await {
+                    loop {
+                        // The stream may not end when the broker drops the connection; the link's loss ends it.
+                        let delivery = tokio::select! {
+                            d = consumer.next() => d,
+                            _ = lost.wait_for(|lost| *lost) => None,
+                        };
+                        let Some(Ok(delivery)) = delivery else { break };
                         if tx.send(delivery).await.is_err() {
                             break;
                         }
@@ -286,10 +298,9 @@ impl Inner {
         let deadline = tokio::time::Instant::now() + wait;
         let mut out = Vec::new();
         while out.len() < max.max(1) {
-            match ch
-                .basic_get(queue.into(), BasicGetOptions::default())
-                .await
-                .map_err(unavailable)?
+            match link
+                .run("basic.get", ch.basic_get(queue.into(), BasicGetOptions::default()))
+                .await?
             {
                 Some(m) => out.push(m.delivery),
                 None if out.is_empty() && tokio::time::Instant::now() < deadline => {
@@ -332,7 +343,10 @@ impl Inner {
         self.publish(publish).await?;
         for id in ack {
             let Some(lease) = self.lease(id) else { continue };
-            if lease.acker.ack(BasicAckOptions::default()).await.is_err() {
+            if link::bounded("basic.ack", lease.acker.ack(BasicAckOptions::default()))
+                .await
+                .is_err()
+            {
                 // Its channel is gone, so the broker requeued it: it will be handed out again.
                 let n = self.duplicates.fetch_add(1, Ordering::Relaxed) + 1;
                 tracing::warn!(queue = %lease.queue, duplicates = n, "outcome stored but the message could not be acked (connection lost); it will be delivered again");
@@ -344,13 +358,12 @@ impl Inner {
     async fn release(&self, ids: Vec<u64>) -> Result<(), QueueError> {
         for id in ids {
             if let Some(lease) = self.lease(id) {
-                let _ = lease
-                    .acker
-                    .nack(BasicNackOptions {
-                        requeue: true,
-                        ..Default::default()
-                    })
-                    .await;
+                let nack = lease.acker.nack(BasicNackOptions {
+                    requeue: true,
+                    ..Default::default()
+                });
+                // A lost channel requeues it anyway.
+                let _ = link::bounded("basic.nack", nack).await;
             }
         }
         Ok(())
@@ -360,10 +373,15 @@ impl Inner {
     /// then closed, which puts them back (marked redelivered).
     async fn peek(&self, queue: &str, max: usize) -> Result<Vec<StoredMessage>, QueueError> {
         let link = self.current()?;
-        let ch = link.consumer_connection().create_channel().await.map_err(unavailable)?;
+        let ch = link
+            .run("channel.open", link.consumer_connection().create_channel())
+            .await?;
         let mut out = Vec::new();
         while out.len() < max {
-            match ch.basic_get(queue.into(), BasicGetOptions::default()).await {
+            match link
+                .run("basic.get", ch.basic_get(queue.into(), BasicGetOptions::default()))
+                .await
+            {
                 Ok(Some(m)) => out.push(StoredMessage {
                     id: 0,
                     queue: queue.to_string(),
@@ -373,7 +391,7 @@ impl Inner {
                 Ok(None) | Err(_) => break,
             }
         }
-        let _ = ch.close(200, "peeked".into()).await;
+        let _ = link.run("channel.close", ch.close(200, "peeked".into())).await;
         Ok(out)
     }
 
@@ -384,18 +402,23 @@ impl Inner {
         let mut counts = HashMap::new();
         for name in &names {
             // A passive declare answers with the count; a failure closes the channel, hence one each.
-            let ch = link.consumer_connection().create_channel().await.map_err(unavailable)?;
+            let ch = link
+                .run("channel.open", link.consumer_connection().create_channel())
+                .await?;
             let passive = QueueDeclareOptions {
                 passive: true,
                 ..Default::default()
             };
-            if let Ok(q) = ch
-                .queue_declare(name.as_str().into(), passive, FieldTable::default())
+            if let Ok(q) = link
+                .run(
+                    "queue.declare",
+                    ch.queue_declare(name.as_str().into(), passive, FieldTable::default()),
+                )
                 .await
             {
                 counts.insert(name.clone(), u64::from(q.message_count()));
             }
-            let _ = ch.close(200, "stats".into()).await;
+            let _ = link.run("channel.close", ch.close(200, "stats".into())).await;
         }
         let buffered: HashMap<String, u64> = {
             let feeds = lock(&self.feeds);

@@ -84,6 +84,13 @@ impl Daemon {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
+    /// The last `n` lines of the log (for failures of long-running tests).
+    pub fn log_tail(&self, n: usize) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
     /// (Re)starts the process on the same config and data, waiting until it serves.
     pub fn spawn(&mut self) {
         if let Err(log) = self.try_spawn() {

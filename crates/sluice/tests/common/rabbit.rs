@@ -96,8 +96,9 @@ impl Broker {
     /// Stops a private broker and waits until it is gone.
     pub fn stop(&self) {
         let p = self.private.as_ref().expect("only a private broker is stopped here");
-        let _ = Command::new("rabbitmqctl")
-            .args(["-n", &p.node, "stop"])
+        // Bounded like everything here: a hung CLI or node fails the test, not the run.
+        let _ = Command::new("timeout")
+            .args(["60", "rabbitmqctl", "-n", &p.node, "stop"])
             .envs(self.env())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -108,7 +109,15 @@ impl Broker {
             std::thread::sleep(Duration::from_millis(100));
         }
         if let Some(mut child) = p.server.lock().unwrap().take() {
-            let _ = child.wait();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while child.try_wait().ok().flatten().is_none() {
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("rabbitmq-server did not exit within 60 s of rabbitmqctl stop");
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
         }
     }
 
