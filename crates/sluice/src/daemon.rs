@@ -17,7 +17,7 @@ use tokio::sync::watch;
 /// The host name for greetings: `smtp-hostname` (checked with the config),
 /// else the system's when it is a valid host name, else `localhost`.
 pub fn hostname(c: &Config) -> String {
-    c.opt("smtp-hostname").map(str::to_string).unwrap_or_else(|| {
+    c.settings.smtp_hostname.clone().unwrap_or_else(|| {
         let system = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|s| s.trim().to_string())
             .unwrap_or_default();
@@ -36,10 +36,11 @@ pub fn hostname(c: &Config) -> String {
 
 /// Takes the lock file so two daemons never share a data directory.
 fn lock(c: &Config) -> Result<std::fs::File> {
-    let path = c
-        .opt("lock")
-        .map(Into::into)
-        .unwrap_or_else(|| c.data_dir().join("sluice.pid"));
+    let s = &c.settings;
+    let path = s
+        .lock
+        .as_ref()
+        .map_or_else(|| s.data_dir().join("sluice.pid"), Into::into);
     let mut f = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -52,7 +53,7 @@ fn lock(c: &Config) -> Result<std::fs::File> {
         bail!(
             "another sluice (pid {}) is running on {} (lock file {})",
             pid.trim(),
-            c.data_dir().display(),
+            s.data_dir().display(),
             path.display()
         );
     }
@@ -62,33 +63,35 @@ fn lock(c: &Config) -> Result<std::fs::File> {
 }
 
 pub fn run(c: Config) -> Result<()> {
-    let data = c.data_dir();
+    let s = &c.settings;
+    let data = s.data_dir();
     std::fs::create_dir_all(&data).with_context(|| format!("cannot create data-directory {}", data.display()))?;
     let _lock = lock(&c)?;
-    let user = c
-        .opt("user")
+    let user = s
+        .user
+        .as_ref()
         .map(|name| crate::privileges::lookup(name).map_err(|e| c.error("user", e)))
         .transpose()?;
     if let Some(user) = &user {
         crate::privileges::give(&data, user)?;
     }
     // After the lock (a refused second daemon runs no plugin code); plugins are loaded and initialised before any port is opened.
-    let plugins = Arc::new(match c.opt("plugin-directory") {
+    let plugins = Arc::new(match &s.plugin_directory {
         Some(dir) => sluice_plugin::Plugins::load_directory(std::path::Path::new(dir))?,
         None => sluice_plugin::Plugins::none(),
     });
     plugins.initialize();
     let smtp_listeners = receive::bind(&c)?;
-    let www_ip = c
-        .list("www-ip")
-        .into_iter()
-        .next()
-        .unwrap_or_else(|| "127.0.0.1".into());
-    let www_addr = format!("{www_ip}:{}", c.u64("www-port"));
+    let www_ip = s
+        .www_ip
+        .first()
+        .copied()
+        .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
+    let www_addr = std::net::SocketAddr::new(www_ip, s.www_port);
     let www =
-        std::net::TcpListener::bind(&www_addr).with_context(|| format!("cannot listen on {www_addr} (www-port)"))?;
+        std::net::TcpListener::bind(www_addr).with_context(|| format!("cannot listen on {www_addr} (www-port)"))?;
     www.set_nonblocking(true)?;
-    if !www.local_addr()?.ip().is_loopback() && c.opt("www-username").is_none() {
+    if !www.local_addr()?.ip().is_loopback() && s.www_username.is_none() {
         // Only with www-open: true (Config::check refuses it otherwise).
         tracing::warn!(address = %www_addr, "the HTTP API listens beyond loopback without www-username/www-password (www-open): anyone who reaches it can read and inject mail");
     }
@@ -98,16 +101,16 @@ pub fn run(c: Config) -> Result<()> {
     }
     let hostname = hostname(&c);
     let (queue, store) = open_queue(&c, &data)?;
-    let tls = receive::tls::acceptor(c.opt("smtp-certificate"), c.opt("smtp-key"), &data, &hostname)?;
-    let received_log = Arc::new(reception::log::ReceivedLog::open(c.opt("received-log"))?);
-    let ids = Arc::new(IdGenerator::new(c.u64("server-id")));
+    let tls = receive::tls::acceptor(s.smtp_certificate.as_deref(), s.smtp_key.as_deref(), &data, &hostname)?;
+    let received_log = Arc::new(reception::log::ReceivedLog::open(s.received_log.as_deref())?);
+    let ids = Arc::new(IdGenerator::new(s.server_id));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
     let writer = reception::Writer {
         queue,
         ids,
         log: received_log,
-        budget: reception::budget::Budget::new(c.size("reception-memory")),
+        budget: reception::budget::Budget::new(s.reception_memory),
     };
     let inbound = Arc::new(Inbound::from_config(
         &c,
@@ -131,9 +134,9 @@ pub fn run(c: Config) -> Result<()> {
         shutdown_rx.clone(),
         plugins.clone(),
     )?);
-    let lanes = if c.bool("delivery-enabled") {
+    let lanes = if s.delivery_enabled {
         let _in_rt = rt.enter();
-        deliver::start(engine, c.smtp_threads())
+        deliver::start(engine, s.threads())
     } else {
         tracing::info!("delivery-enabled is false: receiving only");
         Vec::new()
@@ -141,22 +144,20 @@ pub fn run(c: Config) -> Result<()> {
     // Each worker runs its share of reception and, with delivery on, of delivery.
     let mut lanes = lanes.into_iter();
     let mut per_worker = Vec::new();
-    for _ in 0..c.smtp_threads() {
+    for _ in 0..s.threads() {
         let mut tasks = vec![receive::accepting(inbound.clone(), &smtp_listeners)?];
         tasks.extend(lanes.next().map(deliver::destination::task));
         per_worker.push(tasks);
     }
     let mut per_worker = per_worker.into_iter();
-    let workers = Workers::start(c.smtp_threads(), plugins.clone(), |_| {
-        per_worker.next().unwrap_or_default()
-    })?;
+    let workers = Workers::start(s.threads(), plugins.clone(), |_| per_worker.next().unwrap_or_default())?;
     drop(smtp_listeners);
     let api = Arc::new(Api {
         writer,
         names: QueueNames::from_config(&c),
         hostname,
-        extract: c.bool("smtp-extract"),
-        basic_auth: Api::basic_auth(c.opt("www-username"), c.str("www-password")),
+        extract: s.smtp_extract,
+        basic_auth: Api::basic_auth(s),
     });
 
     rt.block_on(async {
@@ -189,17 +190,18 @@ type Queues = (Arc<dyn Queue>, Option<Arc<EmbeddedStore>>);
 /// The queues: RabbitMQ when `rabbitmq-address` is set, else the embedded
 /// store under the data directory.
 fn open_queue(c: &Config, data: &std::path::Path) -> Result<Queues> {
-    if let Some(address) = c.opt("rabbitmq-address") {
+    let s = &c.settings;
+    if let Some(address) = &s.rabbitmq_address {
         let opts = RabbitOptions {
-            address: address.to_string(),
-            exchange: c.str("rabbitmq-exchange").to_string(),
-            durable: c.bool("rabbitmq-durable"),
-            persistent: c.bool("rabbitmq-persistent"),
-            prefetch: c.u64("rabbitmq-prefetch").min(u64::from(u16::MAX)) as u16,
-            publishers: c.u64("rabbitmq-publishers").max(1) as usize,
-            consumers: c.u64("rabbitmq-consumers").max(1) as usize,
+            address: address.clone(),
+            exchange: s.rabbitmq_exchange.clone().unwrap_or_default(),
+            durable: s.rabbitmq_durable,
+            persistent: s.rabbitmq_persistent,
+            prefetch: u16::try_from(s.rabbitmq_prefetch).unwrap_or(u16::MAX),
+            publishers: s.rabbitmq_publishers.max(1) as usize,
+            consumers: s.rabbitmq_consumers.max(1) as usize,
             queues: crate::queues::all(c),
-            consumed: if c.bool("delivery-enabled") {
+            consumed: if s.delivery_enabled {
                 vec![QueueNames::from_config(c).outbox]
             } else {
                 Vec::new()

@@ -175,7 +175,7 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail_config(e),
     };
-    init_logging(cfg.str("log-level"));
+    init_logging(&cfg.settings.log_level);
     let result = match cli.command {
         Command::Run => daemon::run(cfg),
         Command::Inject { file } => cli::inject(&cfg, file.as_deref()),

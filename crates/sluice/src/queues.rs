@@ -24,40 +24,42 @@ pub struct QueueNames {
 
 impl QueueNames {
     pub fn from_config(c: &Config) -> Self {
-        let outbox = c.str("rabbitmq-outbox").to_string();
-        let inbox = c.opt("rabbitmq-inbox").unwrap_or(&outbox).to_string();
-        let local = c.opt("rabbitmq-local").unwrap_or(&inbox).to_string();
-        let named = |key| c.opt(key).map(str::to_string);
+        let s = &c.settings;
+        let outbox = s.rabbitmq_outbox.clone();
+        let inbox = s.rabbitmq_inbox.clone().unwrap_or_else(|| outbox.clone());
+        let local = s.rabbitmq_local.clone().unwrap_or_else(|| inbox.clone());
         QueueNames {
-            dsn: named("rabbitmq-dsn").unwrap_or_else(|| outbox.clone()),
+            dsn: s.rabbitmq_dsn.clone().unwrap_or_else(|| outbox.clone()),
             outbox,
             inbox,
             local,
-            refused: named("rabbitmq-refused"),
-            results: named("rabbitmq-results"),
-            success: named("rabbitmq-success"),
-            failure: named("rabbitmq-failure"),
-            retry: named("rabbitmq-retry"),
+            refused: s.rabbitmq_refused.clone(),
+            results: s.rabbitmq_results.clone(),
+            success: s.rabbitmq_success.clone(),
+            failure: s.rabbitmq_failure.clone(),
+            retry: s.rabbitmq_retry.clone(),
         }
     }
 }
 
 /// Every queue name the config gives (RabbitMQ declares them at start).
 pub fn all(c: &Config) -> Vec<String> {
+    let s = &c.settings;
     let mut names: Vec<String> = [
-        "rabbitmq-outbox",
-        "rabbitmq-inbox",
-        "rabbitmq-local",
-        "rabbitmq-reports",
-        "rabbitmq-refused",
-        "rabbitmq-results",
-        "rabbitmq-success",
-        "rabbitmq-failure",
-        "rabbitmq-retry",
-        "rabbitmq-dsn",
+        Some(&s.rabbitmq_outbox).filter(|q| !q.is_empty()),
+        s.rabbitmq_inbox.as_ref(),
+        s.rabbitmq_local.as_ref(),
+        s.rabbitmq_reports.as_ref(),
+        s.rabbitmq_refused.as_ref(),
+        s.rabbitmq_results.as_ref(),
+        s.rabbitmq_success.as_ref(),
+        s.rabbitmq_failure.as_ref(),
+        s.rabbitmq_retry.as_ref(),
+        s.rabbitmq_dsn.as_ref(),
     ]
-    .iter()
-    .filter_map(|k| c.opt(k).map(str::to_string))
+    .into_iter()
+    .flatten()
+    .cloned()
     .collect();
     names.sort();
     names.dedup();

@@ -14,20 +14,17 @@ pub struct ApiClient {
 
 impl ApiClient {
     pub fn from_config(c: &Config) -> Self {
-        let ip = c
-            .list("www-ip")
-            .into_iter()
-            .next()
-            .unwrap_or_else(|| "127.0.0.1".into());
-        let ip = match ip.as_str() {
-            "0.0.0.0" => "127.0.0.1".to_string(),
-            "::" => "::1".to_string(),
-            _ => ip,
+        let s = &c.settings;
+        let ip = match s.www_ip.first().copied() {
+            None => std::net::Ipv4Addr::LOCALHOST.into(),
+            // A wildcard listens on loopback too.
+            Some(ip) if ip.is_unspecified() && ip.is_ipv4() => std::net::Ipv4Addr::LOCALHOST.into(),
+            Some(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+            Some(ip) => ip,
         };
-        let host = if ip.contains(':') { format!("[{ip}]") } else { ip };
         ApiClient {
-            addr: format!("{host}:{}", c.u64("www-port")),
-            auth: crate::http::Api::basic_auth(c.opt("www-username"), c.str("www-password")).map(|credentials| {
+            addr: std::net::SocketAddr::new(ip, s.www_port).to_string(),
+            auth: crate::http::Api::basic_auth(s).map(|credentials| {
                 use base64::Engine as _;
                 format!(
                     "Basic {}",

@@ -1,6 +1,11 @@
-//! Every configuration key, its type and default (`spec/config.md`).
+//! Every configuration key, its type and default (`spec/config.md`), written
+//! once: the [`settings!`] table below generates both [`KEYS`] (what the
+//! parser checks a file against) and [`Settings`] (what the program reads),
+//! so a misspelt key or a value read as the wrong type does not compile.
 
-use super::values;
+use super::values::{self, Cidr};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 /// How a key's value is checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,132 +85,218 @@ pub struct Key {
     pub default: &'static str,
 }
 
-const fn key(name: &'static str, kind: ValueKind, default: &'static str) -> Key {
-    Key { name, kind, default }
+/// The checker of a kind of value in the table.
+macro_rules! kind {
+    (Str) => { ValueKind::Str };
+    (Opt) => { ValueKind::Str };
+    (Secret) => { ValueKind::Secret };
+    (Bool) => { ValueKind::Bool };
+    (Int($min:expr, $max:expr)) => { ValueKind::Int { min: $min, max: $max } };
+    (Port) => { ValueKind::Int { min: 1, max: 65535 } };
+    (Seconds) => { ValueKind::Int { min: 1, max: 31_536_000 } };
+    (Size) => { ValueKind::Size };
+    (Ports) => { ValueKind::Ports };
+    (Cidrs) => { ValueKind::Cidrs };
+    (Ips) => { ValueKind::Ips };
+    (HostPort) => { ValueKind::HostPort };
+    (Amqp) => { ValueKind::Amqp };
+    (Choice($($option:expr),*)) => { ValueKind::Choice(&[$($option),*]) };
 }
 
-const PORT: ValueKind = ValueKind::Int { min: 1, max: 65535 };
-const SECONDS: ValueKind = ValueKind::Int {
-    min: 1,
-    max: 31_536_000,
-};
-const COUNT: ValueKind = ValueKind::Int {
-    min: 0,
-    max: 1_000_000_000,
-};
+/// The Rust type a kind of value is read as. An optional value set empty is
+/// `None` (`rabbitmq-results:` with nothing after it writes no results).
+macro_rules! rust_type {
+    (Str) => { String };
+    (Opt) => { Option<String> };
+    (Secret) => { Option<String> };
+    (Bool) => { bool };
+    (Int($min:expr, $max:expr)) => { u64 };
+    (Port) => { u16 };
+    (Seconds) => { Duration };
+    (Size) => { u64 };
+    (Ports) => { Vec<u16> };
+    (Cidrs) => { Vec<Cidr> };
+    (Ips) => { Vec<IpAddr> };
+    (HostPort) => { Option<SocketAddr> };
+    (Amqp) => { Option<String> };
+    (Choice($($option:expr),*)) => { String };
+}
 
-/// All keys, in the order of `spec/config.md`.
-pub const KEYS: &[Key] = &[
+/// Reads a value already checked by its kind (so the fallbacks are never taken).
+macro_rules! read {
+    (Str, $v:expr) => {
+        $v.to_string()
+    };
+    (Opt, $v:expr) => {
+        Some($v).filter(|v| !v.is_empty()).map(str::to_string)
+    };
+    (Secret, $v:expr) => {
+        read!(Opt, $v)
+    };
+    (Amqp, $v:expr) => {
+        read!(Opt, $v)
+    };
+    (Bool, $v:expr) => {
+        values::parse_bool($v).unwrap_or(false)
+    };
+    (Int($min:expr, $max:expr), $v:expr) => {
+        $v.parse().unwrap_or($min)
+    };
+    (Port, $v:expr) => {
+        $v.parse().unwrap_or(1)
+    };
+    (Seconds, $v:expr) => {
+        Duration::from_secs($v.parse().unwrap_or(1))
+    };
+    (Size, $v:expr) => {
+        values::parse_size($v).map(|s| s.0).unwrap_or(0)
+    };
+    (Ports, $v:expr) => {
+        values::parse_ports($v).unwrap_or_default()
+    };
+    (Cidrs, $v:expr) => {
+        values::split_list($v).iter().filter_map(|c| c.parse().ok()).collect()
+    };
+    (Ips, $v:expr) => {
+        values::split_list($v).iter().filter_map(|ip| ip.parse().ok()).collect()
+    };
+    (HostPort, $v:expr) => {
+        Some($v)
+            .filter(|v| !v.is_empty())
+            .and_then(|v| values::parse_host_port(v, 53).ok())
+    };
+    (Choice($($option:expr),*), $v:expr) => {
+        $v.to_string()
+    };
+}
+
+/// Generates [`KEYS`] and [`Settings`] from one table of
+/// `field: Kind = "key-name", "default";` lines.
+macro_rules! settings {
+    ($( $field:ident : $kind:ident $(($($arg:expr),*))? = $name:literal, $default:literal; )*) => {
+        /// All keys, in the order of `spec/config.md`.
+        pub const KEYS: &[Key] = &[
+            $( Key { name: $name, kind: kind!($kind $(($($arg),*))?), default: $default }, )*
+        ];
+
+        /// Every setting, typed; built once at start from the checked values.
+        // The spool-* keys and `database` are accepted (MailerQ files set
+        // them) before their features are built; see the README.
+        #[allow(dead_code)]
+        #[derive(Debug, Clone)]
+        pub struct Settings {
+            $( #[doc = concat!("`", $name, "`")] pub $field: rust_type!($kind $(($($arg),*))?), )*
+        }
+
+        impl Settings {
+            /// Reads every key through `raw`, which gives its checked text.
+            pub(super) fn read<'a>(raw: impl Fn(&'static str) -> &'a str) -> Settings {
+                Settings {
+                    $( $field: read!($kind $(($($arg),*))?, raw($name)), )*
+                }
+            }
+        }
+    };
+}
+
+settings! {
     // Inbound SMTP
-    key("smtp-ip", ValueKind::Ips, "127.0.0.1"),
-    key("smtp-port", ValueKind::Ports, "2525"),
-    key("smtp-secure-port", ValueKind::Ports, ""),
-    key("smtp-certificate", ValueKind::Str, ""),
-    key("smtp-key", ValueKind::Str, ""),
-    key("smtp-range", ValueKind::Cidrs, ""),
-    key("smtp-username", ValueKind::Str, ""),
-    key("smtp-password", ValueKind::Secret, ""),
-    key("smtp-maxsize", ValueKind::Size, "100MB"),
-    key("smtp-connections", ValueKind::Int { min: 1, max: 1_000_000 }, "1000"),
-    key("smtp-threads", ValueKind::Int { min: 0, max: 1024 }, "0"),
-    key("smtp-extract", ValueKind::Bool, "true"),
-    key("smtp-proxy", ValueKind::Cidrs, ""),
-    key("smtp-hostname", ValueKind::Str, ""),
-    key("smtp-timeout", SECONDS, "300"),
-    key("smtp-max-recipients", ValueKind::Int { min: 1, max: 1_000_000 }, "1000"),
-    key("smtp-open-relay", ValueKind::Bool, "false"),
-    key("smtp-greeting-delay", ValueKind::Int { min: 0, max: 60_000 }, "0"),
+    smtp_ip: Ips = "smtp-ip", "127.0.0.1";
+    smtp_port: Ports = "smtp-port", "2525";
+    smtp_secure_port: Ports = "smtp-secure-port", "";
+    smtp_certificate: Opt = "smtp-certificate", "";
+    smtp_key: Opt = "smtp-key", "";
+    smtp_range: Cidrs = "smtp-range", "";
+    smtp_username: Opt = "smtp-username", "";
+    smtp_password: Secret = "smtp-password", "";
+    smtp_maxsize: Size = "smtp-maxsize", "100MB";
+    smtp_connections: Int(1, 1_000_000) = "smtp-connections", "1000";
+    smtp_threads: Int(0, 1024) = "smtp-threads", "0";
+    smtp_extract: Bool = "smtp-extract", "true";
+    smtp_proxy: Cidrs = "smtp-proxy", "";
+    smtp_hostname: Opt = "smtp-hostname", "";
+    smtp_timeout: Seconds = "smtp-timeout", "300";
+    smtp_max_recipients: Int(1, 1_000_000) = "smtp-max-recipients", "1000";
+    smtp_open_relay: Bool = "smtp-open-relay", "false";
+    smtp_greeting_delay: Int(0, 60_000) = "smtp-greeting-delay", "0";
     // Additions (docs/config.md): limits per client and for reception as a whole.
-    key(
-        "smtp-connections-per-ip",
-        ValueKind::Int { min: 0, max: 1_000_000 },
-        "50",
-    ),
-    key(
-        "smtp-connections-per-ip-exceptions",
-        ValueKind::Cidrs,
-        "127.0.0.0/8, ::1",
-    ),
-    key("smtp-command-timeout", SECONDS, "300"),
-    key("smtp-data-timeout", SECONDS, "600"),
-    key("reception-memory", ValueKind::Size, "1GB"),
+    smtp_connections_per_ip: Int(0, 1_000_000) = "smtp-connections-per-ip", "50";
+    smtp_connections_per_ip_exceptions: Cidrs = "smtp-connections-per-ip-exceptions", "127.0.0.0/8, ::1";
+    smtp_command_timeout: Seconds = "smtp-command-timeout", "300";
+    smtp_data_timeout: Seconds = "smtp-data-timeout", "600";
+    reception_memory: Size = "reception-memory", "1GB";
     // Queues
-    key("rabbitmq-address", ValueKind::Amqp, ""),
-    key("rabbitmq-outbox", ValueKind::Str, "outbox"),
-    key("rabbitmq-inbox", ValueKind::Str, ""),
-    key("rabbitmq-local", ValueKind::Str, ""),
-    key("rabbitmq-reports", ValueKind::Str, ""),
-    key("rabbitmq-refused", ValueKind::Str, ""),
-    key("rabbitmq-results", ValueKind::Str, "results"),
-    key("rabbitmq-success", ValueKind::Str, "success"),
-    key("rabbitmq-failure", ValueKind::Str, "failure"),
-    key("rabbitmq-retry", ValueKind::Str, "retry"),
-    key("rabbitmq-dsn", ValueKind::Str, ""),
-    key("rabbitmq-exchange", ValueKind::Str, ""),
-    key("rabbitmq-durable", ValueKind::Bool, "true"),
-    key("rabbitmq-persistent", ValueKind::Bool, "true"),
-    key("rabbitmq-consumers", ValueKind::Int { min: 1, max: 1000 }, "1"),
-    key("rabbitmq-publishers", ValueKind::Int { min: 1, max: 1000 }, "1"),
-    key("rabbitmq-prefetch", ValueKind::Int { min: 1, max: 1_000_000 }, "1000"),
-    key("data-directory", ValueKind::Str, "./sluice-data"),
+    rabbitmq_address: Amqp = "rabbitmq-address", "";
+    rabbitmq_outbox: Str = "rabbitmq-outbox", "outbox";
+    rabbitmq_inbox: Opt = "rabbitmq-inbox", "";
+    rabbitmq_local: Opt = "rabbitmq-local", "";
+    rabbitmq_reports: Opt = "rabbitmq-reports", "";
+    rabbitmq_refused: Opt = "rabbitmq-refused", "";
+    rabbitmq_results: Opt = "rabbitmq-results", "results";
+    rabbitmq_success: Opt = "rabbitmq-success", "success";
+    rabbitmq_failure: Opt = "rabbitmq-failure", "failure";
+    rabbitmq_retry: Opt = "rabbitmq-retry", "retry";
+    rabbitmq_dsn: Opt = "rabbitmq-dsn", "";
+    rabbitmq_exchange: Opt = "rabbitmq-exchange", "";
+    rabbitmq_durable: Bool = "rabbitmq-durable", "true";
+    rabbitmq_persistent: Bool = "rabbitmq-persistent", "true";
+    rabbitmq_consumers: Int(1, 1000) = "rabbitmq-consumers", "1";
+    rabbitmq_publishers: Int(1, 1000) = "rabbitmq-publishers", "1";
+    rabbitmq_prefetch: Int(1, 1_000_000) = "rabbitmq-prefetch", "1000";
+    data_directory: Str = "data-directory", "./sluice-data";
     // Delivery
-    key("max-delivertime", SECONDS, "86400"),
-    key("max-attempts", COUNT, "0"),
-    key("smarthost", ValueKind::Str, ""),
-    key("smarthost-port", PORT, "25"),
-    key("smarthost-username", ValueKind::Str, ""),
-    key("smarthost-password", ValueKind::Secret, ""),
-    key("smtp-sink-ip", ValueKind::Ips, ""),
-    key("smtp-sink-port", PORT, "25"),
-    key("dns-server", ValueKind::HostPort, ""),
-    key(
-        "delivery-connections",
-        ValueKind::Int { min: 1, max: 1_000_000 },
-        "1000",
-    ),
-    key("delivery-timeout", SECONDS, "300"),
-    key("delivery-ips", ValueKind::Ips, ""),
-    key(
-        "tls-outbound",
-        ValueKind::Choice(&["opportunistic", "required", "disabled"]),
-        "opportunistic",
-    ),
+    max_delivertime: Seconds = "max-delivertime", "86400";
+    max_attempts: Int(0, 1_000_000_000) = "max-attempts", "0";
+    smarthost: Opt = "smarthost", "";
+    smarthost_port: Port = "smarthost-port", "25";
+    smarthost_username: Opt = "smarthost-username", "";
+    smarthost_password: Secret = "smarthost-password", "";
+    smtp_sink_ip: Ips = "smtp-sink-ip", "";
+    smtp_sink_port: Port = "smtp-sink-port", "25";
+    dns_server: HostPort = "dns-server", "";
+    delivery_connections: Int(1, 1_000_000) = "delivery-connections", "1000";
+    delivery_timeout: Seconds = "delivery-timeout", "300";
+    delivery_ips: Ips = "delivery-ips", "";
+    tls_outbound: Choice("opportunistic", "required", "disabled") = "tls-outbound", "opportunistic";
     // Additions (docs/config.md): per-destination limits and the retry schedule.
-    key("delivery-enabled", ValueKind::Bool, "true"),
-    key("delivery-port", PORT, "25"),
-    key(
-        "delivery-domain-connections",
-        ValueKind::Int { min: 1, max: 100_000 },
-        "10",
-    ),
-    key(
-        "delivery-connection-messages",
-        ValueKind::Int { min: 1, max: 1_000_000 },
-        "100",
-    ),
-    key("retry-interval", SECONDS, "300"),
+    delivery_enabled: Bool = "delivery-enabled", "true";
+    delivery_port: Port = "delivery-port", "25";
+    delivery_domain_connections: Int(1, 100_000) = "delivery-domain-connections", "10";
+    delivery_connection_messages: Int(1, 1_000_000) = "delivery-connection-messages", "100";
+    retry_interval: Seconds = "retry-interval", "300";
     // Plugins
-    key("plugin-directory", ValueKind::Str, ""),
-    key("plugin-timeout", SECONDS, "60"),
+    plugin_directory: Opt = "plugin-directory", "";
+    plugin_timeout: Seconds = "plugin-timeout", "60";
     // Management
-    key("www-ip", ValueKind::Ips, "127.0.0.1"),
-    key("www-port", PORT, "8485"),
-    key("www-username", ValueKind::Str, ""),
-    key("www-password", ValueKind::Secret, ""),
-    key("www-open", ValueKind::Bool, "false"),
-    key("server-id", ValueKind::Int { min: 0, max: 65535 }, "1"),
-    key("lock", ValueKind::Str, ""),
-    key("user", ValueKind::Str, ""),
-    key(
-        "log-level",
-        ValueKind::Choice(&["error", "warn", "info", "debug", "trace"]),
-        "info",
-    ),
-    key("send-log", ValueKind::Str, ""),
-    key("received-log", ValueKind::Str, ""),
-    key("spool-directory", ValueKind::Str, ""),
-    key("spool-delay", COUNT, "0"),
-    key("spool-remove", ValueKind::Bool, "true"),
-    key("spool-extract", ValueKind::Bool, "true"),
-    key("database", ValueKind::Str, ""),
-];
+    www_ip: Ips = "www-ip", "127.0.0.1";
+    www_port: Port = "www-port", "8485";
+    www_username: Opt = "www-username", "";
+    www_password: Secret = "www-password", "";
+    www_open: Bool = "www-open", "false";
+    server_id: Int(0, 65535) = "server-id", "1";
+    lock: Opt = "lock", "";
+    user: Opt = "user", "";
+    log_level: Choice("error", "warn", "info", "debug", "trace") = "log-level", "info";
+    send_log: Opt = "send-log", "";
+    received_log: Opt = "received-log", "";
+    spool_directory: Opt = "spool-directory", "";
+    spool_delay: Int(0, 1_000_000_000) = "spool-delay", "0";
+    spool_remove: Bool = "spool-remove", "true";
+    spool_extract: Bool = "spool-extract", "true";
+    database: Opt = "database", "";
+}
+
+impl Settings {
+    /// `smtp-threads`, 0 meaning the number of CPUs.
+    pub fn threads(&self) -> usize {
+        match self.smtp_threads {
+            0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            n => n as usize,
+        }
+    }
+
+    /// `data-directory`.
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        std::path::PathBuf::from(&self.data_directory)
+    }
+}

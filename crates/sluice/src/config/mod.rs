@@ -4,7 +4,7 @@
 mod keys;
 mod values;
 
-pub use keys::KEYS;
+pub use keys::{Settings, KEYS};
 pub use values::Cidr;
 
 use keys::ValueKind;
@@ -40,23 +40,25 @@ impl fmt::Display for Origin {
     }
 }
 
-/// The effective configuration: every key with its raw value and origin.
-/// Typed access goes through the getters, which cannot fail because every
-/// value was validated when it was set.
+/// The effective configuration: every key with its raw value and origin
+/// (for errors and `config check`), and the typed [`Settings`] the program
+/// reads, built once every value was checked.
 #[derive(Debug, Clone)]
 pub struct Config {
     values: BTreeMap<&'static str, (String, Origin)>,
+    /// Every setting, typed.
+    pub settings: Settings,
 }
 
 impl Config {
     /// Parses `path` (if given) and applies `env` overrides over the defaults.
     pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
-        let mut cfg = Config {
-            values: BTreeMap::new(),
-        };
+        let mut values = BTreeMap::new();
         for k in KEYS {
-            cfg.values.insert(k.name, (k.default.to_string(), Origin::Default));
+            values.insert(k.name, (k.default.to_string(), Origin::Default));
         }
+        let settings = Settings::read(|key| &values[key].0);
+        let mut cfg = Config { values, settings };
         if let Some(path) = path {
             let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
                 origin: path.display().to_string(),
@@ -73,6 +75,7 @@ impl Config {
             let origin = Origin::Env(var.clone());
             cfg.set(&key, value.trim(), origin)?;
         }
+        cfg.settings = Settings::read(|key| &cfg.values[key].0);
         cfg.check()?;
         Ok(cfg)
     }
@@ -121,25 +124,25 @@ impl Config {
 
     /// Checks that need more than one key.
     fn check(&self) -> Result<(), ConfigError> {
-        let has_cert = !self.str("smtp-certificate").is_empty();
-        let has_key = !self.str("smtp-key").is_empty();
-        if has_cert != has_key {
+        let s = &self.settings;
+        let has_cert = s.smtp_certificate.is_some();
+        if has_cert != s.smtp_key.is_some() {
             let key = if has_cert { "smtp-key" } else { "smtp-certificate" };
             return Err(self.error(key, "smtp-certificate and smtp-key must be set together".into()));
         }
-        if self.str("smtp-username").is_empty() != self.str("smtp-password").is_empty() {
+        if s.smtp_username.is_some() != s.smtp_password.is_some() {
             return Err(self.error(
                 "smtp-password",
                 "smtp-username and smtp-password must be set together".into(),
             ));
         }
-        if self.str("www-username").is_empty() != self.str("www-password").is_empty() {
+        if s.www_username.is_some() != s.www_password.is_some() {
             return Err(self.error(
                 "www-password",
                 "www-username and www-password must be set together".into(),
             ));
         }
-        if let Some(name) = self.opt("smtp-hostname") {
+        if let Some(name) = &s.smtp_hostname {
             // It is sent in every greeting, EHLO and Received line.
             sluice_smtp::wire::HeloName::new(name).map_err(|e| self.error("smtp-hostname", e.to_string()))?;
         }
@@ -149,12 +152,9 @@ impl Config {
 
     /// Refuses to run as an open relay by accident (see `smtp-open-relay`).
     fn check_open_relay(&self) -> Result<(), ConfigError> {
-        let public = self.list("smtp-ip").iter().any(|ip| !is_loopback(ip));
-        if public
-            && self.opt("smtp-range").is_none()
-            && self.opt("smtp-username").is_none()
-            && !self.bool("smtp-open-relay")
-        {
+        let s = &self.settings;
+        let public = s.smtp_ip.iter().any(|ip| !ip.is_loopback());
+        if public && s.smtp_range.is_empty() && s.smtp_username.is_none() && !s.smtp_open_relay {
             return Err(self.error(
                 "smtp-ip",
                 "listening on a non-loopback address with neither smtp-range nor smtp-username set would make an open relay; set one of them, or smtp-open-relay: true".into(),
@@ -166,8 +166,9 @@ impl Config {
     /// Refuses a management port anyone can reach without a password, which
     /// would let them read and inject mail (see `www-open`).
     fn check_open_management(&self) -> Result<(), ConfigError> {
-        let public = self.list("www-ip").iter().any(|ip| !is_loopback(ip));
-        if public && self.opt("www-password").is_none() && !self.bool("www-open") {
+        let s = &self.settings;
+        let public = s.www_ip.iter().any(|ip| !ip.is_loopback());
+        if public && s.www_password.is_none() && !s.www_open {
             return Err(self.error(
                 "www-ip",
                 "the HTTP API on a non-loopback address without www-username/www-password lets anyone read and inject mail; set them, or www-open: true".into(),
@@ -190,65 +191,6 @@ impl Config {
         }
     }
 
-    fn raw(&self, key: &str) -> &str {
-        match self.values.get(key) {
-            Some((v, _)) => v,
-            None => panic!("config key {key} is not declared in KEYS"),
-        }
-    }
-
-    /// A string value ("" when unset).
-    pub fn str(&self, key: &str) -> &str {
-        self.raw(key)
-    }
-
-    /// An optional string value.
-    pub fn opt(&self, key: &str) -> Option<&str> {
-        Some(self.raw(key)).filter(|s| !s.is_empty())
-    }
-
-    pub fn bool(&self, key: &str) -> bool {
-        values::parse_bool(self.raw(key)).unwrap_or(false)
-    }
-
-    pub fn u64(&self, key: &str) -> u64 {
-        self.raw(key).parse().unwrap_or(0)
-    }
-
-    pub fn size(&self, key: &str) -> u64 {
-        values::parse_size(self.raw(key)).map(|s| s.0).unwrap_or(0)
-    }
-
-    /// A port list with ranges (`25,2525,1024-1026`).
-    pub fn ports(&self, key: &str) -> Vec<u16> {
-        values::parse_ports(self.raw(key)).unwrap_or_default()
-    }
-
-    /// A list split on `,`/`;`/whitespace.
-    pub fn list(&self, key: &str) -> Vec<String> {
-        values::split_list(self.raw(key))
-    }
-
-    pub fn cidrs(&self, key: &str) -> Vec<Cidr> {
-        values::split_list(self.raw(key))
-            .iter()
-            .filter_map(|s| s.parse().ok())
-            .collect()
-    }
-
-    /// The data directory.
-    pub fn data_dir(&self) -> PathBuf {
-        PathBuf::from(self.str("data-directory"))
-    }
-
-    /// `smtp-threads`, defaulting to the number of CPUs.
-    pub fn smtp_threads(&self) -> usize {
-        match self.u64("smtp-threads") {
-            0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-            n => n as usize,
-        }
-    }
-
     /// The effective configuration as `key: value  # origin` lines; passwords hidden.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -267,11 +209,6 @@ impl Config {
         }
         out
     }
-}
-
-/// A listed address that is not loopback (or not an address at all) counts as public.
-fn is_loopback(ip: &str) -> bool {
-    ip.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]

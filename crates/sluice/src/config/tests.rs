@@ -14,20 +14,26 @@ fn load(text: &str) -> Result<Config, ConfigError> {
 
 #[test]
 fn defaults_and_types() {
-    let c = Config::load(None, Vec::new()).unwrap();
-    assert_eq!(c.ports("smtp-port"), [2525]);
-    assert_eq!(c.size("smtp-maxsize"), 100 << 20);
-    assert_eq!(c.str("rabbitmq-outbox"), "outbox");
-    assert!(c.bool("smtp-extract"));
-    let c = load("smtp-port: 25,2525,1024-1026\nsmtp-maxsize: 512KB\n# comment: x\nsmtp-password: a#b:c\nsmtp-username: u\nrabbitmq-address: amqp://u:p@h1;h2/v\n").unwrap();
-    assert_eq!(c.ports("smtp-port"), [25, 2525, 1024, 1025, 1026]);
-    assert_eq!(c.size("smtp-maxsize"), 512 << 10);
+    let c = Config::load(None, Vec::new()).unwrap().settings;
+    assert_eq!(c.smtp_port, [2525]);
+    assert_eq!(c.smtp_maxsize, 100 << 20);
+    assert_eq!(c.rabbitmq_outbox, "outbox");
+    assert_eq!(c.rabbitmq_results.as_deref(), Some("results"));
+    assert!(c.smtp_extract);
+    assert_eq!(c.smtp_timeout, std::time::Duration::from_secs(300));
+    assert_eq!(c.www_ip, ["127.0.0.1".parse::<std::net::IpAddr>().unwrap()]);
+    assert_eq!(c.smtp_hostname, None);
+    let c = load("smtp-port: 25,2525,1024-1026\nsmtp-maxsize: 512KB\n# comment: x\nsmtp-password: a#b:c\nsmtp-username: u\nrabbitmq-address: amqp://u:p@h1;h2/v\nrabbitmq-results:\ndns-server: 127.0.0.1:5353\n").unwrap().settings;
+    assert_eq!(c.smtp_port, [25, 2525, 1024, 1025, 1026]);
+    assert_eq!(c.smtp_maxsize, 512 << 10);
     assert_eq!(
-        c.str("smtp-password"),
-        "a#b:c",
+        c.smtp_password.as_deref(),
+        Some("a#b:c"),
         "split on the first colon; # is not a comment mid-line"
     );
-    assert_eq!(c.str("rabbitmq-address"), "amqp://u:p@h1;h2/v");
+    assert_eq!(c.rabbitmq_address.as_deref(), Some("amqp://u:p@h1;h2/v"));
+    assert_eq!(c.rabbitmq_results, None, "set empty: no results are written");
+    assert_eq!(c.dns_server, Some("127.0.0.1:5353".parse().unwrap()));
 }
 
 #[test]
@@ -60,7 +66,7 @@ fn environment_overrides() {
         vec![("SLUICE_SMTP_PORT".into(), "2526".into()), ("HOME".into(), "/x".into())],
     )
     .unwrap();
-    assert_eq!(c.ports("smtp-port"), [2526]);
+    assert_eq!(c.settings.smtp_port, [2526]);
     let e = Config::load(None, vec![("SLUICE_SMTP_PORTS".into(), "1".into())]).unwrap_err();
     assert_eq!(
         (e.origin.as_str(), e.key.as_str()),

@@ -136,48 +136,26 @@ impl Engine {
         shutdown: watch::Receiver<bool>,
         plugins: Arc<sluice_plugin::Plugins>,
     ) -> Result<Engine> {
-        let smarthost = match c.opt("smarthost") {
+        let s = &c.settings;
+        let smarthost = match &s.smarthost {
             Some(host) => {
                 sluice_smtp::wire::check_relay_host(host).map_err(|e| c.error("smarthost", e.to_string()))?;
-                let auth = c
-                    .opt("smarthost-username")
-                    .map(|u| Credentials::new(u, c.str("smarthost-password")))
+                let auth = s
+                    .smarthost_username
+                    .as_ref()
+                    .map(|u| Credentials::new(u, s.smarthost_password.as_deref().unwrap_or_default()))
                     .transpose()
                     .map_err(|e| c.error("smarthost-username", e.to_string()))?;
                 Some(Smarthost {
-                    host: host.to_string(),
-                    port: c.u64("smarthost-port") as u16,
+                    host: host.clone(),
+                    port: s.smarthost_port,
                     auth,
                 })
             }
             None => None,
         };
-        let sink = match c.opt("smtp-sink-ip") {
-            Some(ip) => {
-                let ip: IpAddr = ip
-                    .parse()
-                    .map_err(|_| c.error("smtp-sink-ip", "not an IP address".into()))?;
-                Some(SocketAddr::new(ip, c.u64("smtp-sink-port") as u16))
-            }
-            None => None,
-        };
-        let dns_server = c
-            .opt("dns-server")
-            .map(|s| {
-                s.parse::<SocketAddr>()
-                    .or_else(|_| s.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
-                    .map_err(|_| c.error("dns-server", format!("`{s}` is not ip or ip:port")))
-            })
-            .transpose()?;
-        let delivery_ips = c
-            .list("delivery-ips")
-            .iter()
-            .map(|s| {
-                s.parse()
-                    .map_err(|_| c.error("delivery-ips", format!("`{s}` is not an IP address")))
-            })
-            .collect::<Result<Vec<IpAddr>, _>>()?;
-        let tls_policy = match c.str("tls-outbound") {
+        let sink = s.smtp_sink_ip.first().map(|&ip| SocketAddr::new(ip, s.smtp_sink_port));
+        let tls_policy = match s.tls_outbound.as_str() {
             "required" => TlsPolicy::Required,
             "disabled" => TlsPolicy::Disabled,
             _ => TlsPolicy::Opportunistic,
@@ -186,27 +164,27 @@ impl Engine {
             queue,
             policy: Policy::from_config(c, hostname.clone()),
             defaults: Defaults {
-                max_delivertime: c.u64("max-delivertime"),
-                max_attempts: c.u64("max-attempts"),
+                max_delivertime: s.max_delivertime.as_secs(),
+                max_attempts: s.max_attempts,
             },
             helo: HeloName::new(&hostname).map_err(|e| c.error("smtp-hostname", e.to_string()))?,
             tls_policy,
             tls: tls::connector().context("building the outbound TLS configuration")?,
             smarthost,
             sink,
-            dns_server,
-            delivery_ips,
-            mx_port: c.u64("delivery-port") as u16,
+            dns_server: s.dns_server,
+            delivery_ips: s.delivery_ips.clone(),
+            mx_port: s.delivery_port,
             timeouts: client::Timeouts {
-                cap: Duration::from_secs(c.u64("delivery-timeout").max(1)),
+                cap: s.delivery_timeout,
             },
-            domain_connections: c.u64("delivery-domain-connections") as usize,
-            connection_messages: c.u64("delivery-connection-messages"),
-            connections: Arc::new(Semaphore::new(c.u64("delivery-connections").max(1) as usize)),
+            domain_connections: s.delivery_domain_connections as usize,
+            connection_messages: s.delivery_connection_messages,
+            connections: Arc::new(Semaphore::new(s.delivery_connections.max(1) as usize)),
             shutdown,
             plugins,
-            plugin_timeout: Duration::from_secs(c.u64("plugin-timeout")),
-            send_log: crate::jsonlog::JsonLog::open("send-log", c.opt("send-log"))?,
+            plugin_timeout: s.plugin_timeout,
+            send_log: crate::jsonlog::JsonLog::open("send-log", s.send_log.as_deref())?,
             backlog: Mutex::new(HashMap::new()),
         })
     }

@@ -213,7 +213,7 @@ impl Policy {
             retry: q.retry,
             dsn: q.dsn,
             outbox: q.outbox,
-            retry_interval_ms: c.u64("retry-interval") * 1000,
+            retry_interval_ms: c.settings.retry_interval.as_millis() as u64,
             hostname,
         }
     }

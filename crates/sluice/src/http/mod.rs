@@ -30,8 +30,9 @@ pub struct Api {
 }
 
 impl Api {
-    pub fn basic_auth(user: Option<&str>, password: &str) -> Option<String> {
-        user.map(|u| format!("{u}:{password}"))
+    pub fn basic_auth(s: &crate::config::Settings) -> Option<String> {
+        let password = s.www_password.as_deref().unwrap_or_default();
+        s.www_username.as_ref().map(|u| format!("{u}:{password}"))
     }
 }
 

@@ -57,29 +57,31 @@ impl Inbound {
         plugins: Arc<sluice_plugin::Plugins>,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
+        let s = &c.settings;
         Inbound {
             hostname,
-            max_size: c.size("smtp-maxsize"),
-            max_recipients: c.u64("smtp-max-recipients") as usize,
-            timeout: Duration::from_secs(c.u64("smtp-timeout")),
-            greeting_delay: Duration::from_millis(c.u64("smtp-greeting-delay")),
-            range: c.cidrs("smtp-range"),
-            proxy: c.cidrs("smtp-proxy"),
-            credentials: c
-                .opt("smtp-username")
-                .map(|u| (u.to_string(), c.str("smtp-password").to_string())),
-            max_connections: c.u64("smtp-connections") as usize,
-            max_per_ip: c.u64("smtp-connections-per-ip") as usize,
-            per_ip_exceptions: c.cidrs("smtp-connections-per-ip-exceptions"),
+            max_size: s.smtp_maxsize,
+            max_recipients: s.smtp_max_recipients as usize,
+            timeout: s.smtp_timeout,
+            greeting_delay: Duration::from_millis(s.smtp_greeting_delay),
+            range: s.smtp_range.clone(),
+            proxy: s.smtp_proxy.clone(),
+            credentials: s.smtp_username.as_ref().map(|u| {
+                let password = s.smtp_password.clone().unwrap_or_default();
+                (u.clone(), password)
+            }),
+            max_connections: s.smtp_connections as usize,
+            max_per_ip: s.smtp_connections_per_ip as usize,
+            per_ip_exceptions: s.smtp_connections_per_ip_exceptions.clone(),
             per_ip: Default::default(),
-            command_deadline: Duration::from_secs(c.u64("smtp-command-timeout")),
-            data_deadline: Duration::from_secs(c.u64("smtp-data-timeout")),
-            extract: c.bool("smtp-extract"),
+            command_deadline: s.smtp_command_timeout,
+            data_deadline: s.smtp_data_timeout,
+            extract: s.smtp_extract,
             names: QueueNames::from_config(c),
             writer,
             tls,
             plugins,
-            plugin_timeout: Duration::from_secs(c.u64("plugin-timeout")),
+            plugin_timeout: s.plugin_timeout,
             connections: AtomicUsize::new(0),
             shutdown,
         }
@@ -168,10 +170,13 @@ async fn accept_and_serve(
 /// Binds every `smtp-ip` × port; errors name the address.
 pub fn bind(c: &Config) -> Result<Vec<(std::net::TcpListener, bool)>> {
     let mut out = Vec::new();
-    for (key, tls) in [("smtp-port", false), ("smtp-secure-port", true)] {
-        for ip in c.list("smtp-ip") {
-            for port in c.ports(key) {
-                let ip: IpAddr = ip.parse().context("smtp-ip")?;
+    let s = &c.settings;
+    for (key, ports, tls) in [
+        ("smtp-port", &s.smtp_port, false),
+        ("smtp-secure-port", &s.smtp_secure_port, true),
+    ] {
+        for &ip in &s.smtp_ip {
+            for &port in ports {
                 let addr = SocketAddr::new(ip, port);
                 let l =
                     std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr} ({key})"))?;
