@@ -133,6 +133,7 @@ pub fn run(c: Config) -> Result<()> {
         hostname.clone(),
         shutdown_rx.clone(),
         plugins.clone(),
+        rt.handle().clone(),
     )?);
     let lanes = if s.delivery_enabled {
         let _in_rt = rt.enter();
@@ -174,8 +175,10 @@ pub fn run(c: Config) -> Result<()> {
         let _ = http_task.await;
         anyhow::Ok(())
     })?;
-    drop(rt);
+    // The runtime outlives the workers: their last deliveries still use the
+    // resolver and settle outcomes that run there.
     workers.join();
+    drop(rt);
     plugins.cleanup();
     if let Some(store) = store {
         store.close();

@@ -15,7 +15,8 @@ use std::net::{IpAddr, SocketAddr};
 /// Opens a connection for `route`: the sink, the relay, or the MX hosts in
 /// preference order, moving on when a host cannot be reached or answers its
 /// greeting with an error.
-pub async fn open(engine: &Engine, dns: Option<&Dns>, route: &Route, cfg: ClientConfig) -> Result<Client, Attempt> {
+pub async fn open(engine: &Engine, route: &Route, cfg: ClientConfig) -> Result<Client, Attempt> {
+    let dns = engine.dns.as_deref();
     let (hosts, port) = match &route.next {
         Next::Relay(r) => (vec![r.host.clone()], r.port),
         Next::Mx(set) => (by_preference(set), engine.mx_port),
@@ -42,7 +43,7 @@ pub async fn open(engine: &Engine, dns: Option<&Dns>, route: &Route, cfg: Client
     let mut dns_permanent = true;
     for host in &hosts {
         let addresses = match lookup(dns, host).await {
-            Ok(a) => a,
+            Ok(a) => a.to_vec(),
             Err(e) => {
                 dns_permanent &= e.is_permanent();
                 last.get_or_insert(dns_failure(&e));
@@ -102,9 +103,9 @@ fn by_preference(set: &[super::mx::Exchange]) -> Vec<String> {
     hosts.into_iter().map(|(_, _, name)| name.to_string()).collect()
 }
 
-async fn lookup(dns: Option<&Dns>, host: &str) -> Result<Vec<IpAddr>, DnsError> {
+async fn lookup(dns: Option<&Dns>, host: &str) -> Result<std::sync::Arc<[IpAddr]>, DnsError> {
     if let Some(ip) = super::mx::address_literal(host) {
-        return Ok(vec![ip]);
+        return Ok(std::sync::Arc::from([ip]));
     }
     match dns {
         Some(d) => d.addresses(host).await,

@@ -7,7 +7,6 @@
 
 use super::client::{Client, Started};
 use super::connect::open;
-use super::mx::Dns;
 use super::outcome::{Attempt, ResultKind};
 use super::outgoing::Outgoing;
 use super::{message, Engine, Job, Lane, Next, Route};
@@ -43,13 +42,6 @@ pub fn task(lane: Lane) -> crate::worker::Task {
 
 pub async fn run(lane: Lane, contexts: Rc<WorkerContexts>) {
     let Lane { engine, mut jobs } = lane;
-    let dns = match Dns::new(engine.dns_server) {
-        Ok(d) => Some(Rc::new(d)),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot set up the DNS resolver; MX deliveries will be retried");
-            None
-        }
-    };
     let mut destinations: HashMap<Route, Rc<Destination>> = HashMap::new();
     let mut connections = tokio::task::JoinSet::new();
     let mut seen = 0u32;
@@ -73,7 +65,7 @@ pub async fn run(lane: Lane, contexts: Rc<WorkerContexts>) {
         // More waiting than idle connections can pick up: open another.
         if dest.pending.borrow().len() > dest.idle.get() && dest.active.get() < engine.domain_connections {
             dest.active.set(dest.active.get() + 1);
-            connections.spawn_local(serve(engine.clone(), dns.clone(), dest, contexts.clone()));
+            connections.spawn_local(serve(engine.clone(), dest, contexts.clone()));
         }
         seen = seen.wrapping_add(1);
         if seen.is_multiple_of(1024) {
@@ -87,7 +79,7 @@ pub async fn run(lane: Lane, contexts: Rc<WorkerContexts>) {
 /// One connection's life: open, send jobs until there are none (after a
 /// short idle wait) or the per-connection limit is reached, then reopen while
 /// jobs remain.
-async fn serve(engine: Arc<Engine>, dns: Option<Rc<Dns>>, dest: Rc<Destination>, contexts: Rc<WorkerContexts>) {
+async fn serve(engine: Arc<Engine>, dest: Rc<Destination>, contexts: Rc<WorkerContexts>) {
     let plugged = engine.plugins.exports(HookName::OutData) || engine.plugins.exports(HookName::OutSent);
     let _active = Active(dest.clone());
     let Ok(_slot) = engine.connections.clone().acquire_owned().await else {
@@ -102,7 +94,7 @@ async fn serve(engine: Arc<Engine>, dns: Option<Rc<Dns>>, dest: Rc<Destination>,
         },
     };
     'connections: while !dest.pending.borrow().is_empty() {
-        let mut client = match open(&engine, dns.as_deref(), &dest.route, cfg.clone()).await {
+        let mut client = match open(&engine, &dest.route, cfg.clone()).await {
             Ok(c) => c,
             Err(attempt) => {
                 tracing::debug!(destination = dest.route.name(), state = attempt.state.as_str(), reason = %attempt.description, "cannot connect");

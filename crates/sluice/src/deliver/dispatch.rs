@@ -5,7 +5,7 @@
 //! one destination; and hands each message to the worker that owns its
 //! destination.
 
-use super::mx::{Dns, DnsError, Exchange};
+use super::mx::{Dns, MxSet};
 use super::outcome;
 use super::outgoing::Outgoing;
 use super::{Engine, InFlight, Job, Next, Route};
@@ -32,9 +32,6 @@ const BATCH_BYTES: usize = 16 << 20;
 /// How long a batch waits for its MX lookups.
 const LOOKUP_WAIT: Duration = Duration::from_millis(300);
 
-/// A domain's MX hosts, or why there are none.
-type MxSet = Result<Arc<[Exchange]>, DnsError>;
-
 /// A message that will be attempted, with its place in the limits.
 struct Ready {
     stored: StoredMessage,
@@ -55,20 +52,11 @@ struct Dispatcher {
 pub async fn run(engine: Arc<Engine>, lanes: Vec<mpsc::UnboundedSender<Job>>) {
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let kib = Arc::new(Semaphore::new(MAX_IN_FLIGHT_BYTES >> 10));
-    let dns = match engine.sink {
-        Some(_) => None,
-        None => Dns::new(engine.dns_server)
-            .map_err(
-                |e| tracing::error!(error = %e, "cannot set up the DNS resolver; workers will look up MX themselves"),
-            )
-            .ok()
-            .map(Arc::new),
-    };
     let d = Dispatcher {
         engine: engine.clone(),
         lanes,
         hasher: std::collections::hash_map::RandomState::new(),
-        dns,
+        dns: engine.dns.clone(),
     };
     let mut stop = engine.shutdown.clone();
     let mut average = 4096usize;
@@ -192,15 +180,15 @@ impl Dispatcher {
                     domains.insert(domain.clone(), None);
                     let (dns, domain) = (dns.clone(), domain.clone());
                     lookups.spawn(async move {
-                        let set = dns.mx(&domain).await.map(Arc::from);
+                        let set = dns.mx(&domain).await;
                         (domain, set)
                     });
                 }
             }
         }
-        // A domain whose DNS is slow must not hold up the batch: what has not
-        // answered by then is looked up by its own connection, on its worker
-        // (the lookups go on in the background and fill the cache).
+        // A domain whose DNS is slow must not hold up the batch: its messages
+        // go on with the domain unresolved. Its lookup goes on in the shared
+        // resolver, and the destination's connection joins it (`mx::Dns`).
         let deadline = tokio::time::Instant::now() + LOOKUP_WAIT;
         loop {
             match tokio::time::timeout_at(deadline, lookups.join_next()).await {
@@ -209,10 +197,8 @@ impl Dispatcher {
                 }
                 Ok(Some(Err(_))) => {}
                 Ok(None) => break,
-                Err(_) => {
-                    lookups.detach_all();
-                    break;
-                }
+                // Dropping the set stops only the waiting here, not the lookups.
+                Err(_) => break,
             }
         }
         let mut out = Vec::with_capacity(ready.len());

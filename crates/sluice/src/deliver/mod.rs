@@ -108,7 +108,8 @@ pub struct Engine {
     pub smarthost: Option<Smarthost>,
     /// `smtp-sink-ip`/`smtp-sink-port`: every connection goes here.
     pub sink: Option<SocketAddr>,
-    pub dns_server: Option<SocketAddr>,
+    /// The one resolver of delivery (None with `smtp-sink-ip`, which needs none).
+    pub dns: Option<Arc<mx::Dns>>,
     pub delivery_ips: Vec<IpAddr>,
     /// `delivery-port`: the port of MX hosts.
     pub mx_port: u16,
@@ -135,8 +136,20 @@ impl Engine {
         hostname: String,
         shutdown: watch::Receiver<bool>,
         plugins: Arc<sluice_plugin::Plugins>,
+        runtime: tokio::runtime::Handle,
     ) -> Result<Engine> {
         let s = &c.settings;
+        // With a sink every connection goes to it: no lookups.
+        let dns = if s.smtp_sink_ip.is_empty() {
+            mx::Dns::new(s.dns_server, runtime)
+                .map_err(
+                    |e| tracing::error!(error = %e, "cannot set up the DNS resolver; MX deliveries will be retried"),
+                )
+                .ok()
+                .map(Arc::new)
+        } else {
+            None
+        };
         let smarthost = match &s.smarthost {
             Some(host) => {
                 sluice_smtp::wire::check_relay_host(host).map_err(|e| c.error("smarthost", e.to_string()))?;
@@ -172,7 +185,7 @@ impl Engine {
             tls: tls::connector().context("building the outbound TLS configuration")?,
             smarthost,
             sink,
-            dns_server: s.dns_server,
+            dns,
             delivery_ips: s.delivery_ips.clone(),
             mx_port: s.delivery_port,
             timeouts: client::Timeouts {

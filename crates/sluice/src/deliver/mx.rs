@@ -1,14 +1,26 @@
 //! Where mail for a domain goes: MX lookup (RFC 5321 §5.1) with implicit MX
-//! and null MX (RFC 7505), host addresses, all through hickory's caching
-//! resolver (answers are kept for their TTL).
+//! and null MX (RFC 7505), host addresses, all through one hickory caching
+//! resolver for the whole delivery engine (answers are kept for their TTL).
+//!
+//! The dispatcher and every worker share the one [`Dns`]. Its lookups run on
+//! the runtime it was made on (so hickory's connection tasks live on one
+//! runtime, whichever thread asks), and a name being looked up is looked up
+//! once: whoever asks for it meanwhile waits for the same answer. A lookup the
+//! dispatcher stopped waiting for goes on, and the destination's connection
+//! that then needs it joins it instead of asking again.
 
 use hickory_resolver::config::{LookupIpStrategy, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::NetError;
 use hickory_resolver::proto::rr::{RData, RecordType};
 use hickory_resolver::{Resolver, TokioResolver};
+use sluice_queue::lock;
+use std::collections::HashMap;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::watch;
 
 /// A mail host for a domain, in preference order.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -36,14 +48,74 @@ impl DnsError {
     }
 }
 
-/// A caching resolver: `dns-server` or the system's.
+/// A domain's mail hosts, or why there are none.
+pub type MxSet = Result<Arc<[Exchange]>, DnsError>;
+/// A host's addresses, or why there are none.
+type Addresses = Result<Arc<[IpAddr]>, DnsError>;
+
+/// Lookups under way, by name: a second asker waits for the first one's answer.
+struct InFlight<T> {
+    pending: Mutex<HashMap<String, watch::Receiver<Option<T>>>>,
+}
+
+impl<T: Clone + Send + Sync + 'static> InFlight<T> {
+    fn new() -> Self {
+        InFlight {
+            pending: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The answer for `name`: joins the lookup under way, or spawns
+    /// `lookup` on `runtime` (where it runs to the end even if every asker
+    /// stops waiting). `gone` is the answer when the runtime stopped first.
+    async fn get<F>(
+        self: &Arc<Self>,
+        runtime: &tokio::runtime::Handle,
+        name: &str,
+        lookup: impl FnOnce() -> F,
+        gone: impl FnOnce() -> T,
+    ) -> T
+    where
+        F: Future<Output = T> + Send + 'static,
+    {
+        let mut answer = {
+            let mut pending = lock(&self.pending);
+            match pending.get(name) {
+                Some(rx) => rx.clone(),
+                None => {
+                    let (tx, rx) = watch::channel(None);
+                    pending.insert(name.to_string(), rx.clone());
+                    let (this, name, lookup) = (self.clone(), name.to_string(), lookup());
+                    runtime.spawn(async move {
+                        let result = lookup.await;
+                        // Later askers go to the resolver's cache.
+                        lock(&this.pending).remove(&name);
+                        tx.send_replace(Some(result));
+                    });
+                    rx
+                }
+            }
+        };
+        let result = match answer.wait_for(Option::is_some).await {
+            Ok(result) => result.clone(),
+            Err(_) => None,
+        };
+        result.unwrap_or_else(gone)
+    }
+}
+
+/// The delivery engine's resolver: `dns-server` or the system's.
 pub struct Dns {
-    resolver: TokioResolver,
+    resolver: Arc<TokioResolver>,
+    runtime: tokio::runtime::Handle,
+    mx: Arc<InFlight<MxSet>>,
+    addresses: Arc<InFlight<Addresses>>,
 }
 
 impl Dns {
-    /// `server` is `dns-server` (`ip[:port]`, port 53 by default); `None` uses /etc/resolv.conf.
-    pub fn new(server: Option<SocketAddr>) -> Result<Dns, NetError> {
+    /// `server` is `dns-server` (`ip[:port]`, port 53 by default); `None`
+    /// uses /etc/resolv.conf. Lookups run on `runtime`.
+    pub fn new(server: Option<SocketAddr>, runtime: tokio::runtime::Handle) -> Result<Dns, NetError> {
         let mut opts = ResolverOpts::default();
         opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
         opts.timeout = Duration::from_secs(5);
@@ -62,71 +134,96 @@ impl Dns {
             }
             None => Resolver::builder_tokio()?,
         };
+        let _in_runtime = runtime.enter();
         Ok(Dns {
-            resolver: builder.with_options(opts).build()?,
+            resolver: Arc::new(builder.with_options(opts).build()?),
+            runtime,
+            mx: Arc::new(InFlight::new()),
+            addresses: Arc::new(InFlight::new()),
         })
     }
 
     /// The mail hosts of `domain`, best first (equal preferences by name).
-    pub async fn mx(&self, domain: &str) -> Result<Vec<Exchange>, DnsError> {
+    pub async fn mx(&self, domain: &str) -> MxSet {
         if let Some(literal) = address_literal(domain) {
-            return Ok(vec![Exchange {
+            return Ok(Arc::from([Exchange {
                 name: literal.to_string(),
                 preference: 0,
-            }]);
+            }]));
         }
-        let fqdn = format!("{}.", domain.trim_end_matches('.'));
-        let lookup = match self.resolver.lookup(fqdn.as_str(), RecordType::MX).await {
-            Ok(l) => l,
-            Err(e) if e.is_nx_domain() => return Err(DnsError::Permanent(format!("domain {domain} does not exist"))),
-            // No MX record: the domain itself is the mail host (RFC 5321 §5.1).
-            Err(e) if e.is_no_records_found() => {
-                return Ok(vec![Exchange {
-                    name: domain.to_string(),
-                    preference: 0,
-                }])
-            }
-            Err(e) => return Err(DnsError::Temporary(format!("MX lookup for {domain} failed: {e}"))),
-        };
-        let mut hosts = Vec::new();
-        for record in lookup.answers() {
-            if let RData::MX(mx) = &record.data {
-                if mx.exchange.is_root() {
-                    return Err(DnsError::Permanent(format!(
-                        "domain {domain} accepts no mail (null MX, RFC 7505)"
-                    )));
-                }
-                hosts.push(Exchange {
-                    name: mx.exchange.to_ascii().trim_end_matches('.').to_ascii_lowercase(),
-                    preference: mx.preference,
-                });
-            }
-        }
-        if hosts.is_empty() {
-            return Ok(vec![Exchange {
-                name: domain.to_string(),
-                preference: 0,
-            }]);
-        }
-        // Sorted by preference then name: domains with the same hosts get the same list.
-        hosts.sort();
-        hosts.dedup();
-        Ok(hosts)
+        let key = domain.trim_end_matches('.').to_ascii_lowercase();
+        let resolver = self.resolver.clone();
+        let name = key.clone();
+        let lookup = || async move { lookup_mx(&resolver, &name).await.map(Arc::from) };
+        self.mx.get(&self.runtime, &key, lookup, stopped).await
     }
 
     /// The addresses of one host, IPv4 first then IPv6.
-    pub async fn addresses(&self, host: &str) -> Result<Vec<IpAddr>, DnsError> {
+    pub async fn addresses(&self, host: &str) -> Addresses {
         if let Some(ip) = address_literal(host) {
-            return Ok(vec![ip]);
+            return Ok(Arc::from([ip]));
         }
-        let fqdn = format!("{}.", host.trim_end_matches('.'));
-        match self.resolver.lookup_ip(fqdn.as_str()).await {
-            Ok(ips) => Ok(ips.iter().collect()),
-            Err(e) if e.is_nx_domain() || e.is_no_records_found() => {
-                Err(DnsError::Permanent(format!("mail host {host} has no address")))
+        let key = host.trim_end_matches('.').to_ascii_lowercase();
+        let resolver = self.resolver.clone();
+        let name = key.clone();
+        let lookup = || async move { lookup_addresses(&resolver, &name).await.map(Arc::from) };
+        self.addresses.get(&self.runtime, &key, lookup, stopped).await
+    }
+}
+
+/// The answer when delivery is shutting down under a lookup.
+fn stopped<T>() -> Result<T, DnsError> {
+    Err(DnsError::Temporary("DNS lookup cancelled (shutting down)".into()))
+}
+
+async fn lookup_mx(resolver: &TokioResolver, domain: &str) -> Result<Vec<Exchange>, DnsError> {
+    let fqdn = format!("{domain}.");
+    let lookup = match resolver.lookup(fqdn.as_str(), RecordType::MX).await {
+        Ok(l) => l,
+        Err(e) if e.is_nx_domain() => return Err(DnsError::Permanent(format!("domain {domain} does not exist"))),
+        // No MX record: the domain itself is the mail host (RFC 5321 §5.1).
+        Err(e) if e.is_no_records_found() => {
+            return Ok(vec![Exchange {
+                name: domain.to_string(),
+                preference: 0,
+            }])
+        }
+        Err(e) => return Err(DnsError::Temporary(format!("MX lookup for {domain} failed: {e}"))),
+    };
+    let mut hosts = Vec::new();
+    for record in lookup.answers() {
+        if let RData::MX(mx) = &record.data {
+            if mx.exchange.is_root() {
+                return Err(DnsError::Permanent(format!(
+                    "domain {domain} accepts no mail (null MX, RFC 7505)"
+                )));
             }
-            Err(e) => Err(DnsError::Temporary(format!("address lookup for {host} failed: {e}"))),
+            hosts.push(Exchange {
+                name: mx.exchange.to_ascii().trim_end_matches('.').to_ascii_lowercase(),
+                preference: mx.preference,
+            });
         }
+    }
+    if hosts.is_empty() {
+        return Ok(vec![Exchange {
+            name: domain.to_string(),
+            preference: 0,
+        }]);
+    }
+    // Sorted by preference then name: domains with the same hosts get the same list.
+    hosts.sort();
+    hosts.dedup();
+    Ok(hosts)
+}
+
+async fn lookup_addresses(resolver: &TokioResolver, host: &str) -> Result<Vec<IpAddr>, DnsError> {
+    let fqdn = format!("{host}.");
+    match resolver.lookup_ip(fqdn.as_str()).await {
+        Ok(ips) => Ok(ips.iter().collect()),
+        Err(e) if e.is_nx_domain() || e.is_no_records_found() => {
+            Err(DnsError::Permanent(format!("mail host {host} has no address")))
+        }
+        Err(e) => Err(DnsError::Temporary(format!("address lookup for {host} failed: {e}"))),
     }
 }
 
@@ -146,6 +243,77 @@ pub fn address_literal(domain: &str) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A lookup that counts its runs and answers when `release` is notified.
+    fn counted(
+        runs: &Arc<std::sync::atomic::AtomicUsize>,
+        release: &Arc<tokio::sync::Notify>,
+    ) -> impl FnOnce() -> std::pin::Pin<Box<dyn Future<Output = u32> + Send>> {
+        let (runs, release) = (runs.clone(), release.clone());
+        move || {
+            Box::pin(async move {
+                let n = runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                release.notified().await;
+                n as u32
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_name_under_lookup_is_looked_up_once() {
+        let flights = Arc::new(InFlight::<u32>::new());
+        let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let release = Arc::new(tokio::sync::Notify::new());
+        let rt = tokio::runtime::Handle::current();
+        // The dispatcher asks and stops waiting; the lookup goes on.
+        let gave_up = tokio::time::timeout(
+            Duration::from_millis(20),
+            flights.get(&rt, "example.com", counted(&runs, &release), || 0),
+        )
+        .await;
+        assert!(gave_up.is_err());
+        // A worker asks for the same name meanwhile (twice): it joins that lookup.
+        let first = tokio::spawn({
+            let (f, rt, l) = (flights.clone(), rt.clone(), counted(&runs, &release));
+            async move { f.get(&rt, "example.com", l, || 0).await }
+        });
+        let second = tokio::spawn({
+            let (f, rt, l) = (flights.clone(), rt.clone(), counted(&runs, &release));
+            async move { f.get(&rt, "example.com", l, || 0).await }
+        });
+        // Another name is a lookup of its own.
+        let other = tokio::spawn({
+            let (f, rt, l) = (flights.clone(), rt.clone(), counted(&runs, &release));
+            async move { f.get(&rt, "example.org", l, || 0).await }
+        });
+        while runs.load(std::sync::atomic::Ordering::SeqCst) < 2 {
+            tokio::task::yield_now().await;
+        }
+        release.notify_waiters();
+        let answers = (first.await.unwrap(), second.await.unwrap(), other.await.unwrap());
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 2, "{answers:?}");
+        assert_eq!(answers.0, answers.1, "both askers got the one lookup's answer");
+        assert_ne!(answers.0, answers.2);
+        // Once answered, the next ask is a new lookup (hickory's cache answers it).
+        release.notify_one();
+        flights.get(&rt, "example.com", counted(&runs, &release), || 0).await;
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn a_lookup_cut_off_by_shutdown_is_a_temporary_failure() {
+        let flights = Arc::new(InFlight::<MxSet>::new());
+        let lookups = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let handle = lookups.handle().clone();
+        drop(lookups);
+        let asker = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let lookup = || async { Ok(Arc::from([])) };
+        let answer = asker.block_on(flights.get(&handle, "example.com", lookup, stopped));
+        assert!(matches!(answer, Err(DnsError::Temporary(_))), "{answer:?}");
+    }
 
     #[test]
     fn address_literals() {
