@@ -4,24 +4,49 @@
 //! opened fails every job waiting for that destination with the same result,
 //! so a dead destination gives its messages back (as retries) at once
 //! instead of holding them.
+//!
+//! This is the scheduling only: what a connection is (SMTP, with the
+//! plugins' outbound hooks) comes through [`Connector`], so the scheduler is
+//! tested in-process with a virtual clock (`tests` below).
 
-use super::client::{Client, Started};
-use super::connect::open;
-use super::outcome::{Attempt, ResultKind};
-use super::outgoing::Outgoing;
-use super::{message, Engine, Job, Lane, Next, Route};
-use sluice_plugin::hooks::{self as plugin_hooks, Hook};
-use sluice_plugin::{HookName, MqMessage, PluginConnection, WorkerContexts};
-use sluice_smtp::client::{ClientConfig, Stage};
+use super::outcome::Attempt;
+use super::{Job, Lane, Route};
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, watch, Notify, Semaphore};
 
 /// How long an idle connection waits for another message before QUIT.
-const IDLE: Duration = Duration::from_secs(5);
+pub const IDLE: Duration = Duration::from_secs(5);
+
+/// What the scheduler does its work with: connections to a route, and a
+/// place for each job's outcome.
+pub trait Connector: 'static {
+    type Connection;
+    /// Opens a connection for `route`; the error is the attempt every waiting job gets.
+    fn open(&self, route: &Route) -> impl Future<Output = Result<Self::Connection, Attempt>>;
+    /// Sends one job. `Err`: the connection cannot be used again.
+    fn send(&self, connection: &mut Self::Connection, job: &Job) -> impl Future<Output = Result<Attempt, Attempt>>;
+    /// Ends a connection politely.
+    fn quit(&self, connection: Self::Connection) -> impl Future<Output = ()>;
+    /// Stores a job's outcome (in the background).
+    fn settle(&self, job: Job, attempt: &Attempt);
+}
+
+/// The limits the scheduler keeps.
+#[derive(Clone)]
+pub struct Limits {
+    /// `delivery-domain-connections`.
+    pub per_destination: usize,
+    /// `delivery-connection-messages`.
+    pub per_connection: u64,
+    /// `delivery-connections`: all outbound connections together.
+    pub all: Arc<Semaphore>,
+    pub shutdown: watch::Receiver<bool>,
+}
 
 struct Destination {
     route: Route,
@@ -33,15 +58,24 @@ struct Destination {
     wake: Notify,
 }
 
-/// Runs one worker's deliveries until the dispatcher stops and every
-/// connection ended.
 /// Delivery's task for one worker: its lane of destinations.
 pub fn task(lane: Lane) -> crate::worker::Task {
-    Box::new(move |contexts| Box::pin(run(lane, contexts)))
+    Box::new(move |contexts| {
+        let Lane { engine, jobs } = lane;
+        let limits = Limits {
+            per_destination: engine.domain_connections,
+            per_connection: engine.connection_messages,
+            all: engine.connections.clone(),
+            shutdown: engine.shutdown.clone(),
+        };
+        let connector = super::send::Smtp::new(engine, contexts);
+        Box::pin(run(Rc::new(connector), limits, jobs))
+    })
 }
 
-pub async fn run(lane: Lane, contexts: Rc<WorkerContexts>) {
-    let Lane { engine, mut jobs } = lane;
+/// Runs one worker's deliveries until the dispatcher stops and every
+/// connection ended.
+pub async fn run<C: Connector>(connector: Rc<C>, limits: Limits, mut jobs: mpsc::UnboundedReceiver<Job>) {
     let mut destinations: HashMap<Route, Rc<Destination>> = HashMap::new();
     let mut connections = tokio::task::JoinSet::new();
     let mut seen = 0u32;
@@ -63,9 +97,9 @@ pub async fn run(lane: Lane, contexts: Rc<WorkerContexts>) {
             dest.wake.notify_one();
         }
         // More waiting than idle connections can pick up: open another.
-        if dest.pending.borrow().len() > dest.idle.get() && dest.active.get() < engine.domain_connections {
+        if dest.pending.borrow().len() > dest.idle.get() && dest.active.get() < limits.per_destination {
             dest.active.set(dest.active.get() + 1);
-            connections.spawn_local(serve(engine.clone(), dest, contexts.clone()));
+            connections.spawn_local(serve(connector.clone(), limits.clone(), dest));
         }
         seen = seen.wrapping_add(1);
         if seen.is_multiple_of(1024) {
@@ -79,46 +113,33 @@ pub async fn run(lane: Lane, contexts: Rc<WorkerContexts>) {
 /// One connection's life: open, send jobs until there are none (after a
 /// short idle wait) or the per-connection limit is reached, then reopen while
 /// jobs remain.
-async fn serve(engine: Arc<Engine>, dest: Rc<Destination>, contexts: Rc<WorkerContexts>) {
-    let plugged = engine.plugins.exports(HookName::OutData) || engine.plugins.exports(HookName::OutSent);
+async fn serve<C: Connector>(connector: Rc<C>, limits: Limits, dest: Rc<Destination>) {
     let _active = Active(dest.clone());
-    let Ok(_slot) = engine.connections.clone().acquire_owned().await else {
+    let Ok(_slot) = limits.all.clone().acquire_owned().await else {
         return;
     };
-    let cfg = ClientConfig {
-        helo: engine.helo.clone(),
-        tls: engine.tls_policy,
-        auth: match &dest.route.next {
-            Next::Relay(r) => r.auth.clone(),
-            Next::Mx(_) | Next::Domain(_) => None,
-        },
-    };
+    let stopping = || *limits.shutdown.borrow();
     'connections: while !dest.pending.borrow().is_empty() {
-        let mut client = match open(&engine, &dest.route, cfg.clone()).await {
+        let mut connection = match connector.open(&dest.route).await {
             Ok(c) => c,
             Err(attempt) => {
                 tracing::debug!(destination = dest.route.name(), state = attempt.state.as_str(), reason = %attempt.description, "cannot connect");
                 let waiting: Vec<Job> = dest.pending.borrow_mut().drain(..).collect();
                 for job in waiting {
-                    settle(&engine, job, &attempt);
+                    connector.settle(job, &attempt);
                 }
                 return;
             }
         };
-        // The plugins' view of this connection, when any plugin has an outbound hook.
-        let hooks = plugged.then(|| OutboundHooks {
-            conn: PluginConnection::outbound(&engine.plugins, client.fd(), client.is_secure()),
-            contexts: contexts.clone(),
-        });
         let mut sent = 0;
         loop {
             let next = dest.pending.borrow_mut().pop_front();
             let Some(job) = next else {
-                if *engine.shutdown.borrow() {
+                if stopping() {
                     break;
                 }
                 dest.idle.set(dest.idle.get() + 1);
-                let mut stop = engine.shutdown.clone();
+                let mut stop = limits.shutdown.clone();
                 let woken = tokio::select! {
                     _ = dest.wake.notified() => true,
                     _ = tokio::time::sleep(IDLE) => false,
@@ -130,85 +151,24 @@ async fn serve(engine: Arc<Engine>, dest: Rc<Destination>, contexts: Rc<WorkerCo
                 }
                 break;
             };
-            match send(&engine, &mut client, &job.msg, hooks.as_ref()).await {
-                Ok(attempt) => settle(&engine, job, &attempt),
+            match connector.send(&mut connection, &job).await {
+                Ok(attempt) => connector.settle(job, &attempt),
                 Err(attempt) => {
                     // The connection broke on this message; the others get a new one.
-                    settle(&engine, job, &attempt);
+                    connector.settle(job, &attempt);
                     continue 'connections;
                 }
             }
             sent += 1;
-            if sent >= engine.connection_messages || *engine.shutdown.borrow() {
+            if sent >= limits.per_connection || stopping() {
                 break;
             }
         }
-        client.quit().await;
-        if *engine.shutdown.borrow() {
+        connector.quit(connection).await;
+        if stopping() {
             break;
         }
     }
-}
-
-/// A connection's plugin side: its `MQ_Connection` and the worker's contexts.
-struct OutboundHooks {
-    conn: PluginConnection,
-    contexts: Rc<WorkerContexts>,
-}
-
-/// One message on an open connection. Without outbound hooks the whole
-/// transaction goes at once; with them, `mq_smtp_out_data` runs after 354
-/// (its `MQ_setMime` replaces what is sent) and `mq_smtp_out_sent` after the
-/// final dot. `Err`: the connection cannot be used again.
-async fn send(
-    engine: &Engine,
-    client: &mut Client,
-    msg: &Outgoing,
-    hooks: Option<&OutboundHooks>,
-) -> Result<Attempt, Attempt> {
-    let info = |c: &Client| Some(c.info());
-    let Some(hooks) = hooks else {
-        let Some(mime) = msg.mime() else {
-            return Ok(message::no_mime().with_connection(info(client)));
-        };
-        let body = message::body(msg, mime.as_bytes());
-        return match message::transaction(msg, client.capabilities(), Some(body)) {
-            Ok(tx) => client.send(tx).await,
-            Err(a) => Ok(a.with_connection(info(client))),
-        };
-    };
-    let tx = match message::transaction(msg, client.capabilities(), None) {
-        Ok(tx) => tx,
-        Err(a) => return Ok(a.with_connection(info(client))),
-    };
-    if let Started::Ended(attempt) = client.begin(tx, true).await? {
-        return Ok(attempt);
-    }
-    let mut m = MqMessage::outbound(msg.json.clone());
-    let hook = async |m: &mut MqMessage, sent: bool| {
-        let h = if sent { Hook::OutSent(m) } else { Hook::OutData(m) };
-        plugin_hooks::run(&engine.plugins, &hooks.contexts, &hooks.conn, h, engine.plugin_timeout).await
-    };
-    // After 354 the only way out without sending a body is to drop the connection.
-    if let Err(t) = hook(&mut m, false).await {
-        return Err(
-            Attempt::failed(Stage::Data, ResultKind::Timeout, t.to_string(), false).with_connection(info(client))
-        );
-    }
-    let mime = match m.wire().and_then(|w| w.mime.clone()) {
-        Some(set) => set.into_bytes(),
-        None => match msg.mime() {
-            Some(stored) => stored.as_bytes().to_vec(),
-            None => return Err(message::no_mime().with_connection(info(client))),
-        },
-    };
-    client.body(&message::body(msg, &mime)).await?;
-    if let Err(t) = hook(&mut m, true).await {
-        return Err(
-            Attempt::failed(Stage::Message, ResultKind::Timeout, t.to_string(), false).with_connection(info(client)),
-        );
-    }
-    client.finish().await
 }
 
 /// Counts a connection out of its destination when it ends, however it ends.
@@ -220,8 +180,5 @@ impl Drop for Active {
     }
 }
 
-/// Decides a job's outcome and stores it in the background.
-fn settle(engine: &Arc<Engine>, job: Job, attempt: &Attempt) {
-    let Job { id, msg, route, permit } = job;
-    engine.conclude(id, msg, Some(route), permit, attempt);
-}
+#[cfg(test)]
+mod tests;

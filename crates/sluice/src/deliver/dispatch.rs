@@ -4,6 +4,9 @@
 //! connection; looks up MX hosts, so domains with the same MX hosts become
 //! one destination; and hands each message to the worker that owns its
 //! destination.
+//!
+//! Its limits and its clock are [`Limits`], so tests run it in-process with
+//! small limits and a clock of their own (`tests` below).
 
 use super::mx::{Dns, MxSet};
 use super::outcome;
@@ -16,16 +19,34 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, Semaphore};
 
-/// Messages taken from the outbox and not yet settled, all destinations.
-pub const MAX_IN_FLIGHT: usize = 20_000;
-/// Of those, at most this many for one destination: a slow one cannot take
-/// the capacity the others need.
-pub const MAX_PER_DESTINATION: usize = 5_000;
-/// And at most this many bytes of messages (so large messages cannot add up
-/// to gigabytes); counted in KiB.
-pub const MAX_IN_FLIGHT_BYTES: usize = 512 << 20;
-/// A message for a destination at its limit waits this long in the outbox.
-const DEFER: Duration = Duration::from_secs(5);
+/// How much the dispatcher holds, and what time it is.
+#[derive(Clone)]
+pub struct Limits {
+    /// Messages taken from the outbox and not yet settled, all destinations.
+    pub in_flight: usize,
+    /// Of those, at most this many for one destination: a slow one cannot
+    /// take the capacity the others need.
+    pub per_destination: usize,
+    /// And at most this many bytes of messages (so large messages cannot add
+    /// up to gigabytes).
+    pub in_flight_bytes: usize,
+    /// A message for a destination at its limit waits this long in the outbox.
+    pub defer: Duration,
+    /// Unix milliseconds now: for due times, deadlines and deferrals.
+    pub clock: Arc<dyn Fn() -> u64 + Send + Sync>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            in_flight: 20_000,
+            per_destination: 5_000,
+            in_flight_bytes: 512 << 20,
+            defer: Duration::from_secs(5),
+            clock: Arc::new(now_ms),
+        }
+    }
+}
 const BATCH: usize = 512;
 /// Bytes taken in one batch, at most (the batch shrinks for large messages).
 const BATCH_BYTES: usize = 16 << 20;
@@ -47,16 +68,20 @@ struct Dispatcher {
     hasher: std::collections::hash_map::RandomState,
     /// MX lookups (None with `smtp-sink-ip`: destinations stay per domain).
     dns: Option<Arc<Dns>>,
+    limits: Limits,
 }
 
-pub async fn run(engine: Arc<Engine>, lanes: Vec<mpsc::UnboundedSender<Job>>) {
-    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-    let kib = Arc::new(Semaphore::new(MAX_IN_FLIGHT_BYTES >> 10));
+/// Runs the dispatcher until shutdown.
+pub async fn run(engine: Arc<Engine>, lanes: Vec<mpsc::UnboundedSender<Job>>, limits: Limits) {
+    let in_flight = Arc::new(Semaphore::new(limits.in_flight));
+    let max_kib = limits.in_flight_bytes >> 10;
+    let kib = Arc::new(Semaphore::new(max_kib));
     let d = Dispatcher {
         engine: engine.clone(),
         lanes,
         hasher: std::collections::hash_map::RandomState::new(),
         dns: engine.dns.clone(),
+        limits,
     };
     let mut stop = engine.shutdown.clone();
     let mut average = 4096usize;
@@ -104,7 +129,7 @@ pub async fn run(engine: Arc<Engine>, lanes: Vec<mpsc::UnboundedSender<Job>>) {
                 Some(p) => Ok(p),
                 None => in_flight.clone().acquire_owned().await,
             };
-            let size = ((stored.body.len() >> 10) + 1).min(MAX_IN_FLIGHT_BYTES >> 10) as u32;
+            let size = ((stored.body.len() >> 10) + 1).min(max_kib) as u32;
             let (Ok(slot), Ok(bytes)) = (slot, kib.clone().acquire_many_owned(size).await) else {
                 break;
             };
@@ -131,7 +156,7 @@ impl Dispatcher {
     /// due, expired); returns the rest with their unresolved route.
     fn prepare(&self, stored: StoredMessage, permit: InFlight) -> Option<Ready> {
         let engine = &self.engine;
-        let now = now_ms();
+        let now = (self.limits.clock)();
         let msg = match Outgoing::parse(&stored.body, engine.defaults, now) {
             Ok(m) => m,
             Err(why) => {
@@ -233,11 +258,11 @@ impl Dispatcher {
             permit,
         } = r;
         let engine = &self.engine;
-        if !engine.admit(&route, MAX_PER_DESTINATION) {
+        if !engine.admit(&route, self.limits.per_destination) {
             let again = NewMessage {
                 queue: stored.queue,
                 body: stored.body,
-                not_before_ms: now_ms() + DEFER.as_millis() as u64,
+                not_before_ms: (self.limits.clock)() + self.limits.defer.as_millis() as u64,
             };
             settle_now(engine, stored.id, vec![again], permit);
             return false;
@@ -265,3 +290,6 @@ fn settle_now(engine: &Arc<Engine>, id: u64, publish: Vec<NewMessage>, permit: I
         drop(permit);
     });
 }
+
+#[cfg(test)]
+mod tests;

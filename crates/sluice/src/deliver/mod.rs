@@ -4,7 +4,8 @@
 //!   the ones that cannot be tried (invalid, expired, not yet due) and hands
 //!   the rest to the worker that owns their destination.
 //! - [`destination`] runs on each worker: per-destination queues, connection
-//!   limits, connection reuse, MX fallback.
+//!   limits, connection reuse; [`send`] gives it its SMTP connections
+//!   ([`connect`] opens them: relay, MX order, fallback).
 //! - [`client`] is one SMTP connection around the sans-IO client session;
 //!   [`mx`] finds the hosts; [`message`] turns a message into a transaction
 //!   (signed by [`dkim`] when it asks).
@@ -21,6 +22,7 @@ pub mod message;
 pub mod mx;
 pub mod outcome;
 pub mod outgoing;
+pub mod send;
 pub mod tls;
 
 use crate::config::Config;
@@ -321,6 +323,6 @@ pub fn start(engine: Arc<Engine>, workers: usize) -> Vec<Lane> {
             )
         })
         .unzip();
-    tokio::spawn(dispatch::run(engine, senders));
+    tokio::spawn(dispatch::run(engine, senders, dispatch::Limits::default()));
     lanes
 }

@@ -1,0 +1,343 @@
+//! The scheduler in-process, on tokio's paused clock: connections are
+//! recorded by a [`Recorder`] instead of opened, sending takes virtual time,
+//! so what is asserted is the scheduling (how many connections, which jobs
+//! on which, when they end), deterministically and without real sleeps.
+
+use super::*;
+use crate::deliver::outcome::{ResultKind, State};
+use crate::deliver::outgoing::{Defaults, Outgoing};
+use crate::deliver::{InFlight, Next};
+use sluice_smtp::client::Stage;
+use tokio::time::Instant;
+
+/// What happened, with the virtual time since the start.
+#[derive(Debug, Clone, PartialEq)]
+enum Event {
+    Open { connection: usize, at: Duration },
+    Send { connection: usize, job: u64 },
+    Quit { connection: usize, at: Duration },
+    Settle { job: u64, result: &'static str },
+}
+
+/// A connector whose connections are numbers: opening fails for routes in
+/// `unreachable`, sending takes `send_time` and breaks on jobs in `breaks`.
+struct Recorder {
+    start: Instant,
+    send_time: Duration,
+    unreachable: Vec<Route>,
+    breaks: Vec<u64>,
+    opened: Cell<usize>,
+    open_now: Cell<usize>,
+    most_open: Cell<usize>,
+    events: RefCell<Vec<Event>>,
+}
+
+impl Recorder {
+    fn new(send_time: Duration) -> Recorder {
+        Recorder {
+            start: Instant::now(),
+            send_time,
+            unreachable: Vec::new(),
+            breaks: Vec::new(),
+            opened: Cell::new(0),
+            open_now: Cell::new(0),
+            most_open: Cell::new(0),
+            events: RefCell::new(Vec::new()),
+        }
+    }
+
+    fn events(&self) -> Vec<Event> {
+        self.events.borrow().clone()
+    }
+
+    fn opens(&self) -> usize {
+        self.events().iter().filter(|e| matches!(e, Event::Open { .. })).count()
+    }
+
+    fn settled(&self) -> Vec<(u64, &'static str)> {
+        let mut out: Vec<_> = self
+            .events()
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Settle { job, result } => Some((job, result)),
+                _ => None,
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// The jobs each connection carried, by connection.
+    fn per_connection(&self) -> Vec<Vec<u64>> {
+        let mut out = vec![Vec::new(); self.opened.get()];
+        for e in self.events() {
+            if let Event::Send { connection, job } = e {
+                out[connection].push(job);
+            }
+        }
+        out
+    }
+}
+
+impl Connector for Recorder {
+    type Connection = usize;
+
+    async fn open(&self, route: &Route) -> Result<usize, Attempt> {
+        if self.unreachable.contains(route) {
+            return Err(Attempt::failed(
+                State::Connect,
+                ResultKind::Error,
+                "connection refused",
+                false,
+            ));
+        }
+        let connection = self.opened.get();
+        self.opened.set(connection + 1);
+        self.open_now.set(self.open_now.get() + 1);
+        self.most_open.set(self.most_open.get().max(self.open_now.get()));
+        let at = self.start.elapsed();
+        self.events.borrow_mut().push(Event::Open { connection, at });
+        Ok(connection)
+    }
+
+    async fn send(&self, connection: &mut usize, job: &Job) -> Result<Attempt, Attempt> {
+        self.events.borrow_mut().push(Event::Send {
+            connection: *connection,
+            job: job.id,
+        });
+        tokio::time::sleep(self.send_time).await;
+        if self.breaks.contains(&job.id) {
+            self.open_now.set(self.open_now.get() - 1);
+            return Err(Attempt::failed(Stage::Data, ResultKind::Lost, "connection lost", false));
+        }
+        Ok(Attempt::failed(Stage::Message, ResultKind::Accepted, "250 ok", false))
+    }
+
+    async fn quit(&self, connection: usize) {
+        self.open_now.set(self.open_now.get() - 1);
+        let at = self.start.elapsed();
+        self.events.borrow_mut().push(Event::Quit { connection, at });
+    }
+
+    fn settle(&self, job: Job, attempt: &Attempt) {
+        self.events.borrow_mut().push(Event::Settle {
+            job: job.id,
+            result: attempt.kind.as_str(),
+        });
+    }
+}
+
+fn route(domain: &str) -> Route {
+    Route {
+        next: Next::Domain(domain.into()),
+        local: None,
+    }
+}
+
+fn job(id: u64, route: &Route) -> Job {
+    let json =
+        format!(r#"{{"envelope":"s@example.net","recipient":"r{id}@example.com","mime":"Subject: x\r\n\r\nx\r\n"}}"#);
+    let defaults = Defaults {
+        max_delivertime: 86_400,
+        max_attempts: 0,
+    };
+    let msg = Outgoing::parse(json.as_bytes(), defaults, 0).expect("a valid test message");
+    let permits = Arc::new(Semaphore::new(2));
+    let permit = InFlight::new(
+        permits.clone().try_acquire_owned().unwrap(),
+        permits.try_acquire_owned().unwrap(),
+    );
+    Job {
+        id,
+        msg,
+        route: route.clone(),
+        permit,
+    }
+}
+
+fn limits(per_destination: usize, per_connection: u64, all: usize) -> (Limits, watch::Sender<bool>) {
+    let (stop, shutdown) = watch::channel(false);
+    let limits = Limits {
+        per_destination,
+        per_connection,
+        all: Arc::new(Semaphore::new(all)),
+        shutdown,
+    };
+    (limits, stop)
+}
+
+/// Runs the scheduler on `recorder` with `feed` sending its jobs; returns
+/// when the scheduler has ended (the feed dropped its sender).
+async fn schedule<F, Fut>(recorder: Rc<Recorder>, limits: Limits, feed: F)
+where
+    F: FnOnce(mpsc::UnboundedSender<Job>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let (tx, rx) = mpsc::unbounded_channel();
+    let local = tokio::task::LocalSet::new();
+    local
+        .run_until(async move {
+            let scheduler = tokio::task::spawn_local(run(recorder, limits, rx));
+            feed(tx).await;
+            scheduler.await.unwrap();
+        })
+        .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_busy_destination_gets_its_connection_limit_and_no_more() {
+    let r = Rc::new(Recorder::new(Duration::from_secs(1)));
+    let (limits, _stop) = limits(3, 100, 1000);
+    let to = route("example.com");
+    schedule(r.clone(), limits, async |tx| {
+        for id in 0..20 {
+            tx.send(job(id, &to)).unwrap();
+        }
+    })
+    .await;
+    assert_eq!(r.opens(), 3, "{:?}", r.events());
+    assert_eq!(r.most_open.get(), 3);
+    assert_eq!(r.settled(), (0..20).map(|id| (id, "accepted")).collect::<Vec<_>>());
+    // 20 jobs of 1 s over 3 connections: the last ends at 7 s, and each
+    // connection quits after its idle wait.
+    let quits: Vec<Duration> = r
+        .events()
+        .iter()
+        .filter_map(|e| match e {
+            Event::Quit { at, .. } => Some(*at),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(quits.len(), 3);
+    assert!(quits.iter().all(|at| *at <= Duration::from_secs(7) + IDLE), "{quits:?}");
+    assert!(quits.contains(&(Duration::from_secs(7) + IDLE)), "{quits:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_carries_at_most_its_message_limit() {
+    let r = Rc::new(Recorder::new(Duration::from_millis(100)));
+    let (limits, _stop) = limits(1, 4, 1000);
+    let to = route("example.com");
+    schedule(r.clone(), limits, async |tx| {
+        for id in 0..10 {
+            tx.send(job(id, &to)).unwrap();
+        }
+    })
+    .await;
+    assert_eq!(r.per_connection(), [vec![0, 1, 2, 3], vec![4, 5, 6, 7], vec![8, 9]]);
+    assert_eq!(r.settled().len(), 10);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_connection_is_reused_within_its_wait_and_closed_after() {
+    let r = Rc::new(Recorder::new(Duration::from_millis(100)));
+    let (limits, _stop) = limits(10, 100, 1000);
+    let to = route("example.com");
+    schedule(r.clone(), limits, async |tx| {
+        tx.send(job(0, &to)).unwrap();
+        // Within the idle wait: the same connection takes it.
+        tokio::time::sleep(IDLE - Duration::from_secs(1)).await;
+        tx.send(job(1, &to)).unwrap();
+        // Long after the wait: a new connection.
+        tokio::time::sleep(IDLE * 3).await;
+        tx.send(job(2, &to)).unwrap();
+    })
+    .await;
+    assert_eq!(r.per_connection(), [vec![0, 1], vec![2]], "{:?}", r.events());
+    let sent_1 = IDLE - Duration::from_secs(1) + Duration::from_millis(100);
+    assert!(
+        r.events().contains(&Event::Quit {
+            connection: 0,
+            at: sent_1 + IDLE
+        }),
+        "{:?}",
+        r.events()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unreachable_destination_fails_its_waiting_jobs_at_once() {
+    let mut recorder = Recorder::new(Duration::from_millis(100));
+    let dead = route("dead.example");
+    recorder.unreachable.push(dead.clone());
+    let r = Rc::new(recorder);
+    let (limits, _stop) = limits(2, 100, 1000);
+    let alive = route("example.com");
+    schedule(r.clone(), limits, async |tx| {
+        for id in 0..5 {
+            tx.send(job(id, &dead)).unwrap();
+        }
+        tx.send(job(5, &alive)).unwrap();
+    })
+    .await;
+    assert_eq!(
+        r.settled(),
+        [
+            (0, "error"),
+            (1, "error"),
+            (2, "error"),
+            (3, "error"),
+            (4, "error"),
+            (5, "accepted")
+        ]
+    );
+    // Nothing was sent to the dead destination; the other one is unaffected.
+    assert_eq!(r.per_connection(), [vec![5]]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_broken_connection_leaves_the_rest_to_a_new_one() {
+    let mut recorder = Recorder::new(Duration::from_millis(100));
+    recorder.breaks.push(1);
+    let r = Rc::new(recorder);
+    let (limits, _stop) = limits(1, 100, 1000);
+    let to = route("example.com");
+    schedule(r.clone(), limits, async |tx| {
+        for id in 0..4 {
+            tx.send(job(id, &to)).unwrap();
+        }
+    })
+    .await;
+    assert_eq!(r.per_connection(), [vec![0, 1], vec![2, 3]]);
+    assert_eq!(
+        r.settled(),
+        [(0, "accepted"), (1, "lost"), (2, "accepted"), (3, "accepted")]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_delivery_connection_limit_holds_across_destinations() {
+    let r = Rc::new(Recorder::new(Duration::from_secs(1)));
+    let (limits, _stop) = limits(3, 100, 2);
+    schedule(r.clone(), limits, async |tx| {
+        for (i, domain) in ["a.example", "b.example", "c.example"].iter().enumerate() {
+            for n in 0..3 {
+                tx.send(job((i * 3 + n) as u64, &route(domain))).unwrap();
+            }
+        }
+    })
+    .await;
+    assert_eq!(r.most_open.get(), 2, "{:?}", r.events());
+    assert_eq!(r.settled().len(), 9);
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_ends_idle_connections_without_their_wait() {
+    let r = Rc::new(Recorder::new(Duration::from_millis(100)));
+    let (limits, stop) = limits(1, 100, 1000);
+    let to = route("example.com");
+    schedule(r.clone(), limits, async |tx| {
+        tx.send(job(0, &to)).unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        stop.send_replace(true);
+        drop(tx);
+    })
+    .await;
+    assert_eq!(
+        r.events().last(),
+        Some(&Event::Quit {
+            connection: 0,
+            at: Duration::from_secs(1)
+        })
+    );
+}

@@ -1,0 +1,135 @@
+//! The scheduler's SMTP connections: opening one for a route (with the
+//! plugins' view of it when a plugin has an outbound hook), sending one
+//! message on it, and storing each outcome.
+
+use super::client::{Client, Started};
+use super::destination::Connector;
+use super::outcome::{Attempt, ResultKind};
+use super::outgoing::Outgoing;
+use super::{connect, message, Engine, Job, Next, Route};
+use sluice_plugin::hooks::{self as plugin_hooks, Hook};
+use sluice_plugin::{HookName, MqMessage, PluginConnection, WorkerContexts};
+use sluice_smtp::client::{ClientConfig, Stage};
+use std::rc::Rc;
+use std::sync::Arc;
+
+/// Delivery over SMTP on one worker.
+pub struct Smtp {
+    engine: Arc<Engine>,
+    contexts: Rc<WorkerContexts>,
+    /// Whether any plugin has an outbound hook.
+    plugged: bool,
+}
+
+impl Smtp {
+    pub fn new(engine: Arc<Engine>, contexts: Rc<WorkerContexts>) -> Smtp {
+        let plugged = engine.plugins.exports(HookName::OutData) || engine.plugins.exports(HookName::OutSent);
+        Smtp {
+            engine,
+            contexts,
+            plugged,
+        }
+    }
+}
+
+/// An open connection, and its plugin side when plugins have outbound hooks.
+pub struct Connection {
+    client: Client,
+    hooks: Option<OutboundHooks>,
+}
+
+impl Connector for Smtp {
+    type Connection = Connection;
+
+    async fn open(&self, route: &Route) -> Result<Connection, Attempt> {
+        let engine = &self.engine;
+        let cfg = ClientConfig {
+            helo: engine.helo.clone(),
+            tls: engine.tls_policy,
+            auth: match &route.next {
+                Next::Relay(r) => r.auth.clone(),
+                Next::Mx(_) | Next::Domain(_) => None,
+            },
+        };
+        let client = connect::open(engine, route, cfg).await?;
+        let hooks = self.plugged.then(|| OutboundHooks {
+            conn: PluginConnection::outbound(&engine.plugins, client.fd(), client.is_secure()),
+            contexts: self.contexts.clone(),
+        });
+        Ok(Connection { client, hooks })
+    }
+
+    async fn send(&self, c: &mut Connection, job: &Job) -> Result<Attempt, Attempt> {
+        send(&self.engine, &mut c.client, &job.msg, c.hooks.as_ref()).await
+    }
+
+    async fn quit(&self, c: Connection) {
+        c.client.quit().await
+    }
+
+    fn settle(&self, job: Job, attempt: &Attempt) {
+        let Job { id, msg, route, permit } = job;
+        self.engine.conclude(id, msg, Some(route), permit, attempt);
+    }
+}
+
+/// A connection's plugin side: its `MQ_Connection` and the worker's contexts.
+struct OutboundHooks {
+    conn: PluginConnection,
+    contexts: Rc<WorkerContexts>,
+}
+
+/// One message on an open connection. Without outbound hooks the whole
+/// transaction goes at once; with them, `mq_smtp_out_data` runs after 354
+/// (its `MQ_setMime` replaces what is sent) and `mq_smtp_out_sent` after the
+/// final dot. `Err`: the connection cannot be used again.
+async fn send(
+    engine: &Engine,
+    client: &mut Client,
+    msg: &Outgoing,
+    hooks: Option<&OutboundHooks>,
+) -> Result<Attempt, Attempt> {
+    let info = |c: &Client| Some(c.info());
+    let Some(hooks) = hooks else {
+        let Some(mime) = msg.mime() else {
+            return Ok(message::no_mime().with_connection(info(client)));
+        };
+        let body = message::body(msg, mime.as_bytes());
+        return match message::transaction(msg, client.capabilities(), Some(body)) {
+            Ok(tx) => client.send(tx).await,
+            Err(a) => Ok(a.with_connection(info(client))),
+        };
+    };
+    let tx = match message::transaction(msg, client.capabilities(), None) {
+        Ok(tx) => tx,
+        Err(a) => return Ok(a.with_connection(info(client))),
+    };
+    if let Started::Ended(attempt) = client.begin(tx, true).await? {
+        return Ok(attempt);
+    }
+    let mut m = MqMessage::outbound(msg.json.clone());
+    let hook = async |m: &mut MqMessage, sent: bool| {
+        let h = if sent { Hook::OutSent(m) } else { Hook::OutData(m) };
+        plugin_hooks::run(&engine.plugins, &hooks.contexts, &hooks.conn, h, engine.plugin_timeout).await
+    };
+    // After 354 the only way out without sending a body is to drop the connection.
+    if let Err(t) = hook(&mut m, false).await {
+        return Err(
+            Attempt::failed(Stage::Data, ResultKind::Timeout, t.to_string(), false).with_connection(info(client))
+        );
+    }
+    let mime = match m.wire().and_then(|w| w.mime.clone()) {
+        Some(set) => set.into_bytes(),
+        None => match msg.mime() {
+            Some(stored) => stored.as_bytes().to_vec(),
+            None => return Err(message::no_mime().with_connection(info(client))),
+        },
+    };
+    client.body(&message::body(msg, &mime)).await?;
+    if let Err(t) = hook(&mut m, true).await {
+        return Err(
+            Attempt::failed(Stage::Message, ResultKind::Timeout, t.to_string(), false).with_connection(info(client)),
+        );
+    }
+    client.finish().await
+}
