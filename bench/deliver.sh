@@ -14,9 +14,9 @@ SIZE=4096
 SINK_PORT=${SINK_PORT:-11025}; SMTP_PORT=${SMTP_PORT:-11026}; WWW_PORT=${WWW_PORT:-11027}
 
 command -v smtp-source >/dev/null || { echo "needs postfix (smtp-source, smtp-sink)"; exit 1; }
-# SLUICE_BIN=path runs that binary instead (to compare two builds in one sitting).
-if [ -z "${SLUICE_BIN:-}" ]; then cargo build --release -q; fi
-BIN=${SLUICE_BIN:-$PWD/target/release/sluice}
+# BENCH_BIN=path runs that binary instead (to compare two builds in one sitting).
+if [ -z "${BENCH_BIN:-}" ]; then cargo build --release -q; fi
+BIN=${BENCH_BIN:-$PWD/target/release/sluice}
 WORK=$(mktemp -d)
 source scripts/private-rabbitmq.sh
 trap 'rabbit_stop; kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
