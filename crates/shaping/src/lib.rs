@@ -7,16 +7,19 @@
 //! - [`capacity`]: capacity rows (`../shared/spec/database.md`) and the
 //!   most-specific-row-wins resolution of the limits for one destination.
 //! - [`pattern`]: the spec's pattern types (`mx:` scopes use fnmatch).
+//! - [`flood`]: flood rules, replies that pause or slow a destination.
 //! - [`shaper`]: the live state — counts and pacers per destination and per
 //!   MX IP — and the decisions: may a connection open, may a message go.
 
 #![forbid(unsafe_code)]
 
 pub mod capacity;
+pub mod flood;
 pub mod pattern;
 pub mod rate;
 pub mod shaper;
 
 pub use capacity::{Capacity, CapacityRow, Effective, Limit};
+pub use flood::{FloodRule, FloodRules, Matcher, Reduced};
 pub use rate::{Pacer, Rate};
-pub use shaper::{Decision, Destination, Shaper};
+pub use shaper::{Decision, Destination, FloodEffect, Shaper};

@@ -4,9 +4,10 @@
 //! a few comparisons, whatever the number of capacity rows: a destination's
 //! limits are resolved once and kept until a reload.
 
-use crate::capacity::{Capacity, Defaults, Effective};
+use crate::capacity::{Capacity, Defaults, Effective, Resolved};
+use crate::flood::{FloodRules, Reduced};
 use crate::rate::{Pacer, Rate};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::time::Instant;
 
@@ -71,13 +72,54 @@ fn below(open: u64, limit: Option<u64>) -> Decision {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct DestinationState {
+    /// From the capacity rows; resolved on first use and after a reload.
     limits: Option<Effective>,
     messages: Option<Pacer>,
     connections: Option<Pacer>,
     open: u64,
     paused_until: Option<Instant>,
+    /// A flood rule's lowered limits, until when, and the rule's name.
+    reduced: Option<(Reduced, Instant, String)>,
+    /// The rule that paused it, for the console.
+    paused_by: Option<String>,
+    /// Matching replies per rule with a threshold, within its period.
+    hits: HashMap<i64, VecDeque<Instant>>,
+}
+
+impl DestinationState {
+    /// The limits in force at `now`: the rows' with a flood rule's reductions.
+    fn current(&self, now: Instant) -> Effective {
+        let mut e = self.limits.clone().expect("resolved before use");
+        if let Some((r, until, _)) = &self.reduced {
+            if *until > now {
+                fn lower<T: Copy>(to: &mut Resolved<T>, by: Option<T>) {
+                    if let Some(v) = by {
+                        to.value = Some(v);
+                    }
+                }
+                lower(&mut e.message_rate, r.message_rate);
+                lower(&mut e.connection_rate, r.connection_rate);
+                lower(&mut e.connections, r.connections);
+                lower(&mut e.ip_message_rate, r.ip_message_rate);
+                lower(&mut e.ip_connection_rate, r.ip_connection_rate);
+                lower(&mut e.ip_connections, r.ip_connections);
+                lower(&mut e.messages_per_connection, r.messages_per_connection);
+                lower(&mut e.idle, r.idle);
+                lower(&mut e.queue_size, r.queue_size);
+            }
+        }
+        e
+    }
+}
+
+/// What a flood rule did to a destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FloodEffect {
+    pub rule: String,
+    pub paused_until: Option<Instant>,
+    pub reduced_until: Option<Instant>,
 }
 
 #[derive(Debug, Default)]
@@ -91,6 +133,7 @@ struct IpState {
 #[derive(Debug)]
 pub struct Shaper {
     capacity: Capacity,
+    flood: FloodRules,
     defaults: Defaults,
     destinations: HashMap<Destination, DestinationState>,
     ips: HashMap<(Option<IpAddr>, IpAddr), IpState>,
@@ -100,6 +143,7 @@ impl Shaper {
     pub fn new(capacity: Capacity, defaults: Defaults) -> Shaper {
         Shaper {
             capacity,
+            flood: FloodRules::default(),
             defaults,
             destinations: HashMap::new(),
             ips: HashMap::new(),
@@ -115,33 +159,27 @@ impl Shaper {
         }
     }
 
-    fn state(&mut self, dest: &Destination, mx_hosts: &[String]) -> &mut DestinationState {
-        let (capacity, defaults) = (&self.capacity, self.defaults);
-        let state = self
-            .destinations
-            .entry(dest.clone())
-            .or_insert_with(|| DestinationState {
-                limits: None,
-                messages: None,
-                connections: None,
-                open: 0,
-                paused_until: None,
-            });
-        if state.limits.is_none() {
-            let limits = capacity.resolve(dest.localip, &dest.domain, mx_hosts, defaults);
-            sync(&mut state.messages, limits.message_rate.value);
-            sync(&mut state.connections, limits.connection_rate.value);
-            state.limits = Some(limits);
-        }
-        state
+    /// New flood rules (the table's and the built-in ones); effects in force stay until they expire.
+    pub fn set_flood_rules(&mut self, rules: FloodRules) {
+        self.flood = rules;
     }
 
-    /// The limits that apply to `dest` (resolved on first use).
-    pub fn limits(&mut self, dest: &Destination, mx_hosts: &[String]) -> &Effective {
-        self.state(dest, mx_hosts)
-            .limits
-            .as_ref()
-            .expect("state() resolves the limits")
+    /// The state of `dest` and its limits at `now` (its pacers kept in step with them).
+    fn state(&mut self, dest: &Destination, mx_hosts: &[String], now: Instant) -> (&mut DestinationState, Effective) {
+        let (capacity, defaults) = (&self.capacity, self.defaults);
+        let state = self.destinations.entry(dest.clone()).or_default();
+        if state.limits.is_none() {
+            state.limits = Some(capacity.resolve(dest.localip, &dest.domain, mx_hosts, defaults));
+        }
+        let limits = state.current(now);
+        sync(&mut state.messages, limits.message_rate.value);
+        sync(&mut state.connections, limits.connection_rate.value);
+        (state, limits)
+    }
+
+    /// The limits in force for `dest` at `now`, each with the row it came from.
+    pub fn limits(&mut self, dest: &Destination, mx_hosts: &[String], now: Instant) -> Effective {
+        self.state(dest, mx_hosts, now).1
     }
 
     fn ip(&mut self, dest: &Destination, mx_ip: IpAddr, limits: &Effective) -> &mut IpState {
@@ -166,8 +204,7 @@ impl Shaper {
         mx_ip: Option<IpAddr>,
         now: Instant,
     ) -> Decision {
-        let state = self.state(dest, mx_hosts);
-        let limits = state.limits.clone().expect("resolved");
+        let (state, limits) = self.state(dest, mx_hosts, now);
         let mut decision = Self::pause_of(state, now)
             .and(below(state.open, limits.connections.value))
             .and(paced(&state.connections, now));
@@ -182,12 +219,11 @@ impl Shaper {
 
     /// A connection to `dest` at `mx_ip` opened at `now`.
     pub fn connected(&mut self, dest: &Destination, mx_hosts: &[String], mx_ip: IpAddr, now: Instant) {
-        let state = self.state(dest, mx_hosts);
+        let (state, limits) = self.state(dest, mx_hosts, now);
         state.open += 1;
         if let Some(p) = state.connections.as_mut() {
             p.take(now);
         }
-        let limits = state.limits.clone().expect("resolved");
         let ip = self.ip(dest, mx_ip, &limits);
         ip.open += 1;
         if let Some(p) = ip.connections.as_mut() {
@@ -207,8 +243,7 @@ impl Shaper {
 
     /// May a message to `dest` go now on a connection to `mx_ip`?
     pub fn may_send(&mut self, dest: &Destination, mx_hosts: &[String], mx_ip: IpAddr, now: Instant) -> Decision {
-        let state = self.state(dest, mx_hosts);
-        let limits = state.limits.clone().expect("resolved");
+        let (state, limits) = self.state(dest, mx_hosts, now);
         let decision = Self::pause_of(state, now).and(paced(&state.messages, now));
         let ip = self.ip(dest, mx_ip, &limits);
         decision.and(paced(&ip.messages, now))
@@ -216,20 +251,88 @@ impl Shaper {
 
     /// A message to `dest` was attempted on a connection to `mx_ip` at `now`.
     pub fn sent(&mut self, dest: &Destination, mx_hosts: &[String], mx_ip: IpAddr, now: Instant) {
-        let state = self.state(dest, mx_hosts);
+        let (state, limits) = self.state(dest, mx_hosts, now);
         if let Some(p) = state.messages.as_mut() {
             p.take(now);
         }
-        let limits = state.limits.clone().expect("resolved");
         if let Some(p) = self.ip(dest, mx_ip, &limits).messages.as_mut() {
             p.take(now);
         }
     }
 
     /// Holds every attempt to `dest` until `until` (a flood rule, a pause).
-    pub fn pause(&mut self, dest: &Destination, mx_hosts: &[String], until: Instant) {
-        let state = self.state(dest, mx_hosts);
+    pub fn pause(&mut self, dest: &Destination, until: Instant) {
+        let state = self.destinations.entry(dest.clone()).or_default();
         state.paused_until = Some(state.paused_until.map_or(until, |u| u.max(until)));
+    }
+
+    /// A remote reply (`CODE ENHANCED TEXT`, one line) to mail for `dest`:
+    /// the flood rule it matches, once its threshold is reached, pauses
+    /// `dest` and/or lowers its limits. Positive replies are not looked at.
+    pub fn reply(&mut self, dest: &Destination, mx_hosts: &[String], reply: &str, now: Instant) -> Option<FloodEffect> {
+        if reply.starts_with('2') || reply.starts_with('3') {
+            return None;
+        }
+        let rule = self
+            .flood
+            .matching(dest.localip, &dest.domain, mx_hosts, reply)?
+            .clone();
+        let state = self.destinations.entry(dest.clone()).or_default();
+        if let Some(threshold) = rule.threshold {
+            let hits = state.hits.entry(rule.id).or_default();
+            hits.push_back(now);
+            while hits
+                .front()
+                .is_some_and(|&t| now.saturating_duration_since(t) >= threshold.period)
+            {
+                hits.pop_front();
+            }
+            // At most `count` are kept: reaching it acts and clears them.
+            if (hits.len() as u64) < threshold.count {
+                return None;
+            }
+            state.hits.remove(&rule.id);
+        }
+        let mut effect = FloodEffect {
+            rule: rule.name.clone(),
+            paused_until: None,
+            reduced_until: None,
+        };
+        if let Some(pause) = rule.pause {
+            let until = now + pause;
+            state.paused_until = Some(state.paused_until.map_or(until, |u| u.max(until)));
+            state.paused_by = Some(rule.name.clone());
+            effect.paused_until = state.paused_until;
+        }
+        if let Some(reduce) = rule.reduce {
+            let until = now + reduce;
+            state.reduced = Some((rule.reduced.clone(), until, rule.name.clone()));
+            effect.reduced_until = Some(until);
+        }
+        Some(effect)
+    }
+
+    /// The flood effects and pauses in force at `now`, by destination (for the API and console).
+    pub fn effects(&self, now: Instant) -> Vec<(Destination, FloodEffect)> {
+        let mut out = Vec::new();
+        for (dest, s) in &self.destinations {
+            let paused = s.paused_until.filter(|u| *u > now);
+            let reduced = s.reduced.as_ref().filter(|(_, u, _)| *u > now);
+            if paused.is_none() && reduced.is_none() {
+                continue;
+            }
+            let rule = reduced
+                .map(|(_, _, name)| name.clone())
+                .or_else(|| s.paused_by.clone())
+                .unwrap_or_else(|| "pause".into());
+            let effect = FloodEffect {
+                rule,
+                paused_until: paused,
+                reduced_until: reduced.map(|(_, u, _)| *u),
+            };
+            out.push((dest.clone(), effect));
+        }
+        out
     }
 
     /// Forgets what no longer constrains anything (no connection open, no
@@ -237,8 +340,14 @@ impl Shaper {
     /// in use; forgetting them loses nothing.
     pub fn sweep(&mut self, now: Instant) {
         let idle = |p: &Option<Pacer>| p.as_ref().is_none_or(|p| p.wait(now).is_none());
+        let later = |t: Option<Instant>| t.is_some_and(|u| u > now);
         self.destinations.retain(|_, s| {
-            s.open > 0 || !idle(&s.messages) || !idle(&s.connections) || s.paused_until.is_some_and(|u| u > now)
+            s.open > 0
+                || !idle(&s.messages)
+                || !idle(&s.connections)
+                || later(s.paused_until)
+                || later(s.reduced.as_ref().map(|r| r.1))
+                || !s.hits.is_empty()
         });
         self.ips
             .retain(|_, s| s.open > 0 || !idle(&s.messages) || !idle(&s.connections));

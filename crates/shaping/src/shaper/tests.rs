@@ -128,12 +128,12 @@ fn a_pause_holds_sending_and_connecting_until_it_ends() {
     let now = Instant::now();
     let d = Destination::new(None, "example.com");
     let until = now + Duration::from_secs(300);
-    s.pause(&d, &[], until);
+    s.pause(&d, until);
     assert_eq!(s.may_connect(&d, &[], None, now), Decision::Wait(until));
     assert_eq!(s.may_send(&d, &[], ip("127.0.0.2"), now), Decision::Wait(until));
     assert_eq!(s.may_send(&d, &[], ip("127.0.0.2"), until), Decision::Go);
     // A shorter pause does not cut a longer one short.
-    s.pause(&d, &[], now + Duration::from_secs(1));
+    s.pause(&d, now + Duration::from_secs(1));
     assert_eq!(s.may_connect(&d, &[], None, now), Decision::Wait(until));
 }
 
@@ -189,4 +189,116 @@ fn state_is_forgotten_once_it_constrains_nothing() {
         (1, 1),
         "only the destination with an open connection is left"
     );
+}
+
+fn flood_rule(id: i64, pattern: &str, edit: impl FnOnce(&mut crate::flood::FloodRule)) -> crate::flood::FloodRule {
+    let mut r = crate::flood::FloodRule {
+        id,
+        name: format!("rule {id}"),
+        matcher: crate::flood::Matcher::new("substr", pattern).unwrap(),
+        domain: DomainScope::Any,
+        localip: None,
+        threshold: None,
+        pause: None,
+        reduce: None,
+        reduced: crate::flood::Reduced::default(),
+    };
+    edit(&mut r);
+    r
+}
+
+fn with_rules(rows: Vec<CapacityRow>, rules: Vec<crate::flood::FloodRule>) -> Shaper {
+    let mut s = shaper(rows);
+    s.set_flood_rules(crate::flood::FloodRules::new(rules, vec![]));
+    s
+}
+
+#[test]
+fn a_flood_reply_pauses_only_the_destination_that_got_it() {
+    let mut s = with_rules(
+        vec![],
+        vec![flood_rule(1, "too many connections", |r| {
+            r.pause = Some(Duration::from_secs(60))
+        })],
+    );
+    let now = Instant::now();
+    let hit = Destination::new(None, "hit.example");
+    let other = Destination::new(None, "other.example");
+    let effect = s
+        .reply(&hit, &[], "421 4.7.0 Too many connections, slow down", now)
+        .unwrap();
+    assert_eq!(effect.rule, "rule 1");
+    let until = now + Duration::from_secs(60);
+    assert_eq!(effect.paused_until, Some(until));
+    assert_eq!(s.may_connect(&hit, &[], None, now), Decision::Wait(until));
+    assert_eq!(s.may_connect(&other, &[], None, now), Decision::Go);
+    assert_eq!(s.effects(now).len(), 1);
+    assert_eq!(s.effects(now)[0].0, hit);
+    // It ends by itself.
+    assert_eq!(s.may_connect(&hit, &[], None, until), Decision::Go);
+    assert!(s.effects(until).is_empty());
+    // Positive replies and replies no rule matches do nothing.
+    assert_eq!(s.reply(&other, &[], "250 2.0.0 too many connections? no", now), None);
+    assert_eq!(s.reply(&other, &[], "550 5.1.1 no such user", now), None);
+}
+
+#[test]
+fn a_threshold_acts_once_reached_within_its_period() {
+    let mut s = with_rules(
+        vec![],
+        vec![flood_rule(1, "slow down", |r| {
+            r.threshold = Some("3/min".parse().unwrap());
+            r.pause = Some(Duration::from_secs(10));
+        })],
+    );
+    let start = Instant::now();
+    let d = Destination::new(None, "example.com");
+    // Spread over more than a minute: never three within one.
+    for i in 0..6 {
+        assert_eq!(
+            s.reply(&d, &[], "421 slow down", start + Duration::from_secs(40 * i)),
+            None,
+            "reply {i}"
+        );
+    }
+    let t = start + Duration::from_secs(1000);
+    assert_eq!(s.reply(&d, &[], "421 slow down", t), None);
+    assert_eq!(s.reply(&d, &[], "421 slow down", t + Duration::from_secs(1)), None);
+    let effect = s.reply(&d, &[], "421 slow down", t + Duration::from_secs(2)).unwrap();
+    assert_eq!(effect.paused_until, Some(t + Duration::from_secs(12)));
+    // The count starts again after acting.
+    assert_eq!(s.reply(&d, &[], "421 slow down", t + Duration::from_secs(3)), None);
+}
+
+#[test]
+fn reduced_limits_hold_for_their_duration_then_the_rows_apply_again() {
+    let mut s = with_rules(
+        vec![row(1, "example.com", |r| r.connections = Limit::Of(10))],
+        vec![flood_rule(1, "rate limited", |r| {
+            r.reduce = Some(Duration::from_secs(300));
+            r.reduced.connections = Some(1);
+            r.reduced.message_rate = Some("60/min".parse().unwrap());
+        })],
+    );
+    let start = Instant::now();
+    let d = Destination::new(None, "example.com");
+    let mx = ip("127.0.0.2");
+    assert_eq!(s.limits(&d, &[], start).connections.value, Some(10));
+    let effect = s.reply(&d, &[], "451 4.7.650 temporarily rate limited", start).unwrap();
+    assert_eq!(effect.reduced_until, Some(start + Duration::from_secs(300)));
+    let reduced = s.limits(&d, &[], start);
+    assert_eq!(reduced.connections.value, Some(1));
+    s.connected(&d, &[], mx, start);
+    assert_eq!(s.may_connect(&d, &[], Some(mx), start), Decision::Full);
+    // One a second while reduced.
+    let sent = drive(&mut s, &d, &[], mx, start, Duration::from_secs(10));
+    assert_eq!(sent.len(), 10);
+    // Restored after 300 s: ten connections, no rate.
+    let after = start + Duration::from_secs(300);
+    assert_eq!(s.limits(&d, &[], after).connections.value, Some(10));
+    assert_eq!(s.may_connect(&d, &[], Some(mx), after), Decision::Go);
+    for _ in 0..100 {
+        assert_eq!(s.may_send(&d, &[], mx, after), Decision::Go);
+        s.sent(&d, &[], mx, after);
+    }
 }
