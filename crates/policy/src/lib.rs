@@ -1,0 +1,16 @@
+//! The settings database (`../shared/spec/database.md`): its tables
+//! ([`schema`]), where they are stored ([`store`]: SQLite today), and
+//! reading them into the shaper's types ([`load`]), reporting the rows that
+//! make no sense instead of stopping on them.
+
+#![forbid(unsafe_code)]
+
+pub mod load;
+pub mod schema;
+pub mod store;
+
+pub use load::{load, Policy, Problem};
+pub use store::{open, DbError, Sqlite, Store};
+
+#[cfg(test)]
+mod tests;

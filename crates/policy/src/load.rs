@@ -1,0 +1,174 @@
+//! Rows into the shaper's types. A row that does not make sense is
+//! reported (table, id, why) and skipped; it never stops the rest.
+
+use crate::schema::{Table, CAPACITY, FLOOD_RESPONSES};
+use crate::store::{shown, DbError, Row, Store};
+use sluice_shaping::capacity::{Capacity, CapacityRow, DomainScope, Limit};
+use sluice_shaping::flood::{FloodRule, Matcher, Reduced};
+use sluice_shaping::Rate;
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// A row that was skipped, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub table: &'static str,
+    pub id: i64,
+    pub why: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} row {}: {}", self.table, self.id, self.why)
+    }
+}
+
+/// The policy read from the database.
+#[derive(Debug, Default)]
+pub struct Policy {
+    pub capacity: Vec<CapacityRow>,
+    pub flood: Vec<FloodRule>,
+    /// Rows skipped (invalid) or shadowed (a lower id has the same scope).
+    pub problems: Vec<Problem>,
+}
+
+impl Policy {
+    /// The capacity rows indexed for the shaper.
+    pub fn capacity(&self) -> Capacity {
+        Capacity::new(self.capacity.clone()).0
+    }
+}
+
+/// Reads every table the shaper uses.
+pub fn load(store: &mut dyn Store) -> Result<Policy, DbError> {
+    let mut policy = Policy::default();
+    policy.capacity = read(store, &CAPACITY, capacity_row, &mut policy.problems)?;
+    let (_, shadowed) = Capacity::new(policy.capacity.clone());
+    for id in shadowed {
+        policy.problems.push(Problem {
+            table: CAPACITY.name,
+            id,
+            why: "shadowed: a row with a lower id has the same localip and domain".into(),
+        });
+    }
+    policy.flood = read(store, &FLOOD_RESPONSES, flood_row, &mut policy.problems)?;
+    Ok(policy)
+}
+
+fn read<T>(
+    store: &mut dyn Store,
+    table: &'static Table,
+    parse: fn(&Row) -> Result<T, String>,
+    problems: &mut Vec<Problem>,
+) -> Result<Vec<T>, DbError> {
+    let mut out = Vec::new();
+    for row in store.rows(table)? {
+        match parse(&row) {
+            Ok(v) => out.push(v),
+            Err(why) => problems.push(Problem {
+                table: table.name,
+                id: row.id,
+                why,
+            }),
+        }
+    }
+    Ok(out)
+}
+
+fn localip(row: &Row) -> Result<Option<IpAddr>, String> {
+    row.text("localip")?
+        .map(|t| {
+            t.parse()
+                .map_err(|_| format!("localip: `{}` is not an IP address", shown(&t)))
+        })
+        .transpose()
+}
+
+fn domain(row: &Row) -> Result<DomainScope, String> {
+    DomainScope::parse(&row.text("domain")?.unwrap_or_default()).map_err(|e| format!("domain: {e}"))
+}
+
+fn rate(row: &Row, column: &str) -> Result<Limit<Rate>, String> {
+    Limit::rate(row.text(column)?.as_deref()).map_err(|e| format!("{column}: {e}"))
+}
+
+fn number(row: &Row, column: &str) -> Result<Limit<u64>, String> {
+    Limit::number(row.int(column)?).map_err(|e| format!("{column}: {e}"))
+}
+
+fn capacity_row(row: &Row) -> Result<CapacityRow, String> {
+    Ok(CapacityRow {
+        id: row.id,
+        localip: localip(row)?,
+        domain: domain(row)?,
+        message_rate: rate(row, "message_rate")?,
+        connection_rate: rate(row, "connection_rate")?,
+        connections: number(row, "connections")?,
+        ip_message_rate: rate(row, "ip_message_rate")?,
+        ip_connection_rate: rate(row, "ip_connection_rate")?,
+        ip_connections: number(row, "ip_connections")?,
+        messages_per_connection: number(row, "messages_per_connection")?,
+        idle_seconds: number(row, "idle_seconds")?,
+        queue_size: number(row, "queue_size")?,
+    })
+}
+
+/// A reduced limit: NULL, 0 and -1 leave the limit unchanged.
+fn lowered<T>(limit: Limit<T>) -> Option<T> {
+    match limit {
+        Limit::Of(v) => Some(v),
+        Limit::Inherit | Limit::Unlimited => None,
+    }
+}
+
+/// A duration in seconds: NULL or 0 is none.
+fn seconds(row: &Row, column: &str) -> Result<Option<Duration>, String> {
+    match row.int(column)? {
+        None | Some(0) => Ok(None),
+        Some(n) if n > 0 => Ok(Some(Duration::from_secs(n as u64))),
+        Some(n) => Err(format!("{column}: {n} is not a number of seconds")),
+    }
+}
+
+fn flood_row(row: &Row) -> Result<FloodRule, String> {
+    let kind = row
+        .text("type")?
+        .ok_or("type: missing (exact, substr, fnmatch or regex)")?;
+    let pattern = row.text("pattern")?.ok_or("pattern: missing")?;
+    let matcher = Matcher::new(&kind, &pattern).map_err(|e| format!("pattern: {e}"))?;
+    let threshold = row
+        .text("threshold")?
+        .map(|t| t.parse::<Rate>().map_err(|e| format!("threshold: {e}")))
+        .transpose()?;
+    let pause = seconds(row, "pause")?;
+    let reduce = seconds(row, "reduce")?;
+    if pause.is_none() && reduce.is_none() {
+        return Err("neither pause nor reduce is set: the rule would do nothing".into());
+    }
+    let reduced = Reduced {
+        message_rate: lowered(rate(row, "message_rate")?),
+        connection_rate: lowered(rate(row, "connection_rate")?),
+        connections: lowered(number(row, "connections")?),
+        ip_message_rate: lowered(rate(row, "ip_message_rate")?),
+        ip_connection_rate: lowered(rate(row, "ip_connection_rate")?),
+        ip_connections: lowered(number(row, "ip_connections")?),
+        messages_per_connection: lowered(number(row, "messages_per_connection")?),
+        idle: lowered(number(row, "idle_seconds")?).map(Duration::from_secs),
+        queue_size: lowered(number(row, "queue_size")?),
+    };
+    let name = row
+        .text("name")?
+        .map(|n| shown(&n))
+        .unwrap_or_else(|| format!("flood_responses {}", row.id));
+    Ok(FloodRule {
+        id: row.id,
+        name,
+        matcher,
+        domain: domain(row)?,
+        localip: localip(row)?,
+        threshold,
+        pause,
+        reduce,
+        reduced,
+    })
+}

@@ -1,0 +1,129 @@
+//! The policy from a real SQLite file, written with SQL the way an
+//! operator's script would.
+
+use super::*;
+use sluice_shaping::capacity::{Defaults, Source};
+use std::time::Duration;
+
+const D: Defaults = Defaults {
+    connections: 10,
+    messages_per_connection: 100,
+    idle: Duration::from_secs(5),
+    queue_size: 5000,
+};
+
+fn store(sql: &str) -> (tempfile::TempDir, Box<dyn Store>) {
+    let dir = tempfile::tempdir().unwrap();
+    // The operator's tables first (some columns only), then Sluice opens them.
+    let raw = Sqlite::open(&dir.path().join("settings.db")).unwrap();
+    raw.execute(sql).unwrap();
+    drop(raw);
+    let s = open("sqlite://DATA/settings.db", dir.path()).unwrap();
+    (dir, s)
+}
+
+#[test]
+fn tables_are_created_and_missing_columns_added() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("settings.db");
+    // An older database: capacity without most columns, one row in it.
+    let raw = Sqlite::open(&path).unwrap();
+    raw.execute("CREATE TABLE capacity (id INTEGER PRIMARY KEY, updated TEXT, domain TEXT); INSERT INTO capacity (id, domain) VALUES (1, 'old.example');")
+        .unwrap();
+    drop(raw);
+    let mut s = open(&format!("sqlite://{}", path.display()), dir.path()).unwrap();
+    let policy = load(s.as_mut()).unwrap();
+    assert_eq!(policy.capacity.len(), 1, "the old row survives: {:?}", policy.problems);
+    let raw = Sqlite::open(&path).unwrap();
+    raw.execute("INSERT INTO capacity (domain, connections, message_rate) VALUES ('new.example', 2, '120/min')")
+        .unwrap();
+    for table in schema::TABLES {
+        assert!(s.rows(table).is_ok(), "{}", table.name);
+    }
+    // Migrating again changes nothing.
+    s.migrate().unwrap();
+    assert_eq!(load(s.as_mut()).unwrap().capacity.len(), 2);
+}
+
+#[test]
+fn capacity_rows_resolve_as_written() {
+    let (_dir, mut s) = store(
+        "CREATE TABLE capacity (id INTEGER PRIMARY KEY, updated TEXT, localip TEXT, domain TEXT, message_rate TEXT, connections INTEGER);
+         INSERT INTO capacity (id, localip, domain, message_rate, connections) VALUES
+           (1, '', '', '1000/min', 20),
+           (2, '', 'gmail.com', '120/min', -1),
+           (3, '192.0.2.1', 'mx:*.google.com', NULL, 2);",
+    );
+    let policy = load(s.as_mut()).unwrap();
+    assert!(policy.problems.is_empty(), "{:?}", policy.problems);
+    let c = policy.capacity();
+    let hosts = ["gmail-smtp-in.l.google.com".to_string()];
+    let e = c.resolve(Some("192.0.2.1".parse().unwrap()), "gmail.com", &hosts, D);
+    // (localip, mx:) comes before ('', domain); its NULL rate means unlimited.
+    assert_eq!(e.connections.value, Some(2));
+    assert_eq!(e.message_rate.value, None);
+    assert_eq!(e.message_rate.from, Source::Row(3));
+    let e = c.resolve(None, "gmail.com", &hosts, D);
+    assert_eq!(e.message_rate.value, Some("120/min".parse().unwrap()));
+    assert_eq!(e.connections.from, Source::Row(1), "-1 passes on to the next row");
+}
+
+#[test]
+fn invalid_rows_are_reported_and_skipped() {
+    let (_dir, mut s) = store(
+        "CREATE TABLE capacity (id INTEGER PRIMARY KEY, updated TEXT, localip TEXT, domain TEXT, message_rate TEXT, connections INTEGER);
+         INSERT INTO capacity (id, localip, domain, message_rate, connections) VALUES
+           (1, '', 'ok.example', '60/min', 3),
+           (2, 'not-an-ip', 'a.example', NULL, NULL),
+           (3, '', 'b.example', 'fast', NULL),
+           (4, '', 'c.example', NULL, -7),
+           (5, '', 'd.example', NULL, 'ten'),
+           (6, '', 'd.example', NULL, 2.5),
+           (7, '', 'OK.example', NULL, 1);
+         CREATE TABLE flood_responses (id INTEGER PRIMARY KEY, updated TEXT, name TEXT, type TEXT, pattern TEXT, pause INTEGER, reduce INTEGER, connections INTEGER);
+         INSERT INTO flood_responses (id, name, type, pattern, pause, reduce, connections) VALUES
+           (1, 'slow down', 'substr', 'slow down', 60, NULL, NULL),
+           (2, 'bad regex', 'regex', '(unclosed', 60, NULL, NULL),
+           (3, 'does nothing', 'exact', '421 x', NULL, NULL, NULL),
+           (4, 'odd type', 'glob', 'x', 60, NULL, NULL),
+           (5, 'reduce', 'fnmatch', '4.7.* rate limited*', NULL, 300, 1);",
+    );
+    let policy = load(s.as_mut()).unwrap();
+    let problems: Vec<String> = policy.problems.iter().map(ToString::to_string).collect();
+    assert_eq!(policy.capacity.iter().map(|r| r.id).collect::<Vec<_>>(), [1, 7]);
+    assert_eq!(policy.flood.iter().map(|r| r.id).collect::<Vec<_>>(), [1, 5]);
+    assert_eq!(policy.flood[1].reduced.connections, Some(1));
+    let expect = [
+        "capacity row 2: localip: `not-an-ip` is not an IP address",
+        "capacity row 3: message_rate: expected a rate such as 120/min",
+        "capacity row 4: connections: -7 is not a limit",
+        "capacity row 5: connections: `ten` is not a whole number",
+        "capacity row 6: connections: a real number where a whole number belongs",
+        "capacity row 7: shadowed",
+        "flood_responses row 2: pattern: regex",
+        "flood_responses row 3: neither pause nor reduce",
+        "flood_responses row 4: pattern: unknown pattern type `glob`",
+    ];
+    assert_eq!(problems.len(), expect.len(), "{problems:#?}");
+    for (got, want) in problems.iter().zip(expect) {
+        assert!(got.starts_with(want), "{got} / {want}");
+    }
+    // Row 7 is shadowed by row 1 (same scope, case aside): row 1's limit applies.
+    assert_eq!(
+        policy.capacity().resolve(None, "ok.example", &[], D).connections.value,
+        Some(3)
+    );
+}
+
+#[test]
+fn only_sqlite_addresses_open() {
+    let dir = tempfile::tempdir().unwrap();
+    for (address, says) in [
+        ("postgresql://u:p@localhost/db", "PostgreSQL is not supported yet"),
+        ("mysql://u:p@localhost/db", "MySQL is not supported"),
+        ("settings.db", "expected sqlite://PATH"),
+    ] {
+        let e = open(address, dir.path()).err().unwrap().to_string();
+        assert!(e.contains(says), "{e}");
+    }
+}
