@@ -241,12 +241,21 @@ impl Shaper {
         }
     }
 
-    /// May a message to `dest` go now on a connection to `mx_ip`?
-    pub fn may_send(&mut self, dest: &Destination, mx_hosts: &[String], mx_ip: IpAddr, now: Instant) -> Decision {
+    /// May a message to `dest` go now on a connection to `mx_ip` (`None`:
+    /// before a connection is open, only the destination's own limits)?
+    pub fn may_send(
+        &mut self,
+        dest: &Destination,
+        mx_hosts: &[String],
+        mx_ip: Option<IpAddr>,
+        now: Instant,
+    ) -> Decision {
         let (state, limits) = self.state(dest, mx_hosts, now);
         let decision = Self::pause_of(state, now).and(paced(&state.messages, now));
-        let ip = self.ip(dest, mx_ip, &limits);
-        decision.and(paced(&ip.messages, now))
+        match mx_ip {
+            Some(mx_ip) => decision.and(paced(&self.ip(dest, mx_ip, &limits).messages, now)),
+            None => decision,
+        }
     }
 
     /// A message to `dest` was attempted on a connection to `mx_ip` at `now`.

@@ -101,6 +101,11 @@ pub fn run(c: Config) -> Result<()> {
     }
     let hostname = hostname(&c);
     let (queue, store) = open_queue(&c, &data)?;
+    let (settings_db, policy) = crate::policy::open(&c)?;
+    let mut reported = std::collections::HashSet::new();
+    crate::policy::report(&policy.problems, &mut reported);
+    tracing::info!(database = %settings_db.describe(), capacity = policy.capacity.len(), flood = policy.flood.len(), "settings database read");
+    let shaper = Arc::new(std::sync::Mutex::new(crate::policy::shaper(&c, &policy)));
     let tls = receive::tls::acceptor(s.smtp_certificate.as_deref(), s.smtp_key.as_deref(), &data, &hostname)?;
     let received_log = Arc::new(reception::log::ReceivedLog::open(s.received_log.as_deref())?);
     let ids = Arc::new(IdGenerator::new(s.server_id));
@@ -134,7 +139,9 @@ pub fn run(c: Config) -> Result<()> {
         shutdown_rx.clone(),
         plugins.clone(),
         rt.handle().clone(),
+        shaper.clone(),
     )?);
+    let reload = crate::policy::reload_every(s.database_ttl, settings_db, shaper, reported, shutdown_rx.clone())?;
     let lanes = if s.delivery_enabled {
         let _in_rt = rt.enter();
         deliver::start(engine, s.threads())
@@ -179,6 +186,7 @@ pub fn run(c: Config) -> Result<()> {
     // resolver and settle outcomes that run there.
     workers.join();
     drop(rt);
+    let _ = reload.join();
     plugins.cleanup();
     if let Some(store) = store {
         store.close();

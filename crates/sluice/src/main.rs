@@ -7,6 +7,7 @@ mod daemon;
 mod deliver;
 mod http;
 mod jsonlog;
+mod policy;
 mod privileges;
 mod queues;
 mod receive;
@@ -58,6 +59,17 @@ enum Command {
         #[command(subcommand)]
         action: PluginAction,
     },
+    /// The settings database.
+    Database {
+        #[command(subcommand)]
+        action: DatabaseAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum DatabaseAction {
+    /// Create or migrate its tables, read every row, list the rows that would be skipped.
+    Check,
 }
 
 #[derive(Subcommand, Debug)]
@@ -208,6 +220,9 @@ fn main() -> ExitCode {
         Command::Plugin {
             action: PluginAction::Check { files },
         } => plugin_check(&files),
+        Command::Database {
+            action: DatabaseAction::Check,
+        } => policy::check(&cfg),
     };
     finish(result)
 }

@@ -38,7 +38,7 @@ fn drive(
     let mut now = start;
     let mut sent = Vec::new();
     while now < start + span {
-        match s.may_send(dest, hosts, mx, now) {
+        match s.may_send(dest, hosts, Some(mx), now) {
             Decision::Go => {
                 s.sent(dest, hosts, mx, now);
                 sent.push(now - start);
@@ -64,7 +64,7 @@ fn a_message_rate_paces_one_domain_and_leaves_the_others_alone() {
     // Another domain at the same moment: never told to wait.
     let fast = Destination::new(None, "fast.example");
     for _ in 0..1000 {
-        assert_eq!(s.may_send(&fast, &[], ip("127.0.0.3"), start), Decision::Go);
+        assert_eq!(s.may_send(&fast, &[], Some(ip("127.0.0.3")), start), Decision::Go);
         s.sent(&fast, &[], ip("127.0.0.3"), start);
     }
 }
@@ -130,8 +130,8 @@ fn a_pause_holds_sending_and_connecting_until_it_ends() {
     let until = now + Duration::from_secs(300);
     s.pause(&d, until);
     assert_eq!(s.may_connect(&d, &[], None, now), Decision::Wait(until));
-    assert_eq!(s.may_send(&d, &[], ip("127.0.0.2"), now), Decision::Wait(until));
-    assert_eq!(s.may_send(&d, &[], ip("127.0.0.2"), until), Decision::Go);
+    assert_eq!(s.may_send(&d, &[], Some(ip("127.0.0.2")), now), Decision::Wait(until));
+    assert_eq!(s.may_send(&d, &[], Some(ip("127.0.0.2")), until), Decision::Go);
     // A shorter pause does not cut a longer one short.
     s.pause(&d, now + Duration::from_secs(1));
     assert_eq!(s.may_connect(&d, &[], None, now), Decision::Wait(until));
@@ -147,7 +147,7 @@ fn a_reload_applies_new_limits_and_keeps_the_pacing_already_run() {
     let mx = ip("127.0.0.2");
     s.sent(&d, &[], mx, start);
     assert_eq!(
-        s.may_send(&d, &[], mx, start),
+        s.may_send(&d, &[], Some(mx), start),
         Decision::Wait(start + Duration::from_secs(60))
     );
     s.reload(
@@ -158,16 +158,19 @@ fn a_reload_applies_new_limits_and_keeps_the_pacing_already_run() {
     );
     // The schedule already promised stands; the new spacing applies after it.
     assert_eq!(
-        s.may_send(&d, &[], mx, start),
+        s.may_send(&d, &[], Some(mx), start),
         Decision::Wait(start + Duration::from_secs(60))
     );
     s.sent(&d, &[], mx, start + Duration::from_secs(60));
     assert_eq!(
-        s.may_send(&d, &[], mx, start + Duration::from_secs(60)),
+        s.may_send(&d, &[], Some(mx), start + Duration::from_secs(60)),
         Decision::Wait(start + Duration::from_secs(61))
     );
     s.reload(Capacity::new(vec![]).0);
-    assert_eq!(s.may_send(&d, &[], mx, start + Duration::from_secs(60)), Decision::Go);
+    assert_eq!(
+        s.may_send(&d, &[], Some(mx), start + Duration::from_secs(60)),
+        Decision::Go
+    );
 }
 
 #[test]
@@ -298,7 +301,7 @@ fn reduced_limits_hold_for_their_duration_then_the_rows_apply_again() {
     assert_eq!(s.limits(&d, &[], after).connections.value, Some(10));
     assert_eq!(s.may_connect(&d, &[], Some(mx), after), Decision::Go);
     for _ in 0..100 {
-        assert_eq!(s.may_send(&d, &[], mx, after), Decision::Go);
+        assert_eq!(s.may_send(&d, &[], Some(mx), after), Decision::Go);
         s.sent(&d, &[], mx, after);
     }
 }

@@ -180,8 +180,8 @@ macro_rules! settings {
         ];
 
         /// Every setting, typed; built once at start from the checked values.
-        // The spool-* keys and `database` are accepted (MailerQ files set
-        // them) before their features are built; see the README.
+        // The spool-* keys are accepted (MailerQ files set them) before
+        // their features are built; see the README.
         #[allow(dead_code)]
         #[derive(Debug, Clone)]
         pub struct Settings {
@@ -284,6 +284,10 @@ settings! {
     spool_remove: Bool = "spool-remove", "true";
     spool_extract: Bool = "spool-extract", "true";
     database: Opt = "database", "";
+    // Additions (docs/config.md, spec/database.md): the settings database.
+    database_address: Opt = "database-address", "";
+    database_ttl: Seconds = "database-ttl", "600";
+    flood_defaults: Bool = "flood-defaults", "true";
 }
 
 impl Settings {
@@ -293,6 +297,15 @@ impl Settings {
             0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             n => n as usize,
         }
+    }
+
+    /// The settings database: `database-address`, else its 4.x alias
+    /// `database`, else SQLite in the data directory.
+    pub fn database(&self) -> &str {
+        self.database_address
+            .as_deref()
+            .or(self.database.as_deref())
+            .unwrap_or("sqlite://DATA/settings.db")
     }
 
     /// `data-directory`.

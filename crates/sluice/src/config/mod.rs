@@ -142,6 +142,14 @@ impl Config {
                 "www-username and www-password must be set together".into(),
             ));
         }
+        if let (Some(a), Some(b)) = (&s.database_address, &s.database) {
+            if a != b {
+                return Err(self.error(
+                    "database",
+                    "database is the old name of database-address; set one of them".into(),
+                ));
+            }
+        }
         if let Some(name) = &s.smtp_hostname {
             // It is sent in every greeting, EHLO and Received line.
             sluice_smtp::wire::HeloName::new(name).map_err(|e| self.error("smtp-hostname", e.to_string()))?;

@@ -110,6 +110,11 @@ impl Client {
     }
 
     /// What the connection is, for result entries.
+    /// The address this connection reached.
+    pub fn remote(&self) -> Option<std::net::IpAddr> {
+        self.info.remote
+    }
+
     pub fn info(&self) -> Connection {
         let mut c = self.info.clone();
         if c.mta.is_empty() {

@@ -5,19 +5,29 @@
 //! so a dead destination gives its messages back (as retries) at once
 //! instead of holding them.
 //!
+//! The limits come from the shaper (`crates/shaping`: capacity rows from
+//! the settings database, flood rules, config defaults): before a connection
+//! opens it asks whether it may (a connection rate, a pause), and before each
+//! message whether it may go (a message rate). Waiting is never an attempt:
+//! the job stays at the head of its queue; a wait longer than the idle time
+//! closes the connection and the next one opens when it is allowed.
+//!
 //! This is the scheduling only: what a connection is (SMTP, with the
 //! plugins' outbound hooks) comes through [`Connector`], so the scheduler is
 //! tested in-process with a virtual clock (`tests` below).
 
 use super::outcome::Attempt;
-use super::{Job, Lane, Route};
+use super::{Job, Lane, Next, Route};
+use sluice_shaping::{Decision, Shaper};
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::net::IpAddr;
 use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch, Notify, Semaphore};
+use tokio::time::Instant;
 
 /// How long an idle connection waits for another message before QUIT.
 pub const IDLE: Duration = Duration::from_secs(5);
@@ -28,6 +38,8 @@ pub trait Connector: 'static {
     type Connection;
     /// Opens a connection for `route`; the error is the attempt every waiting job gets.
     fn open(&self, route: &Route) -> impl Future<Output = Result<Self::Connection, Attempt>>;
+    /// The address the connection reached (for the per-MX-IP limits).
+    fn remote(&self, connection: &Self::Connection) -> IpAddr;
     /// Sends one job. `Err`: the connection cannot be used again.
     fn send(&self, connection: &mut Self::Connection, job: &Job) -> impl Future<Output = Result<Attempt, Attempt>>;
     /// Ends a connection politely.
@@ -39,13 +51,50 @@ pub trait Connector: 'static {
 /// The limits the scheduler keeps.
 #[derive(Clone)]
 pub struct Limits {
-    /// `delivery-domain-connections`.
-    pub per_destination: usize,
-    /// `delivery-connection-messages`.
-    pub per_connection: u64,
+    /// Per destination and MX IP, from the policy (defaults:
+    /// `delivery-domain-connections`, `delivery-connection-messages`).
+    pub shaper: Arc<Mutex<Shaper>>,
     /// `delivery-connections`: all outbound connections together.
     pub all: Arc<Semaphore>,
     pub shutdown: watch::Receiver<bool>,
+}
+
+/// The shaper's view of a job: mail from the route's local IP to the
+/// recipient's domain (a route may carry several domains with one MX set).
+fn shaped(route: &Route, job: &Job) -> sluice_shaping::Destination {
+    sluice_shaping::Destination::new(route.local, &job.msg.domain)
+}
+
+/// The MX host names of a route, for `mx:` capacity rows.
+fn mx_hosts(route: &Route) -> Vec<String> {
+    match &route.next {
+        Next::Mx(set) => set.iter().map(|h| h.name.clone()).collect(),
+        Next::Domain(_) | Next::Relay(_) => Vec::new(),
+    }
+}
+
+fn now() -> std::time::Instant {
+    Instant::now().into_std()
+}
+
+/// A time from the shaper on the scheduler's clock.
+fn at(when: std::time::Instant) -> Instant {
+    Instant::from_std(when)
+}
+
+/// Waits until `decision` allows, or shutdown (false).
+async fn wait(decision: Decision, shutdown: &watch::Receiver<bool>) -> bool {
+    let until = match decision {
+        Decision::Go => return true,
+        Decision::Wait(when) => at(when),
+        // Another connection has to close first; look again shortly.
+        Decision::Full => Instant::now() + Duration::from_millis(200),
+    };
+    let mut stop = shutdown.clone();
+    tokio::select! {
+        _ = tokio::time::sleep_until(until) => true,
+        _ = crate::shutdown::requested(&mut stop) => false,
+    }
 }
 
 struct Destination {
@@ -63,8 +112,7 @@ pub fn task(lane: Lane) -> crate::worker::Task {
     Box::new(move |contexts| {
         let Lane { engine, jobs } = lane;
         let limits = Limits {
-            per_destination: engine.domain_connections,
-            per_connection: engine.connection_messages,
+            shaper: engine.shaper.clone(),
             all: engine.connections.clone(),
             shutdown: engine.shutdown.clone(),
         };
@@ -92,12 +140,18 @@ pub async fn run<C: Connector>(connector: Rc<C>, limits: Limits, mut jobs: mpsc:
                 })
             })
             .clone();
+        let cap = {
+            let to = shaped(&dest.route, &job);
+            let mut shaper = sluice_queue::lock(&limits.shaper);
+            let connections = shaper.limits(&to, &mx_hosts(&dest.route), now()).connections.value;
+            connections.map_or(usize::MAX, |n| n as usize)
+        };
         dest.pending.borrow_mut().push_back(job);
         if dest.idle.get() > 0 {
             dest.wake.notify_one();
         }
         // More waiting than idle connections can pick up: open another.
-        if dest.pending.borrow().len() > dest.idle.get() && dest.active.get() < limits.per_destination {
+        if dest.pending.borrow().len() > dest.idle.get() && dest.active.get() < cap {
             dest.active.set(dest.active.get() + 1);
             connections.spawn_local(serve(connector.clone(), limits.clone(), dest));
         }
@@ -119,7 +173,40 @@ async fn serve<C: Connector>(connector: Rc<C>, limits: Limits, dest: Rc<Destinat
         return;
     };
     let stopping = || *limits.shutdown.borrow();
-    'connections: while !dest.pending.borrow().is_empty() {
+    let shaper = |f: &mut dyn FnMut(&mut Shaper)| f(&mut sluice_queue::lock(&limits.shaper));
+    let hosts = mx_hosts(&dest.route);
+    // Set when a message rate made the last connection give up: not before then.
+    let mut resume: Option<std::time::Instant> = None;
+    'connections: loop {
+        if let Some(when) = resume.take() {
+            if !wait(Decision::Wait(when), &limits.shutdown).await {
+                break;
+            }
+        }
+        // The domain of the job at the head decides when a connection may open.
+        let first = {
+            let pending = dest.pending.borrow();
+            match pending.front() {
+                Some(job) => shaped(&dest.route, job),
+                None => break,
+            }
+        };
+        // Opening only to wait for the head job's message rate would waste a connection.
+        let mut decision = Decision::Go;
+        shaper(&mut |s| {
+            let now = now();
+            decision = s.may_connect(&first, &hosts, None, now);
+            if decision == Decision::Go {
+                decision = s.may_send(&first, &hosts, None, now);
+            }
+        });
+        if decision != Decision::Go {
+            // One waiting connection per destination is enough: another one serves these jobs.
+            if dest.active.get() > 1 || !wait(decision, &limits.shutdown).await {
+                break;
+            }
+            continue;
+        }
         let mut connection = match connector.open(&dest.route).await {
             Ok(c) => c,
             Err(attempt) => {
@@ -130,6 +217,19 @@ async fn serve<C: Connector>(connector: Rc<C>, limits: Limits, dest: Rc<Destinat
                 }
                 return;
             }
+        };
+        let remote = connector.remote(&connection);
+        let (mut per_connection, mut idle) = (u64::MAX, IDLE);
+        shaper(&mut |s| {
+            s.connected(&first, &hosts, remote, now());
+            let limits = s.limits(&first, &hosts, now());
+            per_connection = limits.messages_per_connection.value.unwrap_or(u64::MAX);
+            idle = limits.idle.value.unwrap_or(IDLE);
+        });
+        let _counted = Counted {
+            shaper: limits.shaper.clone(),
+            destination: first.clone(),
+            remote,
         };
         let mut sent = 0;
         loop {
@@ -142,7 +242,7 @@ async fn serve<C: Connector>(connector: Rc<C>, limits: Limits, dest: Rc<Destinat
                 let mut stop = limits.shutdown.clone();
                 let woken = tokio::select! {
                     _ = dest.wake.notified() => true,
-                    _ = tokio::time::sleep(IDLE) => false,
+                    _ = tokio::time::sleep(idle) => false,
                     _ = crate::shutdown::requested(&mut stop) => false,
                 };
                 dest.idle.set(dest.idle.get() - 1);
@@ -151,7 +251,35 @@ async fn serve<C: Connector>(connector: Rc<C>, limits: Limits, dest: Rc<Destinat
                 }
                 break;
             };
-            match connector.send(&mut connection, &job).await {
+            let to = shaped(&dest.route, &job);
+            let mut decision = Decision::Go;
+            shaper(&mut |s| decision = s.may_send(&to, &hosts, Some(remote), now()));
+            if let Decision::Wait(when) = decision {
+                // Waiting keeps the job first in line; a long wait gives the connection up.
+                dest.pending.borrow_mut().push_front(job);
+                if at(when).saturating_duration_since(Instant::now()) > idle {
+                    resume = Some(when);
+                    break;
+                }
+                if !wait(decision, &limits.shutdown).await {
+                    break;
+                }
+                continue;
+            }
+            shaper(&mut |s| s.sent(&to, &hosts, remote, now()));
+            let result = connector.send(&mut connection, &job).await;
+            let attempt = match &result {
+                Ok(a) | Err(a) => a,
+            };
+            if let Some(reply) = &attempt.reply {
+                let line = reply_line(reply);
+                shaper(&mut |s| {
+                    if let Some(effect) = s.reply(&to, &hosts, &line, now()) {
+                        tracing::warn!(destination = dest.route.name(), rule = %effect.rule, "flood rule matched; delivery slowed");
+                    }
+                });
+            }
+            match result {
                 Ok(attempt) => connector.settle(job, &attempt),
                 Err(attempt) => {
                     // The connection broke on this message; the others get a new one.
@@ -160,14 +288,41 @@ async fn serve<C: Connector>(connector: Rc<C>, limits: Limits, dest: Rc<Destinat
                 }
             }
             sent += 1;
-            if sent >= limits.per_connection || stopping() {
+            if sent >= per_connection || stopping() {
                 break;
             }
         }
         connector.quit(connection).await;
-        if stopping() {
+        if stopping() || dest.pending.borrow().is_empty() {
             break;
         }
+    }
+}
+
+/// A reply as flood rules see it: `CODE ENHANCED TEXT` on one line.
+fn reply_line(reply: &sluice_smtp::reply::Reply) -> String {
+    let mut line = reply.code.to_string();
+    if let Some(status) = &reply.status {
+        line.push(' ');
+        line.push_str(status);
+    }
+    for l in &reply.lines {
+        line.push(' ');
+        line.push_str(l);
+    }
+    line
+}
+
+/// Counts a connection out of the shaper when it ends, however it ends.
+struct Counted {
+    shaper: Arc<Mutex<Shaper>>,
+    destination: sluice_shaping::Destination,
+    remote: IpAddr,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        sluice_queue::lock(&self.shaper).disconnected(&self.destination, self.remote);
     }
 }
 

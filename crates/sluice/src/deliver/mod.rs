@@ -116,11 +116,10 @@ pub struct Engine {
     /// `delivery-port`: the port of MX hosts.
     pub mx_port: u16,
     pub timeouts: client::Timeouts,
-    /// Per destination: connections, and messages per connection.
-    pub domain_connections: usize,
-    pub connection_messages: u64,
     /// `delivery-connections`: all outbound connections together.
     pub connections: Arc<Semaphore>,
+    /// Limits per destination and MX IP, from the settings database.
+    pub shaper: Arc<Mutex<sluice_shaping::Shaper>>,
     pub shutdown: watch::Receiver<bool>,
     /// For the outbound hooks (`mq_smtp_out_data`, `mq_smtp_out_sent`).
     pub plugins: Arc<sluice_plugin::Plugins>,
@@ -139,6 +138,7 @@ impl Engine {
         shutdown: watch::Receiver<bool>,
         plugins: Arc<sluice_plugin::Plugins>,
         runtime: tokio::runtime::Handle,
+        shaper: Arc<Mutex<sluice_shaping::Shaper>>,
     ) -> Result<Engine> {
         let s = &c.settings;
         // With a sink every connection goes to it: no lookups.
@@ -193,9 +193,8 @@ impl Engine {
             timeouts: client::Timeouts {
                 cap: s.delivery_timeout,
             },
-            domain_connections: s.delivery_domain_connections as usize,
-            connection_messages: s.delivery_connection_messages,
             connections: Arc::new(Semaphore::new(s.delivery_connections.max(1) as usize)),
+            shaper,
             shutdown,
             plugins,
             plugin_timeout: s.plugin_timeout,

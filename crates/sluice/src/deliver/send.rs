@@ -59,6 +59,12 @@ impl Connector for Smtp {
         Ok(Connection { client, hooks })
     }
 
+    fn remote(&self, c: &Connection) -> std::net::IpAddr {
+        c.client
+            .remote()
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+    }
+
     async fn send(&self, c: &mut Connection, job: &Job) -> Result<Attempt, Attempt> {
         send(&self.engine, &mut c.client, &job.msg, c.hooks.as_ref()).await
     }

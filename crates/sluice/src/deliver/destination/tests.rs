@@ -7,8 +7,8 @@ use super::*;
 use crate::deliver::outcome::{ResultKind, State};
 use crate::deliver::outgoing::{Defaults, Outgoing};
 use crate::deliver::{InFlight, Next};
+use sluice_shaping::capacity::{Capacity, CapacityRow, DomainScope, Limit};
 use sluice_smtp::client::Stage;
-use tokio::time::Instant;
 
 /// What happened, with the virtual time since the start.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,6 +30,9 @@ struct Recorder {
     open_now: Cell<usize>,
     most_open: Cell<usize>,
     events: RefCell<Vec<Event>>,
+    /// With `record_times`: (job, when it was sent).
+    record_times: bool,
+    times: RefCell<Vec<(u64, Duration)>>,
 }
 
 impl Recorder {
@@ -43,6 +46,8 @@ impl Recorder {
             open_now: Cell::new(0),
             most_open: Cell::new(0),
             events: RefCell::new(Vec::new()),
+            record_times: false,
+            times: RefCell::new(Vec::new()),
         }
     }
 
@@ -82,6 +87,11 @@ impl Recorder {
 impl Connector for Recorder {
     type Connection = usize;
 
+    fn remote(&self, connection: &usize) -> IpAddr {
+        // One MX address per connection number is enough for these tests.
+        IpAddr::from([127, 0, 1, (*connection % 250) as u8])
+    }
+
     async fn open(&self, route: &Route) -> Result<usize, Attempt> {
         if self.unreachable.contains(route) {
             return Err(Attempt::failed(
@@ -105,6 +115,9 @@ impl Connector for Recorder {
             connection: *connection,
             job: job.id,
         });
+        if self.record_times {
+            self.times.borrow_mut().push((job.id, self.start.elapsed()));
+        }
         tokio::time::sleep(self.send_time).await;
         if self.breaks.contains(&job.id) {
             self.open_now.set(self.open_now.get() - 1);
@@ -135,8 +148,12 @@ fn route(domain: &str) -> Route {
 }
 
 fn job(id: u64, route: &Route) -> Job {
+    job_to(id, route, "example.com")
+}
+
+fn job_to(id: u64, route: &Route, domain: &str) -> Job {
     let json =
-        format!(r#"{{"envelope":"s@example.net","recipient":"r{id}@example.com","mime":"Subject: x\r\n\r\nx\r\n"}}"#);
+        format!(r#"{{"envelope":"s@example.net","recipient":"r{id}@{domain}","mime":"Subject: x\r\n\r\nx\r\n"}}"#);
     let defaults = Defaults {
         max_delivertime: 86_400,
         max_attempts: 0,
@@ -155,15 +172,34 @@ fn job(id: u64, route: &Route) -> Job {
     }
 }
 
-fn limits(per_destination: usize, per_connection: u64, all: usize) -> (Limits, watch::Sender<bool>) {
+/// The shaper's defaults as the config gives them (no capacity rows).
+fn defaults(per_destination: usize, per_connection: u64) -> sluice_shaping::capacity::Defaults {
+    sluice_shaping::capacity::Defaults {
+        connections: per_destination as u64,
+        messages_per_connection: per_connection,
+        idle: IDLE,
+        queue_size: 5000,
+    }
+}
+
+fn limits_with(
+    rows: Vec<CapacityRow>,
+    per_destination: usize,
+    per_connection: u64,
+    all: usize,
+) -> (Limits, watch::Sender<bool>) {
     let (stop, shutdown) = watch::channel(false);
+    let shaper = Shaper::new(Capacity::new(rows).0, defaults(per_destination, per_connection));
     let limits = Limits {
-        per_destination,
-        per_connection,
+        shaper: Arc::new(Mutex::new(shaper)),
         all: Arc::new(Semaphore::new(all)),
         shutdown,
     };
     (limits, stop)
+}
+
+fn limits(per_destination: usize, per_connection: u64, all: usize) -> (Limits, watch::Sender<bool>) {
+    limits_with(Vec::new(), per_destination, per_connection, all)
 }
 
 /// Runs the scheduler on `recorder` with `feed` sending its jobs; returns
@@ -340,4 +376,77 @@ async fn shutdown_ends_idle_connections_without_their_wait() {
             at: Duration::from_secs(1)
         })
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_message_rate_from_the_policy_spaces_one_domain_and_not_another() {
+    let mut recorder = Recorder::new(Duration::from_millis(10));
+    recorder.record_times = true;
+    let r = Rc::new(recorder);
+    let mut slow = CapacityRow::inheriting(1, None, DomainScope::parse("slow.example").unwrap());
+    slow.message_rate = Limit::Of("60/min".parse().unwrap());
+    let (limits, _stop) = limits_with(vec![slow], 10, 100, 1000);
+    let (slow_route, fast_route) = (route("slow.example"), route("fast.example"));
+    schedule(r.clone(), limits, async |tx| {
+        for id in 0..5 {
+            tx.send(job_to(id, &slow_route, "slow.example")).unwrap();
+            tx.send(job_to(100 + id, &fast_route, "fast.example")).unwrap();
+        }
+    })
+    .await;
+    let times = r.times.borrow().clone();
+    let slow_at: Vec<Duration> = times.iter().filter(|(job, _)| *job < 100).map(|(_, t)| *t).collect();
+    let fast_at: Vec<Duration> = times.iter().filter(|(job, _)| *job >= 100).map(|(_, t)| *t).collect();
+    // One a second, the first at once; waiting is not an attempt.
+    assert_eq!(
+        slow_at,
+        (0..5).map(|s| Duration::from_secs(s) + slow_at[0]).collect::<Vec<_>>()
+    );
+    assert!(slow_at[0] < Duration::from_secs(1));
+    // The other domain did not wait for it.
+    assert!(fast_at.iter().all(|t| *t < Duration::from_secs(1)), "{fast_at:?}");
+    assert_eq!(r.settled().len(), 10);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_rate_gives_the_connection_up_and_opens_one_when_due() {
+    let mut recorder = Recorder::new(Duration::from_millis(10));
+    recorder.record_times = true;
+    let r = Rc::new(recorder);
+    let mut slow = CapacityRow::inheriting(1, None, DomainScope::parse("slow.example").unwrap());
+    // One a minute: far beyond the idle wait.
+    slow.message_rate = Limit::Of("1/min".parse().unwrap());
+    let (limits, _stop) = limits_with(vec![slow], 10, 100, 1000);
+    let to = route("slow.example");
+    schedule(r.clone(), limits, async |tx| {
+        for id in 0..3 {
+            tx.send(job_to(id, &to, "slow.example")).unwrap();
+        }
+    })
+    .await;
+    let times: Vec<Duration> = r.times.borrow().iter().map(|(_, t)| *t).collect();
+    assert_eq!(times.len(), 3);
+    assert!(
+        times[1] - times[0] >= Duration::from_secs(60) && times[2] - times[1] >= Duration::from_secs(60),
+        "{times:?}"
+    );
+    // No connection is held through a minute's wait, and none is opened early.
+    assert_eq!(r.opens(), 3, "{:?}", r.events());
+}
+
+#[tokio::test(start_paused = true)]
+async fn capacity_connections_from_the_policy_cap_a_destination() {
+    let r = Rc::new(Recorder::new(Duration::from_secs(1)));
+    let mut two = CapacityRow::inheriting(1, None, DomainScope::parse("example.com").unwrap());
+    two.connections = Limit::Of(2);
+    let (limits, _stop) = limits_with(vec![two], 10, 100, 1000);
+    let to = route("example.com");
+    schedule(r.clone(), limits, async |tx| {
+        for id in 0..10 {
+            tx.send(job_to(id, &to, "example.com")).unwrap();
+        }
+    })
+    .await;
+    assert_eq!(r.most_open.get(), 2, "{:?}", r.events());
+    assert_eq!(r.settled().len(), 10);
 }

@@ -1,0 +1,101 @@
+//! The settings database at run time (`spec/database.md`): opened and read
+//! at start, read again every `database-ttl`; each snapshot goes to the
+//! delivery engine's shaper. A row that makes no sense is logged once
+//! (table, id, why) and skipped.
+
+use crate::config::{Config, ConfigError};
+use sluice_policy::{Policy, Problem, Store};
+use sluice_shaping::capacity::Defaults;
+use sluice_shaping::{FloodRules, Shaper};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Opens (creating and migrating) the settings database and reads it.
+pub fn open(c: &Config) -> Result<(Box<dyn Store>, Policy), ConfigError> {
+    let s = &c.settings;
+    let key = if s.database_address.is_none() && s.database.is_some() {
+        "database"
+    } else {
+        "database-address"
+    };
+    let fail = |e: sluice_policy::DbError| c.error(key, e.to_string());
+    let mut store = sluice_policy::open(s.database(), &s.data_dir()).map_err(fail)?;
+    let policy = sluice_policy::load(store.as_mut()).map_err(fail)?;
+    Ok((store, policy))
+}
+
+/// What applies where no capacity row decides.
+pub fn defaults(c: &Config) -> Defaults {
+    Defaults {
+        connections: c.settings.delivery_domain_connections,
+        messages_per_connection: c.settings.delivery_connection_messages,
+        idle: crate::deliver::destination::IDLE,
+        queue_size: crate::deliver::dispatch::Limits::default().per_destination as u64,
+    }
+}
+
+/// The shaper for a policy snapshot.
+pub fn shaper(c: &Config, policy: &Policy) -> Shaper {
+    let mut shaper = Shaper::new(policy.capacity(), defaults(c));
+    shaper.set_flood_rules(FloodRules::new(policy.flood.clone(), Vec::new()));
+    shaper
+}
+
+/// Logs the problems of a snapshot that were not logged before.
+pub fn report(problems: &[Problem], seen: &mut HashSet<String>) {
+    for p in problems {
+        let line = p.to_string();
+        if seen.insert(line.clone()) {
+            tracing::warn!(table = p.table, id = p.id, why = %p.why, "settings database: row skipped");
+        }
+    }
+}
+
+/// Reads the database again every `ttl` and hands the result to `shaper`,
+/// until `stop` is set. A failed read keeps the policy in force.
+pub fn reload_every(
+    ttl: Duration,
+    mut store: Box<dyn Store>,
+    shaper: Arc<Mutex<Shaper>>,
+    mut seen: HashSet<String>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new().name("policy-reload".into()).spawn(move || {
+        let started = std::time::Instant::now();
+        let mut next = started + ttl;
+        while !*stop.borrow() {
+            std::thread::sleep(Duration::from_millis(200).min(ttl));
+            if std::time::Instant::now() < next {
+                continue;
+            }
+            next = std::time::Instant::now() + ttl;
+            match sluice_policy::load(store.as_mut()) {
+                Ok(policy) => {
+                    report(&policy.problems, &mut seen);
+                    let mut s = sluice_queue::lock(&shaper);
+                    s.reload(policy.capacity());
+                    s.set_flood_rules(FloodRules::new(policy.flood, Vec::new()));
+                    tracing::debug!(store = %store.describe(), "settings database reloaded");
+                }
+                Err(e) => tracing::error!(error = %e, "cannot read the settings database; the policy in force stays"),
+            }
+        }
+    })
+}
+
+/// `sluice database check`: every row read; the skipped ones listed.
+pub fn check(c: &Config) -> anyhow::Result<()> {
+    let (store, policy) = open(c)?;
+    println!(
+        "{}: {} capacity rows, {} flood rules usable",
+        store.describe(),
+        policy.capacity.len(),
+        policy.flood.len()
+    );
+    for p in &policy.problems {
+        println!("{p}");
+    }
+    anyhow::ensure!(policy.problems.is_empty(), "{} rows skipped", policy.problems.len());
+    Ok(())
+}
