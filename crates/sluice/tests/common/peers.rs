@@ -224,3 +224,44 @@ pub fn relayed(out: &Path) -> Vec<serde_json::Value> {
         })
         .collect()
 }
+
+/// A receiver that records every message's arrival (time, connection, peer,
+/// EHLO name, connections open) as JSON lines in `out`; `refuse` =
+/// (domain, count, reply) answers that domain's first `count` messages with
+/// `reply`.
+pub fn recorder(out: &Path, refuse: Option<(&str, usize, &str)>) -> Peer {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/recorder.py");
+    for _ in 0..10 {
+        let port = free_port();
+        let mut c = Command::new("python3");
+        c.arg(script).arg(port.to_string()).arg(out);
+        if let Some((domain, count, reply)) = refuse {
+            c.args([domain, &count.to_string(), reply]);
+        }
+        let mut child = c.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Peer::new(child, port);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "aiosmtpd did not start (pip install aiosmtpd)"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    panic!("the recording receiver did not start in ten tries");
+}
+
+/// What a [`recorder`] saw, one JSON object per message, in arrival order.
+pub fn recorded(out: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(out)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}

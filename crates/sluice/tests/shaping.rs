@@ -1,0 +1,184 @@
+//! Shaping from the settings database, measured where it matters: rows
+//! written with SQL (Python's sqlite3, as an operator's script would), mail
+//! injected into the daemon, and a receiver (aiosmtpd) that records when
+//! each message arrived and how many connections were open.
+
+mod common;
+use common::peers::{recorded, recorder};
+use common::*;
+use serde_json::{json, Value};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Runs SQL on the SQLite file at `db` with Python's sqlite3 module.
+fn sql(db: &Path, statements: &str) {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.executescript(sys.argv[2]); c.commit()",
+        ])
+        .arg(db)
+        .arg(statements)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "sqlite3: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn message(i: usize, domain: &str) -> Value {
+    json!({
+        "envelope": "sender@example.net",
+        "recipient": format!("user{i}@{domain}"),
+        "mime": format!("From: sender@example.net\r\nSubject: {i}\r\n\r\nbody {i}\r\n"),
+    })
+}
+
+fn inject(d: &Daemon, messages: &[Value]) {
+    let lines: String = messages.iter().map(|m| format!("{m}\n")).collect();
+    let out = d.cli(&["inject"], lines.as_bytes());
+    assert!(out.status.success(), "inject: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Waits until the receiver recorded `n` messages (at most `within`).
+fn arrivals(out: &Path, n: usize, within: Duration) -> Vec<Value> {
+    let deadline = Instant::now() + within;
+    loop {
+        let seen = recorded(out);
+        if seen.len() >= n || Instant::now() > deadline {
+            return seen;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Arrival times (seconds) of the messages to `domain`.
+fn times(seen: &[Value], domain: &str) -> Vec<f64> {
+    seen.iter()
+        .filter(|m| m["to"][0].as_str().is_some_and(|r| r.ends_with(&format!("@{domain}"))))
+        .map(|m| m["t"].as_f64().unwrap())
+        .collect()
+}
+
+/// A daemon delivering to `port` with its settings in `db`, read every second.
+fn daemon(port: u16, db: &Path) -> Daemon {
+    Daemon::start(&format!(
+        "delivery-enabled: true\nsmtp-sink-ip: 127.0.0.1\nsmtp-sink-port: {port}\ndatabase-address: sqlite://{}\ndatabase-ttl: 1\n",
+        db.display()
+    ))
+}
+
+#[test]
+fn a_message_rate_row_paces_its_domain_and_leaves_the_others_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, out) = (dir.path().join("settings.db"), dir.path().join("arrivals.jsonl"));
+    // An operator's table with only the columns they use; Sluice adds the rest.
+    sql(
+        &db,
+        "CREATE TABLE capacity (id INTEGER PRIMARY KEY, domain TEXT, message_rate TEXT);
+         INSERT INTO capacity (domain, message_rate) VALUES ('slow.example', '120/min');",
+    );
+    let receiver = recorder(&out, None);
+    let d = daemon(receiver.port, &db);
+    let mut batch: Vec<Value> = (0..20).map(|i| message(i, "slow.example")).collect();
+    batch.extend((0..20).map(|i| message(i, "fast.example")));
+    inject(&d, &batch);
+    let seen = arrivals(&out, 40, Duration::from_secs(60));
+    let (slow, fast) = (times(&seen, "slow.example"), times(&seen, "fast.example"));
+    assert_eq!((slow.len(), fast.len()), (20, 20), "{}", d.log_tail(50));
+    // 120/min is one every half second: the 20th no sooner than 9.5 s after
+    // the first, and no second with more than 3 (2, plus arrival jitter).
+    let span = slow[19] - slow[0];
+    assert!(span >= 9.4, "20 messages at 120/min took {span:.2} s");
+    for (i, t) in slow.iter().enumerate() {
+        let in_second = slow[i..].iter().filter(|u| **u < t + 1.0).count();
+        assert!(in_second <= 3, "{in_second} messages within a second from {t}");
+    }
+    // Not slower than the rate either (loose: this machine may be busy).
+    assert!(span < 20.0, "paced far below 120/min: {span:.2} s");
+    // The other domain was not held up behind it.
+    assert!(fast[19] < slow[10], "fast.example waited for slow.example");
+}
+
+#[test]
+fn a_connections_row_caps_simultaneous_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, out) = (dir.path().join("settings.db"), dir.path().join("arrivals.jsonl"));
+    sql(
+        &db,
+        "CREATE TABLE capacity (id INTEGER PRIMARY KEY, domain TEXT, connections INTEGER, messages_per_connection INTEGER);
+         INSERT INTO capacity (domain, connections, messages_per_connection) VALUES ('capped.example', 2, 5);",
+    );
+    let receiver = recorder(&out, None);
+    let d = daemon(receiver.port, &db);
+    inject(&d, &(0..60).map(|i| message(i, "capped.example")).collect::<Vec<_>>());
+    let seen = arrivals(&out, 60, Duration::from_secs(60));
+    assert_eq!(seen.len(), 60, "{}", d.log_tail(50));
+    let most = seen.iter().map(|m| m["open"].as_u64().unwrap()).max().unwrap();
+    assert!(most <= 2, "{most} connections open at once");
+    // messages_per_connection: 5 per connection, so at least 12 connections.
+    let mut per: std::collections::HashMap<u64, usize> = Default::default();
+    for m in &seen {
+        *per.entry(m["connection"].as_u64().unwrap()).or_default() += 1;
+    }
+    assert!(per.values().all(|n| *n <= 5), "{per:?}");
+    assert!(per.len() >= 12, "{} connections", per.len());
+}
+
+#[test]
+fn a_row_written_while_running_applies_within_the_reload_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, out) = (dir.path().join("settings.db"), dir.path().join("arrivals.jsonl"));
+    let receiver = recorder(&out, None);
+    let d = daemon(receiver.port, &db);
+    // Sluice created the tables; a row arrives after start.
+    sql(
+        &db,
+        "INSERT INTO capacity (domain, message_rate) VALUES ('later.example', '60/min');",
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    inject(&d, &(0..4).map(|i| message(i, "later.example")).collect::<Vec<_>>());
+    let seen = arrivals(&out, 4, Duration::from_secs(30));
+    let later = times(&seen, "later.example");
+    assert_eq!(later.len(), 4, "{}", d.log_tail(50));
+    assert!(later[3] - later[0] >= 2.9, "60/min not applied: {later:?}");
+}
+
+#[test]
+fn invalid_rows_are_logged_skipped_and_listed_by_database_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, out) = (dir.path().join("settings.db"), dir.path().join("arrivals.jsonl"));
+    sql(
+        &db,
+        "CREATE TABLE capacity (id INTEGER PRIMARY KEY, domain TEXT, message_rate TEXT, connections INTEGER);
+         INSERT INTO capacity (id, domain, message_rate, connections) VALUES
+           (1, 'bad.example', 'lots', NULL),
+           (2, 'worse.example', NULL, -3);",
+    );
+    let receiver = recorder(&out, None);
+    let d = daemon(receiver.port, &db);
+    // Delivery goes on with the rows skipped.
+    inject(&d, &[message(1, "bad.example")]);
+    assert_eq!(
+        arrivals(&out, 1, Duration::from_secs(30)).len(),
+        1,
+        "{}",
+        d.log_tail(50)
+    );
+    let log = d.log();
+    assert!(log.contains("row skipped") && log.contains("got `lots`"), "{log}");
+    let check = d.cli(&["database", "check"], b"");
+    let stdout = String::from_utf8_lossy(&check.stdout);
+    assert!(!check.status.success());
+    assert!(
+        stdout.contains("capacity row 1: message_rate: expected a rate"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("capacity row 2: connections: -3 is not a limit"),
+        "{stdout}"
+    );
+}
