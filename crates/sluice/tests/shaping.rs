@@ -182,3 +182,52 @@ fn invalid_rows_are_logged_skipped_and_listed_by_database_check() {
         "{stdout}"
     );
 }
+
+#[test]
+fn a_flood_reply_pauses_the_destination_and_delivery_resumes_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, out) = (dir.path().join("settings.db"), dir.path().join("arrivals.jsonl"));
+    sql(
+        &db,
+        // One connection, so no other message is already under way when the reply comes.
+        "CREATE TABLE capacity (id INTEGER PRIMARY KEY, domain TEXT, connections INTEGER);
+         INSERT INTO capacity (domain, connections) VALUES ('flood.example', 1);
+         CREATE TABLE flood_responses (id INTEGER PRIMARY KEY, name TEXT, type TEXT, pattern TEXT, pause INTEGER);
+         INSERT INTO flood_responses (name, type, pattern, pause)
+           VALUES ('test: slow down', 'regex', '^421 4\\.7\\.0 .*slow down', 3);",
+    );
+    let receiver = recorder(
+        &out,
+        Some(("flood.example", 1, "421 4.7.0 Too many connections, slow down")),
+    );
+    let d = Daemon::start(&format!(
+        "delivery-enabled: true\nsmtp-sink-ip: 127.0.0.1\nsmtp-sink-port: {}\ndatabase-address: sqlite://{}\nretry-interval: 1\n",
+        receiver.port,
+        db.display()
+    ));
+    inject(&d, &(0..5).map(|i| message(i, "flood.example")).collect::<Vec<_>>());
+    // The refused one comes back (retry-interval 1 s) and is delivered after the pause too.
+    let seen = arrivals(&out, 6, Duration::from_secs(60));
+    assert_eq!(seen.len(), 6, "{}", d.log_tail(50));
+    assert_eq!(seen[0]["refused"], true, "{seen:?}");
+    let refused_at = seen[0]["t"].as_f64().unwrap();
+    let next = seen[1]["t"].as_f64().unwrap();
+    // Nothing reached the destination during the 3 s pause.
+    assert!(
+        next - refused_at >= 2.9,
+        "attempted {:.2} s into a 3 s pause",
+        next - refused_at
+    );
+    assert!(seen[1..].iter().all(|m| m["refused"] == false));
+    assert!(d.log().contains("test: slow down"), "the rule's name is logged");
+    // The refused message: one refusal, then delivered; waiting added no attempt.
+    let tried_twice = |r: &Value| r["results"].as_array().is_some_and(|a| a.len() > 1);
+    let mut results = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !results.iter().any(tried_twice) && Instant::now() < deadline {
+        results.extend(d.collect("results", 1, Duration::from_secs(1)));
+    }
+    let retried: Vec<&Value> = results.iter().filter(|r| tried_twice(r)).collect();
+    assert_eq!(retried.len(), 1, "{results:?}");
+    assert_eq!(retried[0]["results"].as_array().unwrap().len(), 2, "{}", retried[0]);
+}
