@@ -66,7 +66,7 @@ fn shaped(route: &Route, job: &Job) -> sluice_shaping::Destination {
 }
 
 /// The MX host names of a route, for `mx:` capacity rows.
-fn mx_hosts(route: &Route) -> Vec<String> {
+pub fn mx_hosts(route: &Route) -> Vec<String> {
     match &route.next {
         Next::Mx(set) => set.iter().map(|h| h.name.clone()).collect(),
         Next::Domain(_) | Next::Relay(_) => Vec::new(),

@@ -258,7 +258,17 @@ impl Dispatcher {
             permit,
         } = r;
         let engine = &self.engine;
-        if !engine.admit(&route, self.limits.per_destination) {
+        // The policy's queue_size for the message's domain, within the dispatcher's own cap.
+        let cap = {
+            let to = sluice_shaping::Destination::new(route.local, &msg.domain);
+            let hosts = super::destination::mx_hosts(&route);
+            let mut shaper = sluice_queue::lock(&engine.shaper);
+            let limits = shaper.limits(&to, &hosts, std::time::Instant::now());
+            limits.queue_size.value.map_or(self.limits.per_destination, |n| {
+                (n as usize).min(self.limits.per_destination)
+            })
+        };
+        if !engine.admit(&route, cap) {
             let again = NewMessage {
                 queue: stored.queue,
                 body: stored.body,

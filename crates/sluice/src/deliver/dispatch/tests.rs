@@ -20,6 +20,11 @@ struct Setup {
 }
 
 fn setup() -> Setup {
+    setup_with(Vec::new())
+}
+
+/// As [`setup`], with capacity rows in the policy.
+fn setup_with(rows: Vec<sluice_shaping::CapacityRow>) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     // With a sink there are no DNS lookups: routes stay per domain.
     let env = vec![("SLUICE_SMTP_SINK_IP".to_string(), "127.0.0.1".to_string())];
@@ -35,7 +40,10 @@ fn setup() -> Setup {
         tokio::runtime::Handle::current(),
         Arc::new(std::sync::Mutex::new(crate::policy::shaper(
             &config,
-            &Default::default(),
+            &sluice_policy::Policy {
+                capacity: rows,
+                ..Default::default()
+            },
         ))),
     )
     .unwrap();
@@ -199,4 +207,27 @@ async fn a_message_within_its_deadline_is_attempted_and_past_it_expires() {
     let results = waiting(&s.store, "results").await;
     assert_eq!(results.len(), 1, "{results:?}");
     assert_eq!(results[0].2, "amqp/timeout");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_size_row_caps_what_one_domain_holds_in_memory() {
+    use sluice_shaping::capacity::{CapacityRow, DomainScope, Limit};
+    let mut small = CapacityRow::inheriting(1, None, DomainScope::parse("small.example").unwrap());
+    small.queue_size = Limit::Of(1);
+    let s = setup_with(vec![small]);
+    let now = parse_time(NOW).unwrap();
+    let mut batch: Vec<NewMessage> = (0..3).map(|i| message(&format!("s{i}@small.example"), "")).collect();
+    batch.push(message("o1@other.example", ""));
+    s.store.publish(batch).await.unwrap();
+    let lanes = dispatch(&s, limits(10, NOW), 2, 0, 2).await;
+    let all: Vec<String> = lanes.concat();
+    assert_eq!(
+        all.iter().filter(|r| r.ends_with("@small.example")).count(),
+        1,
+        "{all:?}"
+    );
+    assert!(all.contains(&"o1@other.example".to_string()), "{all:?}");
+    let outbox = waiting(&s.store, "outbox").await;
+    assert_eq!(outbox.len(), 2, "{outbox:?}");
+    assert!(outbox.iter().all(|(_, due, _)| *due == now + 5_000));
 }
