@@ -28,6 +28,7 @@ impl std::fmt::Display for Problem {
 pub struct Policy {
     pub capacity: Vec<CapacityRow>,
     pub flood: Vec<FloodRule>,
+    pub suppressions: Suppressions,
     /// Rows skipped (invalid) or shadowed (a lower id has the same scope).
     pub problems: Vec<Problem>,
 }
@@ -52,6 +53,7 @@ pub fn load(store: &mut dyn Store) -> Result<Policy, DbError> {
         });
     }
     policy.flood = read(store, &FLOOD_RESPONSES, flood_row, &mut policy.problems)?;
+    policy.suppressions = suppressions(store, &mut policy.problems)?;
     Ok(policy)
 }
 
@@ -171,4 +173,100 @@ fn flood_row(row: &Row) -> Result<FloodRule, String> {
         reduce,
         reduced,
     })
+}
+
+/// What a suppressed recipient's message ends with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Suppression {
+    pub id: i64,
+    pub code: u16,
+    pub extended: String,
+    pub description: String,
+}
+
+/// The `suppressions` table: recipients (by address or by domain) never tried.
+#[derive(Debug, Clone, Default)]
+pub struct Suppressions {
+    addresses: std::collections::HashMap<String, Suppression>,
+    domains: std::collections::HashMap<String, Suppression>,
+}
+
+impl Suppressions {
+    pub fn len(&self) -> usize {
+        self.addresses.len() + self.domains.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The suppression of `recipient`: its address, else its domain.
+    pub fn lookup(&self, recipient: &str) -> Option<&Suppression> {
+        if self.is_empty() {
+            return None;
+        }
+        let lower = recipient.to_lowercase();
+        self.addresses.get(&lower).or_else(|| {
+            let domain = lower.rsplit_once('@').map_or("", |(_, d)| d);
+            self.domains.get(domain.trim_end_matches('.'))
+        })
+    }
+}
+
+fn suppression_row(row: &Row) -> Result<(bool, String, Suppression), String> {
+    let kind = row.text("type")?.unwrap_or_default().to_ascii_lowercase();
+    let by_address = match kind.as_str() {
+        "address" => true,
+        "domain" => false,
+        other => return Err(format!("type: `{}` is neither address nor domain", shown(other))),
+    };
+    let value = row.text("value")?.ok_or("value: missing")?.to_lowercase();
+    if by_address != value.contains('@') {
+        return Err(format!("value: `{}` is not an {kind}", shown(&value)));
+    }
+    let code = match row.int("code")? {
+        None => 550,
+        Some(c @ 400..=599) => c as u16,
+        Some(c) => return Err(format!("code: {c} is not a 4xx or 5xx reply code")),
+    };
+    let extended = row.text("extended")?.unwrap_or_else(|| "5.7.1".into());
+    let valid = extended.split('.').count() == 3
+        && extended
+            .split('.')
+            .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
+        && (extended.starts_with("4.") || extended.starts_with("5."));
+    if !valid {
+        return Err(format!(
+            "extended: `{}` is not an enhanced status code such as 5.7.1",
+            shown(&extended)
+        ));
+    }
+    let description = row
+        .text("description")?
+        .map(|d| shown(&d))
+        .unwrap_or_else(|| "recipient suppressed".into());
+    Ok((
+        by_address,
+        value.trim_end_matches('.').to_string(),
+        Suppression {
+            id: row.id,
+            code,
+            extended,
+            description,
+        },
+    ))
+}
+
+/// Reads the `suppressions` table (the lower id wins for one value).
+pub fn suppressions(store: &mut dyn Store, problems: &mut Vec<Problem>) -> Result<Suppressions, DbError> {
+    let mut out = Suppressions::default();
+    for (by_address, value, s) in read(store, &crate::schema::SUPPRESSIONS, suppression_row, problems)? {
+        let map = if by_address {
+            &mut out.addresses
+        } else {
+            &mut out.domains
+        };
+        map.entry(value).or_insert(s);
+    }
+    Ok(out)
 }

@@ -127,3 +127,30 @@ fn only_sqlite_addresses_open() {
         assert!(e.contains(says), "{e}");
     }
 }
+
+#[test]
+fn suppressions_by_address_and_domain() {
+    let (_dir, mut s) = store(
+        "CREATE TABLE suppressions (id INTEGER PRIMARY KEY, updated TEXT, type TEXT, value TEXT, code INTEGER, extended TEXT, description TEXT);
+         INSERT INTO suppressions (id, type, value, code, extended, description) VALUES
+           (1, 'address', 'Gone@Example.com', NULL, NULL, NULL),
+           (2, 'domain', 'blocked.example', 554, '5.7.0', 'we do not send there'),
+           (3, 'domain', 'x@not-a-domain.example', NULL, NULL, NULL),
+           (4, 'address', 'a@b.example', 250, NULL, NULL),
+           (5, 'address', 'c@d.example', NULL, '2.0.0', NULL),
+           (6, 'phone', '123', NULL, NULL, NULL);",
+    );
+    let policy = load(s.as_mut()).unwrap();
+    let sup = &policy.suppressions;
+    assert_eq!(sup.len(), 2, "{:?}", policy.problems);
+    let gone = sup.lookup("gone@EXAMPLE.com").unwrap();
+    assert_eq!(
+        (gone.code, gone.extended.as_str(), gone.description.as_str()),
+        (550, "5.7.1", "recipient suppressed")
+    );
+    let blocked = sup.lookup("anyone@blocked.example").unwrap();
+    assert_eq!((blocked.code, blocked.extended.as_str()), (554, "5.7.0"));
+    assert!(sup.lookup("other@example.com").is_none());
+    let ids: Vec<i64> = policy.problems.iter().map(|p| p.id).collect();
+    assert_eq!(ids, [3, 4, 5, 6], "{:?}", policy.problems);
+}

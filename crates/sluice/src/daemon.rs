@@ -105,7 +105,7 @@ pub fn run(c: Config) -> Result<()> {
     let mut reported = std::collections::HashSet::new();
     crate::policy::report(&policy.problems, &mut reported);
     tracing::info!(database = %settings_db.describe(), capacity = policy.capacity.len(), flood = policy.flood.len(), "settings database read");
-    let shaper = Arc::new(std::sync::Mutex::new(crate::policy::shaper(&c, &policy)));
+    let live = crate::policy::Live::new(&c, &policy);
     let tls = receive::tls::acceptor(s.smtp_certificate.as_deref(), s.smtp_key.as_deref(), &data, &hostname)?;
     let received_log = Arc::new(reception::log::ReceivedLog::open(s.received_log.as_deref())?);
     let ids = Arc::new(IdGenerator::new(s.server_id));
@@ -139,9 +139,9 @@ pub fn run(c: Config) -> Result<()> {
         shutdown_rx.clone(),
         plugins.clone(),
         rt.handle().clone(),
-        shaper.clone(),
+        live.clone(),
     )?);
-    let reload = crate::policy::reload_every(s.database_ttl, settings_db, shaper, reported, shutdown_rx.clone())?;
+    let reload = crate::policy::reload_every(s.database_ttl, settings_db, live, reported, shutdown_rx.clone())?;
     let lanes = if s.delivery_enabled {
         let _in_rt = rt.enter();
         deliver::start(engine, s.threads())

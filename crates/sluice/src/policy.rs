@@ -4,12 +4,42 @@
 //! (table, id, why) and skipped.
 
 use crate::config::{Config, ConfigError};
-use sluice_policy::{Policy, Problem, Store};
+use sluice_policy::{Policy, Problem, Store, Suppressions};
 use sluice_shaping::capacity::Defaults;
 use sluice_shaping::{FloodRules, Shaper};
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
+
+/// The policy in force, shared by delivery and replaced by each reload.
+#[derive(Clone)]
+pub struct Live {
+    pub shaper: Arc<Mutex<Shaper>>,
+    pub suppressions: Arc<RwLock<Arc<Suppressions>>>,
+}
+
+impl Live {
+    pub fn new(c: &Config, policy: &Policy) -> Live {
+        Live {
+            shaper: Arc::new(Mutex::new(shaper(c, policy))),
+            suppressions: Arc::new(RwLock::new(Arc::new(policy.suppressions.clone()))),
+        }
+    }
+
+    /// Puts a new snapshot in force; counts and pacing already run are kept.
+    fn update(&self, policy: Policy) {
+        let mut s = sluice_queue::lock(&self.shaper);
+        s.reload(policy.capacity());
+        s.set_flood_rules(FloodRules::new(policy.flood, Vec::new()));
+        drop(s);
+        *self.suppressions.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy.suppressions);
+    }
+
+    /// The suppressions in force (a cheap clone of the snapshot).
+    pub fn suppressions(&self) -> Arc<Suppressions> {
+        self.suppressions.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
 
 /// Opens (creating and migrating) the settings database and reads it.
 pub fn open(c: &Config) -> Result<(Box<dyn Store>, Policy), ConfigError> {
@@ -57,7 +87,7 @@ pub fn report(problems: &[Problem], seen: &mut HashSet<String>) {
 pub fn reload_every(
     ttl: Duration,
     mut store: Box<dyn Store>,
-    shaper: Arc<Mutex<Shaper>>,
+    live: Live,
     mut seen: HashSet<String>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
@@ -73,9 +103,7 @@ pub fn reload_every(
             match sluice_policy::load(store.as_mut()) {
                 Ok(policy) => {
                     report(&policy.problems, &mut seen);
-                    let mut s = sluice_queue::lock(&shaper);
-                    s.reload(policy.capacity());
-                    s.set_flood_rules(FloodRules::new(policy.flood, Vec::new()));
+                    live.update(policy);
                     tracing::debug!(store = %store.describe(), "settings database reloaded");
                 }
                 Err(e) => tracing::error!(error = %e, "cannot read the settings database; the policy in force stays"),
@@ -88,10 +116,11 @@ pub fn reload_every(
 pub fn check(c: &Config) -> anyhow::Result<()> {
     let (store, policy) = open(c)?;
     println!(
-        "{}: {} capacity rows, {} flood rules usable",
+        "{}: {} capacity rows, {} flood rules, {} suppressions usable",
         store.describe(),
         policy.capacity.len(),
-        policy.flood.len()
+        policy.flood.len(),
+        policy.suppressions.len()
     );
     for p in &policy.problems {
         println!("{p}");

@@ -231,3 +231,57 @@ fn a_flood_reply_pauses_the_destination_and_delivery_resumes_after() {
     assert_eq!(retried.len(), 1, "{results:?}");
     assert_eq!(retried[0]["results"].as_array().unwrap().len(), 2, "{}", retried[0]);
 }
+
+#[test]
+fn a_suppressed_recipient_ends_at_once_without_a_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, out) = (dir.path().join("settings.db"), dir.path().join("arrivals.jsonl"));
+    sql(
+        &db,
+        "CREATE TABLE suppressions (id INTEGER PRIMARY KEY, type TEXT, value TEXT, code INTEGER, extended TEXT, description TEXT);
+         INSERT INTO suppressions (type, value, code, extended, description) VALUES
+           ('address', 'Unsubscribed@Example.com', NULL, NULL, 'unsubscribed'),
+           ('domain', 'blocked.example', 554, '5.7.0', 'no mail to this domain');",
+    );
+    let receiver = recorder(&out, None);
+    let d = daemon(receiver.port, &db);
+    inject(
+        &d,
+        &[
+            json!({"envelope": "s@example.net", "recipient": "unsubscribed@example.com", "mime": "Subject: a\r\n\r\na\r\n"}),
+            json!({"envelope": "s@example.net", "recipient": "anyone@blocked.example", "mime": "Subject: b\r\n\r\nb\r\n"}),
+            json!({"envelope": "s@example.net", "recipient": "someone@example.com", "mime": "Subject: c\r\n\r\nc\r\n"}),
+        ],
+    );
+    let mut failures = d.collect("failure", 2, Duration::from_secs(30));
+    failures.sort_by_key(|m| m["recipient"].as_str().unwrap_or("").to_string());
+    assert_eq!(failures.len(), 2, "{}", d.log_tail(50));
+    let entry = |m: &Value| m["results"].as_array().unwrap().last().unwrap().clone();
+    let blocked = entry(&failures[0]);
+    assert_eq!(
+        (
+            &blocked["state"],
+            &blocked["result"],
+            &blocked["code"],
+            &blocked["status"]
+        ),
+        (&json!("suppression"), &json!("error"), &json!(554), &json!("5.7.0"))
+    );
+    assert!(blocked["description"]
+        .as_str()
+        .unwrap()
+        .contains("no mail to this domain"));
+    let unsubscribed = entry(&failures[1]);
+    assert_eq!(
+        (&unsubscribed["code"], &unsubscribed["status"]),
+        (&json!(550), &json!("5.7.1"))
+    );
+    // One attempt each, no connection: the receiver saw only the third message.
+    assert_eq!(failures[0]["results"].as_array().unwrap().len(), 1);
+    let seen = arrivals(&out, 1, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(500));
+    let seen_later = recorded(&out);
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen_later.len(), 1, "{seen_later:?}");
+    assert_eq!(seen_later[0]["to"][0], "someone@example.com");
+}

@@ -177,6 +177,14 @@ impl Dispatcher {
                 return None;
             }
         }
+        let suppressions = engine.settings.suppressions();
+        if !suppressions.is_empty() {
+            if let Some(s) = suppressions.lookup(&msg.recipient.to_string()) {
+                let attempt = outcome::suppressed(s.code, &s.extended, &s.description);
+                engine.conclude(stored.id, msg, None, permit, &attempt);
+                return None;
+            }
+        }
         if !msg.may_try(msg.attempts, now) {
             let attempt = outcome::expiry(&msg);
             engine.conclude(stored.id, msg, None, permit, &attempt);

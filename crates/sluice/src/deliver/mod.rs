@@ -120,6 +120,8 @@ pub struct Engine {
     pub connections: Arc<Semaphore>,
     /// Limits per destination and MX IP, from the settings database.
     pub shaper: Arc<Mutex<sluice_shaping::Shaper>>,
+    /// The settings database in force (suppressions).
+    pub settings: crate::policy::Live,
     pub shutdown: watch::Receiver<bool>,
     /// For the outbound hooks (`mq_smtp_out_data`, `mq_smtp_out_sent`).
     pub plugins: Arc<sluice_plugin::Plugins>,
@@ -138,7 +140,7 @@ impl Engine {
         shutdown: watch::Receiver<bool>,
         plugins: Arc<sluice_plugin::Plugins>,
         runtime: tokio::runtime::Handle,
-        shaper: Arc<Mutex<sluice_shaping::Shaper>>,
+        live: crate::policy::Live,
     ) -> Result<Engine> {
         let s = &c.settings;
         // With a sink every connection goes to it: no lookups.
@@ -194,7 +196,8 @@ impl Engine {
                 cap: s.delivery_timeout,
             },
             connections: Arc::new(Semaphore::new(s.delivery_connections.max(1) as usize)),
-            shaper,
+            shaper: live.shaper.clone(),
+            settings: live,
             shutdown,
             plugins,
             plugin_timeout: s.plugin_timeout,

@@ -66,6 +66,8 @@ pub enum State {
     Amqp,
     /// Finding the message's body (a `key` with no plugin to resolve it).
     Storage,
+    /// The recipient is in the `suppressions` table: never tried.
+    Suppression,
 }
 
 impl State {
@@ -78,6 +80,7 @@ impl State {
             State::Dns => "dns",
             State::Amqp => "amqp",
             State::Storage => "storage",
+            State::Suppression => "suppression",
         }
     }
 }
@@ -389,6 +392,20 @@ pub fn expiry(msg: &Outgoing) -> Attempt {
         format!("maxdelivertime {} passed", format_time(msg.deadline_ms))
     };
     Attempt::failed(State::Amqp, ResultKind::Timeout, why, true)
+}
+
+/// A recipient in the `suppressions` table: a final `suppression`/`error`
+/// with the row's code, enhanced status and description; no connection.
+pub fn suppressed(code: u16, extended: &str, description: &str) -> Attempt {
+    let reply = sluice_smtp::Reply {
+        code,
+        status: Some(extended.to_string()),
+        lines: vec![description.to_string()],
+    };
+    let mut a = Attempt::reply(State::Suppression, reply, None);
+    a.kind = ResultKind::Error;
+    a.permanent = true;
+    a
 }
 
 /// A message that cannot be read (`amqp/invalid`): results + failure.

@@ -38,13 +38,13 @@ fn setup_with(rows: Vec<sluice_shaping::CapacityRow>) -> Setup {
         shutdown,
         Arc::new(sluice_plugin::Plugins::none()),
         tokio::runtime::Handle::current(),
-        Arc::new(std::sync::Mutex::new(crate::policy::shaper(
+        crate::policy::Live::new(
             &config,
             &sluice_policy::Policy {
                 capacity: rows,
                 ..Default::default()
             },
-        ))),
+        ),
     )
     .unwrap();
     Setup {
