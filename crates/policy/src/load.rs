@@ -29,6 +29,7 @@ pub struct Policy {
     pub capacity: Vec<CapacityRow>,
     pub flood: Vec<FloodRule>,
     pub suppressions: Suppressions,
+    pub pauses: Vec<PauseRow>,
     /// Rows skipped (invalid) or shadowed (a lower id has the same scope).
     pub problems: Vec<Problem>,
 }
@@ -54,6 +55,7 @@ pub fn load(store: &mut dyn Store) -> Result<Policy, DbError> {
     }
     policy.flood = read(store, &FLOOD_RESPONSES, flood_row, &mut policy.problems)?;
     policy.suppressions = suppressions(store, &mut policy.problems)?;
+    policy.pauses = read(store, &crate::schema::PAUSED, pause_row, &mut policy.problems)?;
     Ok(policy)
 }
 
@@ -269,4 +271,63 @@ pub fn suppressions(store: &mut dyn Store, problems: &mut Vec<Problem>) -> Resul
         map.entry(value).or_insert(s);
     }
     Ok(out)
+}
+
+/// A row of `paused`, its expiry as wall-clock time.
+#[derive(Debug, Clone)]
+pub struct PauseRow {
+    pub id: i64,
+    pub localip: Option<IpAddr>,
+    pub domain: DomainScope,
+    pub target: Option<IpAddr>,
+    pub tag: Option<String>,
+    /// Unix milliseconds; `None` = until removed.
+    pub expire_ms: Option<u64>,
+    pub reason: String,
+}
+
+impl PauseRow {
+    /// The shaper's pause, its expiry on the monotonic clock (`now` = `now_ms`).
+    pub fn at(&self, now: std::time::Instant, now_ms: u64) -> sluice_shaping::Pause {
+        sluice_shaping::Pause {
+            id: self.id,
+            localip: self.localip,
+            domain: self.domain.clone(),
+            target: self.target,
+            tag: self.tag.clone(),
+            until: self
+                .expire_ms
+                .map(|e| now + Duration::from_millis(e.saturating_sub(now_ms))),
+            reason: self.reason.clone(),
+        }
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS` (UTC) as unix milliseconds.
+pub fn parse_time(text: &str) -> Option<u64> {
+    let t = chrono::NaiveDateTime::parse_from_str(text.trim(), "%Y-%m-%d %H:%M:%S").ok()?;
+    u64::try_from(t.and_utc().timestamp_millis()).ok()
+}
+
+fn pause_row(row: &Row) -> Result<PauseRow, String> {
+    let target = row
+        .text("target")?
+        .map(|t| {
+            t.parse()
+                .map_err(|_| format!("target: `{}` is not an IP address", shown(&t)))
+        })
+        .transpose()?;
+    let expire_ms = row
+        .text("expire")?
+        .map(|t| parse_time(&t).ok_or_else(|| format!("expire: `{}` is not YYYY-MM-DD HH:MM:SS", shown(&t))))
+        .transpose()?;
+    Ok(PauseRow {
+        id: row.id,
+        localip: localip(row)?,
+        domain: domain(row)?,
+        target,
+        tag: row.text("tag")?.map(|t| shown(&t)),
+        expire_ms,
+        reason: row.text("reason")?.map(|r| shown(&r)).unwrap_or_default(),
+    })
 }

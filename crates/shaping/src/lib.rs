@@ -8,6 +8,7 @@
 //!   most-specific-row-wins resolution of the limits for one destination.
 //! - [`pattern`]: the spec's pattern types (`mx:` scopes use fnmatch).
 //! - [`flood`]: flood rules, replies that pause or slow a destination.
+//! - [`pause`]: pauses by local IP, domain, MX IP and tag.
 //! - [`shaper`]: the live state — counts and pacers per destination and per
 //!   MX IP — and the decisions: may a connection open, may a message go.
 
@@ -16,10 +17,12 @@
 pub mod capacity;
 pub mod flood;
 pub mod pattern;
+pub mod pause;
 pub mod rate;
 pub mod shaper;
 
 pub use capacity::{Capacity, CapacityRow, Effective, Limit};
 pub use flood::{FloodRule, FloodRules, Matcher, Reduced};
+pub use pause::Pause;
 pub use rate::{Pacer, Rate};
 pub use shaper::{Decision, Destination, FloodEffect, Shaper};

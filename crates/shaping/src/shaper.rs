@@ -6,6 +6,7 @@
 
 use crate::capacity::{Capacity, Defaults, Effective, Resolved};
 use crate::flood::{FloodRules, Reduced};
+use crate::pause::Pause;
 use crate::rate::{Pacer, Rate};
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -134,6 +135,7 @@ struct IpState {
 pub struct Shaper {
     capacity: Capacity,
     flood: FloodRules,
+    pauses: Vec<Pause>,
     defaults: Defaults,
     destinations: HashMap<Destination, DestinationState>,
     ips: HashMap<(Option<IpAddr>, IpAddr), IpState>,
@@ -144,6 +146,7 @@ impl Shaper {
         Shaper {
             capacity,
             flood: FloodRules::default(),
+            pauses: Vec::new(),
             defaults,
             destinations: HashMap::new(),
             ips: HashMap::new(),
@@ -157,6 +160,34 @@ impl Shaper {
         for d in self.destinations.values_mut() {
             d.limits = None;
         }
+    }
+
+    /// The pauses in force (the `paused` table).
+    pub fn set_pauses(&mut self, pauses: Vec<Pause>) {
+        self.pauses = pauses;
+    }
+
+    /// Whether a pause holds a message with `tags` for `dest` (at `mx_ip`
+    /// once known): `Wait` until it should be looked at again.
+    pub fn held(
+        &self,
+        dest: &Destination,
+        mx_hosts: &[String],
+        mx_ip: Option<IpAddr>,
+        tags: &[&str],
+        now: Instant,
+    ) -> Decision {
+        self.pauses
+            .iter()
+            .filter(|p| p.holds(dest.localip, &dest.domain, mx_hosts, mx_ip, tags, now))
+            .map(|p| p.recheck(now))
+            .min()
+            .map_or(Decision::Go, Decision::Wait)
+    }
+
+    /// The pauses in force at `now` (for the API and console).
+    pub fn pauses(&self, now: Instant) -> impl Iterator<Item = &Pause> {
+        self.pauses.iter().filter(move |p| p.until.is_none_or(|u| u > now))
     }
 
     /// New flood rules (the table's and the built-in ones); effects in force stay until they expire.

@@ -20,8 +20,10 @@ pub struct Live {
 
 impl Live {
     pub fn new(c: &Config, policy: &Policy) -> Live {
+        let mut shaper = shaper(c, policy);
+        shaper.set_pauses(pauses(policy));
         Live {
-            shaper: Arc::new(Mutex::new(shaper(c, policy))),
+            shaper: Arc::new(Mutex::new(shaper)),
             suppressions: Arc::new(RwLock::new(Arc::new(policy.suppressions.clone()))),
         }
     }
@@ -30,7 +32,8 @@ impl Live {
     fn update(&self, policy: Policy) {
         let mut s = sluice_queue::lock(&self.shaper);
         s.reload(policy.capacity());
-        s.set_flood_rules(FloodRules::new(policy.flood, Vec::new()));
+        s.set_flood_rules(FloodRules::new(policy.flood.clone(), Vec::new()));
+        s.set_pauses(pauses(&policy));
         drop(s);
         *self.suppressions.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy.suppressions);
     }
@@ -53,6 +56,12 @@ pub fn open(c: &Config) -> Result<(Box<dyn Store>, Policy), ConfigError> {
     let mut store = sluice_policy::open(s.database(), &s.data_dir()).map_err(fail)?;
     let policy = sluice_policy::load(store.as_mut()).map_err(fail)?;
     Ok((store, policy))
+}
+
+/// The pauses of a snapshot on the monotonic clock.
+fn pauses(policy: &Policy) -> Vec<sluice_shaping::Pause> {
+    let (now, now_ms) = (std::time::Instant::now(), sluice_queue::now_ms());
+    policy.pauses.iter().map(|p| p.at(now, now_ms)).collect()
 }
 
 /// What applies where no capacity row decides.

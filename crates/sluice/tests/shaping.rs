@@ -285,3 +285,71 @@ fn a_suppressed_recipient_ends_at_once_without_a_connection() {
     assert_eq!(seen_later.len(), 1, "{seen_later:?}");
     assert_eq!(seen_later[0]["to"][0], "someone@example.com");
 }
+
+#[test]
+fn a_paused_domain_waits_until_the_pause_is_removed_and_waiting_is_no_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, out) = (dir.path().join("settings.db"), dir.path().join("arrivals.jsonl"));
+    sql(
+        &db,
+        "CREATE TABLE paused (id INTEGER PRIMARY KEY, domain TEXT, reason TEXT);
+         INSERT INTO paused (domain, reason) VALUES ('paused.example', 'complaints');",
+    );
+    let receiver = recorder(&out, None);
+    let d = daemon(receiver.port, &db);
+    let mut batch: Vec<Value> = (0..3).map(|i| message(i, "paused.example")).collect();
+    batch.push(message(9, "open.example"));
+    inject(&d, &batch);
+    // The other domain goes; the paused one does not.
+    let seen = arrivals(&out, 1, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(2500));
+    let seen_paused = recorded(&out);
+    assert_eq!(seen.len(), 1, "{}", d.log_tail(50));
+    assert!(
+        times(&seen_paused, "paused.example").is_empty(),
+        "delivered while paused: {seen_paused:?}"
+    );
+    // Removed with SQL: delivered within the reload time.
+    sql(&db, "DELETE FROM paused;");
+    let seen = arrivals(&out, 4, Duration::from_secs(30));
+    assert_eq!(times(&seen, "paused.example").len(), 3, "{}", d.log_tail(50));
+    let results = d.collect("success", 4, Duration::from_secs(30));
+    assert_eq!(results.len(), 4);
+    assert!(
+        results.iter().all(|r| r["results"].as_array().unwrap().len() == 1),
+        "{results:?}"
+    );
+}
+
+#[test]
+fn a_pause_with_an_expiry_ends_by_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, out) = (dir.path().join("settings.db"), dir.path().join("arrivals.jsonl"));
+    let receiver = recorder(&out, None);
+    let d = daemon(receiver.port, &db);
+    // A pause of everything for 4 s from now (UTC, to the second), written while running.
+    let expire = chrono_utc_in(4);
+    sql(&db, &format!("INSERT INTO paused (expire) VALUES ('{expire}');"));
+    std::thread::sleep(Duration::from_millis(1500));
+    let sent = Instant::now();
+    inject(&d, &[message(1, "any.example")]);
+    let seen = arrivals(&out, 1, Duration::from_secs(30));
+    assert_eq!(seen.len(), 1, "{}", d.log_tail(50));
+    assert!(
+        sent.elapsed() >= Duration::from_millis(800),
+        "delivered during the pause"
+    );
+}
+
+/// `YYYY-MM-DD HH:MM:SS` UTC, `secs` from now (with Python, to use a clock no one here wrote).
+fn chrono_utc_in(secs: u64) -> String {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import datetime, sys; print((datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=int(sys.argv[1]))).strftime('%Y-%m-%d %H:%M:%S'))",
+        ])
+        .arg(secs.to_string())
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}

@@ -65,6 +65,16 @@ fn shaped(route: &Route, job: &Job) -> sluice_shaping::Destination {
     sluice_shaping::Destination::new(route.local, &job.msg.domain)
 }
 
+/// A message's `tags` (pauses may hold only some).
+fn tags(job: &Job) -> Vec<&str> {
+    job.msg
+        .json
+        .get("tags")
+        .and_then(|t| t.as_array())
+        .map(|a| a.iter().filter_map(|t| t.as_str()).collect())
+        .unwrap_or_default()
+}
+
 /// The MX host names of a route, for `mx:` capacity rows.
 pub fn mx_hosts(route: &Route) -> Vec<String> {
     match &route.next {
@@ -184,18 +194,25 @@ async fn serve<C: Connector>(connector: Rc<C>, limits: Limits, dest: Rc<Destinat
             }
         }
         // The domain of the job at the head decides when a connection may open.
-        let first = {
+        let (first, first_tags) = {
             let pending = dest.pending.borrow();
             match pending.front() {
-                Some(job) => shaped(&dest.route, job),
+                Some(job) => (
+                    shaped(&dest.route, job),
+                    tags(job).into_iter().map(str::to_string).collect::<Vec<_>>(),
+                ),
                 None => break,
             }
         };
-        // Opening only to wait for the head job's message rate would waste a connection.
+        // Opening only to wait for the head job's message rate or a pause would waste a connection.
         let mut decision = Decision::Go;
         shaper(&mut |s| {
             let now = now();
-            decision = s.may_connect(&first, &hosts, None, now);
+            let first_tags: Vec<&str> = first_tags.iter().map(String::as_str).collect();
+            decision = s.held(&first, &hosts, None, &first_tags, now);
+            if decision == Decision::Go {
+                decision = s.may_connect(&first, &hosts, None, now);
+            }
             if decision == Decision::Go {
                 decision = s.may_send(&first, &hosts, None, now);
             }
@@ -253,7 +270,15 @@ async fn serve<C: Connector>(connector: Rc<C>, limits: Limits, dest: Rc<Destinat
             };
             let to = shaped(&dest.route, &job);
             let mut decision = Decision::Go;
-            shaper(&mut |s| decision = s.may_send(&to, &hosts, Some(remote), now()));
+            let job_tags = tags(&job);
+            shaper(&mut |s| {
+                let now = now();
+                decision = s.held(&to, &hosts, Some(remote), &job_tags, now);
+                if decision == Decision::Go {
+                    decision = s.may_send(&to, &hosts, Some(remote), now);
+                }
+            });
+            drop(job_tags);
             if let Decision::Wait(when) = decision {
                 // Waiting keeps the job first in line; a long wait gives the connection up.
                 dest.pending.borrow_mut().push_front(job);
