@@ -215,6 +215,14 @@ impl Suppressions {
     }
 }
 
+/// An enhanced status code of a failure: `4.x.y` or `5.x.y` (RFC 3463).
+pub fn failure_status(s: &str) -> bool {
+    s.split('.').count() == 3
+        && s.split('.')
+            .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
+        && (s.starts_with("4.") || s.starts_with("5."))
+}
+
 fn suppression_row(row: &Row) -> Result<(bool, String, Suppression), String> {
     let kind = row.text("type")?.unwrap_or_default().to_ascii_lowercase();
     let by_address = match kind.as_str() {
@@ -232,12 +240,7 @@ fn suppression_row(row: &Row) -> Result<(bool, String, Suppression), String> {
         Some(c) => return Err(format!("code: {c} is not a 4xx or 5xx reply code")),
     };
     let extended = row.text("extended")?.unwrap_or_else(|| "5.7.1".into());
-    let valid = extended.split('.').count() == 3
-        && extended
-            .split('.')
-            .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
-        && (extended.starts_with("4.") || extended.starts_with("5."));
-    if !valid {
+    if !failure_status(&extended) {
         return Err(format!(
             "extended: `{}` is not an enhanced status code such as 5.7.1",
             shown(&extended)

@@ -76,6 +76,53 @@ pub trait Store: Send {
     fn rows(&mut self, table: &Table) -> Result<Vec<Row>, DbError>;
     /// Where it is, for logs (no password).
     fn describe(&self) -> String;
+    /// Adds a row; `values` name columns of `table` only.
+    fn insert(&mut self, table: &Table, values: &[(&'static str, Value)]) -> Result<i64, DbError>;
+    /// Sets `values` on the rows whose `key` columns equal the given values ('' and NULL alike).
+    fn update(
+        &mut self,
+        table: &Table,
+        key: &[(&'static str, Value)],
+        values: &[(&'static str, Value)],
+    ) -> Result<usize, DbError>;
+    /// Removes the rows whose `key` columns equal the given values ('' and NULL alike).
+    fn delete(&mut self, table: &Table, key: &[(&'static str, Value)]) -> Result<usize, DbError>;
+}
+
+/// The WHERE clause for `key`: every column equal, an empty value matching '' and NULL.
+fn matching(key: &[(&'static str, Value)], first: usize) -> (String, Vec<rusqlite::types::Value>) {
+    let mut clauses = Vec::new();
+    let mut params = Vec::new();
+    for (column, value) in key {
+        match value {
+            Value::Null => clauses.push(format!("({column} IS NULL OR {column} = '')")),
+            Value::Text(t) if t.is_empty() => clauses.push(format!("({column} IS NULL OR {column} = '')")),
+            v => {
+                params.push(sql_value(v));
+                clauses.push(format!("{column} = ?{}", first + params.len()));
+            }
+        }
+    }
+    if clauses.is_empty() {
+        clauses.push("1 = 1".into());
+    }
+    (clauses.join(" AND "), params)
+}
+
+fn sql_value(v: &Value) -> rusqlite::types::Value {
+    match v {
+        Value::Null | Value::Other(_) => rusqlite::types::Value::Null,
+        Value::Int(n) => rusqlite::types::Value::Integer(*n),
+        Value::Text(t) => rusqlite::types::Value::Text(t.clone()),
+    }
+}
+
+/// Column names come from the schema, never from a request.
+fn known(table: &Table, values: &[(&'static str, Value)]) -> Result<(), DbError> {
+    match values.iter().find(|(c, _)| !table.columns.iter().any(|(k, _)| k == c)) {
+        Some((c, _)) => Err(DbError::Address(format!("{}: no column {c}", table.name))),
+        None => Ok(()),
+    }
 }
 
 /// Opens the database `database-address` names (`sqlite://PATH`, `DATA`
@@ -171,6 +218,52 @@ impl Store for Sqlite {
 
     fn describe(&self) -> String {
         format!("sqlite://{}", self.path.display())
+    }
+
+    fn insert(&mut self, table: &Table, values: &[(&'static str, Value)]) -> Result<i64, DbError> {
+        known(table, values)?;
+        let columns: Vec<&str> = values.iter().map(|(c, _)| *c).collect();
+        let marks: Vec<String> = (1..=values.len()).map(|i| format!("?{i}")).collect();
+        let sql = format!(
+            "INSERT INTO {} ({}) VALUES ({})",
+            table.name,
+            columns.join(", "),
+            marks.join(", ")
+        );
+        let params: Vec<rusqlite::types::Value> = values.iter().map(|(_, v)| sql_value(v)).collect();
+        self.conn.execute(&sql, rusqlite::params_from_iter(params))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    fn update(
+        &mut self,
+        table: &Table,
+        key: &[(&'static str, Value)],
+        values: &[(&'static str, Value)],
+    ) -> Result<usize, DbError> {
+        known(table, key)?;
+        known(table, values)?;
+        let mut params: Vec<rusqlite::types::Value> = values.iter().map(|(_, v)| sql_value(v)).collect();
+        let sets: Vec<String> = values
+            .iter()
+            .enumerate()
+            .map(|(i, (c, _))| format!("{c} = ?{}", i + 1))
+            .collect();
+        let (clause, more) = matching(key, params.len());
+        params.extend(more);
+        let sql = format!(
+            "UPDATE {} SET {}, updated = CURRENT_TIMESTAMP WHERE {clause}",
+            table.name,
+            sets.join(", ")
+        );
+        Ok(self.conn.execute(&sql, rusqlite::params_from_iter(params))?)
+    }
+
+    fn delete(&mut self, table: &Table, key: &[(&'static str, Value)]) -> Result<usize, DbError> {
+        known(table, key)?;
+        let (clause, params) = matching(key, 0);
+        let sql = format!("DELETE FROM {} WHERE {clause}", table.name);
+        Ok(self.conn.execute(&sql, rusqlite::params_from_iter(params))?)
     }
 }
 

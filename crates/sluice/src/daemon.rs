@@ -102,8 +102,6 @@ pub fn run(c: Config) -> Result<()> {
     let hostname = hostname(&c);
     let (queue, store) = open_queue(&c, &data)?;
     let (settings_db, policy) = crate::policy::open(&c)?;
-    let mut reported = std::collections::HashSet::new();
-    crate::policy::report(&policy.problems, &mut reported);
     tracing::info!(database = %settings_db.describe(), capacity = policy.capacity.len(), flood = policy.flood.len(), "settings database read");
     let live = crate::policy::Live::new(&c, &policy);
     let tls = receive::tls::acceptor(s.smtp_certificate.as_deref(), s.smtp_key.as_deref(), &data, &hostname)?;
@@ -141,7 +139,8 @@ pub fn run(c: Config) -> Result<()> {
         rt.handle().clone(),
         live.clone(),
     )?);
-    let reload = crate::policy::reload_every(s.database_ttl, settings_db, live, reported, shutdown_rx.clone())?;
+    let settings_db = Arc::new(std::sync::Mutex::new(settings_db));
+    let reload = crate::policy::reload_every(s.database_ttl, settings_db.clone(), live.clone(), shutdown_rx.clone())?;
     let lanes = if s.delivery_enabled {
         let _in_rt = rt.enter();
         deliver::start(engine, s.threads())
@@ -166,6 +165,11 @@ pub fn run(c: Config) -> Result<()> {
         hostname,
         extract: s.smtp_extract,
         basic_auth: Api::basic_auth(s),
+        tokens: s.www_tokens.clone(),
+        settings: Some(http::policy::SettingsDb {
+            store: settings_db,
+            live,
+        }),
     });
 
     rt.block_on(async {

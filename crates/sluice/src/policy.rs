@@ -16,16 +16,21 @@ use std::time::Duration;
 pub struct Live {
     pub shaper: Arc<Mutex<Shaper>>,
     pub suppressions: Arc<RwLock<Arc<Suppressions>>>,
+    /// Problems already logged (each is logged once).
+    reported: Arc<Mutex<HashSet<String>>>,
 }
 
 impl Live {
     pub fn new(c: &Config, policy: &Policy) -> Live {
         let mut shaper = shaper(c, policy);
         shaper.set_pauses(pauses(policy));
-        Live {
+        let live = Live {
             shaper: Arc::new(Mutex::new(shaper)),
             suppressions: Arc::new(RwLock::new(Arc::new(policy.suppressions.clone()))),
-        }
+            reported: Arc::new(Mutex::new(HashSet::new())),
+        };
+        report(&policy.problems, &mut sluice_queue::lock(&live.reported));
+        live
     }
 
     /// Puts a new snapshot in force; counts and pacing already run are kept.
@@ -36,6 +41,14 @@ impl Live {
         s.set_pauses(pauses(&policy));
         drop(s);
         *self.suppressions.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy.suppressions);
+    }
+
+    /// Reads `store` and puts what it holds in force (after a change through the API).
+    pub fn reload(&self, store: &mut dyn Store) -> Result<(), sluice_policy::DbError> {
+        let policy = sluice_policy::load(store)?;
+        report(&policy.problems, &mut sluice_queue::lock(&self.reported));
+        self.update(policy);
+        Ok(())
     }
 
     /// The suppressions in force (a cheap clone of the snapshot).
@@ -95,9 +108,8 @@ pub fn report(problems: &[Problem], seen: &mut HashSet<String>) {
 /// until `stop` is set. A failed read keeps the policy in force.
 pub fn reload_every(
     ttl: Duration,
-    mut store: Box<dyn Store>,
+    store: Arc<Mutex<Box<dyn Store>>>,
     live: Live,
-    mut seen: HashSet<String>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("policy-reload".into()).spawn(move || {
@@ -109,12 +121,9 @@ pub fn reload_every(
                 continue;
             }
             next = std::time::Instant::now() + ttl;
-            match sluice_policy::load(store.as_mut()) {
-                Ok(policy) => {
-                    report(&policy.problems, &mut seen);
-                    live.update(policy);
-                    tracing::debug!(store = %store.describe(), "settings database reloaded");
-                }
+            let mut store = sluice_queue::lock(&store);
+            match live.reload(store.as_mut()) {
+                Ok(()) => tracing::debug!(store = %store.describe(), "settings database reloaded"),
                 Err(e) => tracing::error!(error = %e, "cannot read the settings database; the policy in force stays"),
             }
         }

@@ -353,3 +353,121 @@ fn chrono_utc_in(secs: u64) -> String {
         .unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// One HTTP request to the daemon's API; returns the status code and the body.
+fn request(d: &Daemon, method: &str, path: &str, content_type: &str, body: &str, auth: Option<&str>) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", d.www)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let auth = auth.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: t\r\n{auth}Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    let code = answer.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
+
+#[test]
+fn pauses_and_suppressions_through_the_rest_api_apply_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, out) = (dir.path().join("settings.db"), dir.path().join("arrivals.jsonl"));
+    let receiver = recorder(&out, None);
+    // A long reload time: what the API writes must not wait for it.
+    let d = Daemon::start(&format!(
+        "delivery-enabled: true\nsmtp-sink-ip: 127.0.0.1\nsmtp-sink-port: {}\ndatabase-address: sqlite://{}\ndatabase-ttl: 600\nwww-tokens: t0ken, other\n",
+        receiver.port,
+        db.display()
+    ));
+    let bearer = Some("Bearer t0ken");
+    let form = "application/x-www-form-urlencoded";
+    // Tokens are required once configured; a wrong one is refused.
+    assert_eq!(request(&d, "GET", "/v1/pauses", form, "", None).0, 401);
+    assert_eq!(request(&d, "GET", "/v1/pauses", form, "", Some("Bearer nope")).0, 401);
+    // MailerQ's urlencoded form; mutually exclusive fields are a 400.
+    let (code, body) = request(&d, "POST", "/v1/pauses", form, "domain=held.example&tag=", bearer);
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = request(&d, "POST", "/v1/pauses", form, "domain=a.example&ip=192.0.2.1", bearer);
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("domain and ip"), "{body}");
+    assert_eq!(request(&d, "POST", "/v1/pauses", form, "pool=shared", bearer).0, 400);
+    let (_, list) = request(&d, "GET", "/v1/pauses", form, "", bearer);
+    let list: Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list[0]["domain"], "held.example");
+    // The row is in the table, as SQL sees it.
+    let rows = Command::new("python3")
+        .args(["-c", "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from paused').fetchone()[0])"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&rows.stdout).trim(), "1");
+    // Held at once.
+    inject(&d, &[message(1, "held.example"), message(2, "free.example")]);
+    assert_eq!(arrivals(&out, 1, Duration::from_secs(30)).len(), 1);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(times(&recorded(&out), "held.example").is_empty());
+    // DELETE with a JSON body releases it.
+    let (code, body) = request(
+        &d,
+        "DELETE",
+        "/v1/pauses",
+        "application/json",
+        r#"{"domain":"held.example"}"#,
+        bearer,
+    );
+    assert_eq!((code, body.contains("\"removed\":1")), (200, true), "{body}");
+    assert_eq!(
+        times(&arrivals(&out, 2, Duration::from_secs(30)), "held.example").len(),
+        1
+    );
+
+    // A suppression posted as JSON applies to the next message at once.
+    let (code, body) = request(
+        &d,
+        "POST",
+        "/v1/suppressions",
+        "application/json",
+        r#"{"type":"address","value":"user3@free.example","code":551,"extended":"5.7.1","description":"asked to stop"}"#,
+        bearer,
+    );
+    assert_eq!(code, 200, "{body}");
+    inject(&d, &[message(3, "free.example")]);
+    let failed = d.collect("failure", 1, Duration::from_secs(30));
+    assert_eq!(failed.len(), 1);
+    let last = failed[0]["results"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!((&last["state"], &last["code"]), (&json!("suppression"), &json!(551)));
+    let (_, list) = request(&d, "GET", "/v1/suppressions", form, "", bearer);
+    assert!(list.contains("asked to stop"), "{list}");
+    assert_eq!(
+        request(
+            &d,
+            "POST",
+            "/v1/suppressions",
+            "application/json",
+            r#"{"type":"address","value":"no-at-sign"}"#,
+            bearer
+        )
+        .0,
+        400
+    );
+    let (code, _) = request(
+        &d,
+        "DELETE",
+        "/v1/suppressions",
+        form,
+        "type=address&value=user3%40free.example",
+        bearer,
+    );
+    assert_eq!(code, 200);
+    let (_, list) = request(&d, "GET", "/v1/suppressions", form, "", bearer);
+    assert_eq!(list.trim(), "[]");
+}

@@ -24,13 +24,15 @@ impl ApiClient {
         };
         ApiClient {
             addr: std::net::SocketAddr::new(ip, s.www_port).to_string(),
-            auth: crate::http::Api::basic_auth(s).map(|credentials| {
-                use base64::Engine as _;
-                format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(credentials)
-                )
-            }),
+            auth: crate::http::Api::basic_auth(s)
+                .map(|credentials| {
+                    use base64::Engine as _;
+                    format!(
+                        "Basic {}",
+                        base64::engine::general_purpose::STANDARD.encode(credentials)
+                    )
+                })
+                .or_else(|| s.www_tokens.first().map(|t| format!("Bearer {t}"))),
         }
     }
 

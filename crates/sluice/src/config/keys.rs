@@ -90,6 +90,7 @@ macro_rules! kind {
     (Str) => { ValueKind::Str };
     (Opt) => { ValueKind::Str };
     (Secret) => { ValueKind::Secret };
+    (Secrets) => { ValueKind::Secret };
     (Bool) => { ValueKind::Bool };
     (Int($min:expr, $max:expr)) => { ValueKind::Int { min: $min, max: $max } };
     (Port) => { ValueKind::Int { min: 1, max: 65535 } };
@@ -109,6 +110,7 @@ macro_rules! rust_type {
     (Str) => { String };
     (Opt) => { Option<String> };
     (Secret) => { Option<String> };
+    (Secrets) => { Vec<String> };
     (Bool) => { bool };
     (Int($min:expr, $max:expr)) => { u64 };
     (Port) => { u16 };
@@ -132,6 +134,9 @@ macro_rules! read {
     };
     (Secret, $v:expr) => {
         read!(Opt, $v)
+    };
+    (Secrets, $v:expr) => {
+        values::split_list($v)
     };
     (Amqp, $v:expr) => {
         read!(Opt, $v)
@@ -273,6 +278,7 @@ settings! {
     www_username: Opt = "www-username", "";
     www_password: Secret = "www-password", "";
     www_open: Bool = "www-open", "false";
+    www_tokens: Secrets = "www-tokens", "";
     server_id: Int(0, 65535) = "server-id", "1";
     lock: Opt = "lock", "";
     user: Opt = "user", "";

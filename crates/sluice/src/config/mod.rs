@@ -176,7 +176,7 @@ impl Config {
     fn check_open_management(&self) -> Result<(), ConfigError> {
         let s = &self.settings;
         let public = s.www_ip.iter().any(|ip| !ip.is_loopback());
-        if public && s.www_password.is_none() && !s.www_open {
+        if public && s.www_password.is_none() && s.www_tokens.is_empty() && !s.www_open {
             return Err(self.error(
                 "www-ip",
                 "the HTTP API on a non-loopback address without www-username/www-password lets anyone read and inject mail; set them, or www-open: true".into(),

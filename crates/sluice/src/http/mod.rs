@@ -2,6 +2,7 @@
 //! submit received mail to the inbox, queue statistics, peek and pop.
 
 mod body;
+pub mod policy;
 
 use crate::queues::QueueNames;
 use crate::reception::message::{Reception, Recipient};
@@ -27,6 +28,10 @@ pub struct Api {
     pub extract: bool,
     /// `user:password` expected in basic authentication when `www-username` is set.
     pub basic_auth: Option<String>,
+    /// `www-tokens`: accepted as `Authorization: Bearer TOKEN`.
+    pub tokens: Vec<String>,
+    /// The settings database, for `/v1/pauses` and `/v1/suppressions`.
+    pub settings: Option<policy::SettingsDb>,
 }
 
 impl Api {
@@ -36,23 +41,30 @@ impl Api {
     }
 }
 
-/// Whether an `Authorization` header carries exactly `expected` (`user:password`)
-/// by the Basic scheme, whose name is case-insensitive (RFC 7235 §2.1).
-fn authorized(header: Option<&[u8]>, expected: &str) -> bool {
+/// Whether an `Authorization` header carries exactly `basic` (`user:password`)
+/// by the Basic scheme, or one of `tokens` by the Bearer scheme; scheme names
+/// are case-insensitive (RFC 7235 §2.1).
+fn authorized(header: Option<&[u8]>, basic: Option<&str>, tokens: &[String]) -> bool {
     let Some(value) = header.and_then(|h| std::str::from_utf8(h).ok()) else {
         return false;
     };
     let Some((scheme, token)) = value.trim().split_once(' ') else {
         return false;
     };
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return tokens.iter().any(|t| same(token.trim().as_bytes(), t.as_bytes()));
+    }
     if !scheme.eq_ignore_ascii_case("basic") {
         return false;
     }
-    let Ok(given) = base64::engine::general_purpose::STANDARD.decode(token.trim()) else {
+    let (Some(expected), Ok(given)) = (basic, base64::engine::general_purpose::STANDARD.decode(token.trim())) else {
         return false;
     };
-    // Compare in constant time: no timing hint at how much of a password matched.
-    let want = expected.as_bytes();
+    same(&given, expected.as_bytes())
+}
+
+/// Compares in constant time: no timing hint at how much of a secret matched.
+fn same(given: &[u8], want: &[u8]) -> bool {
     given.len() == want.len() && given.iter().zip(want).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
@@ -98,6 +110,18 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/queues/{name}/pop", post(pop))
         .route("/inject", post(inject))
         .route("/submit", post(submit))
+        .route(
+            "/v1/pauses",
+            get(policy::pauses_get)
+                .post(policy::pauses_post)
+                .delete(policy::pauses_delete),
+        )
+        .route(
+            "/v1/suppressions",
+            get(policy::suppressions_get)
+                .post(policy::suppressions_post)
+                .delete(policy::suppressions_delete),
+        )
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(api.clone(), require_auth))
         .layer(middleware::from_fn(json_errors))
@@ -138,9 +162,9 @@ async fn json_errors(req: Request, next: Next) -> Response {
 }
 
 async fn require_auth(State(api): ApiState, req: Request, next: Next) -> Response {
-    if let Some(expected) = &api.basic_auth {
+    if api.basic_auth.is_some() || !api.tokens.is_empty() {
         let given = req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes());
-        if !authorized(given, expected) {
+        if !authorized(given, api.basic_auth.as_deref(), &api.tokens) {
             return (
                 StatusCode::UNAUTHORIZED,
                 [(header::WWW_AUTHENTICATE, "Basic realm=\"sluice\"")],
