@@ -9,7 +9,9 @@ pub mod load;
 pub mod schema;
 pub mod store;
 
-pub use load::{failure_status, load, parse_time, PauseRow, Policy, Problem, Suppression, Suppressions};
+pub use load::{
+    default_flood_rules, failure_status, load, parse_time, PauseRow, Policy, Problem, Suppression, Suppressions,
+};
 pub use store::{open, DbError, Sqlite, Store};
 
 #[cfg(test)]

@@ -334,3 +334,35 @@ fn pause_row(row: &Row) -> Result<PauseRow, String> {
         reason: row.text("reason")?.map(|r| shown(&r)).unwrap_or_default(),
     })
 }
+
+/// The built-in flood rules for the large providers (`data/flood-defaults.json`,
+/// each with its source), loaded unless `flood-defaults: false`. They come
+/// after the table's rows; their ids are negative.
+pub fn default_flood_rules() -> Result<Vec<FloodRule>, String> {
+    let rules: Vec<serde_json::Map<String, serde_json::Value>> =
+        serde_json::from_str(include_str!("../data/flood-defaults.json")).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for (i, rule) in rules.iter().enumerate() {
+        let mut values = std::collections::HashMap::new();
+        for (column, _) in FLOOD_RESPONSES.columns {
+            let v = match rule.get(*column) {
+                None | Some(serde_json::Value::Null) => crate::store::Value::Null,
+                Some(serde_json::Value::String(s)) => crate::store::Value::Text(s.clone()),
+                Some(serde_json::Value::Number(n)) => n
+                    .as_i64()
+                    .map_or(crate::store::Value::Other("real number"), crate::store::Value::Int),
+                Some(_) => crate::store::Value::Other("JSON value"),
+            };
+            values.insert(*column, v);
+        }
+        if rule.get("source").and_then(|s| s.as_str()).is_none_or(str::is_empty) {
+            return Err(format!("built-in flood rule {i}: no source"));
+        }
+        let row = Row {
+            id: -(i as i64) - 1,
+            values,
+        };
+        out.push(flood_row(&row).map_err(|e| format!("built-in flood rule {i}: {e}"))?);
+    }
+    Ok(out)
+}

@@ -154,3 +154,49 @@ fn suppressions_by_address_and_domain() {
     let ids: Vec<i64> = policy.problems.iter().map(|p| p.id).collect();
     assert_eq!(ids, [3, 4, 5, 6], "{:?}", policy.problems);
 }
+
+#[test]
+fn the_built_in_flood_rules_parse_and_match_what_the_providers_document() {
+    use sluice_shaping::FloodRules;
+    let defaults = default_flood_rules().unwrap();
+    assert!(defaults.len() >= 8);
+    let rules = FloodRules::new(Vec::new(), defaults);
+    let google = vec!["gmail-smtp-in.l.google.com".to_string()];
+    let yahoo = vec!["mta5.am0.yahoodns.net".to_string()];
+    let microsoft = vec!["hotmail-com.olc.protection.outlook.com".to_string()];
+    let elsewhere: Vec<String> = vec!["mx.example.org".to_string()];
+    let rule = |hosts: &[String], reply: &str| {
+        rules
+            .matching(None, "example.com", hosts, reply)
+            .map(|r| r.name.clone())
+            .unwrap_or_default()
+    };
+    for (hosts, reply, name) in [
+        (&google, "421 4.7.28 [203.0.113.42] Our system has detected an unusual rate of unsolicited mail originating from your IP address. To protect our users from spam, mail sent from your IP address has been temporarily rate limited.", "gmail: unsolicited-mail rate limit"),
+        (&google, "421 4.7.0 [203.0.113.42] Our system has detected that this message is suspicious due to the very low reputation of the sending IP address.", "gmail: very low reputation"),
+        (&google, "421 4.7.0 Try again later, closing connection.", "gmail: try again later"),
+        (&yahoo, "421 4.7.0 [TSS04] Messages from 203.0.113.42 temporarily deferred due to unexpected volume or user complaints - 4.16.55.1", "yahoo: deferred for volume"),
+        (&yahoo, "421 4.7.0 [TS01] Messages from 203.0.113.42 temporarily deferred due to user complaints - 4.16.55.1", "yahoo: deferred for complaints"),
+        (&microsoft, "451 4.7.650 The mail server [203.0.113.42] has been temporarily rate limited due to IP reputation.", "microsoft: rate limited"),
+        (&microsoft, "451 4.7.652 The mail server [203.0.113.42] has exceeded the maximum number of connections.", "microsoft: too many connections"),
+        (&microsoft, "421 RP-001 (BAY004-MC1F12) Unfortunately, some messages from 203.0.113.42 weren't sent.", "microsoft: outlook.com rate limits"),
+        (&microsoft, "451 4.7.500 Server busy. Please try again later from [203.0.113.42].", "microsoft: server busy"),
+        (&elsewhere, "421 4.7.0 Error: too many connections from 203.0.113.42", "any receiver: too many connections"),
+    ] {
+        assert!(rule(hosts, reply).starts_with(name), "{reply} -> {:?}, want {name}", rule(hosts, reply));
+    }
+    // Provider rules stay with their provider; ordinary replies match nothing.
+    assert_eq!(rule(&elsewhere, "421 4.7.28 temporarily rate limited"), "");
+    assert_eq!(rule(&google, "250 2.0.0 OK"), "");
+    assert_eq!(
+        rule(
+            &google,
+            "550 5.1.1 The email account that you tried to reach does not exist."
+        ),
+        ""
+    );
+    assert_eq!(
+        rule(&microsoft, "550 5.7.1 Service unavailable; client host blocked"),
+        ""
+    );
+}

@@ -18,16 +18,29 @@ pub struct Live {
     pub suppressions: Arc<RwLock<Arc<Suppressions>>>,
     /// Problems already logged (each is logged once).
     reported: Arc<Mutex<HashSet<String>>>,
+    /// The built-in flood rules (`flood-defaults`), after the table's.
+    flood_defaults: Arc<Vec<sluice_shaping::FloodRule>>,
 }
 
 impl Live {
     pub fn new(c: &Config, policy: &Policy) -> Live {
-        let mut shaper = shaper(c, policy);
+        let flood_defaults = if c.settings.flood_defaults {
+            // The file is part of the program and tested; a failure here is a bug, reported, not fatal.
+            sluice_policy::default_flood_rules().unwrap_or_else(|e| {
+                tracing::error!(error = %e, "the built-in flood rules cannot be read; only the table's apply");
+                Vec::new()
+            })
+        } else {
+            Vec::new()
+        };
+        let mut shaper = Shaper::new(policy.capacity(), defaults(c));
+        shaper.set_flood_rules(FloodRules::new(policy.flood.clone(), flood_defaults.clone()));
         shaper.set_pauses(pauses(policy));
         let live = Live {
             shaper: Arc::new(Mutex::new(shaper)),
             suppressions: Arc::new(RwLock::new(Arc::new(policy.suppressions.clone()))),
             reported: Arc::new(Mutex::new(HashSet::new())),
+            flood_defaults: Arc::new(flood_defaults),
         };
         report(&policy.problems, &mut sluice_queue::lock(&live.reported));
         live
@@ -37,7 +50,7 @@ impl Live {
     fn update(&self, policy: Policy) {
         let mut s = sluice_queue::lock(&self.shaper);
         s.reload(policy.capacity());
-        s.set_flood_rules(FloodRules::new(policy.flood.clone(), Vec::new()));
+        s.set_flood_rules(FloodRules::new(policy.flood.clone(), self.flood_defaults.to_vec()));
         s.set_pauses(pauses(&policy));
         drop(s);
         *self.suppressions.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy.suppressions);
@@ -87,13 +100,6 @@ pub fn defaults(c: &Config) -> Defaults {
     }
 }
 
-/// The shaper for a policy snapshot.
-pub fn shaper(c: &Config, policy: &Policy) -> Shaper {
-    let mut shaper = Shaper::new(policy.capacity(), defaults(c));
-    shaper.set_flood_rules(FloodRules::new(policy.flood.clone(), Vec::new()));
-    shaper
-}
-
 /// Logs the problems of a snapshot that were not logged before.
 pub fn report(problems: &[Problem], seen: &mut HashSet<String>) {
     for p in problems {
@@ -140,6 +146,10 @@ pub fn check(c: &Config) -> anyhow::Result<()> {
         policy.flood.len(),
         policy.suppressions.len()
     );
+    if c.settings.flood_defaults {
+        let built_in = sluice_policy::default_flood_rules().map_err(|e| anyhow::anyhow!(e))?;
+        println!("{} built-in flood rules (flood-defaults: true)", built_in.len());
+    }
     for p in &policy.problems {
         println!("{p}");
     }
