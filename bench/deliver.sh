@@ -6,6 +6,7 @@
 #       against Postfix doing the same relay (../shared/bench/postfix-relay.sh)
 # Usage: [QUEUE=rabbitmq] bench/deliver.sh [N_PRELOADED] [N_RELAY] [SESSIONS]   (default 100000 20000 20)
 #   QUEUE=rabbitmq: the queues in a private RabbitMQ (persistent, confirmed) instead of the embedded store
+#   POLICY_ROWS=N: a settings database with N capacity rows and N/10 flood rules, none for the bench domains
 # Run as root (Postfix is installed and configured by the shared script).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,11 +28,28 @@ if [ "${QUEUE:-embedded}" = rabbitmq ]; then
 fi
 
 now() { date +%s.%N; }
+if [ -n "${POLICY_ROWS:-}" ]; then
+  python3 - "$WORK/settings.db" "$POLICY_ROWS" <<'PY'
+import sqlite3, sys
+db, n = sqlite3.connect(sys.argv[1]), int(sys.argv[2])
+db.executescript("CREATE TABLE capacity (id INTEGER PRIMARY KEY, domain TEXT, message_rate TEXT, connections INTEGER);"
+                 "CREATE TABLE flood_responses (id INTEGER PRIMARY KEY, name TEXT, type TEXT, pattern TEXT, pause INTEGER);")
+db.executemany("INSERT INTO capacity (domain, message_rate, connections) VALUES (?, '1000/min', 5)",
+               [(f"row{i}.unused.example",) for i in range(n)])
+db.executemany("INSERT INTO flood_responses (name, type, pattern, pause) VALUES (?, 'regex', ?, 60)",
+               [(f"rule {i}", f"^4\\d\\d .*no such reply {i}$") for i in range(n // 10)])
+db.commit()
+PY
+  echo "settings database: $POLICY_ROWS capacity rows, $((POLICY_ROWS / 10)) flood rules (none for the bench domains)"
+fi
 rate() { python3 -c "import sys; print(f'{int(sys.argv[1])/(float(sys.argv[3])-float(sys.argv[2])):.0f}')" "$@"; }
 config() { # $1 = delivery-enabled
   printf 'smtp-port: %s\nwww-port: %s\ndata-directory: %s\nlog-level: warn\nsmtp-connections: 2000\n' \
     $SMTP_PORT $WWW_PORT "$WORK/data" > "$WORK/config.txt"
   printf 'delivery-enabled: %s\nsmtp-sink-ip: 127.0.0.1\nsmtp-sink-port: %s\n' "$1" $SINK_PORT >> "$WORK/config.txt"
+  if [ -n "${POLICY_ROWS:-}" ]; then
+    printf 'database-address: sqlite://%s\n' "$WORK/settings.db" >> "$WORK/config.txt"
+  fi
   if [ -n "${RABBIT_ADDRESS:-}" ]; then
     # The broker outlives a data directory: each part gets queues of its own.
     printf 'rabbitmq-address: %s\n' "$RABBIT_ADDRESS" >> "$WORK/config.txt"

@@ -195,13 +195,22 @@ impl Shaper {
         self.flood = rules;
     }
 
+    /// The state of `dest`, created on first use (the key is cloned only then:
+    /// this runs for every message).
+    fn entry(&mut self, dest: &Destination) -> &mut DestinationState {
+        if !self.destinations.contains_key(dest) {
+            self.destinations.insert(dest.clone(), DestinationState::default());
+        }
+        self.destinations.get_mut(dest).expect("inserted above")
+    }
+
     /// The state of `dest` and its limits at `now` (its pacers kept in step with them).
     fn state(&mut self, dest: &Destination, mx_hosts: &[String], now: Instant) -> (&mut DestinationState, Effective) {
-        let (capacity, defaults) = (&self.capacity, self.defaults);
-        let state = self.destinations.entry(dest.clone()).or_default();
-        if state.limits.is_none() {
-            state.limits = Some(capacity.resolve(dest.localip, &dest.domain, mx_hosts, defaults));
+        if self.destinations.get(dest).is_none_or(|s| s.limits.is_none()) {
+            let limits = self.capacity.resolve(dest.localip, &dest.domain, mx_hosts, self.defaults);
+            self.entry(dest).limits = Some(limits);
         }
+        let state = self.entry(dest);
         let limits = state.current(now);
         sync(&mut state.messages, limits.message_rate.value);
         sync(&mut state.connections, limits.connection_rate.value);
@@ -302,7 +311,7 @@ impl Shaper {
 
     /// Holds every attempt to `dest` until `until` (a flood rule, a pause).
     pub fn pause(&mut self, dest: &Destination, until: Instant) {
-        let state = self.destinations.entry(dest.clone()).or_default();
+        let state = self.entry(dest);
         state.paused_until = Some(state.paused_until.map_or(until, |u| u.max(until)));
     }
 
@@ -317,7 +326,7 @@ impl Shaper {
             .flood
             .matching(dest.localip, &dest.domain, mx_hosts, reply)?
             .clone();
-        let state = self.destinations.entry(dest.clone()).or_default();
+        let state = self.entry(dest);
         if let Some(threshold) = rule.threshold {
             let hits = state.hits.entry(rule.id).or_default();
             hits.push_back(now);
