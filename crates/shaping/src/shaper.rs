@@ -207,7 +207,9 @@ impl Shaper {
     /// The state of `dest` and its limits at `now` (its pacers kept in step with them).
     fn state(&mut self, dest: &Destination, mx_hosts: &[String], now: Instant) -> (&mut DestinationState, Effective) {
         if self.destinations.get(dest).is_none_or(|s| s.limits.is_none()) {
-            let limits = self.capacity.resolve(dest.localip, &dest.domain, mx_hosts, self.defaults);
+            let limits = self
+                .capacity
+                .resolve(dest.localip, &dest.domain, mx_hosts, self.defaults);
             self.entry(dest).limits = Some(limits);
         }
         let state = self.entry(dest);
