@@ -471,3 +471,40 @@ fn pauses_and_suppressions_through_the_rest_api_apply_at_once() {
     let (_, list) = request(&d, "GET", "/v1/suppressions", form, "", bearer);
     assert_eq!(list.trim(), "[]");
 }
+
+#[test]
+fn ip_connections_hold_across_two_domains_at_one_mx_address() {
+    use common::peers::dns;
+    let dir = tempfile::tempdir().unwrap();
+    let (db, out) = (dir.path().join("settings.db"), dir.path().join("arrivals.jsonl"));
+    sql(
+        &db,
+        "CREATE TABLE capacity (id INTEGER PRIMARY KEY, domain TEXT, ip_connections INTEGER);
+         INSERT INTO capacity (domain, ip_connections) VALUES ('', 2);",
+    );
+    let receiver = recorder(&out, None);
+    // Two domains, two MX host names (so two destinations), one address.
+    let zone = [
+        "--mx-host=one.test,mx1.shared.test,10".to_string(),
+        "--mx-host=two.test,mx2.shared.test,10".to_string(),
+        "--host-record=mx1.shared.test,127.0.0.1".to_string(),
+        "--host-record=mx2.shared.test,127.0.0.1".to_string(),
+    ];
+    let server = dns(&zone);
+    let d = Daemon::start(&format!(
+        "delivery-enabled: true\ndns-server: 127.0.0.1:{}\ndelivery-port: {}\ndatabase-address: sqlite://{}\n",
+        server.port,
+        receiver.port,
+        db.display()
+    ));
+    let mut batch: Vec<Value> = (0..30).map(|i| message(i, "one.test")).collect();
+    batch.extend((0..30).map(|i| message(i, "two.test")));
+    inject(&d, &batch);
+    let seen = arrivals(&out, 60, Duration::from_secs(60));
+    assert_eq!(seen.len(), 60, "{}", d.log_tail(50));
+    let most = seen.iter().map(|m| m["open"].as_u64().unwrap()).max().unwrap();
+    assert!(most <= 2, "{most} connections open at once to one MX address");
+    // Waiting for the address was not an attempt.
+    let results = d.collect("success", 60, Duration::from_secs(30));
+    assert!(results.iter().all(|r| r["results"].as_array().unwrap().len() == 1));
+}

@@ -16,6 +16,7 @@
 //! plugins' outbound hooks) comes through [`Connector`], so the scheduler is
 //! tested in-process with a virtual clock (`tests` below).
 
+pub use super::connect::OpenError;
 use super::outcome::Attempt;
 use super::{Job, Lane, Next, Route};
 use sluice_shaping::{Decision, Shaper};
@@ -36,8 +37,14 @@ pub const IDLE: Duration = Duration::from_secs(5);
 /// place for each job's outcome.
 pub trait Connector: 'static {
     type Connection;
-    /// Opens a connection for `route`; the error is the attempt every waiting job gets.
-    fn open(&self, route: &Route) -> impl Future<Output = Result<Self::Connection, Attempt>>;
+    /// Opens a connection for `route` on behalf of `first` (the head job's
+    /// destination), counted in by the shaper until it is dropped; a failed
+    /// attempt is what every waiting job gets, "not now" a wait.
+    fn open(
+        &self,
+        route: &Route,
+        first: &sluice_shaping::Destination,
+    ) -> impl Future<Output = Result<Self::Connection, OpenError>>;
     /// The address the connection reached (for the per-MX-IP limits).
     fn remote(&self, connection: &Self::Connection) -> IpAddr;
     /// Sends one job. `Err`: the connection cannot be used again.
@@ -224,9 +231,15 @@ async fn serve<C: Connector>(connector: Rc<C>, limits: Limits, dest: Rc<Destinat
             }
             continue;
         }
-        let mut connection = match connector.open(&dest.route).await {
+        let mut connection = match connector.open(&dest.route, &first).await {
             Ok(c) => c,
-            Err(attempt) => {
+            Err(OpenError::NotNow(decision)) => {
+                if dest.active.get() > 1 || !wait(decision, &limits.shutdown).await {
+                    break;
+                }
+                continue;
+            }
+            Err(OpenError::Failed(attempt)) => {
                 tracing::debug!(destination = dest.route.name(), state = attempt.state.as_str(), reason = %attempt.description, "cannot connect");
                 let waiting: Vec<Job> = dest.pending.borrow_mut().drain(..).collect();
                 for job in waiting {
@@ -238,16 +251,10 @@ async fn serve<C: Connector>(connector: Rc<C>, limits: Limits, dest: Rc<Destinat
         let remote = connector.remote(&connection);
         let (mut per_connection, mut idle) = (u64::MAX, IDLE);
         shaper(&mut |s| {
-            s.connected(&first, &hosts, remote, now());
             let limits = s.limits(&first, &hosts, now());
             per_connection = limits.messages_per_connection.value.unwrap_or(u64::MAX);
             idle = limits.idle.value.unwrap_or(IDLE);
         });
-        let _counted = Counted {
-            shaper: limits.shaper.clone(),
-            destination: first.clone(),
-            remote,
-        };
         let mut sent = 0;
         loop {
             let next = dest.pending.borrow_mut().pop_front();
@@ -336,19 +343,6 @@ fn reply_line(reply: &sluice_smtp::reply::Reply) -> String {
         line.push_str(l);
     }
     line
-}
-
-/// Counts a connection out of the shaper when it ends, however it ends.
-struct Counted {
-    shaper: Arc<Mutex<Shaper>>,
-    destination: sluice_shaping::Destination,
-    remote: IpAddr,
-}
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        sluice_queue::lock(&self.shaper).disconnected(&self.destination, self.remote);
-    }
 }
 
 /// Counts a connection out of its destination when it ends, however it ends.

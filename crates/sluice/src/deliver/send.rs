@@ -32,16 +32,18 @@ impl Smtp {
     }
 }
 
-/// An open connection, and its plugin side when plugins have outbound hooks.
+/// An open connection, its plugin side when plugins have outbound hooks,
+/// and its place in the shaper's counts.
 pub struct Connection {
     client: Client,
     hooks: Option<OutboundHooks>,
+    _counted: connect::Reservation,
 }
 
 impl Connector for Smtp {
     type Connection = Connection;
 
-    async fn open(&self, route: &Route) -> Result<Connection, Attempt> {
+    async fn open(&self, route: &Route, first: &sluice_shaping::Destination) -> Result<Connection, connect::OpenError> {
         let engine = &self.engine;
         let cfg = ClientConfig {
             helo: engine.helo.clone(),
@@ -51,12 +53,16 @@ impl Connector for Smtp {
                 Next::Mx(_) | Next::Domain(_) => None,
             },
         };
-        let client = connect::open(engine, route, cfg).await?;
+        let (client, counted) = connect::open(engine, route, first, cfg).await?;
         let hooks = self.plugged.then(|| OutboundHooks {
             conn: PluginConnection::outbound(&engine.plugins, client.fd(), client.is_secure()),
             contexts: self.contexts.clone(),
         });
-        Ok(Connection { client, hooks })
+        Ok(Connection {
+            client,
+            hooks,
+            _counted: counted,
+        })
     }
 
     fn remote(&self, c: &Connection) -> std::net::IpAddr {

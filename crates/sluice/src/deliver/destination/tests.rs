@@ -92,14 +92,14 @@ impl Connector for Recorder {
         IpAddr::from([127, 0, 1, (*connection % 250) as u8])
     }
 
-    async fn open(&self, route: &Route) -> Result<usize, Attempt> {
+    async fn open(&self, route: &Route, _first: &sluice_shaping::Destination) -> Result<usize, OpenError> {
         if self.unreachable.contains(route) {
-            return Err(Attempt::failed(
+            return Err(OpenError::Failed(Attempt::failed(
                 State::Connect,
                 ResultKind::Error,
                 "connection refused",
                 false,
-            ));
+            )));
         }
         let connection = self.opened.get();
         self.opened.set(connection + 1);
