@@ -269,7 +269,14 @@ impl Capacity {
                 same,
                 Some(d.messages_per_connection),
             ),
-            idle: pick(&chain, |r| r.idle_seconds, Duration::from_secs, Some(d.idle)),
+            // No connection is kept open for ever: "unlimited" idle time is the default.
+            idle: {
+                let idle = pick(&chain, |r| r.idle_seconds, Duration::from_secs, Some(d.idle));
+                Resolved {
+                    value: idle.value.or(Some(d.idle)),
+                    ..idle
+                }
+            },
             queue_size: pick(&chain, |r| r.queue_size, same, Some(d.queue_size)),
         }
     }

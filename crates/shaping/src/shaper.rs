@@ -363,6 +363,11 @@ impl Shaper {
         Some(effect)
     }
 
+    /// Connections open now to `dest`.
+    pub fn open(&self, dest: &Destination) -> u64 {
+        self.destinations.get(dest).map_or(0, |s| s.open)
+    }
+
     /// The flood effects and pauses in force at `now`, by destination (for the API and console).
     pub fn effects(&self, now: Instant) -> Vec<(Destination, FloodEffect)> {
         let mut out = Vec::new();

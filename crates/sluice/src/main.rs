@@ -64,6 +64,25 @@ enum Command {
         #[command(subcommand)]
         action: DatabaseAction,
     },
+    /// Delivery policy in force (asks the running daemon).
+    Policy {
+        #[command(subcommand)]
+        action: PolicyAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum PolicyAction {
+    /// The limits for mail to DOMAIN, the row each comes from, and the live state.
+    Show {
+        domain: String,
+        /// The local (sending) IP.
+        #[arg(long)]
+        from: Option<String>,
+        /// The domain's MX host names, for mx: rows (comma-separated).
+        #[arg(long)]
+        mx: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -223,6 +242,9 @@ fn main() -> ExitCode {
         Command::Database {
             action: DatabaseAction::Check,
         } => policy::check(&cfg),
+        Command::Policy {
+            action: PolicyAction::Show { domain, from, mx },
+        } => cli::policy_show(&cfg, &domain, from.as_deref(), mx.as_deref()),
     };
     finish(result)
 }

@@ -508,3 +508,70 @@ fn ip_connections_hold_across_two_domains_at_one_mx_address() {
     let results = d.collect("success", 60, Duration::from_secs(30));
     assert!(results.iter().all(|r| r["results"].as_array().unwrap().len() == 1));
 }
+
+#[test]
+fn policy_show_prints_each_limit_with_its_row_and_the_pauses_in_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, out) = (dir.path().join("settings.db"), dir.path().join("arrivals.jsonl"));
+    sql(
+        &db,
+        "CREATE TABLE capacity (id INTEGER PRIMARY KEY, localip TEXT, domain TEXT, message_rate TEXT, connections INTEGER);
+         INSERT INTO capacity (id, localip, domain, message_rate, connections) VALUES
+           (1, '', '', NULL, 20),
+           (2, '', 'show.example', '120/min', -1),
+           (3, '', 'mx:*.big.test', '30/s', NULL);
+         CREATE TABLE paused (id INTEGER PRIMARY KEY, domain TEXT, reason TEXT);
+         INSERT INTO paused (id, domain, reason) VALUES (7, 'show.example', 'warming up');",
+    );
+    let receiver = recorder(&out, None);
+    let d = daemon(receiver.port, &db);
+    let show = |args: &[&str]| {
+        let out = d.cli(args, b"");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let text = show(&["policy", "show", "show.example"]);
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .unwrap_or("")
+            .to_string()
+    };
+    assert!(
+        line("message_rate").contains("120/min") && line("message_rate").contains("capacity row 2"),
+        "{text}"
+    );
+    assert!(
+        line("connections").contains("20") && line("connections").contains("capacity row 1"),
+        "{text}"
+    );
+    // Columns row 2 leaves NULL are unlimited and decide (spec: NULL = unlimited).
+    assert!(
+        line("queue_size").contains("unlimited") && line("queue_size").contains("capacity row 2"),
+        "{text}"
+    );
+    assert!(
+        line("idle_seconds").contains('5'),
+        "no connection is kept idle for ever: {text}"
+    );
+    assert!(text.contains("paused (row 7, \"warming up\"): until removed"), "{text}");
+    // An mx: row applies when the MX hosts are given.
+    let text = show(&[
+        "policy",
+        "show",
+        "company.example",
+        "--mx",
+        "mx1.big.test",
+        "--from",
+        "127.0.0.1",
+    ]);
+    assert!(text.contains("from 127.0.0.1"), "{text}");
+    let rate = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("message_rate"))
+        .unwrap_or("");
+    assert!(rate.contains("30/s") && rate.contains("capacity row 3"), "{text}");
+    let bad = d.cli(&["policy", "show", "x.example", "--from", "not-an-ip"], b"");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not an IP address"));
+}

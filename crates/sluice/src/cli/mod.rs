@@ -73,6 +73,60 @@ pub fn send(c: &Config, o: SendOptions) -> Result<()> {
 }
 
 /// `sluice queue stats`.
+/// `sluice policy show DOMAIN [--from IP] [--mx HOSTS]`: the limits in force, where each comes from, and the live state.
+pub fn policy_show(c: &Config, domain: &str, from: Option<&str>, mx: Option<&str>) -> Result<()> {
+    let mut query = format!("/v1/policy?domain={}", encode(domain));
+    if let Some(f) = from {
+        query.push_str(&format!("&from={}", encode(f)));
+    }
+    if let Some(m) = mx {
+        query.push_str(&format!("&mx={}", encode(m)));
+    }
+    let r = ApiClient::from_config(c).call("GET", &query, b"")?;
+    println!(
+        "{} from {}",
+        r["domain"].as_str().unwrap_or(domain),
+        r["from"].as_str().unwrap_or("any local IP")
+    );
+    if let Some(limits) = r["limits"].as_object() {
+        for (name, l) in limits {
+            let value = l["value"].as_str().map_or("unlimited".to_string(), str::to_string);
+            println!("  {name:<24} {value:<12} ({})", l["from"].as_str().unwrap_or(""));
+        }
+    }
+    println!("  open connections         {}", r["open_connections"]);
+    for e in r["flood_effects"].as_array().into_iter().flatten() {
+        println!(
+            "  flood rule {}: paused {}s, reduced {}s left",
+            e["rule"], e["paused_seconds_left"], e["reduced_seconds_left"]
+        );
+    }
+    for p in r["pauses"].as_array().into_iter().flatten() {
+        println!(
+            "  paused (row {}, {}): {}",
+            p["id"],
+            p["reason"],
+            match p["seconds_left"].as_u64() {
+                Some(s) => format!("{s}s left"),
+                None => "until removed".into(),
+            }
+        );
+    }
+    Ok(())
+}
+
+/// Percent-encodes a query value.
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b',' | b':' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 pub fn stats(c: &Config) -> Result<()> {
     let r = ApiClient::from_config(c).call("GET", "/queues", b"")?;
     for q in r.as_array().into_iter().flatten() {

@@ -3,6 +3,7 @@
 
 mod body;
 pub mod policy;
+mod status;
 
 use crate::queues::QueueNames;
 use crate::reception::message::{Reception, Recipient};
@@ -116,6 +117,7 @@ pub fn router(api: Arc<Api>) -> Router {
                 .post(policy::pauses_post)
                 .delete(policy::pauses_delete),
         )
+        .route("/v1/policy", get(status::policy))
         .route(
             "/v1/suppressions",
             get(policy::suppressions_get)
