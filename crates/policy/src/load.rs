@@ -30,6 +30,7 @@ pub struct Policy {
     pub flood: Vec<FloodRule>,
     pub suppressions: Suppressions,
     pub pauses: Vec<PauseRow>,
+    pub dns: DnsOverrides,
     /// Rows skipped (invalid) or shadowed (a lower id has the same scope).
     pub problems: Vec<Problem>,
 }
@@ -56,6 +57,7 @@ pub fn load(store: &mut dyn Store) -> Result<Policy, DbError> {
     policy.flood = read(store, &FLOOD_RESPONSES, flood_row, &mut policy.problems)?;
     policy.suppressions = suppressions(store, &mut policy.problems)?;
     policy.pauses = read(store, &crate::schema::PAUSED, pause_row, &mut policy.problems)?;
+    policy.dns = dns_overrides(store, &mut policy.problems)?;
     Ok(policy)
 }
 
@@ -363,6 +365,92 @@ pub fn default_flood_rules() -> Result<Vec<FloodRule>, String> {
             values,
         };
         out.push(flood_row(&row).map_err(|e| format!("built-in flood rule {i}: {e}"))?);
+    }
+    Ok(out)
+}
+
+/// The `dns` table: answers used instead of DNS.
+#[derive(Debug, Clone, Default)]
+pub struct DnsOverrides {
+    /// Domain → MX hosts (preference, host), lower-case.
+    pub mx: std::collections::HashMap<String, Vec<(u16, String)>>,
+    /// Host → addresses.
+    pub a: std::collections::HashMap<String, Vec<IpAddr>>,
+}
+
+impl DnsOverrides {
+    pub fn is_empty(&self) -> bool {
+        self.mx.is_empty() && self.a.is_empty()
+    }
+}
+
+/// One `dns` row's answer.
+enum DnsAnswer {
+    Mx(Vec<(u16, String)>),
+    A(Vec<IpAddr>),
+}
+
+fn dns_row(row: &Row) -> Result<(String, DnsAnswer), String> {
+    let domain = row
+        .text("domain")?
+        .ok_or("domain: missing")?
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    if domain.chars().any(|c| c.is_whitespace() || c.is_control()) || domain.len() > 255 {
+        return Err(format!("domain: `{}` is not a domain name", shown(&domain)));
+    }
+    let value = row.text("value")?.ok_or("value: missing")?;
+    let items = value.split(',').map(str::trim).filter(|v| !v.is_empty());
+    match row.text("type")?.unwrap_or_default().to_ascii_lowercase().as_str() {
+        "mx" => {
+            let mut hosts = Vec::new();
+            for item in items {
+                let (pref, host) = item
+                    .split_once(char::is_whitespace)
+                    .ok_or_else(|| format!("value: `{}` is not `preference host`", shown(item)))?;
+                let pref: u16 = pref
+                    .parse()
+                    .map_err(|_| format!("value: `{}` is not a preference", shown(pref)))?;
+                let host = host.trim().trim_end_matches('.').to_ascii_lowercase();
+                if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                    return Err(format!("value: `{}` is not a host name", shown(&host)));
+                }
+                hosts.push((pref, host));
+            }
+            if hosts.is_empty() {
+                return Err("value: no `preference host` pairs".into());
+            }
+            Ok((domain, DnsAnswer::Mx(hosts)))
+        }
+        "a" => {
+            let ips = items
+                .map(|i| {
+                    i.parse()
+                        .map_err(|_| format!("value: `{}` is not an IP address", shown(i)))
+                })
+                .collect::<Result<Vec<IpAddr>, String>>()?;
+            if ips.is_empty() {
+                return Err("value: no addresses".into());
+            }
+            Ok((domain, DnsAnswer::A(ips)))
+        }
+        other => Err(format!("type: `{}` is neither mx nor a", shown(other))),
+    }
+}
+
+/// Reads the `dns` table (the lower id wins for one domain and type).
+pub fn dns_overrides(store: &mut dyn Store, problems: &mut Vec<Problem>) -> Result<DnsOverrides, DbError> {
+    let mut out = DnsOverrides::default();
+    for (domain, answer) in read(store, &crate::schema::DNS, dns_row, problems)? {
+        match answer {
+            DnsAnswer::Mx(mut hosts) => {
+                hosts.sort();
+                out.mx.entry(domain).or_insert(hosts);
+            }
+            DnsAnswer::A(ips) => {
+                out.a.entry(domain).or_insert(ips);
+            }
+        }
     }
     Ok(out)
 }

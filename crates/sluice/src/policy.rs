@@ -16,6 +16,8 @@ use std::time::Duration;
 pub struct Live {
     pub shaper: Arc<Mutex<Shaper>>,
     pub suppressions: Arc<RwLock<Arc<Suppressions>>>,
+    /// The `dns` table, for the resolver.
+    pub dns: crate::deliver::mx::Overrides,
     /// Problems already logged (each is logged once).
     reported: Arc<Mutex<HashSet<String>>>,
     /// The built-in flood rules (`flood-defaults`), after the table's.
@@ -39,6 +41,7 @@ impl Live {
         let live = Live {
             shaper: Arc::new(Mutex::new(shaper)),
             suppressions: Arc::new(RwLock::new(Arc::new(policy.suppressions.clone()))),
+            dns: Arc::new(RwLock::new(Arc::new(policy.dns.clone()))),
             reported: Arc::new(Mutex::new(HashSet::new())),
             flood_defaults: Arc::new(flood_defaults),
         };
@@ -54,6 +57,7 @@ impl Live {
         s.set_pauses(pauses(&policy));
         drop(s);
         *self.suppressions.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy.suppressions);
+        *self.dns.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy.dns);
     }
 
     /// Reads `store` and puts what it holds in force (after a change through the API).

@@ -575,3 +575,41 @@ fn policy_show_prints_each_limit_with_its_row_and_the_pauses_in_force() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("not an IP address"));
 }
+
+#[test]
+fn dns_rows_answer_instead_of_the_dns_server() {
+    use common::peers::dns;
+    let dir = tempfile::tempdir().unwrap();
+    let (db, out) = (dir.path().join("settings.db"), dir.path().join("arrivals.jsonl"));
+    // DNS says a host where nothing listens; the table says the receiver.
+    sql(
+        &db,
+        "CREATE TABLE dns (id INTEGER PRIMARY KEY, domain TEXT, type TEXT, value TEXT);
+         INSERT INTO dns (domain, type, value) VALUES
+           ('over.test', 'mx', '10 live.over.test'),
+           ('live.over.test', 'a', '127.0.0.1'),
+           ('bad.test', 'mx', 'ten live.over.test');",
+    );
+    let receiver = recorder(&out, None);
+    let zone = [
+        "--mx-host=over.test,dead.over.test,10".to_string(),
+        "--host-record=dead.over.test,127.0.0.3".to_string(),
+    ];
+    let server = dns(&zone);
+    let d = Daemon::start(&format!(
+        "delivery-enabled: true\ndns-server: 127.0.0.1:{}\ndelivery-port: {}\ndatabase-address: sqlite://{}\n",
+        server.port,
+        receiver.port,
+        db.display()
+    ));
+    inject(&d, &[message(1, "over.test")]);
+    let seen = arrivals(&out, 1, Duration::from_secs(30));
+    assert_eq!(seen.len(), 1, "{}", d.log_tail(50));
+    let success = d.collect("success", 1, Duration::from_secs(30));
+    assert_eq!(success[0]["results"][0]["to"], "127.0.0.1", "{}", success[0]);
+    assert!(
+        d.log().contains("preference"),
+        "the bad row is reported: {}",
+        d.log_tail(20)
+    );
+}

@@ -145,7 +145,7 @@ impl Engine {
         let s = &c.settings;
         // With a sink every connection goes to it: no lookups.
         let dns = if s.smtp_sink_ip.is_empty() {
-            mx::Dns::new(s.dns_server, runtime)
+            mx::Dns::new(s.dns_server, runtime, live.dns.clone())
                 .map_err(
                     |e| tracing::error!(error = %e, "cannot set up the DNS resolver; MX deliveries will be retried"),
                 )

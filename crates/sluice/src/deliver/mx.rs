@@ -104,8 +104,13 @@ impl<T: Clone + Send + Sync + 'static> InFlight<T> {
     }
 }
 
-/// The delivery engine's resolver: `dns-server` or the system's.
+/// The settings database's `dns` table, replaced by each reload.
+pub type Overrides = Arc<std::sync::RwLock<Arc<sluice_policy::DnsOverrides>>>;
+
+/// The delivery engine's resolver: `dns-server` or the system's, after the
+/// `dns` table's overrides.
 pub struct Dns {
+    overrides: Overrides,
     resolver: Arc<TokioResolver>,
     runtime: tokio::runtime::Handle,
     mx: Arc<InFlight<MxSet>>,
@@ -115,7 +120,11 @@ pub struct Dns {
 impl Dns {
     /// `server` is `dns-server` (`ip[:port]`, port 53 by default); `None`
     /// uses /etc/resolv.conf. Lookups run on `runtime`.
-    pub fn new(server: Option<SocketAddr>, runtime: tokio::runtime::Handle) -> Result<Dns, NetError> {
+    pub fn new(
+        server: Option<SocketAddr>,
+        runtime: tokio::runtime::Handle,
+        overrides: Overrides,
+    ) -> Result<Dns, NetError> {
         let mut opts = ResolverOpts::default();
         opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
         opts.timeout = Duration::from_secs(5);
@@ -136,6 +145,7 @@ impl Dns {
         };
         let _in_runtime = runtime.enter();
         Ok(Dns {
+            overrides,
             resolver: Arc::new(builder.with_options(opts).build()?),
             runtime,
             mx: Arc::new(InFlight::new()),
@@ -152,6 +162,15 @@ impl Dns {
             }]));
         }
         let key = domain.trim_end_matches('.').to_ascii_lowercase();
+        if let Some(hosts) = self.overridden().mx.get(&key) {
+            return Ok(hosts
+                .iter()
+                .map(|(preference, name)| Exchange {
+                    preference: *preference,
+                    name: name.clone(),
+                })
+                .collect());
+        }
         let resolver = self.resolver.clone();
         let name = key.clone();
         let lookup = || async move { lookup_mx(&resolver, &name).await.map(Arc::from) };
@@ -164,10 +183,19 @@ impl Dns {
             return Ok(Arc::from([ip]));
         }
         let key = host.trim_end_matches('.').to_ascii_lowercase();
+        if let Some(ips) = self.overridden().a.get(&key) {
+            return Ok(Arc::from(ips.as_slice()));
+        }
         let resolver = self.resolver.clone();
         let name = key.clone();
         let lookup = || async move { lookup_addresses(&resolver, &name).await.map(Arc::from) };
         self.addresses.get(&self.runtime, &key, lookup, stopped).await
+    }
+}
+
+impl Dns {
+    fn overridden(&self) -> Arc<sluice_policy::DnsOverrides> {
+        self.overrides.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
