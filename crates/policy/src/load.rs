@@ -31,6 +31,7 @@ pub struct Policy {
     pub suppressions: Suppressions,
     pub pauses: Vec<PauseRow>,
     pub dns: DnsOverrides,
+    pub locals: Locals,
     /// Rows skipped (invalid) or shadowed (a lower id has the same scope).
     pub problems: Vec<Problem>,
 }
@@ -58,6 +59,7 @@ pub fn load(store: &mut dyn Store) -> Result<Policy, DbError> {
     policy.suppressions = suppressions(store, &mut policy.problems)?;
     policy.pauses = read(store, &crate::schema::PAUSED, pause_row, &mut policy.problems)?;
     policy.dns = dns_overrides(store, &mut policy.problems)?;
+    policy.locals = locals(store, &mut policy.problems)?;
     Ok(policy)
 }
 
@@ -453,4 +455,40 @@ pub fn dns_overrides(store: &mut dyn Store, problems: &mut Vec<Problem>) -> Resu
         }
     }
     Ok(out)
+}
+
+/// The `locals` table: incoming recipients that go to `rabbitmq-local`.
+#[derive(Debug, Clone, Default)]
+pub struct Locals {
+    rules: Vec<Matcher>,
+}
+
+impl Locals {
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Whether incoming mail for `recipient` is local.
+    pub fn is_local(&self, recipient: &str) -> bool {
+        self.rules.iter().any(|m| m.matches(recipient))
+    }
+}
+
+fn local_row(row: &Row) -> Result<Matcher, String> {
+    let kind = row
+        .text("type")?
+        .ok_or("type: missing (exact, substr, fnmatch or regex)")?;
+    let pattern = row.text("pattern")?.ok_or("pattern: missing")?;
+    Matcher::new(&kind, &pattern).map_err(|e| format!("pattern: {e}"))
+}
+
+/// Reads the `locals` table.
+pub fn locals(store: &mut dyn Store, problems: &mut Vec<Problem>) -> Result<Locals, DbError> {
+    Ok(Locals {
+        rules: read(store, &crate::schema::LOCALS, local_row, problems)?,
+    })
 }

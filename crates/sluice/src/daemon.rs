@@ -114,6 +114,7 @@ pub fn run(c: Config) -> Result<()> {
         ids,
         log: received_log,
         budget: reception::budget::Budget::new(s.reception_memory),
+        locals: live.locals.clone(),
     };
     let inbound = Arc::new(Inbound::from_config(
         &c,

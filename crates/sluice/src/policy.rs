@@ -18,6 +18,8 @@ pub struct Live {
     pub suppressions: Arc<RwLock<Arc<Suppressions>>>,
     /// The `dns` table, for the resolver.
     pub dns: crate::deliver::mx::Overrides,
+    /// The `locals` table, for reception.
+    pub locals: Arc<RwLock<Arc<sluice_policy::Locals>>>,
     /// Problems already logged (each is logged once).
     reported: Arc<Mutex<HashSet<String>>>,
     /// The built-in flood rules (`flood-defaults`), after the table's.
@@ -42,6 +44,7 @@ impl Live {
             shaper: Arc::new(Mutex::new(shaper)),
             suppressions: Arc::new(RwLock::new(Arc::new(policy.suppressions.clone()))),
             dns: Arc::new(RwLock::new(Arc::new(policy.dns.clone()))),
+            locals: Arc::new(RwLock::new(Arc::new(policy.locals.clone()))),
             reported: Arc::new(Mutex::new(HashSet::new())),
             flood_defaults: Arc::new(flood_defaults),
         };
@@ -58,6 +61,7 @@ impl Live {
         drop(s);
         *self.suppressions.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy.suppressions);
         *self.dns.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy.dns);
+        *self.locals.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy.locals);
     }
 
     /// Reads `store` and puts what it holds in force (after a change through the API).

@@ -613,3 +613,34 @@ fn dns_rows_answer_instead_of_the_dns_server() {
         d.log_tail(20)
     );
 }
+
+#[test]
+fn a_locals_row_puts_incoming_mail_for_it_in_the_local_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("settings.db");
+    sql(
+        &db,
+        "CREATE TABLE locals (id INTEGER PRIMARY KEY, type TEXT, pattern TEXT);
+         INSERT INTO locals (type, pattern) VALUES ('fnmatch', '*@Local.test'), ('regex', '(unclosed');",
+    );
+    let d = Daemon::start(&format!(
+        "database-address: sqlite://{}\nrabbitmq-inbox: inbox\nrabbitmq-local: local\n",
+        db.display()
+    ));
+    let mut c = Smtp::connect(d.smtp);
+    c.reply();
+    c.cmd("EHLO client.test");
+    assert!(c.cmd("MAIL FROM:<s@example.net>").starts_with("250"));
+    assert!(c.cmd("RCPT TO:<alice@local.test>").starts_with("250"));
+    assert!(c.cmd("RCPT TO:<bob@remote.test>").starts_with("250"));
+    assert!(c.cmd("DATA").starts_with("354"));
+    c.send(b"Subject: hi\r\n\r\nhello\r\n");
+    assert!(c.cmd(".").starts_with("250"));
+    let local = d.collect("local", 1, Duration::from_secs(10));
+    let inbox = d.collect("inbox", 1, Duration::from_secs(10));
+    assert_eq!(local.len(), 1, "{}", d.log_tail(30));
+    assert_eq!(local[0]["recipient"], "alice@local.test");
+    assert_eq!(inbox.len(), 1);
+    assert_eq!(inbox[0]["recipient"], "bob@remote.test");
+    assert!(d.log().contains("row skipped"), "the bad locals row is reported");
+}

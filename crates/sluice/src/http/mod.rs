@@ -360,7 +360,11 @@ async fn submit(State(api): ApiState, headers: HeaderMap, body: Body) -> Result<
             ..Default::default()
         })
         .collect();
-    let ids = crate::reception::store(&api.writer, &api.names.inbox, reception, &recipients).await?;
+    let queues = crate::reception::Queues {
+        main: &api.names.inbox,
+        local: &api.names.local,
+    };
+    let ids = crate::reception::store(&api.writer, queues, reception, &recipients).await?;
     Ok(Json(
         json!({ "queued": ids.len(), "queue": api.names.inbox, "ids": ids }),
     ))

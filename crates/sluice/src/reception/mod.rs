@@ -22,6 +22,8 @@ pub struct Writer {
     pub log: Arc<log::ReceivedLog>,
     /// `reception-memory`: bytes of bodies SMTP and HTTP hold together.
     pub budget: Arc<budget::Budget>,
+    /// The settings database's `locals`: recipients whose copies go to the local queue.
+    pub locals: Arc<std::sync::RwLock<Arc<sluice_policy::Locals>>>,
 }
 
 /// Where a reception's copies go: the queue, and the local queue for copies
@@ -74,6 +76,7 @@ pub async fn receive(
     ) -> Result<Verdict, sluice_smtp::Reply>,
 ) -> Result<Stored, Failure> {
     let prepared = message::prepare(reception);
+    let locals = writer.locals.read().unwrap_or_else(|e| e.into_inner()).clone();
     let mut out = Publisher::new(writer);
     let mut stored = Stored::default();
     for rcpt in recipients {
@@ -82,6 +85,7 @@ pub async fn receive(
         match check(json, &prepared).await.map_err(Failure::Check)? {
             Verdict::Drop(reply) => stored.dropped = Some(reply),
             Verdict::Keep { json, local } => {
+                let local = local || locals.is_local(&rcpt.address);
                 let queue = if local { queues.local } else { queues.main };
                 out.add(queue, &prepared, json).await.map_err(Failure::Queue)?;
                 stored.copies.push((id, rcpt.address.clone()));
@@ -92,18 +96,14 @@ pub async fn receive(
     Ok(stored)
 }
 
-/// A reception without checks, every copy in `queue` (HTTP `/submit`);
-/// returns the message ids.
+/// A reception without checks (HTTP `/submit`): every copy in the main
+/// queue, or the local one for a recipient in `locals`; returns the message ids.
 pub async fn store(
     writer: &Writer,
-    queue: &str,
+    queues: Queues<'_>,
     reception: message::Reception,
     recipients: &[message::Recipient],
 ) -> Result<Vec<String>, sluice_queue::QueueError> {
-    let queues = Queues {
-        main: queue,
-        local: queue,
-    };
     let keep = async |json, _: &message::Prepared| Ok(Verdict::Keep { json, local: false });
     match receive(writer, reception, recipients, queues, keep).await {
         Ok(stored) => Ok(stored.copies.into_iter().map(|(id, _)| id).collect()),
