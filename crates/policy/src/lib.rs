@@ -10,7 +10,7 @@ pub mod schema;
 pub mod store;
 
 pub use load::{
-    default_flood_rules, failure_status, load, parse_time, DnsOverrides, Locals, PauseRow, Policy, Problem,
+    default_flood_rules, failure_status, load, parse_time, DnsOverrides, Locals, MtaNames, PauseRow, Policy, Problem,
     Suppression, Suppressions,
 };
 pub use store::{open, DbError, Sqlite, Store};

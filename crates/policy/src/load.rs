@@ -32,6 +32,7 @@ pub struct Policy {
     pub pauses: Vec<PauseRow>,
     pub dns: DnsOverrides,
     pub locals: Locals,
+    pub mtanames: MtaNames,
     /// Rows skipped (invalid) or shadowed (a lower id has the same scope).
     pub problems: Vec<Problem>,
 }
@@ -60,6 +61,7 @@ pub fn load(store: &mut dyn Store) -> Result<Policy, DbError> {
     policy.pauses = read(store, &crate::schema::PAUSED, pause_row, &mut policy.problems)?;
     policy.dns = dns_overrides(store, &mut policy.problems)?;
     policy.locals = locals(store, &mut policy.problems)?;
+    policy.mtanames = mtanames(store, &mut policy.problems)?;
     Ok(policy)
 }
 
@@ -491,4 +493,30 @@ pub fn locals(store: &mut dyn Store, problems: &mut Vec<Problem>) -> Result<Loca
     Ok(Locals {
         rules: read(store, &crate::schema::LOCALS, local_row, problems)?,
     })
+}
+
+/// The `mtanames` table: the EHLO name per local IP.
+pub type MtaNames = std::collections::HashMap<IpAddr, String>;
+
+fn mtaname_row(row: &Row) -> Result<(IpAddr, String), String> {
+    let ip = localip(row)?.ok_or("localip: missing")?;
+    let name = row.text("name")?.ok_or("name: missing")?;
+    // The name goes on the wire after EHLO: a host name, nothing else.
+    let ok = name.len() <= 255
+        && name.split('.').all(|label| {
+            !label.is_empty() && label.len() <= 63 && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if !ok {
+        return Err(format!("name: `{}` is not a host name", shown(&name)));
+    }
+    Ok((ip, name.to_ascii_lowercase()))
+}
+
+/// Reads the `mtanames` table (the lower id wins for one local IP).
+pub fn mtanames(store: &mut dyn Store, problems: &mut Vec<Problem>) -> Result<MtaNames, DbError> {
+    let mut out = MtaNames::new();
+    for (ip, name) in read(store, &crate::schema::MTANAMES, mtaname_row, problems)? {
+        out.entry(ip).or_insert(name);
+    }
+    Ok(out)
 }

@@ -20,6 +20,8 @@ pub struct Live {
     pub dns: crate::deliver::mx::Overrides,
     /// The `locals` table, for reception.
     pub locals: Arc<RwLock<Arc<sluice_policy::Locals>>>,
+    /// The `mtanames` table: the EHLO name per local IP.
+    pub mtanames: Arc<RwLock<Arc<sluice_policy::MtaNames>>>,
     /// Problems already logged (each is logged once).
     reported: Arc<Mutex<HashSet<String>>>,
     /// The built-in flood rules (`flood-defaults`), after the table's.
@@ -45,6 +47,7 @@ impl Live {
             suppressions: Arc::new(RwLock::new(Arc::new(policy.suppressions.clone()))),
             dns: Arc::new(RwLock::new(Arc::new(policy.dns.clone()))),
             locals: Arc::new(RwLock::new(Arc::new(policy.locals.clone()))),
+            mtanames: Arc::new(RwLock::new(Arc::new(policy.mtanames.clone()))),
             reported: Arc::new(Mutex::new(HashSet::new())),
             flood_defaults: Arc::new(flood_defaults),
         };
@@ -62,6 +65,7 @@ impl Live {
         *self.suppressions.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy.suppressions);
         *self.dns.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy.dns);
         *self.locals.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy.locals);
+        *self.mtanames.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy.mtanames);
     }
 
     /// Reads `store` and puts what it holds in force (after a change through the API).
@@ -70,6 +74,12 @@ impl Live {
         report(&policy.problems, &mut sluice_queue::lock(&self.reported));
         self.update(policy);
         Ok(())
+    }
+
+    /// The EHLO name for connections from `local`, when the `mtanames` table has one.
+    pub fn mtaname(&self, local: Option<std::net::IpAddr>) -> Option<String> {
+        let names = self.mtanames.read().unwrap_or_else(|e| e.into_inner());
+        local.and_then(|ip| names.get(&ip).cloned())
     }
 
     /// The suppressions in force (a cheap clone of the snapshot).

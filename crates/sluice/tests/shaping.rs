@@ -644,3 +644,39 @@ fn a_locals_row_puts_incoming_mail_for_it_in_the_local_queue() {
     assert_eq!(inbox[0]["recipient"], "bob@remote.test");
     assert!(d.log().contains("row skipped"), "the bad locals row is reported");
 }
+
+#[test]
+fn an_mtanames_row_sets_the_ehlo_name_for_its_local_ip() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, out) = (dir.path().join("settings.db"), dir.path().join("arrivals.jsonl"));
+    sql(
+        &db,
+        "CREATE TABLE mtanames (id INTEGER PRIMARY KEY, localip TEXT, name TEXT);
+         INSERT INTO mtanames (localip, name) VALUES ('127.0.0.2', 'MTA2.sluice.test'), ('127.0.0.3', 'bad name\r\nMAIL');",
+    );
+    let receiver = recorder(&out, None);
+    let d = Daemon::start(&format!(
+        "delivery-enabled: true\nsmtp-sink-ip: 127.0.0.1\nsmtp-sink-port: {}\ndatabase-address: sqlite://{}\n",
+        receiver.port,
+        db.display()
+    ));
+    // One message from each local IP (a message's `ips` picks it).
+    let from = |i: usize, ip: &str| {
+        let mut m = message(i, "example.com");
+        m["ips"] = json!([ip]);
+        m
+    };
+    inject(&d, &[from(1, "127.0.0.2"), from(2, "127.0.0.3")]);
+    let seen = arrivals(&out, 2, Duration::from_secs(30));
+    assert_eq!(seen.len(), 2, "{}", d.log_tail(30));
+    let ehlo = |peer: &str| {
+        seen.iter()
+            .find(|m| m["peer"] == peer)
+            .map(|m| m["ehlo"].as_str().unwrap_or("").to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(ehlo("127.0.0.2"), "mta2.sluice.test");
+    // The bad row is skipped: that IP says smtp-hostname.
+    assert_eq!(ehlo("127.0.0.3"), "mx.test");
+    assert!(d.log().contains("row skipped"));
+}

@@ -45,8 +45,14 @@ impl Connector for Smtp {
 
     async fn open(&self, route: &Route, first: &sluice_shaping::Destination) -> Result<Connection, connect::OpenError> {
         let engine = &self.engine;
+        // The mtanames row of the local IP, checked again as the wire type; else smtp-hostname.
+        let helo = engine
+            .settings
+            .mtaname(route.local)
+            .and_then(|name| sluice_smtp::wire::HeloName::new(&name).ok())
+            .unwrap_or_else(|| engine.helo.clone());
         let cfg = ClientConfig {
-            helo: engine.helo.clone(),
+            helo,
             tls: engine.tls_policy,
             auth: match &route.next {
                 Next::Relay(r) => r.auth.clone(),
