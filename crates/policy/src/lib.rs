@@ -10,8 +10,8 @@ pub mod schema;
 pub mod store;
 
 pub use load::{
-    default_flood_rules, failure_status, load, parse_time, DnsOverrides, Locals, MtaNames, PauseRow, Policy, Problem,
-    Suppression, Suppressions,
+    default_flood_rules, failure_status, load, parse_time, Delegates, DnsOverrides, Locals, MtaNames, PauseRow, Policy,
+    Problem, Suppression, Suppressions,
 };
 pub use store::{open, DbError, Sqlite, Store};
 

@@ -33,6 +33,7 @@ pub struct Policy {
     pub dns: DnsOverrides,
     pub locals: Locals,
     pub mtanames: MtaNames,
+    pub delegates: Delegates,
     /// Rows skipped (invalid) or shadowed (a lower id has the same scope).
     pub problems: Vec<Problem>,
 }
@@ -62,6 +63,7 @@ pub fn load(store: &mut dyn Store) -> Result<Policy, DbError> {
     policy.dns = dns_overrides(store, &mut policy.problems)?;
     policy.locals = locals(store, &mut policy.problems)?;
     policy.mtanames = mtanames(store, &mut policy.problems)?;
+    policy.delegates = delegates(store, &mut policy.problems)?;
     Ok(policy)
 }
 
@@ -517,6 +519,55 @@ pub fn mtanames(store: &mut dyn Store, problems: &mut Vec<Problem>) -> Result<Mt
     let mut out = MtaNames::new();
     for (ip, name) in read(store, &crate::schema::MTANAMES, mtaname_row, problems)? {
         out.entry(ip).or_insert(name);
+    }
+    Ok(out)
+}
+
+/// The `delegates` table: mail from a local IP to a domain goes from another IP.
+#[derive(Debug, Clone, Default)]
+pub struct Delegates {
+    map: std::collections::HashMap<(Option<IpAddr>, String), IpAddr>,
+}
+
+impl Delegates {
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// The IP mail from `local` to `domain` goes from instead, if any: the
+    /// most specific row ((localip, domain), (localip, ''), ('', domain), ('', '')).
+    pub fn delegate(&self, local: Option<IpAddr>, domain: &str) -> Option<IpAddr> {
+        if self.is_empty() {
+            return None;
+        }
+        let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+        let get = |ip: Option<IpAddr>, d: &str| self.map.get(&(ip, d.to_string())).copied();
+        local
+            .and_then(|ip| get(Some(ip), &domain).or_else(|| get(Some(ip), "")))
+            .or_else(|| get(None, &domain))
+            .or_else(|| get(None, ""))
+    }
+}
+
+fn delegate_row(row: &Row) -> Result<((Option<IpAddr>, String), IpAddr), String> {
+    let domain = match domain(row)? {
+        DomainScope::Any => String::new(),
+        DomainScope::Domain(d) => d,
+        DomainScope::Mx(_) => return Err("domain: mx: patterns are not supported for delegates yet".into()),
+    };
+    let delegate = row
+        .text("delegate")?
+        .ok_or("delegate: missing")?
+        .parse()
+        .map_err(|_| "delegate: not an IP address".to_string())?;
+    Ok(((localip(row)?, domain), delegate))
+}
+
+/// Reads the `delegates` table (the lower id wins for one scope).
+pub fn delegates(store: &mut dyn Store, problems: &mut Vec<Problem>) -> Result<Delegates, DbError> {
+    let mut out = Delegates::default();
+    for (scope, ip) in read(store, &crate::schema::DELEGATES, delegate_row, problems)? {
+        out.map.entry(scope).or_insert(ip);
     }
     Ok(out)
 }

@@ -22,6 +22,8 @@ pub struct Live {
     pub locals: Arc<RwLock<Arc<sluice_policy::Locals>>>,
     /// The `mtanames` table: the EHLO name per local IP.
     pub mtanames: Arc<RwLock<Arc<sluice_policy::MtaNames>>>,
+    /// The `delegates` table: another local IP for a (local IP, domain).
+    pub delegates: Arc<RwLock<Arc<sluice_policy::Delegates>>>,
     /// Problems already logged (each is logged once).
     reported: Arc<Mutex<HashSet<String>>>,
     /// The built-in flood rules (`flood-defaults`), after the table's.
@@ -48,6 +50,7 @@ impl Live {
             dns: Arc::new(RwLock::new(Arc::new(policy.dns.clone()))),
             locals: Arc::new(RwLock::new(Arc::new(policy.locals.clone()))),
             mtanames: Arc::new(RwLock::new(Arc::new(policy.mtanames.clone()))),
+            delegates: Arc::new(RwLock::new(Arc::new(policy.delegates.clone()))),
             reported: Arc::new(Mutex::new(HashSet::new())),
             flood_defaults: Arc::new(flood_defaults),
         };
@@ -66,6 +69,7 @@ impl Live {
         *self.dns.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy.dns);
         *self.locals.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy.locals);
         *self.mtanames.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy.mtanames);
+        *self.delegates.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy.delegates);
     }
 
     /// Reads `store` and puts what it holds in force (after a change through the API).
@@ -74,6 +78,12 @@ impl Live {
         report(&policy.problems, &mut sluice_queue::lock(&self.reported));
         self.update(policy);
         Ok(())
+    }
+
+    /// The local IP mail from `local` to `domain` goes from (a `delegates` row, else `local`).
+    pub fn delegate(&self, local: Option<std::net::IpAddr>, domain: &str) -> Option<std::net::IpAddr> {
+        let delegates = self.delegates.read().unwrap_or_else(|e| e.into_inner());
+        delegates.delegate(local, domain).or(local)
     }
 
     /// The EHLO name for connections from `local`, when the `mtanames` table has one.

@@ -680,3 +680,34 @@ fn an_mtanames_row_sets_the_ehlo_name_for_its_local_ip() {
     assert_eq!(ehlo("127.0.0.3"), "mx.test");
     assert!(d.log().contains("row skipped"));
 }
+
+#[test]
+fn a_delegates_row_sends_from_another_local_ip() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, out) = (dir.path().join("settings.db"), dir.path().join("arrivals.jsonl"));
+    sql(
+        &db,
+        "CREATE TABLE delegates (id INTEGER PRIMARY KEY, localip TEXT, domain TEXT, delegate TEXT);
+         INSERT INTO delegates (localip, domain, delegate) VALUES
+           ('127.0.0.2', 'moved.example', '127.0.0.3'),
+           ('127.0.0.2', 'mx:*.x.test', '127.0.0.4');",
+    );
+    let receiver = recorder(&out, None);
+    let d = Daemon::start(&format!(
+        "delivery-enabled: true\nsmtp-sink-ip: 127.0.0.1\nsmtp-sink-port: {}\ndatabase-address: sqlite://{}\ndelivery-ips: 127.0.0.2\n",
+        receiver.port,
+        db.display()
+    ));
+    inject(&d, &[message(1, "moved.example"), message(2, "stays.example")]);
+    let seen = arrivals(&out, 2, Duration::from_secs(30));
+    assert_eq!(seen.len(), 2, "{}", d.log_tail(30));
+    let peer = |domain: &str| {
+        seen.iter()
+            .find(|m| m["to"][0].as_str().is_some_and(|r| r.ends_with(domain)))
+            .map(|m| m["peer"].as_str().unwrap_or("").to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(peer("@moved.example"), "127.0.0.3");
+    assert_eq!(peer("@stays.example"), "127.0.0.2");
+    assert!(d.log().contains("not supported for delegates"), "the mx: row is reported");
+}

@@ -226,6 +226,7 @@ impl Engine {
                 .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
             ips[h % ips.len()]
         });
+        let local = self.settings.delegate(local, &msg.domain);
         Route { next, local }
     }
 
