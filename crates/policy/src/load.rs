@@ -142,6 +142,9 @@ fn seconds(row: &Row, column: &str) -> Result<Option<Duration>, String> {
     }
 }
 
+/// The largest `N` of a flood rule's `N/period` threshold.
+pub const MAX_THRESHOLD: u64 = 10_000;
+
 fn flood_row(row: &Row) -> Result<FloodRule, String> {
     let kind = row
         .text("type")?
@@ -152,6 +155,10 @@ fn flood_row(row: &Row) -> Result<FloodRule, String> {
         .text("threshold")?
         .map(|t| t.parse::<Rate>().map_err(|e| format!("threshold: {e}")))
         .transpose()?;
+    // The matching replies of a threshold are kept until it is reached: bound them.
+    if threshold.is_some_and(|t| t.count > MAX_THRESHOLD) {
+        return Err(format!("threshold: at most {MAX_THRESHOLD} replies per period"));
+    }
     let pause = seconds(row, "pause")?;
     let reduce = seconds(row, "reduce")?;
     if pause.is_none() && reduce.is_none() {

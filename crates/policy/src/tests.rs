@@ -80,13 +80,15 @@ fn invalid_rows_are_reported_and_skipped() {
            (5, '', 'd.example', NULL, 'ten'),
            (6, '', 'd.example', NULL, 2.5),
            (7, '', 'OK.example', NULL, 1);
-         CREATE TABLE flood_responses (id INTEGER PRIMARY KEY, updated TEXT, name TEXT, type TEXT, pattern TEXT, pause INTEGER, reduce INTEGER, connections INTEGER);
+         CREATE TABLE flood_responses (id INTEGER PRIMARY KEY, updated TEXT, name TEXT, type TEXT, pattern TEXT, pause INTEGER, reduce INTEGER, connections INTEGER, threshold TEXT);
          INSERT INTO flood_responses (id, name, type, pattern, pause, reduce, connections) VALUES
            (1, 'slow down', 'substr', 'slow down', 60, NULL, NULL),
            (2, 'bad regex', 'regex', '(unclosed', 60, NULL, NULL),
            (3, 'does nothing', 'exact', '421 x', NULL, NULL, NULL),
            (4, 'odd type', 'glob', 'x', 60, NULL, NULL),
-           (5, 'reduce', 'fnmatch', '4.7.* rate limited*', NULL, 300, 1);",
+           (5, 'reduce', 'fnmatch', '4.7.* rate limited*', NULL, 300, 1),
+           (6, 'huge threshold', 'substr', 'x', 60, NULL, NULL);
+         UPDATE flood_responses SET threshold = '1000000000/day' WHERE id = 6;",
     );
     let policy = load(s.as_mut()).unwrap();
     let problems: Vec<String> = policy.problems.iter().map(ToString::to_string).collect();
@@ -103,6 +105,7 @@ fn invalid_rows_are_reported_and_skipped() {
         "flood_responses row 2: pattern: regex",
         "flood_responses row 3: neither pause nor reduce",
         "flood_responses row 4: pattern: unknown pattern type `glob`",
+        "flood_responses row 6: threshold: at most 10000 replies",
     ];
     assert_eq!(problems.len(), expect.len(), "{problems:#?}");
     for (got, want) in problems.iter().zip(expect) {

@@ -138,8 +138,14 @@ pub fn report(problems: &[Problem], seen: &mut HashSet<String>) {
     }
 }
 
+/// How often the shaper forgets the destinations that constrain nothing
+/// any more, so its state is bounded by the destinations in use, not by
+/// every domain ever mailed.
+const SWEEP: Duration = Duration::from_secs(10);
+
 /// Reads the database again every `ttl` and hands the result to `shaper`,
-/// until `stop` is set. A failed read keeps the policy in force.
+/// until `stop` is set (and sweeps the shaper every [`SWEEP`]). A failed
+/// read keeps the policy in force.
 pub fn reload_every(
     ttl: Duration,
     store: Arc<Mutex<Box<dyn Store>>>,
@@ -148,10 +154,15 @@ pub fn reload_every(
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("policy-reload".into()).spawn(move || {
         let started = std::time::Instant::now();
-        let mut next = started + ttl;
+        let (mut next, mut sweep) = (started + ttl, started + SWEEP);
         while !*stop.borrow() {
             std::thread::sleep(Duration::from_millis(200).min(ttl));
-            if std::time::Instant::now() < next {
+            let now = std::time::Instant::now();
+            if now >= sweep {
+                sluice_queue::lock(&live.shaper).sweep(now);
+                sweep = now + SWEEP;
+            }
+            if now < next {
                 continue;
             }
             next = std::time::Instant::now() + ttl;

@@ -709,5 +709,8 @@ fn a_delegates_row_sends_from_another_local_ip() {
     };
     assert_eq!(peer("@moved.example"), "127.0.0.3");
     assert_eq!(peer("@stays.example"), "127.0.0.2");
-    assert!(d.log().contains("not supported for delegates"), "the mx: row is reported");
+    assert!(
+        d.log().contains("not supported for delegates"),
+        "the mx: row is reported"
+    );
 }
