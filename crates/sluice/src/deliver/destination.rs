@@ -201,29 +201,25 @@ async fn serve<C: Connector>(connector: Rc<C>, limits: Limits, dest: Rc<Destinat
             }
         }
         // The domain of the job at the head decides when a connection may open.
-        let (first, first_tags) = {
-            let pending = dest.pending.borrow();
-            match pending.front() {
-                Some(job) => (
-                    shaped(&dest.route, job),
-                    tags(job).into_iter().map(str::to_string).collect::<Vec<_>>(),
-                ),
-                None => break,
-            }
-        };
         // Opening only to wait for the head job's message rate or a pause would waste a connection.
-        let mut decision = Decision::Go;
-        shaper(&mut |s| {
-            let now = now();
-            let first_tags: Vec<&str> = first_tags.iter().map(String::as_str).collect();
-            decision = s.held(&first, &hosts, None, &first_tags, now);
-            if decision == Decision::Go {
-                decision = s.may_connect(&first, &hosts, None, now);
-            }
-            if decision == Decision::Go {
-                decision = s.may_send(&first, &hosts, None, now);
-            }
-        });
+        let (first, decision) = {
+            let pending = dest.pending.borrow();
+            let Some(job) = pending.front() else { break };
+            let first = shaped(&dest.route, job);
+            let head_tags = tags(job);
+            let mut decision = Decision::Go;
+            shaper(&mut |s| {
+                let now = now();
+                decision = s.held(&first, &hosts, None, &head_tags, now);
+                if decision == Decision::Go {
+                    decision = s.may_connect(&first, &hosts, None, now);
+                }
+                if decision == Decision::Go {
+                    decision = s.may_send(&first, &hosts, None, now);
+                }
+            });
+            (first, decision)
+        };
         if decision != Decision::Go {
             // One waiting connection per destination is enough: another one serves these jobs.
             if dest.active.get() > 1 || !wait(decision, &limits.shutdown).await {
@@ -285,7 +281,6 @@ async fn serve<C: Connector>(connector: Rc<C>, limits: Limits, dest: Rc<Destinat
                     decision = s.may_send(&to, &hosts, Some(remote), now);
                 }
             });
-            drop(job_tags);
             if let Decision::Wait(when) = decision {
                 // Waiting keeps the job first in line; a long wait gives the connection up.
                 dest.pending.borrow_mut().push_front(job);

@@ -128,6 +128,25 @@ async fn with_store<T: Send + 'static>(
     .map_err(|e: sluice_policy::DbError| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))
 }
 
+/// Sets `rest` on the rows whose `key` columns match, or adds a row when
+/// none does; answers `{"created", "id"}` as POST does.
+async fn upsert(
+    api: &Arc<super::Api>,
+    table: &'static Table,
+    key: Vec<(&'static str, Value)>,
+    rest: Vec<(&'static str, Value)>,
+) -> Result<Json<Json_>, ApiError> {
+    let id = write(api, move |s| {
+        if s.update(table, &key, &rest)? > 0 {
+            return Ok(None);
+        }
+        let all: Vec<_> = key.iter().chain(&rest).cloned().collect();
+        s.insert(table, &all).map(Some)
+    })
+    .await?;
+    Ok(Json(json!({"created": id.is_some(), "id": id})))
+}
+
 async fn rows(api: &Arc<super::Api>, table: &'static Table) -> Result<Vec<sluice_policy::store::Row>, ApiError> {
     with_store(api, move |s| s.rows(table), false).await
 }
@@ -195,15 +214,7 @@ pub async fn pauses_post(
     let (key, rest) = values.split_at(4);
     let (key, rest) = (key.to_vec(), rest.to_vec());
     // The same scope again updates its expiry and reason.
-    let id = write(&api, move |s| {
-        if s.update(&PAUSED, &key, &rest)? > 0 {
-            return Ok(None);
-        }
-        let all: Vec<_> = key.iter().chain(&rest).cloned().collect();
-        s.insert(&PAUSED, &all).map(Some)
-    })
-    .await?;
-    Ok(Json(json!({"created": id.is_some(), "id": id})))
+    upsert(&api, &PAUSED, key, rest).await
 }
 
 pub async fn pauses_delete(
@@ -268,15 +279,7 @@ pub async fn suppressions_post(
         ("extended", Value::Text(extended)),
         ("description", Value::Text(text(&f, "description")?)),
     ];
-    let id = write(&api, move |s| {
-        if s.update(&SUPPRESSIONS, &key, &rest)? > 0 {
-            return Ok(None);
-        }
-        let all: Vec<_> = key.iter().chain(&rest).cloned().collect();
-        s.insert(&SUPPRESSIONS, &all).map(Some)
-    })
-    .await?;
-    Ok(Json(json!({"created": id.is_some(), "id": id})))
+    upsert(&api, &SUPPRESSIONS, key, rest).await
 }
 
 pub async fn suppressions_delete(

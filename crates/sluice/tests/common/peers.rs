@@ -182,16 +182,29 @@ pub fn self_signed(dir: &Path, name: &str) {
 pub fn auth_relay(user: &str, password: &str, out: &Path) -> Peer {
     std::fs::create_dir_all(out).unwrap();
     self_signed(out, "relay.test");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/auth_server.py");
+    let (cert, key) = (out.join("cert.pem"), out.join("key.pem"));
+    python_peer("auth_server.py", "the aiosmtpd relay", |port| {
+        vec![
+            port.to_string().into(),
+            cert.clone().into(),
+            key.clone().into(),
+            user.into(),
+            password.into(),
+            out.into(),
+        ]
+    })
+}
+
+/// Starts the Python peer `script` (in tests/peers) on a free port, its
+/// arguments after the script from `args(port)`, until it accepts
+/// connections (ten ports tried, ten seconds each).
+fn python_peer(script: &str, what: &str, args: impl Fn(u16) -> Vec<std::ffi::OsString>) -> Peer {
+    let script = format!("{}/tests/peers/{script}", env!("CARGO_MANIFEST_DIR"));
     for _ in 0..10 {
         let port = free_port();
         let mut child = Command::new("python3")
-            .arg(script)
-            .arg(port.to_string())
-            .arg(out.join("cert.pem"))
-            .arg(out.join("key.pem"))
-            .args([user, password])
-            .arg(out)
+            .arg(&script)
+            .args(args(port))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -204,14 +217,11 @@ pub fn auth_relay(user: &str, password: &str, out: &Path) -> Peer {
             if TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 return Peer::new(child, port);
             }
-            assert!(
-                Instant::now() < deadline,
-                "aiosmtpd did not start (pip install aiosmtpd)"
-            );
+            assert!(Instant::now() < deadline, "{what} did not start (pip install aiosmtpd)");
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-    panic!("aiosmtpd relay did not start in ten tries");
+    panic!("{what} did not start in ten tries");
 }
 
 /// The messages an [`auth_relay`] saved.
@@ -230,31 +240,13 @@ pub fn relayed(out: &Path) -> Vec<serde_json::Value> {
 /// (domain, count, reply) answers that domain's first `count` messages with
 /// `reply`.
 pub fn recorder(out: &Path, refuse: Option<(&str, usize, &str)>) -> Peer {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/recorder.py");
-    for _ in 0..10 {
-        let port = free_port();
-        let mut c = Command::new("python3");
-        c.arg(script).arg(port.to_string()).arg(out);
+    python_peer("recorder.py", "the recording receiver", |port| {
+        let mut args = vec![port.to_string().into(), out.into()];
         if let Some((domain, count, reply)) = refuse {
-            c.args([domain, &count.to_string(), reply]);
+            args.extend([domain.into(), count.to_string().into(), reply.into()]);
         }
-        let mut child = c.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Peer::new(child, port);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "aiosmtpd did not start (pip install aiosmtpd)"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-    panic!("the recording receiver did not start in ten tries");
+        args
+    })
 }
 
 /// What a [`recorder`] saw, one JSON object per message, in arrival order.
