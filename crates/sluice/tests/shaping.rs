@@ -399,6 +399,30 @@ fn pauses_and_suppressions_through_the_rest_api_apply_at_once() {
     assert_eq!(code, 400, "{body}");
     assert!(body.contains("domain and ip"), "{body}");
     assert_eq!(request(&d, "POST", "/v1/pauses", form, "pool=shared", bearer).0, 400);
+    // Hostile fields: a broken %-escape, a control character, an overlong value, not an IP.
+    assert_eq!(request(&d, "POST", "/v1/pauses", form, "domain=%zz", bearer).0, 400);
+    assert_eq!(
+        request(&d, "POST", "/v1/pauses", form, "domain=a%0d%0ab.example", bearer).0,
+        400
+    );
+    let long = format!("domain={}", "a".repeat(300));
+    assert_eq!(request(&d, "POST", "/v1/pauses", form, &long, bearer).0, 400);
+    assert_eq!(
+        request(
+            &d,
+            "POST",
+            "/v1/pauses",
+            "application/json",
+            r#"{"mta":"1.2.3"}"#,
+            bearer
+        )
+        .0,
+        400
+    );
+    assert_eq!(
+        request(&d, "POST", "/v1/pauses", "application/json", "[1]", bearer).0,
+        400
+    );
     let (_, list) = request(&d, "GET", "/v1/pauses", form, "", bearer);
     let list: Value = serde_json::from_str(&list).unwrap();
     assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
