@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test. Installs the real peers the tests talk to when missing:
 # swaks, Postfix (smtp-source/smtp-sink, and a private instance as a mailbox),
-# dnsmasq (test DNS zones), rabbitmq-server, python3 with dkimpy, aiosmtpd and pika.
-# Starts a private RabbitMQ for the run. Safe to run repeatedly.
+# dnsmasq (test DNS zones), rabbitmq-server, PostgreSQL, python3 with dkimpy,
+# aiosmtpd and pika. Starts a private RabbitMQ and a private PostgreSQL for
+# the run, stopped at the end. Safe to run repeatedly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +30,16 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -q >/dev/null
   apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
 fi
+# PostgreSQL (the shared settings database's tests): the server only, without
+# the cluster Debian would create and start on port 5432; the run starts its own.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  echo "installing test peers: postgresql"
+  export DEBIAN_FRONTEND=noninteractive
+  [ ${#need[@]} -gt 0 ] || apt-get update -q >/dev/null
+  apt-get install -y -q --no-install-recommends postgresql-common >/dev/null
+  sed -ri 's/^#?\s*create_main_cluster\s*=.*$/create_main_cluster = false/' /etc/postgresql-common/createcluster.conf
+  apt-get install -y -q --no-install-recommends postgresql postgresql-client >/dev/null
+fi
 
 # What the tests rely on the peers for: a missing capability is an install
 # error here, not a failing test later.
@@ -49,9 +60,12 @@ fi
 # A private RabbitMQ for the run, stopped at the end. Tests that stop and
 # start a broker start their own.
 source scripts/private-rabbitmq.sh
-trap rabbit_stop EXIT
+source scripts/private-postgres.sh
+trap 'rabbit_stop; pg_stop' EXIT
 rabbit_start
 export RABBITMQ_TEST_ADDRESS="$RABBIT_ADDRESS"
+pg_start
+export POSTGRES_TEST_ADDRESS="$PG_ADDRESS"
 
 status=0
 if cargo nextest --version >/dev/null 2>&1; then

@@ -1,5 +1,5 @@
 //! The settings database (`../shared/spec/database.md`): its tables
-//! ([`schema`]), where they are stored ([`store`]: SQLite today), and
+//! ([`schema`]), where they are stored ([`store`]: SQLite or PostgreSQL), and
 //! reading them into the shaper's types ([`load`]), reporting the rows that
 //! make no sense instead of stopping on them.
 
@@ -13,7 +13,7 @@ pub use load::{
     default_flood_rules, failure_status, load, parse_time, Delegates, DnsOverrides, Locals, MtaNames, PauseRow, Policy,
     Problem, Suppression, Suppressions,
 };
-pub use store::{open, DbError, Sqlite, Store};
+pub use store::{open, DbError, Postgres, Sqlite, Store};
 
 #[cfg(test)]
 mod tests;

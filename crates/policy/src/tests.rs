@@ -119,12 +119,12 @@ fn invalid_rows_are_reported_and_skipped() {
 }
 
 #[test]
-fn only_sqlite_addresses_open() {
+fn addresses_other_than_sqlite_and_postgresql_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     for (address, says) in [
-        ("postgresql://u:p@localhost/db", "PostgreSQL is not supported yet"),
         ("mysql://u:p@localhost/db", "MySQL is not supported"),
-        ("settings.db", "expected sqlite://PATH"),
+        ("settings.db", "expected sqlite://PATH or postgresql://"),
+        ("postgresql://u:p@[nonsense/db", "not a PostgreSQL address"),
     ] {
         let e = open(address, dir.path()).err().unwrap().to_string();
         assert!(e.contains(says), "{e}");

@@ -101,9 +101,9 @@ pub fn run(c: Config) -> Result<()> {
     }
     let hostname = hostname(&c);
     let (queue, store) = open_queue(&c, &data)?;
-    let (settings_db, policy) = crate::policy::open(&c)?;
+    let (settings_db, policy, version) = crate::policy::open(&c)?;
     tracing::info!(database = %settings_db.describe(), capacity = policy.capacity.len(), flood = policy.flood.len(), "settings database read");
-    let live = crate::policy::Live::new(&c, &policy);
+    let live = crate::policy::Live::new(&c, &policy, version);
     let tls = receive::tls::acceptor(s.smtp_certificate.as_deref(), s.smtp_key.as_deref(), &data, &hostname)?;
     let received_log = Arc::new(reception::log::ReceivedLog::open(s.received_log.as_deref())?);
     let ids = Arc::new(IdGenerator::new(s.server_id));

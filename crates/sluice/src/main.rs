@@ -151,7 +151,9 @@ fn load_config(path: Option<&Path>) -> Result<Config, config::ConfigError> {
 
 fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+        // The PostgreSQL client logs every statement with its parameters at
+        // debug (a DKIM key being stored among them): never below info.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},tokio_postgres=info")));
     use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
         .with_ansi(std::io::stderr().is_terminal())

@@ -8,6 +8,7 @@ use sluice_policy::{Policy, Problem, Store, Suppressions};
 use sluice_shaping::capacity::Defaults;
 use sluice_shaping::{FloodRules, Shaper};
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -26,12 +27,14 @@ pub struct Live {
     pub delegates: Arc<RwLock<Arc<sluice_policy::Delegates>>>,
     /// Problems already logged (each is logged once).
     reported: Arc<Mutex<HashSet<String>>>,
+    /// The store's change marker when the policy in force was read.
+    version: Arc<AtomicI64>,
     /// The built-in flood rules (`flood-defaults`), after the table's.
     flood_defaults: Arc<Vec<sluice_shaping::FloodRule>>,
 }
 
 impl Live {
-    pub fn new(c: &Config, policy: &Policy) -> Live {
+    pub fn new(c: &Config, policy: &Policy, version: i64) -> Live {
         let flood_defaults = if c.settings.flood_defaults {
             // The file is part of the program and tested; a failure here is a bug, reported, not fatal.
             sluice_policy::default_flood_rules().unwrap_or_else(|e| {
@@ -53,6 +56,7 @@ impl Live {
             delegates: Arc::new(RwLock::new(Arc::new(policy.delegates.clone()))),
             reported: Arc::new(Mutex::new(HashSet::new())),
             flood_defaults: Arc::new(flood_defaults),
+            version: Arc::new(AtomicI64::new(version)),
         };
         report(&policy.problems, &mut sluice_queue::lock(&live.reported));
         live
@@ -74,7 +78,10 @@ impl Live {
 
     /// Reads `store` and puts what it holds in force (after a change through the API).
     pub fn reload(&self, store: &mut dyn Store) -> Result<(), sluice_policy::DbError> {
+        // The marker first: a change made while reading is read again at the next poll.
+        let version = store.version()?;
         let policy = sluice_policy::load(store)?;
+        self.version.store(version, Ordering::Relaxed);
         report(&policy.problems, &mut sluice_queue::lock(&self.reported));
         self.update(policy);
         Ok(())
@@ -98,8 +105,9 @@ impl Live {
     }
 }
 
-/// Opens (creating and migrating) the settings database and reads it.
-pub fn open(c: &Config) -> Result<(Box<dyn Store>, Policy), ConfigError> {
+/// Opens (creating and migrating) the settings database and reads it; the
+/// change marker with it.
+pub fn open(c: &Config) -> Result<(Box<dyn Store>, Policy, i64), ConfigError> {
     let s = &c.settings;
     let key = if s.database_address.is_none() && s.database.is_some() {
         "database"
@@ -108,8 +116,9 @@ pub fn open(c: &Config) -> Result<(Box<dyn Store>, Policy), ConfigError> {
     };
     let fail = |e: sluice_policy::DbError| c.error(key, e.to_string());
     let mut store = sluice_policy::open(s.database(), &s.data_dir()).map_err(fail)?;
+    let version = store.version().map_err(fail)?;
     let policy = sluice_policy::load(store.as_mut()).map_err(fail)?;
-    Ok((store, policy))
+    Ok((store, policy, version))
 }
 
 /// The pauses of a snapshot on the monotonic clock.
@@ -143,9 +152,15 @@ pub fn report(problems: &[Problem], seen: &mut HashSet<String>) {
 /// every domain ever mailed.
 const SWEEP: Duration = Duration::from_secs(10);
 
-/// Reads the database again every `ttl` and hands the result to `shaper`,
-/// until `stop` is set (and sweeps the shaper every [`SWEEP`]). A failed
-/// read keeps the policy in force.
+/// How often the change marker is read: a change made through another
+/// instance sharing the database is in force here within this (plus the
+/// time to read the tables).
+pub const POLL: Duration = Duration::from_secs(1);
+
+/// Reads the database again every `ttl`, and as soon as its change marker
+/// moves (polled every [`POLL`]), and hands the result to the shaper, until
+/// `stop` is set; sweeps the shaper every [`SWEEP`]. A failed read keeps
+/// the policy in force.
 pub fn reload_every(
     ttl: Duration,
     store: Arc<Mutex<Box<dyn Store>>>,
@@ -154,7 +169,7 @@ pub fn reload_every(
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("policy-reload".into()).spawn(move || {
         let started = std::time::Instant::now();
-        let (mut next, mut sweep) = (started + ttl, started + SWEEP);
+        let (mut next, mut sweep, mut poll) = (started + ttl, started + SWEEP, started + POLL);
         while !*stop.borrow() {
             std::thread::sleep(Duration::from_millis(200).min(ttl));
             let now = std::time::Instant::now();
@@ -162,11 +177,19 @@ pub fn reload_every(
                 sluice_queue::lock(&live.shaper).sweep(now);
                 sweep = now + SWEEP;
             }
+            let mut store = sluice_queue::lock(&store);
+            if now >= poll && now < next {
+                poll = now + POLL;
+                match store.version() {
+                    Ok(v) if v != live.version.load(Ordering::Relaxed) => next = now,
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!(error = %e, "cannot read the settings database's change marker"),
+                }
+            }
             if now < next {
                 continue;
             }
             next = std::time::Instant::now() + ttl;
-            let mut store = sluice_queue::lock(&store);
             match live.reload(store.as_mut()) {
                 Ok(()) => tracing::debug!(store = %store.describe(), "settings database reloaded"),
                 Err(e) => tracing::error!(error = %e, "cannot read the settings database; the policy in force stays"),
@@ -177,7 +200,7 @@ pub fn reload_every(
 
 /// `sluice database check`: every row read; the skipped ones listed.
 pub fn check(c: &Config) -> anyhow::Result<()> {
-    let (store, policy) = open(c)?;
+    let (store, policy, _) = open(c)?;
     println!(
         "{}: {} capacity rows, {} flood rules, {} suppressions usable",
         store.describe(),

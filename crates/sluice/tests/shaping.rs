@@ -5,63 +5,12 @@
 
 mod common;
 use common::peers::{recorded, recorder};
+use common::policy::*;
 use common::*;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// Runs SQL on the SQLite file at `db` with Python's sqlite3 module.
-fn sql(db: &Path, statements: &str) {
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.executescript(sys.argv[2]); c.commit()",
-        ])
-        .arg(db)
-        .arg(statements)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "sqlite3: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn message(i: usize, domain: &str) -> Value {
-    json!({
-        "envelope": "sender@example.net",
-        "recipient": format!("user{i}@{domain}"),
-        "mime": format!("From: sender@example.net\r\nSubject: {i}\r\n\r\nbody {i}\r\n"),
-    })
-}
-
-fn inject(d: &Daemon, messages: &[Value]) {
-    let lines: String = messages.iter().map(|m| format!("{m}\n")).collect();
-    let out = d.cli(&["inject"], lines.as_bytes());
-    assert!(out.status.success(), "inject: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// Waits until the receiver recorded `n` messages (at most `within`).
-fn arrivals(out: &Path, n: usize, within: Duration) -> Vec<Value> {
-    let deadline = Instant::now() + within;
-    loop {
-        let seen = recorded(out);
-        if seen.len() >= n || Instant::now() > deadline {
-            return seen;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Arrival times (seconds) of the messages to `domain`.
-fn times(seen: &[Value], domain: &str) -> Vec<f64> {
-    seen.iter()
-        .filter(|m| m["to"][0].as_str().is_some_and(|r| r.ends_with(&format!("@{domain}"))))
-        .map(|m| m["t"].as_f64().unwrap())
-        .collect()
-}
 
 /// A daemon delivering to `port` with its settings in `db`, read every second.
 fn daemon(port: u16, db: &Path) -> Daemon {
@@ -352,28 +301,6 @@ fn chrono_utc_in(secs: u64) -> String {
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// One HTTP request to the daemon's API; returns the status code and the body.
-fn request(d: &Daemon, method: &str, path: &str, content_type: &str, body: &str, auth: Option<&str>) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", d.www)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let auth = auth.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default();
-    write!(
-        s,
-        "{method} {path} HTTP/1.0\r\nHost: t\r\n{auth}Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).unwrap();
-    let code = answer.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = answer
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (code, body)
 }
 
 #[test]

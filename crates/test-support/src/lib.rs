@@ -105,3 +105,59 @@ pub fn smtp_sink_at(ip: &str, port: u16, options: &[&str], dump: Option<&Path>) 
 pub fn smtp_sink(options: &[&str]) -> Peer {
     smtp_sink_on("127.0.0.1", options, None)
 }
+
+/// A database of one test's own on the test run's PostgreSQL server
+/// (`POSTGRES_TEST_ADDRESS`, which `scripts/test.sh` sets), dropped with it.
+pub struct PgDatabase {
+    /// `postgresql://USER:PASSWORD@HOST:PORT/NAME`.
+    pub address: String,
+    admin: String,
+    name: String,
+}
+
+impl PgDatabase {
+    /// Creates an empty database (with `psql`, the server's own client).
+    pub fn create() -> PgDatabase {
+        let admin = std::env::var("POSTGRES_TEST_ADDRESS").unwrap_or_default();
+        assert!(
+            !admin.is_empty(),
+            "POSTGRES_TEST_ADDRESS is not set: run the tests with scripts/test.sh, which starts a private PostgreSQL"
+        );
+        require("psql");
+        let name = format!("t{}_{}", std::process::id(), free_port());
+        psql(&admin, &format!("CREATE DATABASE {name}"));
+        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base);
+        PgDatabase {
+            address: format!("{base}/{name}"),
+            admin: admin.clone(),
+            name,
+        }
+    }
+
+    /// Runs `sql` in this database with `psql`; panics with its error when it fails.
+    pub fn sql(&self, sql: &str) -> String {
+        psql(&self.address, sql)
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .args([self.admin.as_str(), "-qc", &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)])
+            .output();
+    }
+}
+
+/// Runs `sql` with `psql` at `address` (stopping at the first error); its output, unaligned.
+pub fn psql(address: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .args([address, "-v", "ON_ERROR_STOP=1", "-qAtc", sql])
+        .output()
+        .expect("psql runs");
+    assert!(
+        out.status.success(),
+        "psql: {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod peers;
+pub mod policy;
 pub mod rabbit;
 
 use serde_json::Value;

@@ -44,6 +44,7 @@ fn setup_with(rows: Vec<sluice_shaping::CapacityRow>) -> Setup {
                 capacity: rows,
                 ..Default::default()
             },
+            0,
         ),
     )
     .unwrap();
