@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod dkim;
 pub mod load;
 pub mod schema;
 pub mod store;
@@ -13,6 +14,7 @@ pub use load::{
     default_flood_rules, failure_status, load, parse_time, Delegates, DnsOverrides, Locals, MtaNames, PauseRow, Policy,
     Problem, Suppression, Suppressions,
 };
+pub use dkim::{DkimKey, DkimKeys};
 pub use store::{open, DbError, Postgres, Sqlite, Store};
 
 #[cfg(test)]

@@ -34,6 +34,7 @@ pub struct Policy {
     pub locals: Locals,
     pub mtanames: MtaNames,
     pub delegates: Delegates,
+    pub dkim: crate::dkim::DkimKeys,
     /// Rows skipped (invalid) or shadowed (a lower id has the same scope).
     pub problems: Vec<Problem>,
 }
@@ -64,10 +65,11 @@ pub fn load(store: &mut dyn Store) -> Result<Policy, DbError> {
     policy.locals = locals(store, &mut policy.problems)?;
     policy.mtanames = mtanames(store, &mut policy.problems)?;
     policy.delegates = delegates(store, &mut policy.problems)?;
+    policy.dkim = crate::dkim::dkim(store, &mut policy.problems)?;
     Ok(policy)
 }
 
-fn read<T>(
+pub(crate) fn read<T>(
     store: &mut dyn Store,
     table: &'static Table,
     parse: fn(&Row) -> Result<T, String>,

@@ -203,3 +203,69 @@ fn the_built_in_flood_rules_parse_and_match_what_the_providers_document() {
         ""
     );
 }
+
+/// A private key in PEM made by openssl (`args` after `genpkey`, or `genrsa -traditional` for PKCS#1).
+fn openssl_key(args: &[&str]) -> String {
+    let out = std::process::Command::new("openssl").args(args).output().expect("openssl runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn dkim_keys_are_checked_when_read_and_patterns_pick_them_by_from_address() {
+    let rsa8 = openssl_key(&["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"]);
+    let rsa1 = openssl_key(&["genrsa", "-traditional", "2048"]);
+    let ed = openssl_key(&["genpkey", "-algorithm", "ed25519"]);
+    let q = |s: &str| s.replace('\'', "''");
+    let (_dir, mut s) = store(&format!(
+        "CREATE TABLE dkim_keys (id INTEGER PRIMARY KEY, updated TEXT, domain TEXT, selector TEXT, privatekey TEXT, headers TEXT, expire TEXT);
+         INSERT INTO dkim_keys (id, domain, selector, privatekey, headers) VALUES
+           (1, 'Example.com', 's1', '{}', 'X-Campaign, List-Id'),
+           (2, 'example.com', 's2', '{}', NULL),
+           (3, 'example.org', 'ed', '{}', NULL),
+           (4, 'example.org', 'bad', 'not a key at all', NULL),
+           (5, 'example.org', 'bad selector!', '{}', NULL),
+           (6, 'example.org', 'x', '{}', 'X-Ok, Bäd');
+         CREATE TABLE dkim_patterns (id INTEGER PRIMARY KEY, updated TEXT, type TEXT, pattern TEXT, key INTEGER);
+         INSERT INTO dkim_patterns (id, type, pattern, key) VALUES
+           (1, 'fnmatch', '*@example.com', 1),
+           (2, 'fnmatch', '*@*example.com', 2),
+           (3, 'exact', 'news@example.org', 3),
+           (4, 'substr', '@', 4),
+           (5, 'exact', 'a@b.c', 99),
+           (6, 'fnmatch', '*@example.com', 1);",
+        q(&rsa8),
+        q(&rsa1),
+        q(&ed),
+        q(&rsa8),
+        q(&rsa8)
+    ));
+    let policy = load(s.as_mut()).unwrap();
+    let problems: Vec<String> = policy.problems.iter().map(|p| p.to_string()).collect();
+    assert_eq!(
+        problems,
+        [
+            "dkim_keys row 4: privatekey: not a PEM RSA or Ed25519 private key",
+            "dkim_keys row 5: selector: `bad selector!` is not a DNS label",
+            "dkim_keys row 6: headers: `Bäd` is not a header name",
+            "dkim_patterns row 4: key: no usable dkim_keys row 4",
+            "dkim_patterns row 5: key: no usable dkim_keys row 99",
+        ]
+    );
+    let keys = &policy.dkim;
+    let algorithms: Vec<&str> = keys.keys().iter().map(|k| k.algorithm).collect();
+    assert_eq!(algorithms, ["rsa", "rsa", "ed25519"]);
+    assert_eq!(keys.keys()[0].domain, "example.com");
+    assert_eq!(keys.keys()[0].headers, ["X-Campaign", "List-Id"]);
+    assert!(keys.keys()[0].fingerprint.starts_with("sha256:") && keys.keys()[0].fingerprint.len() == 71);
+    assert_ne!(keys.keys()[0].fingerprint, keys.keys()[1].fingerprint);
+    // Addresses match case-insensitively; a key picked twice signs once.
+    let ids = |from: &str| keys.for_from(from).iter().map(|k| k.id).collect::<Vec<_>>();
+    assert_eq!(ids("Jane@Example.COM"), [1, 2]);
+    assert_eq!(ids("news@sub.example.com"), [2]);
+    assert_eq!(ids("news@example.org"), [3]);
+    assert!(ids("other@example.net").is_empty());
+    // Neither a log nor a report shows the key.
+    assert!(!format!("{keys:?}").contains("PRIVATE KEY"));
+    assert!(!problems.concat().contains("PRIVATE KEY"));
+}

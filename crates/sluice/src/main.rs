@@ -5,6 +5,7 @@ mod cli;
 mod config;
 mod daemon;
 mod deliver;
+mod headers;
 mod http;
 mod jsonlog;
 mod policy;

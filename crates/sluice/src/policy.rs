@@ -25,6 +25,8 @@ pub struct Live {
     pub mtanames: Arc<RwLock<Arc<sluice_policy::MtaNames>>>,
     /// The `delegates` table: another local IP for a (local IP, domain).
     pub delegates: Arc<RwLock<Arc<sluice_policy::Delegates>>>,
+    /// The `dkim_keys` the `dkim_patterns` pick by From address.
+    pub dkim: Arc<RwLock<Arc<sluice_policy::DkimKeys>>>,
     /// Problems already logged (each is logged once).
     reported: Arc<Mutex<HashSet<String>>>,
     /// The store's change marker when the policy in force was read.
@@ -54,6 +56,7 @@ impl Live {
             locals: Arc::new(RwLock::new(Arc::new(policy.locals.clone()))),
             mtanames: Arc::new(RwLock::new(Arc::new(policy.mtanames.clone()))),
             delegates: Arc::new(RwLock::new(Arc::new(policy.delegates.clone()))),
+            dkim: Arc::new(RwLock::new(Arc::new(policy.dkim.clone()))),
             reported: Arc::new(Mutex::new(HashSet::new())),
             flood_defaults: Arc::new(flood_defaults),
             version: Arc::new(AtomicI64::new(version)),
@@ -74,6 +77,7 @@ impl Live {
         *self.locals.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy.locals);
         *self.mtanames.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy.mtanames);
         *self.delegates.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy.delegates);
+        *self.dkim.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy.dkim);
     }
 
     /// Reads `store` and puts what it holds in force (after a change through the API).
@@ -97,6 +101,11 @@ impl Live {
     pub fn mtaname(&self, local: Option<std::net::IpAddr>) -> Option<String> {
         let names = self.mtanames.read().unwrap_or_else(|e| e.into_inner());
         local.and_then(|ip| names.get(&ip).cloned())
+    }
+
+    /// The DKIM keys of the database in force (a cheap clone of the snapshot).
+    pub fn dkim(&self) -> Arc<sluice_policy::DkimKeys> {
+        self.dkim.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The suppressions in force (a cheap clone of the snapshot).

@@ -537,6 +537,80 @@ fn dkim_signatures_verify_with_dkimpy() {
     assert!(!String::from_utf8_lossy(&tampered.stdout).contains("pass"));
 }
 
+/// Runs dkimpy on `data` with the test's public keys; one `selector d=domain pass|fail` line per signature, sorted.
+fn dkimpy(dir: &std::path::Path, data: &str, rsa_pub: &std::path::Path, ed_pub: &std::path::Path) -> Vec<String> {
+    let file = dir.join("signed.eml");
+    std::fs::write(&file, data).unwrap();
+    let verdict = std::process::Command::new("python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/dkim_verify.py"))
+        .arg(&file)
+        .arg(rsa_pub)
+        .arg(ed_pub)
+        .output()
+        .unwrap();
+    assert!(verdict.status.success(), "{}", String::from_utf8_lossy(&verdict.stderr));
+    let mut lines: Vec<String> = String::from_utf8_lossy(&verdict.stdout).lines().map(String::from).collect();
+    lines.sort();
+    lines
+}
+
+#[test]
+fn dkim_keys_from_the_settings_database_sign_by_from_address() {
+    require("openssl");
+    let keys = tempfile::tempdir().unwrap();
+    let (rsa, rsa_pub) = keypair(
+        keys.path(),
+        "rsa",
+        &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
+    );
+    let (ed, ed_pub) = keypair(keys.path(), "ed", &["-algorithm", "ed25519"]);
+    let db = keys.path().join("settings.db");
+    common::policy::sql(
+        &db,
+        &format!(
+            "CREATE TABLE dkim_keys (id INTEGER PRIMARY KEY, domain TEXT, selector TEXT, privatekey TEXT, headers TEXT, expire TEXT);
+             INSERT INTO dkim_keys (id, domain, selector, privatekey, headers) VALUES (1, 'sign.test', 'rsa', '{rsa}', 'X-Campaign');
+             CREATE TABLE dkim_patterns (id INTEGER PRIMARY KEY, type TEXT, pattern TEXT, key INTEGER);
+             INSERT INTO dkim_patterns (type, pattern, key) VALUES ('fnmatch', '*@sign.test', 1);"
+        ),
+    );
+    let out = tempfile::tempdir().unwrap();
+    let relay = common::peers::auth_relay("u", "p", out.path());
+    let d = Daemon::start(&format!(
+        "delivery-enabled: true\nsmarthost: 127.0.0.1\nsmarthost-port: {}\nsmarthost-username: u\nsmarthost-password: p\ndatabase-address: sqlite://{}\n",
+        relay.port,
+        db.display()
+    ));
+    let mut table_only = message(1, "a.test");
+    table_only["mime"] = json!("From: \"Sender\" <News@Sign.Test>\nTo: user1@a.test\nSubject: one\nX-Campaign: c1\n\nHello\n");
+    // Its own key too: both sign, its own first.
+    let mut both = message(2, "a.test");
+    both["mime"] = json!("From: s@sign.test\nTo: user2@a.test\nSubject: two\n\nHello\n");
+    both["dkim"] = json!({"domain": "sign.test", "selector": "ed", "key": ed});
+    let mut other = message(3, "a.test");
+    other["mime"] = json!("From: s@elsewhere.test\nTo: user3@a.test\nSubject: three\n\nHello\n");
+    inject(&d, &[table_only, both, other]);
+    assert_eq!(d.collect("success", 3, WAIT).len(), 3, "{}", d.log());
+    let saved = common::peers::relayed(out.path());
+    let by_subject = |s: &str| {
+        saved
+            .iter()
+            .map(|m| m["data"].as_str().unwrap().to_string())
+            .find(|d| d.contains(&format!("Subject: {s}")))
+            .unwrap()
+    };
+    let one = by_subject("one");
+    assert!(one.contains("h=X-Campaign:") || one.contains(":X-Campaign"), "the row's headers are signed: {one}");
+    assert_eq!(dkimpy(out.path(), &one, &rsa_pub, &ed_pub), ["rsa d=sign.test pass"]);
+    let two = by_subject("two");
+    assert!(two.find("s=ed").unwrap() < two.find("s=rsa").unwrap(), "{two}");
+    assert_eq!(
+        dkimpy(out.path(), &two, &rsa_pub, &ed_pub),
+        ["ed d=sign.test pass", "rsa d=sign.test pass"]
+    );
+    assert!(!by_subject("three").contains("DKIM-Signature"));
+}
+
 #[test]
 fn source_ip_from_ips_or_delivery_ips_and_bind_errors() {
     let sink = smtp_sink(&[]);

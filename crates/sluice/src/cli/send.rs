@@ -1,6 +1,8 @@
 //! `sluice send` / `sendmail`: a message from standard input to the inbox,
 //! with sendmail's end-of-message and envelope rules.
 
+pub use crate::headers::{addresses, header_values};
+
 /// Reads a message the sendmail way: unless `ignore_dot`, a line holding a
 /// single `.` ends it and a leading `..` is unstuffed. Lines end in CRLF.
 pub fn read_message(input: &[u8], ignore_dot: bool) -> Vec<u8> {
@@ -21,60 +23,6 @@ pub fn read_message(input: &[u8], ignore_dot: bool) -> Vec<u8> {
         };
         out.extend_from_slice(line);
         out.extend_from_slice(b"\r\n");
-    }
-    out
-}
-
-/// The unfolded values of header `name` in the header section.
-pub fn header_values(mime: &[u8], name: &str) -> Vec<String> {
-    let text = String::from_utf8_lossy(mime);
-    let head = text.split("\r\n\r\n").next().unwrap_or("");
-    let mut fields: Vec<String> = Vec::new();
-    for line in head.split("\r\n") {
-        if line.starts_with([' ', '\t']) {
-            if let Some(last) = fields.last_mut() {
-                last.push(' ');
-                last.push_str(line.trim());
-            }
-        } else {
-            fields.push(line.to_string());
-        }
-    }
-    fields
-        .into_iter()
-        .filter_map(|f| {
-            let (n, v) = f.split_once(':')?;
-            n.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-        })
-        .collect()
-}
-
-/// Addresses in a header value: `a@b, "Name" <c@d>` → `[a@b, c@d]`.
-pub fn addresses(value: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let (mut depth, mut quoted, mut start) = (0, false, 0);
-    let mut parts = Vec::new();
-    for (i, c) in value.char_indices() {
-        match c {
-            '"' => quoted = !quoted,
-            '<' if !quoted => depth += 1,
-            '>' if !quoted => depth -= 1,
-            ',' if !quoted && depth == 0 => {
-                parts.push(&value[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    parts.push(&value[start..]);
-    for p in parts {
-        let addr = match (p.rfind('<'), p.rfind('>')) {
-            (Some(a), Some(b)) if a < b => p[a + 1..b].trim(),
-            _ => p.split_whitespace().find(|w| w.contains('@')).unwrap_or("").trim(),
-        };
-        if !addr.is_empty() {
-            out.push(addr.to_string());
-        }
     }
     out
 }

@@ -1,6 +1,7 @@
-//! DKIM signing (RFC 6376, relaxed/relaxed) from a message's `dkim`
-//! property: one key or an array of keys, each `{domain, selector, key (PEM),
-//! headers?, expire?}`. RSA (PKCS#1 or PKCS#8 PEM) and Ed25519 (PKCS#8 PEM).
+//! DKIM signing (RFC 6376, relaxed/relaxed) with the keys of a message's
+//! `dkim` property (one key or an array, each `{domain, selector, key (PEM),
+//! headers?, expire?}`) and those the settings database's `dkim_patterns`
+//! pick for its From address. RSA (PKCS#1 or PKCS#8 PEM) and Ed25519 (PKCS#8 PEM).
 
 use mail_auth::common::crypto::{Ed25519Key, RsaKey, Sha256, SigningKey};
 use mail_auth::common::headers::HeaderWriter;
@@ -26,38 +27,97 @@ const SIGNED: &[&str] = &[
     "List-Unsubscribe-Post",
 ];
 
-/// Why one key could not sign.
+/// Why one key could not sign. `.0` names the key: `dkim entry N` of the
+/// message's property, or `dkim_keys row N`.
 #[derive(Debug, thiserror::Error)]
 pub enum DkimError {
-    #[error("dkim entry {0}: `{1}` is missing")]
-    Missing(usize, &'static str),
-    #[error("dkim entry {0} ({1}): the key is not a PEM RSA or Ed25519 private key")]
-    BadKey(usize, String),
-    #[error("dkim entry {0} ({1}): signing failed: {2}")]
-    Sign(usize, String, String),
+    #[error("{0}: `{1}` is missing")]
+    Missing(String, &'static str),
+    #[error("{0} ({1}): the key is not a PEM RSA or Ed25519 private key")]
+    BadKey(String, String),
+    #[error("{0} ({1}): signing failed: {2}")]
+    Sign(String, String, String),
 }
 
-/// The DKIM-Signature headers for `message` (CRLF line ends), one per usable
-/// key in `dkim`, to be put in front of it; keys past their `expire` time are
-/// skipped. Errors name the entry and leave it out.
-pub fn sign(dkim: &Value, message: &[u8], now_ms: u64) -> (String, Vec<DkimError>) {
+/// One key to sign with, wherever it came from.
+pub struct Key<'a> {
+    /// Names it in errors.
+    pub who: String,
+    pub domain: &'a str,
+    pub selector: &'a str,
+    pub pem: &'a str,
+    /// Header names signed besides [`SIGNED`].
+    pub headers: Vec<&'a str>,
+    /// Unix milliseconds after which it signs nothing.
+    pub expire_ms: Option<u64>,
+}
+
+/// The keys of a message's `dkim` property; an entry without a field it needs is an error.
+pub fn property_keys(dkim: &Value) -> (Vec<Key<'_>>, Vec<DkimError>) {
     let entries: Vec<&Value> = match dkim {
         Value::Array(a) => a.iter().collect(),
         Value::Object(_) => vec![dkim],
         _ => Vec::new(),
     };
-    let mut headers = String::new();
-    let mut errors = Vec::new();
+    let (mut keys, mut errors) = (Vec::new(), Vec::new());
     for (i, entry) in entries.into_iter().enumerate() {
-        let expired = entry
+        let who = format!("dkim entry {i}");
+        let field = |k: &'static str| {
+            entry
+                .get(k)
+                .and_then(Value::as_str)
+                .filter(|s| !s.trim().is_empty())
+                .ok_or_else(|| DkimError::Missing(who.clone(), k))
+        };
+        let fields = (|| Ok::<_, DkimError>((field("domain")?, field("selector")?, field("key")?)))();
+        let (domain, selector, pem) = match fields {
+            Ok(f) => f,
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
+        let headers = match entry.get("headers") {
+            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+            Some(Value::String(s)) => s.split([':', ',', ' ']).filter(|s| !s.is_empty()).collect(),
+            _ => Vec::new(),
+        };
+        let expire_ms = entry
             .get("expire")
             .and_then(Value::as_str)
-            .and_then(super::outgoing::parse_time)
-            .is_some_and(|t| t < now_ms);
-        if expired {
-            continue;
-        }
-        match sign_one(i, entry, message) {
+            .and_then(super::outgoing::parse_time);
+        keys.push(Key {
+            who,
+            domain,
+            selector,
+            pem,
+            headers,
+            expire_ms,
+        });
+    }
+    (keys, errors)
+}
+
+/// A `dkim_keys` row as a key to sign with.
+pub fn table_key(k: &sluice_policy::DkimKey) -> Key<'_> {
+    Key {
+        who: format!("dkim_keys row {}", k.id),
+        domain: &k.domain,
+        selector: &k.selector,
+        pem: k.pem(),
+        headers: k.headers.iter().map(String::as_str).collect(),
+        expire_ms: k.expire_ms,
+    }
+}
+
+/// The DKIM-Signature headers for `message` (CRLF line ends), one per usable
+/// key, to be put in front of it; keys past their expiry are skipped. Errors
+/// name the key and leave it out.
+pub fn sign(keys: &[Key], message: &[u8], now_ms: u64) -> (String, Vec<DkimError>) {
+    let mut headers = String::new();
+    let mut errors = Vec::new();
+    for key in keys.iter().filter(|k| k.expire_ms.is_none_or(|t| t >= now_ms)) {
+        match sign_one(key, message) {
             Ok(h) => headers.push_str(&h),
             Err(e) => errors.push(e),
         }
@@ -65,32 +125,19 @@ pub fn sign(dkim: &Value, message: &[u8], now_ms: u64) -> (String, Vec<DkimError
     (headers, errors)
 }
 
-fn sign_one(i: usize, entry: &Value, message: &[u8]) -> Result<String, DkimError> {
-    let field = |k: &'static str| {
-        entry
-            .get(k)
-            .and_then(Value::as_str)
-            .filter(|s| !s.trim().is_empty())
-            .ok_or(DkimError::Missing(i, k))
-    };
-    let (domain, selector, pem) = (field("domain")?, field("selector")?, field("key")?);
+fn sign_one(key: &Key, message: &[u8]) -> Result<String, DkimError> {
+    let (domain, selector, pem) = (key.domain, key.selector, key.pem);
     let name = format!("{selector}._domainkey.{domain}");
     let mut names: Vec<String> = SIGNED.iter().map(|s| s.to_string()).collect();
-    if let Some(extra) = entry.get("headers") {
-        let extra: Vec<&str> = match extra {
-            Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
-            Value::String(s) => s.split([':', ',', ' ']).filter(|s| !s.is_empty()).collect(),
-            _ => Vec::new(),
-        };
-        for h in extra {
-            if !names.iter().any(|n| n.eq_ignore_ascii_case(h)) {
-                names.push(h.to_string());
-            }
+    for h in &key.headers {
+        if !names.iter().any(|n| n.eq_ignore_ascii_case(h)) {
+            names.push(h.to_string());
         }
     }
-    let bad_key = || DkimError::BadKey(i, name.clone());
+    let i = key.who.clone();
+    let bad_key = || DkimError::BadKey(i.clone(), name.clone());
     let der = private_key(pem).ok_or_else(bad_key)?;
-    let fail = |e: mail_auth::Error| DkimError::Sign(i, name.clone(), e.to_string());
+    let fail = |e: mail_auth::Error| DkimError::Sign(i.clone(), name.clone(), e.to_string());
     let rsa = match &der {
         PrivateKeyDer::Pkcs1(_) | PrivateKeyDer::Pkcs8(_) => RsaKey::<Sha256>::from_key_der(der.clone_key()).ok(),
         _ => None,
@@ -177,24 +224,23 @@ mod tests {
 
     #[test]
     fn bad_entries_name_themselves() {
-        let (h, errors) = sign(
-            &serde_json::json!([{"domain": "x.test", "selector": "s", "key": "not a key"}, {"domain": "x.test"}]),
-            b"From: a@x.test\r\n\r\nhi\r\n",
-            0,
-        );
+        let dkim = serde_json::json!([{"domain": "x.test", "selector": "s", "key": "not a key"}, {"domain": "x.test"}]);
+        let (keys, missing) = property_keys(&dkim);
+        let (h, errors) = sign(&keys, b"From: a@x.test\r\n\r\nhi\r\n", 0);
         assert!(h.is_empty());
-        assert_eq!(errors.len(), 2);
-        assert!(errors[0].to_string().contains("s._domainkey.x.test"), "{}", errors[0]);
-        assert!(errors[1].to_string().contains("`selector` is missing"), "{}", errors[1]);
+        assert_eq!((errors.len(), missing.len()), (1, 1));
+        assert_eq!(
+            errors[0].to_string(),
+            "dkim entry 0 (s._domainkey.x.test): the key is not a PEM RSA or Ed25519 private key"
+        );
+        assert_eq!(missing[0].to_string(), "dkim entry 1: `selector` is missing");
     }
 
     #[test]
     fn expired_keys_are_skipped() {
-        let (h, errors) = sign(
-            &serde_json::json!({"domain": "x.test", "selector": "s", "key": "bad", "expire": "2001-01-01 00:00:00"}),
-            b"From: a@x.test\r\n\r\nhi\r\n",
-            1_000_000_000_000,
-        );
+        let dkim = serde_json::json!({"domain": "x.test", "selector": "s", "key": "bad", "expire": "2001-01-01 00:00:00"});
+        let (keys, _) = property_keys(&dkim);
+        let (h, errors) = sign(&keys, b"From: a@x.test\r\n\r\nhi\r\n", 1_000_000_000_000);
         assert!(h.is_empty() && errors.is_empty());
     }
 }

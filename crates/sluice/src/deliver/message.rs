@@ -17,12 +17,28 @@ pub fn no_mime() -> Attempt {
     )
 }
 
-/// What is sent for `mime`: DKIM-signed when the message asks for it.
-pub fn body(msg: &Outgoing, mime: &[u8]) -> Vec<u8> {
-    match msg.json.get("dkim") {
-        Some(keys) => signed(msg, keys, mime),
-        None => mime.to_vec(),
+/// What is sent for `mime`: DKIM-signed when the message asks for it or
+/// the settings database has keys for its From address.
+pub fn body(msg: &Outgoing, mime: &[u8], table: &sluice_policy::DkimKeys) -> Vec<u8> {
+    let from_table = if table.is_empty() {
+        Vec::new()
+    } else {
+        let from = crate::headers::header_values(mime, "from")
+            .iter()
+            .flat_map(|v| crate::headers::addresses(v))
+            .next();
+        from.map_or_else(Vec::new, |f| table.for_from(&f))
+    };
+    let (mut keys, missing) = msg
+        .json
+        .get("dkim")
+        .map_or_else(Default::default, super::dkim::property_keys);
+    if keys.is_empty() && missing.is_empty() && from_table.is_empty() {
+        return mime.to_vec();
     }
+    // The message's own keys first, then the table's.
+    keys.extend(from_table.iter().map(|k| super::dkim::table_key(k)));
+    signed(msg, &keys, missing, mime)
 }
 
 /// The transaction for `msg` on a connection with `caps`, or why it cannot
@@ -96,10 +112,10 @@ fn push_orcpt(rcpt: &mut Vec<Param>, kind: &str, addr: &str) {
 
 /// The message with a DKIM-Signature per usable key in front. A key that
 /// cannot sign is logged and left out: the message still goes, unsigned by it.
-fn signed(msg: &Outgoing, keys: &serde_json::Value, mime: &[u8]) -> Vec<u8> {
+fn signed(msg: &Outgoing, keys: &[super::dkim::Key], missing: Vec<super::dkim::DkimError>, mime: &[u8]) -> Vec<u8> {
     let body = super::dkim::crlf(mime);
     let (headers, errors) = super::dkim::sign(keys, &body, sluice_queue::now_ms());
-    for e in errors {
+    for e in missing.into_iter().chain(errors) {
         tracing::warn!(recipient = %msg.recipient, error = %e, "DKIM key not used");
     }
     let mut out = headers.into_bytes();
@@ -144,7 +160,7 @@ mod tests {
             r#"{"envelope":"a@x.org","recipient":"b@y.org","mime":"Subject: é\r\n\r\nhi\r\n","dsn":{"notify":"FAILURE,DELAY","ret":"hdrs","envid":"id+1","orcpt":"rfc822;b@y.org"}}"#,
         );
         let none = Capabilities::default();
-        let t = transaction(&m, &none, Some(body(&m, m.mime().unwrap().as_bytes()))).unwrap();
+        let t = transaction(&m, &none, Some(body(&m, m.mime().unwrap().as_bytes(), &Default::default()))).unwrap();
         assert!(t.from_params.is_empty());
         assert_eq!(t.rcpts[0].0.as_str(), "b@y.org");
         assert!(t.rcpts[0].1.is_empty());
@@ -154,7 +170,7 @@ mod tests {
             dsn: true,
             ..Default::default()
         };
-        let t = transaction(&m, &all, Some(body(&m, m.mime().unwrap().as_bytes()))).unwrap();
+        let t = transaction(&m, &all, Some(body(&m, m.mime().unwrap().as_bytes(), &Default::default()))).unwrap();
         assert_eq!(
             joined(&t.from_params),
             format!("SIZE={} BODY=8BITMIME RET=HDRS ENVID=id+2B1", m.mime().unwrap().len())

@@ -112,7 +112,7 @@ async fn send(
         let Some(mime) = msg.mime() else {
             return Ok(message::no_mime().with_connection(info(client)));
         };
-        let body = message::body(msg, mime.as_bytes());
+        let body = message::body(msg, mime.as_bytes(), &engine.settings.dkim());
         return match message::transaction(msg, client.capabilities(), Some(body)) {
             Ok(tx) => client.send(tx).await,
             Err(a) => Ok(a.with_connection(info(client))),
@@ -143,7 +143,7 @@ async fn send(
             None => return Err(message::no_mime().with_connection(info(client))),
         },
     };
-    client.body(&message::body(msg, &mime)).await?;
+    client.body(&message::body(msg, &mime, &engine.settings.dkim())).await?;
     if let Err(t) = hook(&mut m, true).await {
         return Err(
             Attempt::failed(Stage::Message, ResultKind::Timeout, t.to_string(), false).with_connection(info(client)),

@@ -1,0 +1,59 @@
+//! Header fields of a MIME text (CRLF line ends): the unfolded values of
+//! one field and the addresses in them. Used where Sluice reads a message's
+//! own headers: `sendmail -t`, DKIM signing by From address.
+
+/// The unfolded values of header `name` in the header section.
+pub fn header_values(mime: &[u8], name: &str) -> Vec<String> {
+    // Only the header section is decoded: a large body costs nothing here.
+    let end = memchr::memmem::find(mime, b"\r\n\r\n").unwrap_or(mime.len());
+    let text = String::from_utf8_lossy(&mime[..end]);
+    let head = text.as_ref();
+    let mut fields: Vec<String> = Vec::new();
+    for line in head.split("\r\n") {
+        if line.starts_with([' ', '\t']) {
+            if let Some(last) = fields.last_mut() {
+                last.push(' ');
+                last.push_str(line.trim());
+            }
+        } else {
+            fields.push(line.to_string());
+        }
+    }
+    fields
+        .into_iter()
+        .filter_map(|f| {
+            let (n, v) = f.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+        .collect()
+}
+
+/// Addresses in a header value: `a@b, "Name" <c@d>` → `[a@b, c@d]`.
+pub fn addresses(value: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let (mut depth, mut quoted, mut start) = (0, false, 0);
+    let mut parts = Vec::new();
+    for (i, c) in value.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            '<' if !quoted => depth += 1,
+            '>' if !quoted => depth -= 1,
+            ',' if !quoted && depth == 0 => {
+                parts.push(&value[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&value[start..]);
+    for p in parts {
+        let addr = match (p.rfind('<'), p.rfind('>')) {
+            (Some(a), Some(b)) if a < b => p[a + 1..b].trim(),
+            _ => p.split_whitespace().find(|w| w.contains('@')).unwrap_or("").trim(),
+        };
+        if !addr.is_empty() {
+            out.push(addr.to_string());
+        }
+    }
+    out
+}
