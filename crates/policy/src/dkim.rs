@@ -87,7 +87,8 @@ fn dns_name(name: &str, underscore: bool) -> bool {
         && name.split('.').all(|l| {
             !l.is_empty()
                 && l.len() <= 63
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || (underscore && b == b'_'))
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || (underscore && b == b'_'))
         })
 }
 
@@ -112,7 +113,7 @@ fn public_key(pem: &str) -> Option<(&'static str, Vec<u8>)> {
     }
 }
 
-fn key_row(row: &Row) -> Result<DkimKey, String> {
+pub(crate) fn key_row(row: &Row) -> Result<DkimKey, String> {
     let domain = row.text("domain")?.ok_or("domain: missing")?.to_ascii_lowercase();
     if !dns_name(&domain, false) {
         return Err(format!("domain: `{}` is not a domain name", shown(&domain)));
@@ -166,7 +167,12 @@ fn key_row(row: &Row) -> Result<DkimKey, String> {
     })
 }
 
-fn pattern_row(row: &Row) -> Result<(Matcher, i64), String> {
+/// A `dkim_keys` row as a key, or why it is not one (what the API shows of a key).
+pub fn key_from_row(row: &Row) -> Result<DkimKey, String> {
+    key_row(row)
+}
+
+pub(crate) fn pattern_row(row: &Row) -> Result<(Matcher, i64), String> {
     let kind = row
         .text("type")?
         .ok_or("type: missing (exact, substr, fnmatch or regex)")?;

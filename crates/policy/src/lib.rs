@@ -10,11 +10,11 @@ pub mod load;
 pub mod schema;
 pub mod store;
 
-pub use load::{
-    default_flood_rules, failure_status, load, parse_time, Delegates, DnsOverrides, Locals, MtaNames, PauseRow, Policy,
-    Problem, Suppression, Suppressions,
-};
 pub use dkim::{DkimKey, DkimKeys};
+pub use load::{
+    check_row, default_flood_rules, failure_status, load, parse_time, Delegates, DnsOverrides, Locals, MtaNames,
+    PauseRow, Policy, Problem, Suppression, Suppressions,
+};
 pub use store::{open, DbError, Postgres, Sqlite, Store};
 
 #[cfg(test)]

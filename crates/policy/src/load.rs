@@ -580,3 +580,23 @@ pub fn delegates(store: &mut dyn Store, problems: &mut Vec<Problem>) -> Result<D
     }
     Ok(out)
 }
+
+/// Whether `row` would be a usable row of `table` (what the API checks
+/// before it writes one), or why not. A dkim_patterns row's key is checked
+/// for existence by the caller, which knows the keys.
+pub fn check_row(table: &Table, row: &Row) -> Result<(), String> {
+    use crate::schema as s;
+    match table.name {
+        n if n == s::CAPACITY.name => capacity_row(row).map(drop),
+        n if n == s::FLOOD_RESPONSES.name => flood_row(row).map(drop),
+        n if n == s::PAUSED.name => pause_row(row).map(drop),
+        n if n == s::DELEGATES.name => delegate_row(row).map(drop),
+        n if n == s::MTANAMES.name => mtaname_row(row).map(drop),
+        n if n == s::DNS.name => dns_row(row).map(drop),
+        n if n == s::DKIM_KEYS.name => crate::dkim::key_row(row).map(drop),
+        n if n == s::DKIM_PATTERNS.name => crate::dkim::pattern_row(row).map(drop),
+        n if n == s::LOCALS.name => local_row(row).map(drop),
+        n if n == s::SUPPRESSIONS.name => suppression_row(row).map(drop),
+        _ => Err(format!("{}: not a settings table", table.name)),
+    }
+}

@@ -206,7 +206,10 @@ fn the_built_in_flood_rules_parse_and_match_what_the_providers_document() {
 
 /// A private key in PEM made by openssl (`args` after `genpkey`, or `genrsa -traditional` for PKCS#1).
 fn openssl_key(args: &[&str]) -> String {
-    let out = std::process::Command::new("openssl").args(args).output().expect("openssl runs");
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl runs");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
 }

@@ -51,14 +51,24 @@ fn writes_raise_the_change_marker_and_keys_match_empty_as_null() {
     let id = s
         .insert(
             &PAUSED,
-            &[("domain", Value::Text("held.example".into())), ("reason", Value::Text("complaints".into()))],
+            &[
+                ("domain", Value::Text("held.example".into())),
+                ("reason", Value::Text("complaints".into())),
+            ],
         )
         .unwrap();
     assert!(id > 0);
     assert_eq!(s.version().unwrap(), v0 + 1);
     // `localip` is NULL in the row: an empty key matches it.
-    let key = [("domain", Value::Text("held.example".into())), ("localip", Value::Text(String::new()))];
-    assert_eq!(s.update(&PAUSED, &key, &[("reason", Value::Text("later".into()))]).unwrap(), 1);
+    let key = [
+        ("domain", Value::Text("held.example".into())),
+        ("localip", Value::Text(String::new())),
+    ];
+    assert_eq!(
+        s.update(&PAUSED, &key, &[("reason", Value::Text("later".into()))])
+            .unwrap(),
+        1
+    );
     assert_eq!(db.sql("SELECT reason FROM paused").trim(), "later");
     assert_eq!(s.version().unwrap(), v0 + 2);
     // A write from another client (psql) is seen by the next read.
@@ -67,8 +77,14 @@ fn writes_raise_the_change_marker_and_keys_match_empty_as_null() {
     assert_eq!(s.delete(&PAUSED, &key).unwrap(), 1);
     assert_eq!(s.version().unwrap(), v0 + 3);
     // An integer column as a key: NULL matches NULL, a number the number.
-    s.insert(&CAPACITY, &[("domain", Value::Text("x.example".into())), ("connections", Value::Int(4))])
-        .unwrap();
+    s.insert(
+        &CAPACITY,
+        &[
+            ("domain", Value::Text("x.example".into())),
+            ("connections", Value::Int(4)),
+        ],
+    )
+    .unwrap();
     assert_eq!(s.delete(&CAPACITY, &[("connections", Value::Int(5))]).unwrap(), 0);
     assert_eq!(s.delete(&CAPACITY, &[("connections", Value::Int(4))]).unwrap(), 1);
     // A column that is not in the schema never reaches the SQL.
@@ -90,8 +106,10 @@ fn instances_starting_together_migrate_once_without_error() {
         s.join().unwrap().unwrap();
     }
     assert_eq!(
-        db.sql("SELECT count(*) FROM information_schema.columns WHERE table_name = 'capacity' AND column_name = 'domain'")
-            .trim(),
+        db.sql(
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'capacity' AND column_name = 'domain'"
+        )
+        .trim(),
         "1"
     );
 }
@@ -114,12 +132,19 @@ fn the_address_is_described_without_its_password_and_bad_ones_fail_clearly() {
     let s = store(&db);
     let password = db.address.split(':').nth(2).and_then(|p| p.split('@').next()).unwrap();
     assert!(!s.describe().contains(password), "{}", s.describe());
-    assert!(s.describe().starts_with("postgresql://sluice@127.0.0.1:"), "{}", s.describe());
+    assert!(
+        s.describe().starts_with("postgresql://sluice@127.0.0.1:"),
+        "{}",
+        s.describe()
+    );
     let port = sluice_test_support::free_port();
-    let e = open(&format!("postgresql://u:secret@127.0.0.1:{port}/db"), std::path::Path::new("/"))
-        .err()
-        .unwrap()
-        .to_string();
+    let e = open(
+        &format!("postgresql://u:secret@127.0.0.1:{port}/db"),
+        std::path::Path::new("/"),
+    )
+    .err()
+    .unwrap()
+    .to_string();
     assert!(!e.contains("secret"), "{e}");
     let wrong = db.address.replace(password, "wrong");
     let e = open(&wrong, std::path::Path::new("/")).err().unwrap().to_string();

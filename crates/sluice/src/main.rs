@@ -70,6 +70,56 @@ enum Command {
         #[command(subcommand)]
         action: PolicyAction,
     },
+    /// Pauses (fields as MailerQ's /v1/pauses: mta, domain, ip, tag, expire, reason).
+    Pause {
+        #[command(subcommand)]
+        action: cli::settings::FieldAction,
+    },
+    /// Suppressions (fields as MailerQ's /v1/suppressions: type, value, code, extended, description).
+    Suppress {
+        #[command(subcommand)]
+        action: cli::settings::FieldAction,
+    },
+    /// The capacity table: delivery limits per local IP and domain.
+    Capacity {
+        #[command(subcommand)]
+        action: cli::settings::RowAction,
+    },
+    /// The flood_responses table: replies that pause or slow a destination.
+    Flood {
+        #[command(subcommand)]
+        action: cli::settings::RowAction,
+    },
+    /// The dkim_keys table (private keys are written, never printed).
+    Dkim {
+        #[command(subcommand)]
+        action: cli::settings::RowAction,
+    },
+    /// The dkim_patterns table: which From addresses each key signs.
+    DkimPatterns {
+        #[command(subcommand)]
+        action: cli::settings::RowAction,
+    },
+    /// The delegates table: send from another local IP.
+    Delegates {
+        #[command(subcommand)]
+        action: cli::settings::RowAction,
+    },
+    /// The mtanames table: the EHLO name per local IP.
+    Mtanames {
+        #[command(subcommand)]
+        action: cli::settings::RowAction,
+    },
+    /// The dns table: MX and A answers used instead of DNS.
+    Dns {
+        #[command(subcommand)]
+        action: cli::settings::RowAction,
+    },
+    /// The locals table: incoming recipients that go to rabbitmq-local.
+    Locals {
+        #[command(subcommand)]
+        action: cli::settings::RowAction,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -248,6 +298,16 @@ fn main() -> ExitCode {
         Command::Policy {
             action: PolicyAction::Show { domain, from, mx },
         } => cli::policy_show(&cfg, &domain, from.as_deref(), mx.as_deref()),
+        Command::Pause { action } => cli::settings::pauses(&cfg, action),
+        Command::Suppress { action } => cli::settings::suppressions(&cfg, action),
+        Command::Capacity { action } => cli::settings::rows(&cfg, "capacity", action),
+        Command::Flood { action } => cli::settings::rows(&cfg, "flood_responses", action),
+        Command::Dkim { action } => cli::settings::rows(&cfg, "dkim_keys", action),
+        Command::DkimPatterns { action } => cli::settings::rows(&cfg, "dkim_patterns", action),
+        Command::Delegates { action } => cli::settings::rows(&cfg, "delegates", action),
+        Command::Mtanames { action } => cli::settings::rows(&cfg, "mtanames", action),
+        Command::Dns { action } => cli::settings::rows(&cfg, "dns", action),
+        Command::Locals { action } => cli::settings::rows(&cfg, "locals", action),
     };
     finish(result)
 }

@@ -549,7 +549,10 @@ fn dkimpy(dir: &std::path::Path, data: &str, rsa_pub: &std::path::Path, ed_pub: 
         .output()
         .unwrap();
     assert!(verdict.status.success(), "{}", String::from_utf8_lossy(&verdict.stderr));
-    let mut lines: Vec<String> = String::from_utf8_lossy(&verdict.stdout).lines().map(String::from).collect();
+    let mut lines: Vec<String> = String::from_utf8_lossy(&verdict.stdout)
+        .lines()
+        .map(String::from)
+        .collect();
     lines.sort();
     lines
 }
@@ -582,7 +585,8 @@ fn dkim_keys_from_the_settings_database_sign_by_from_address() {
         db.display()
     ));
     let mut table_only = message(1, "a.test");
-    table_only["mime"] = json!("From: \"Sender\" <News@Sign.Test>\nTo: user1@a.test\nSubject: one\nX-Campaign: c1\n\nHello\n");
+    table_only["mime"] =
+        json!("From: \"Sender\" <News@Sign.Test>\nTo: user1@a.test\nSubject: one\nX-Campaign: c1\n\nHello\n");
     // Its own key too: both sign, its own first.
     let mut both = message(2, "a.test");
     both["mime"] = json!("From: s@sign.test\nTo: user2@a.test\nSubject: two\n\nHello\n");
@@ -600,7 +604,10 @@ fn dkim_keys_from_the_settings_database_sign_by_from_address() {
             .unwrap()
     };
     let one = by_subject("one");
-    assert!(one.contains("h=X-Campaign:") || one.contains(":X-Campaign"), "the row's headers are signed: {one}");
+    assert!(
+        one.contains("h=X-Campaign:") || one.contains(":X-Campaign"),
+        "the row's headers are signed: {one}"
+    );
     assert_eq!(dkimpy(out.path(), &one, &rsa_pub, &ed_pub), ["rsa d=sign.test pass"]);
     let two = by_subject("two");
     assert!(two.find("s=ed").unwrap() < two.find("s=rsa").unwrap(), "{two}");

@@ -21,7 +21,11 @@ fn a_pause_made_through_one_instance_holds_mail_on_the_other_until_deleted() {
     let out = dir.path().join("arrivals.jsonl");
     let receiver = recorder(&out, None);
     // A long reload time: only the change marker can carry the pause across.
-    let common = format!("{}database-address: {}\ndatabase-ttl: 600\n", broker.config(&p), db.address);
+    let common = format!(
+        "{}database-address: {}\ndatabase-ttl: 600\n",
+        broker.config(&p),
+        db.address
+    );
     // A takes API calls and delivers nothing; B delivers everything.
     let a = Daemon::start(&common);
     let b = Daemon::start(&format!(
@@ -35,15 +39,27 @@ fn a_pause_made_through_one_instance_holds_mail_on_the_other_until_deleted() {
     std::thread::sleep(Duration::from_secs(5));
     let (_, list) = request(&b, "GET", "/v1/pauses", FORM, "", None);
     assert!(list.contains("held.example"), "B lists A's pause: {list}");
-    let bodies: Vec<String> = [message(1, "held.example"), message(2, "held.example"), message(3, "free.example")]
-        .iter()
-        .map(Value::to_string)
-        .collect();
+    let bodies: Vec<String> = [
+        message(1, "held.example"),
+        message(2, "held.example"),
+        message(3, "free.example"),
+    ]
+    .iter()
+    .map(Value::to_string)
+    .collect();
     broker.publish(&format!("{p}outbox"), &bodies);
-    assert_eq!(arrivals(&out, 1, Duration::from_secs(30)).len(), 1, "{}", b.log_tail(50));
+    assert_eq!(
+        arrivals(&out, 1, Duration::from_secs(30)).len(),
+        1,
+        "{}",
+        b.log_tail(50)
+    );
     std::thread::sleep(Duration::from_secs(3));
     let seen = recorded(&out);
-    assert!(times(&seen, "held.example").is_empty(), "delivered while paused: {seen:?}");
+    assert!(
+        times(&seen, "held.example").is_empty(),
+        "delivered while paused: {seen:?}"
+    );
     // Deleted through A: B delivers what it held.
     let deleted = Instant::now();
     let (code, body) = request(&a, "DELETE", "/v1/pauses", FORM, "domain=held.example", None);
@@ -76,14 +92,23 @@ fn rows_written_with_psql_apply_within_the_reload_time_and_bad_ones_are_reported
     );
     std::thread::sleep(Duration::from_millis(2500));
     inject(&d, &[message(1, "held.example"), message(2, "free.example")]);
-    assert_eq!(arrivals(&out, 1, Duration::from_secs(30)).len(), 1, "{}", d.log_tail(50));
+    assert_eq!(
+        arrivals(&out, 1, Duration::from_secs(30)).len(),
+        1,
+        "{}",
+        d.log_tail(50)
+    );
     std::thread::sleep(Duration::from_secs(2));
     assert!(times(&recorded(&out), "held.example").is_empty());
     let deadline = Instant::now() + Duration::from_secs(10);
     while !d.log().contains("row skipped") && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(d.log().contains("very fast"), "the bad row is logged: {}", d.log_tail(30));
+    assert!(
+        d.log().contains("very fast"),
+        "the bad row is logged: {}",
+        d.log_tail(30)
+    );
     // `sluice database check` on the same database lists it and fails.
     let check = d.cli(&["database", "check"], b"");
     let text = String::from_utf8_lossy(&check.stdout);

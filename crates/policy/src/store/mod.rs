@@ -134,7 +134,12 @@ pub(crate) struct Dialect {
 impl Dialect {
     pub fn select(&self, table: &Table) -> String {
         let columns: Vec<String> = table.columns.iter().map(|(c, _)| (self.read)(c)).collect();
-        format!("SELECT {}, {} FROM {} ORDER BY id", (self.read)("id"), columns.join(", "), table.name)
+        format!(
+            "SELECT {}, {} FROM {} ORDER BY id",
+            (self.read)("id"),
+            columns.join(", "),
+            table.name
+        )
     }
 
     pub fn insert(&self, table: &Table, values: &[(&'static str, Value)]) -> Result<(String, Vec<Value>), DbError> {
@@ -214,6 +219,9 @@ impl Dialect {
 
 /// The type of a column `known` has checked.
 fn kind(table: &Table, column: &str) -> Type {
+    if column == "id" {
+        return Type::Integer;
+    }
     table
         .columns
         .iter()
@@ -221,10 +229,13 @@ fn kind(table: &Table, column: &str) -> Type {
         .map_or(Type::Text, |(_, t)| *t)
 }
 
-
 /// Column names come from the schema, never from a request.
+/// `id` may name a row in a key, not be set.
 fn known(table: &Table, values: &[(&'static str, Value)]) -> Result<(), DbError> {
-    match values.iter().find(|(c, _)| !table.columns.iter().any(|(k, _)| k == c)) {
+    match values
+        .iter()
+        .find(|(c, _)| *c != "id" && !table.columns.iter().any(|(k, _)| k == c))
+    {
         Some((c, _)) => Err(DbError::Address(format!("{}: no column {c}", table.name))),
         None => Ok(()),
     }
@@ -260,4 +271,3 @@ pub fn open(address: &str, data_dir: &Path) -> Result<Box<dyn Store>, DbError> {
         ))),
     }
 }
-

@@ -76,7 +76,9 @@ impl Postgres {
             let mut tx = c.transaction()?;
             let out = if returning {
                 let row = tx.query_one(sql, &refs)?;
-                row.try_get::<_, i32>(0).map(i64::from).or_else(|_| row.try_get::<_, i64>(0))?
+                row.try_get::<_, i32>(0)
+                    .map(i64::from)
+                    .or_else(|_| row.try_get::<_, i64>(0))?
             } else {
                 tx.execute(sql, &refs)? as i64
             };
@@ -161,7 +163,11 @@ impl Store for Postgres {
                 postgres::config::Host::Unix(path) => path.display().to_string(),
             })
             .unwrap_or_default();
-        let port = self.config.get_ports().first().map_or(String::new(), |p| format!(":{p}"));
+        let port = self
+            .config
+            .get_ports()
+            .first()
+            .map_or(String::new(), |p| format!(":{p}"));
         let user = self.config.get_user().map_or(String::new(), |u| format!("{u}@"));
         let db = self.config.get_dbname().unwrap_or("");
         format!("postgresql://{user}{host}{port}/{db}")

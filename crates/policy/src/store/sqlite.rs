@@ -139,6 +139,8 @@ impl Store for Sqlite {
     fn version(&mut self) -> Result<i64, DbError> {
         Ok(self
             .conn
-            .query_row(&format!("SELECT version FROM {VERSION_TABLE} WHERE id = 1"), [], |r| r.get(0))?)
+            .query_row(&format!("SELECT version FROM {VERSION_TABLE} WHERE id = 1"), [], |r| {
+                r.get(0)
+            })?)
     }
 }

@@ -3,6 +3,7 @@
 
 mod client;
 pub mod send;
+pub mod settings;
 
 use crate::config::Config;
 use anyhow::{bail, Context, Result};

@@ -238,7 +238,8 @@ mod tests {
 
     #[test]
     fn expired_keys_are_skipped() {
-        let dkim = serde_json::json!({"domain": "x.test", "selector": "s", "key": "bad", "expire": "2001-01-01 00:00:00"});
+        let dkim =
+            serde_json::json!({"domain": "x.test", "selector": "s", "key": "bad", "expire": "2001-01-01 00:00:00"});
         let (keys, _) = property_keys(&dkim);
         let (h, errors) = sign(&keys, b"From: a@x.test\r\n\r\nhi\r\n", 1_000_000_000_000);
         assert!(h.is_empty() && errors.is_empty());

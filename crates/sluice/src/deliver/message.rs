@@ -160,7 +160,12 @@ mod tests {
             r#"{"envelope":"a@x.org","recipient":"b@y.org","mime":"Subject: é\r\n\r\nhi\r\n","dsn":{"notify":"FAILURE,DELAY","ret":"hdrs","envid":"id+1","orcpt":"rfc822;b@y.org"}}"#,
         );
         let none = Capabilities::default();
-        let t = transaction(&m, &none, Some(body(&m, m.mime().unwrap().as_bytes(), &Default::default()))).unwrap();
+        let t = transaction(
+            &m,
+            &none,
+            Some(body(&m, m.mime().unwrap().as_bytes(), &Default::default())),
+        )
+        .unwrap();
         assert!(t.from_params.is_empty());
         assert_eq!(t.rcpts[0].0.as_str(), "b@y.org");
         assert!(t.rcpts[0].1.is_empty());
@@ -170,7 +175,12 @@ mod tests {
             dsn: true,
             ..Default::default()
         };
-        let t = transaction(&m, &all, Some(body(&m, m.mime().unwrap().as_bytes(), &Default::default()))).unwrap();
+        let t = transaction(
+            &m,
+            &all,
+            Some(body(&m, m.mime().unwrap().as_bytes(), &Default::default())),
+        )
+        .unwrap();
         assert_eq!(
             joined(&t.from_params),
             format!("SIZE={} BODY=8BITMIME RET=HDRS ENVID=id+2B1", m.mime().unwrap().len())

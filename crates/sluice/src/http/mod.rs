@@ -124,6 +124,13 @@ pub fn router(api: Arc<Api>) -> Router {
                 .post(policy::suppressions_post)
                 .delete(policy::suppressions_delete),
         )
+        .route("/v1/{table}", get(policy::table_list).post(policy::table_post))
+        .route(
+            "/v1/{table}/{id}",
+            get(policy::table_get)
+                .put(policy::table_put)
+                .delete(policy::table_delete),
+        )
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(api.clone(), require_auth))
         .layer(middleware::from_fn(json_errors))

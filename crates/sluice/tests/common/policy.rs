@@ -61,7 +61,14 @@ pub fn times(seen: &[Value], domain: &str) -> Vec<f64> {
 }
 
 /// One HTTP request to the daemon's API; returns the status code and the body.
-pub fn request(d: &Daemon, method: &str, path: &str, content_type: &str, body: &str, auth: Option<&str>) -> (u16, String) {
+pub fn request(
+    d: &Daemon,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &str,
+    auth: Option<&str>,
+) -> (u16, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", d.www)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
@@ -81,4 +88,3 @@ pub fn request(d: &Daemon, method: &str, path: &str, content_type: &str, body: &
         .unwrap_or_default();
     (code, body)
 }
-

@@ -3,6 +3,8 @@
 //! delivery engine's shaper. A row that makes no sense is logged once
 //! (table, id, why) and skipped.
 
+pub mod edit;
+
 use crate::config::{Config, ConfigError};
 use sluice_policy::{Policy, Problem, Store, Suppressions};
 use sluice_shaping::capacity::Defaults;
