@@ -632,6 +632,51 @@ fn an_mtanames_row_sets_the_ehlo_name_for_its_local_ip() {
     assert!(d.log().contains("row skipped"));
 }
 
+/// The reverse DNS step on the wire, as far as loopback allows: the
+/// resolver answers every 127.0.0.0/8 PTR query with `localhost` itself
+/// (RFC 6761, hickory does not ask the server), which is no name to greet
+/// with, so those IPs say smtp-hostname; a row still wins. The PTR name of
+/// a routable local IP is not reachable from a loopback-only test.
+#[test]
+fn without_an_mtanames_row_a_loopback_local_ip_greets_with_smtp_hostname_not_localhost() {
+    use common::peers::dns;
+    let dir = tempfile::tempdir().unwrap();
+    let (db, out) = (dir.path().join("settings.db"), dir.path().join("arrivals.jsonl"));
+    sql(
+        &db,
+        "CREATE TABLE mtanames (id INTEGER PRIMARY KEY, localip TEXT, name TEXT);
+         INSERT INTO mtanames (localip, name) VALUES ('127.0.0.4', 'row.sluice.test');",
+    );
+    let receiver = recorder(&out, None);
+    let server = dns(&[
+        "--mx-host=example.test,mx.dest.test,10".to_string(),
+        "--host-record=mx.dest.test,127.0.0.1".to_string(),
+        "--ptr-record=2.0.0.127.in-addr.arpa,out2.sender.test".to_string(),
+    ]);
+    let d = Daemon::start(&format!(
+        "delivery-enabled: true\ndns-server: 127.0.0.1:{}\ndelivery-port: {}\ndatabase-address: sqlite://{}\n",
+        server.port,
+        receiver.port,
+        db.display()
+    ));
+    let from = |i: usize, ip: &str| {
+        let mut m = message(i, "example.test");
+        m["ips"] = json!([ip]);
+        m
+    };
+    inject(&d, &[from(1, "127.0.0.2"), from(2, "127.0.0.4")]);
+    let seen = arrivals(&out, 2, Duration::from_secs(30));
+    assert_eq!(seen.len(), 2, "{}", d.log_tail(30));
+    let ehlo = |peer: &str| {
+        seen.iter()
+            .find(|m| m["peer"] == peer)
+            .map(|m| m["ehlo"].as_str().unwrap_or("").to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(ehlo("127.0.0.2"), "mx.test", "`localhost` is refused; smtp-hostname");
+    assert_eq!(ehlo("127.0.0.4"), "row.sluice.test", "the row wins");
+}
+
 #[test]
 fn a_delegates_row_sends_from_another_local_ip() {
     let dir = tempfile::tempdir().unwrap();

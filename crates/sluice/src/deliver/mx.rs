@@ -115,7 +115,15 @@ pub struct Dns {
     runtime: tokio::runtime::Handle,
     mx: Arc<InFlight<MxSet>>,
     addresses: Arc<InFlight<Addresses>>,
+    reverse: Arc<InFlight<Option<String>>>,
+    /// Reverse names already looked up (a failed lookup too, so a DNS
+    /// server that times out costs one wait per local IP, not one per connection).
+    names: Mutex<HashMap<IpAddr, (Option<String>, std::time::Instant)>>,
 }
+
+/// How long a reverse name is kept, and how many local IPs' names at most.
+const REVERSE_TTL: Duration = Duration::from_secs(600);
+const REVERSE_MAX: usize = 1024;
 
 impl Dns {
     /// `server` is `dns-server` (`ip[:port]`, port 53 by default); `None`
@@ -150,6 +158,8 @@ impl Dns {
             runtime,
             mx: Arc::new(InFlight::new()),
             addresses: Arc::new(InFlight::new()),
+            reverse: Arc::new(InFlight::new()),
+            names: Mutex::new(HashMap::new()),
         })
     }
 
@@ -194,6 +204,26 @@ impl Dns {
 }
 
 impl Dns {
+    /// The host name `ip`'s PTR record names, when it is a fully qualified
+    /// one (not `localhost`): the EHLO name for connections from a local IP
+    /// without an `mtanames` row.
+    pub async fn reverse(&self, ip: IpAddr) -> Option<String> {
+        if let Some((name, at)) = lock(&self.names).get(&ip) {
+            if at.elapsed() < REVERSE_TTL {
+                return name.clone();
+            }
+        }
+        let resolver = self.resolver.clone();
+        let lookup = || async move { lookup_reverse(&resolver, ip).await };
+        let name = self.reverse.get(&self.runtime, &ip.to_string(), lookup, || None).await;
+        let mut names = lock(&self.names);
+        if names.len() >= REVERSE_MAX {
+            names.clear();
+        }
+        names.insert(ip, (name.clone(), std::time::Instant::now()));
+        name
+    }
+
     fn overridden(&self) -> Arc<sluice_policy::DnsOverrides> {
         self.overrides.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -244,6 +274,30 @@ async fn lookup_mx(resolver: &TokioResolver, domain: &str) -> Result<Vec<Exchang
     Ok(hosts)
 }
 
+async fn lookup_reverse(resolver: &TokioResolver, ip: IpAddr) -> Option<String> {
+    let mut name = hickory_resolver::proto::rr::Name::from(ip);
+    name.set_fqdn(true);
+    let lookup = match resolver.lookup(name, RecordType::PTR).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::debug!(%ip, error = %e, "no reverse DNS name");
+            return None;
+        }
+    };
+    lookup.answers().iter().find_map(|r| match &r.data {
+        RData::PTR(ptr) => greeting_name(&ptr.0.to_ascii()),
+        _ => None,
+    })
+}
+
+/// A PTR name as an EHLO name: fully qualified, not `localhost` (which the
+/// resolver itself answers for 127.0.0.0/8 and ::1), lowercase, no final dot.
+fn greeting_name(ptr: &str) -> Option<String> {
+    let name = ptr.trim_end_matches('.').to_ascii_lowercase();
+    let first = name.split('.').next().unwrap_or("");
+    (name.contains('.') && first != "localhost").then_some(name)
+}
+
 async fn lookup_addresses(resolver: &TokioResolver, host: &str) -> Result<Vec<IpAddr>, DnsError> {
     let fqdn = format!("{host}.");
     match resolver.lookup_ip(fqdn.as_str()).await {
@@ -270,6 +324,15 @@ pub fn address_literal(domain: &str) -> Option<IpAddr> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_qualified_non_localhost_ptr_names_greet() {
+        use super::greeting_name;
+        assert_eq!(greeting_name("Out1.Example.NET.").as_deref(), Some("out1.example.net"));
+        assert_eq!(greeting_name("localhost."), None);
+        assert_eq!(greeting_name("localhost.localdomain"), None);
+        assert_eq!(greeting_name("myhost"), None);
+    }
+
     use super::*;
 
     /// A lookup that counts its runs and answers when `release` is notified.

@@ -45,10 +45,18 @@ impl Connector for Smtp {
 
     async fn open(&self, route: &Route, first: &sluice_shaping::Destination) -> Result<Connection, connect::OpenError> {
         let engine = &self.engine;
-        // The mtanames row of the local IP, checked again as the wire type; else smtp-hostname.
-        let helo = engine
-            .settings
-            .mtaname(route.local)
+        // The mtanames row of the local IP, else its reverse DNS name, each
+        // checked again as the wire type; else smtp-hostname.
+        let row = engine.settings.mtaname(route.local);
+        let name = match (row, route.local) {
+            (Some(name), _) => Some(name),
+            (None, Some(ip)) => match &engine.dns {
+                Some(dns) => dns.reverse(ip).await,
+                None => None, // smtp-sink-ip: no resolver
+            },
+            (None, None) => None,
+        };
+        let helo = name
             .and_then(|name| sluice_smtp::wire::HeloName::new(&name).ok())
             .unwrap_or_else(|| engine.helo.clone());
         let cfg = ClientConfig {
