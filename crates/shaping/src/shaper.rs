@@ -155,11 +155,12 @@ impl Shaper {
 
     /// New rows (a reload): limits are resolved again on next use; counts
     /// and pacing already run are kept.
-    pub fn reload(&mut self, capacity: Capacity) {
-        self.capacity = capacity;
+    pub fn reload(&mut self, capacity: Capacity) -> Capacity {
         for d in self.destinations.values_mut() {
             d.limits = None;
         }
+        // The old rows go back to the caller, to be freed outside its lock.
+        std::mem::replace(&mut self.capacity, capacity)
     }
 
     /// The pauses in force (the `paused` table).

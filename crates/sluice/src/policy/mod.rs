@@ -69,11 +69,15 @@ impl Live {
 
     /// Puts a new snapshot in force; counts and pacing already run are kept.
     fn update(&self, policy: Policy) {
+        // Built before the lock: delivery asks the shaper on every message.
+        let (capacity, pauses) = (policy.capacity(), pauses(&policy));
+        let flood = FloodRules::new(policy.flood.clone(), self.flood_defaults.to_vec());
         let mut s = sluice_queue::lock(&self.shaper);
-        s.reload(policy.capacity());
-        s.set_flood_rules(FloodRules::new(policy.flood.clone(), self.flood_defaults.to_vec()));
-        s.set_pauses(pauses(&policy));
+        let old = s.reload(capacity);
+        s.set_flood_rules(flood);
+        s.set_pauses(pauses);
         drop(s);
+        drop(old);
         *self.suppressions.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy.suppressions);
         *self.dns.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy.dns);
         *self.locals.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy.locals);
@@ -200,9 +204,14 @@ pub fn reload_every(
             if now < next {
                 continue;
             }
-            next = std::time::Instant::now() + ttl;
+            let started = std::time::Instant::now();
+            next = started + ttl;
             match live.reload(store.as_mut()) {
-                Ok(()) => tracing::debug!(store = %store.describe(), "settings database reloaded"),
+                Ok(()) => tracing::debug!(
+                    store = %store.describe(),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "settings database reloaded"
+                ),
                 Err(e) => tracing::error!(error = %e, "cannot read the settings database; the policy in force stays"),
             }
         }
@@ -211,13 +220,17 @@ pub fn reload_every(
 
 /// `sluice database check`: every row read; the skipped ones listed.
 pub fn check(c: &Config) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
     let (store, policy, _) = open(c)?;
     println!(
-        "{}: {} capacity rows, {} flood rules, {} suppressions usable",
+        "{}: {} capacity rows, {} flood rules, {} suppressions, {} pauses, {} dkim keys usable (read in {} ms)",
         store.describe(),
         policy.capacity.len(),
         policy.flood.len(),
-        policy.suppressions.len()
+        policy.suppressions.len(),
+        policy.pauses.len(),
+        policy.dkim.keys().len(),
+        started.elapsed().as_millis()
     );
     if c.settings.flood_defaults {
         let built_in = sluice_policy::default_flood_rules().map_err(|e| anyhow::anyhow!(e))?;
