@@ -9,6 +9,7 @@
 //! - [`pattern`]: the spec's pattern types (`mx:` scopes use fnmatch).
 //! - [`flood`]: flood rules, replies that pause or slow a destination.
 //! - [`pause`]: pauses by local IP, domain, MX IP and tag.
+//! - [`recent`]: counts of the last minute (the current rates shown).
 //! - [`shaper`]: the live state — counts and pacers per destination and per
 //!   MX IP — and the decisions: may a connection open, may a message go.
 
@@ -19,6 +20,7 @@ pub mod flood;
 pub mod pattern;
 pub mod pause;
 pub mod rate;
+pub mod recent;
 pub mod shaper;
 
 pub use capacity::{Capacity, CapacityRow, Effective, Limit};

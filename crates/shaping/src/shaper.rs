@@ -8,6 +8,7 @@ use crate::capacity::{Capacity, Defaults, Effective, Resolved};
 use crate::flood::{FloodRules, Reduced};
 use crate::pause::Pause;
 use crate::rate::{Pacer, Rate};
+use crate::recent::Recent;
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::time::Instant;
@@ -87,6 +88,18 @@ struct DestinationState {
     paused_by: Option<String>,
     /// Matching replies per rule with a threshold, within its period.
     hits: HashMap<i64, VecDeque<Instant>>,
+    /// Messages sent and connections opened in the last minute (shown, not limits).
+    recent_messages: Option<Recent>,
+    recent_connections: Option<Recent>,
+}
+
+/// Counts an event in `recent`, started at its first.
+fn count(recent: &mut Option<Recent>, now: Instant) {
+    recent.get_or_insert_with(|| Recent::new(now)).record(now);
+}
+
+fn last_minute(recent: &Option<Recent>, now: Instant) -> u64 {
+    recent.as_ref().map_or(0, |r| r.last_minute(now))
 }
 
 impl DestinationState {
@@ -264,6 +277,7 @@ impl Shaper {
     pub fn connected(&mut self, dest: &Destination, mx_hosts: &[String], mx_ip: IpAddr, now: Instant) {
         let (state, limits) = self.state(dest, mx_hosts, now);
         state.open += 1;
+        count(&mut state.recent_connections, now);
         if let Some(p) = state.connections.as_mut() {
             p.take(now);
         }
@@ -304,6 +318,7 @@ impl Shaper {
     /// A message to `dest` was attempted on a connection to `mx_ip` at `now`.
     pub fn sent(&mut self, dest: &Destination, mx_hosts: &[String], mx_ip: IpAddr, now: Instant) {
         let (state, limits) = self.state(dest, mx_hosts, now);
+        count(&mut state.recent_messages, now);
         if let Some(p) = state.messages.as_mut() {
             p.take(now);
         }
@@ -369,6 +384,16 @@ impl Shaper {
         self.destinations.get(dest).map_or(0, |s| s.open)
     }
 
+    /// Messages sent and connections opened to `dest` in the minute up to `now`.
+    pub fn rates(&self, dest: &Destination, now: Instant) -> (u64, u64) {
+        self.destinations.get(dest).map_or((0, 0), |s| {
+            (
+                last_minute(&s.recent_messages, now),
+                last_minute(&s.recent_connections, now),
+            )
+        })
+    }
+
     /// The flood effects and pauses in force at `now`, by destination (for the API and console).
     pub fn effects(&self, now: Instant) -> Vec<(Destination, FloodEffect)> {
         let mut out = Vec::new();
@@ -405,6 +430,8 @@ impl Shaper {
                 || later(s.paused_until)
                 || later(s.reduced.as_ref().map(|r| r.1))
                 || !s.hits.is_empty()
+                || last_minute(&s.recent_messages, now) > 0
+                || last_minute(&s.recent_connections, now) > 0
         });
         self.ips
             .retain(|_, s| s.open > 0 || !idle(&s.messages) || !idle(&s.connections));

@@ -182,6 +182,62 @@ fn a_flood_reply_pauses_the_destination_and_delivery_resumes_after() {
 }
 
 #[test]
+fn a_flood_reply_lowers_the_rate_for_a_while_then_the_limits_are_restored() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, out) = (dir.path().join("settings.db"), dir.path().join("arrivals.jsonl"));
+    sql(
+        &db,
+        "CREATE TABLE capacity (id INTEGER PRIMARY KEY, domain TEXT, connections INTEGER);
+         INSERT INTO capacity (domain, connections) VALUES ('reduce.example', 1);
+         CREATE TABLE flood_responses (id INTEGER PRIMARY KEY, name TEXT, type TEXT, pattern TEXT, reduce INTEGER, message_rate TEXT);
+         INSERT INTO flood_responses (name, type, pattern, reduce, message_rate)
+           VALUES ('test: reduce', 'substr', 'slow down', 5, '60/min');",
+    );
+    let receiver = recorder(&out, Some(("reduce.example", 1, "421 4.7.0 Please slow down")));
+    let d = Daemon::start(&format!(
+        "delivery-enabled: true\nsmtp-sink-ip: 127.0.0.1\nsmtp-sink-port: {}\ndatabase-address: sqlite://{}\nretry-interval: 1\n",
+        receiver.port,
+        db.display()
+    ));
+    inject(&d, &(0..12).map(|i| message(i, "reduce.example")).collect::<Vec<_>>());
+    // While reduced, the effect shows with its time left.
+    std::thread::sleep(Duration::from_millis(1500));
+    let (_, shown) = request(
+        &d,
+        "GET",
+        "/v1/policy?domain=reduce.example",
+        "application/json",
+        "",
+        None,
+    );
+    let shown: Value = serde_json::from_str(&shown).unwrap();
+    let effect = &shown["flood_effects"][0];
+    assert_eq!(effect["rule"], "test: reduce", "{shown}");
+    assert!(
+        effect["reduced_seconds_left"].as_u64().is_some_and(|s| s <= 5),
+        "{shown}"
+    );
+    let seen = arrivals(&out, 13, Duration::from_secs(60));
+    assert_eq!(seen.len(), 13, "{}", d.log_tail(50));
+    assert_eq!(seen[0]["refused"], true);
+    let refused_at = seen[0]["t"].as_f64().unwrap();
+    let accepted: Vec<f64> = seen[1..].iter().map(|m| m["t"].as_f64().unwrap()).collect();
+    // 60/min for 5 s: about one a second, not the twelve at once the capacity row allows ...
+    let during = accepted.iter().filter(|t| **t < refused_at + 4.5).count();
+    assert!(
+        (2..=6).contains(&during),
+        "{during} delivered in the reduced 4.5 s: {accepted:?}"
+    );
+    // ... and then the rest together, the row's limits back.
+    let rest: Vec<f64> = accepted.iter().copied().filter(|t| *t >= refused_at + 4.8).collect();
+    assert!(rest.len() >= 4, "{accepted:?}");
+    assert!(
+        rest[rest.len() - 1] - rest[0] < 1.0,
+        "still paced after the reduction: {rest:?}"
+    );
+}
+
+#[test]
 fn a_suppressed_recipient_ends_at_once_without_a_connection() {
     let dir = tempfile::tempdir().unwrap();
     let (db, out) = (dir.path().join("settings.db"), dir.path().join("arrivals.jsonl"));
@@ -525,6 +581,25 @@ fn policy_show_prints_each_limit_with_its_row_and_the_pauses_in_force() {
     let bad = d.cli(&["policy", "show", "x.example", "--from", "not-an-ip"], b"");
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("not an IP address"));
+    // The current rates: what was sent in the last minute.
+    inject(&d, &(0..3).map(|i| message(i, "counted.example")).collect::<Vec<_>>());
+    assert_eq!(arrivals(&out, 3, Duration::from_secs(30)).len(), 3);
+    let (_, shown) = request(
+        &d,
+        "GET",
+        "/v1/policy?domain=counted.example",
+        "application/json",
+        "",
+        None,
+    );
+    let shown: Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(shown["messages_last_minute"], 3, "{shown}");
+    assert!(
+        (1..=3).contains(&shown["connections_last_minute"].as_u64().unwrap()),
+        "{shown}"
+    );
+    let text = show(&["policy", "show", "counted.example"]);
+    assert!(text.contains("last minute              3 messages"), "{text}");
 }
 
 #[test]
@@ -612,20 +687,16 @@ fn an_mtanames_row_sets_the_ehlo_name_for_its_local_ip() {
         db.display()
     ));
     // One message from each local IP (a message's `ips` picks it).
-    let from = |i: usize, ip: &str| {
-        let mut m = message(i, "example.com");
-        m["ips"] = json!([ip]);
-        m
-    };
-    inject(&d, &[from(1, "127.0.0.2"), from(2, "127.0.0.3")]);
+    inject(
+        &d,
+        &[
+            from_ip(1, "example.com", "127.0.0.2"),
+            from_ip(2, "example.com", "127.0.0.3"),
+        ],
+    );
     let seen = arrivals(&out, 2, Duration::from_secs(30));
     assert_eq!(seen.len(), 2, "{}", d.log_tail(30));
-    let ehlo = |peer: &str| {
-        seen.iter()
-            .find(|m| m["peer"] == peer)
-            .map(|m| m["ehlo"].as_str().unwrap_or("").to_string())
-            .unwrap_or_default()
-    };
+    let ehlo = |peer: &str| ehlo_of(&seen, peer);
     assert_eq!(ehlo("127.0.0.2"), "mta2.sluice.test");
     // The bad row is skipped: that IP says smtp-hostname.
     assert_eq!(ehlo("127.0.0.3"), "mx.test");
@@ -659,20 +730,16 @@ fn without_an_mtanames_row_a_loopback_local_ip_greets_with_smtp_hostname_not_loc
         receiver.port,
         db.display()
     ));
-    let from = |i: usize, ip: &str| {
-        let mut m = message(i, "example.test");
-        m["ips"] = json!([ip]);
-        m
-    };
-    inject(&d, &[from(1, "127.0.0.2"), from(2, "127.0.0.4")]);
+    inject(
+        &d,
+        &[
+            from_ip(1, "example.test", "127.0.0.2"),
+            from_ip(2, "example.test", "127.0.0.4"),
+        ],
+    );
     let seen = arrivals(&out, 2, Duration::from_secs(30));
     assert_eq!(seen.len(), 2, "{}", d.log_tail(30));
-    let ehlo = |peer: &str| {
-        seen.iter()
-            .find(|m| m["peer"] == peer)
-            .map(|m| m["ehlo"].as_str().unwrap_or("").to_string())
-            .unwrap_or_default()
-    };
+    let ehlo = |peer: &str| ehlo_of(&seen, peer);
     assert_eq!(ehlo("127.0.0.2"), "mx.test", "`localhost` is refused; smtp-hostname");
     assert_eq!(ehlo("127.0.0.4"), "row.sluice.test", "the row wins");
 }

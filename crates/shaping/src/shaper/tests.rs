@@ -186,7 +186,10 @@ fn state_is_forgotten_once_it_constrains_nothing() {
     s.connected(&open, &[], mx, start);
     s.sweep(start);
     assert_eq!(s.tracked().0, 1001, "pacing debt is kept");
+    // Paced out after 1 s, but each sent within the minute: kept for its current rate.
     s.sweep(start + Duration::from_secs(2));
+    assert_eq!(s.tracked(), (1001, 1));
+    s.sweep(start + Duration::from_secs(61));
     assert_eq!(
         s.tracked(),
         (1, 1),
@@ -304,4 +307,24 @@ fn reduced_limits_hold_for_their_duration_then_the_rows_apply_again() {
         assert_eq!(s.may_send(&d, &[], Some(mx), after), Decision::Go);
         s.sent(&d, &[], mx, after);
     }
+}
+
+#[test]
+fn the_current_rates_are_the_last_minutes_messages_and_connections_and_outlive_a_sweep() {
+    let mut s = shaper(vec![row(1, "paced.example", |r| {
+        r.message_rate = Limit::Of("120/min".parse().unwrap())
+    })]);
+    let (d, mx) = (Destination::new(None, "paced.example"), ip("192.0.2.1"));
+    let t0 = Instant::now();
+    s.connected(&d, &[], mx, t0);
+    let sent = drive(&mut s, &d, &[], mx, t0, Duration::from_secs(30));
+    assert_eq!(s.rates(&d, t0 + Duration::from_secs(30)), (sent.len() as u64, 1));
+    assert!((60..=62).contains(&sent.len()), "{}", sent.len());
+    s.disconnected(&d, mx);
+    // Unconstrained now, but it sent within the minute: the sweep keeps it.
+    s.sweep(t0 + Duration::from_secs(40));
+    assert_eq!(s.rates(&d, t0 + Duration::from_secs(40)).0, sent.len() as u64);
+    assert_eq!(s.rates(&d, t0 + Duration::from_secs(95)), (0, 0));
+    s.sweep(t0 + Duration::from_secs(95));
+    assert_eq!(s.tracked().0, 0);
 }

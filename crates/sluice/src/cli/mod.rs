@@ -96,6 +96,10 @@ pub fn policy_show(c: &Config, domain: &str, from: Option<&str>, mx: Option<&str
         }
     }
     println!("  open connections         {}", r["open_connections"]);
+    println!(
+        "  last minute              {} messages, {} connections",
+        r["messages_last_minute"], r["connections_last_minute"]
+    );
     for e in r["flood_effects"].as_array().into_iter().flatten() {
         println!(
             "  flood rule {}: paused {}s, reduced {}s left",

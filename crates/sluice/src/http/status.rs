@@ -1,7 +1,7 @@
 //! `GET /v1/policy?domain=D[&from=IP][&mx=HOST,...]`: the limits in force
 //! for mail from IP to D, each with the capacity row it comes from, and the
-//! live state — connections open, flood effects and pauses with the time
-//! left. What `sluice policy show` prints.
+//! live state — connections open, messages and connections in the last
+//! minute, flood effects and pauses with the time left. What `sluice policy show` prints.
 
 use super::{ApiError, ApiState};
 use axum::extract::Query;
@@ -86,6 +86,8 @@ pub async fn policy(axum::extract::State(api): ApiState, Query(ask): Query<Ask>)
             "queue_size": shown(&l.queue_size),
         },
         "open_connections": shaper.open(&dest),
+        "messages_last_minute": shaper.rates(&dest, now).0,
+        "connections_last_minute": shaper.rates(&dest, now).1,
         "flood_effects": effects,
         "pauses": pauses,
     })))

@@ -88,3 +88,18 @@ pub fn request(
         .unwrap_or_default();
     (code, body)
 }
+
+/// A message to `domain` sent from local IP `ip` (its `ips`).
+pub fn from_ip(i: usize, domain: &str, ip: &str) -> Value {
+    let mut m = message(i, domain);
+    m["ips"] = json!([ip]);
+    m
+}
+
+/// The EHLO name the receiver recorded for the message that came from `peer`.
+pub fn ehlo_of(seen: &[Value], peer: &str) -> String {
+    seen.iter()
+        .find(|m| m["peer"] == peer)
+        .map(|m| m["ehlo"].as_str().unwrap_or("").to_string())
+        .unwrap_or_default()
+}
