@@ -2,6 +2,33 @@
 //! PostgreSQL (shared by several instances, [`postgres`]), behind one
 //! [`Store`] trait. The SQL both speak is written once, here ([`Dialect`]).
 
+/// The writes of [`Store`], the same in every store: the store's `SQL`
+/// [`Dialect`] writes the statement, its `write` runs it in one transaction
+/// with the change marker.
+macro_rules! dialect_writes {
+    () => {
+        fn insert(&mut self, table: &Table, values: &[(&'static str, Value)]) -> Result<i64, DbError> {
+            let (sql, params) = SQL.insert(table, values)?;
+            self.write(&sql, params, true)
+        }
+
+        fn update(
+            &mut self,
+            table: &Table,
+            key: &[(&'static str, Value)],
+            values: &[(&'static str, Value)],
+        ) -> Result<usize, DbError> {
+            let (sql, params) = SQL.update(table, key, values)?;
+            Ok(self.write(&sql, params, false)? as usize)
+        }
+
+        fn delete(&mut self, table: &Table, key: &[(&'static str, Value)]) -> Result<usize, DbError> {
+            let (sql, params) = SQL.delete(table, key)?;
+            Ok(self.write(&sql, params, false)? as usize)
+        }
+    };
+}
+
 mod postgres;
 mod sqlite;
 

@@ -173,25 +173,7 @@ impl Store for Postgres {
         format!("postgresql://{user}{host}{port}/{db}")
     }
 
-    fn insert(&mut self, table: &Table, values: &[(&'static str, Value)]) -> Result<i64, DbError> {
-        let (sql, params) = SQL.insert(table, values)?;
-        self.write(&sql, params, true)
-    }
-
-    fn update(
-        &mut self,
-        table: &Table,
-        key: &[(&'static str, Value)],
-        values: &[(&'static str, Value)],
-    ) -> Result<usize, DbError> {
-        let (sql, params) = SQL.update(table, key, values)?;
-        Ok(self.write(&sql, params, false)? as usize)
-    }
-
-    fn delete(&mut self, table: &Table, key: &[(&'static str, Value)]) -> Result<usize, DbError> {
-        let (sql, params) = SQL.delete(table, key)?;
-        Ok(self.write(&sql, params, false)? as usize)
-    }
+    dialect_writes!();
 
     fn version(&mut self) -> Result<i64, DbError> {
         self.with(|c| {
