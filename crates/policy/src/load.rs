@@ -536,47 +536,76 @@ pub fn mtanames(store: &mut dyn Store, problems: &mut Vec<Problem>) -> Result<Mt
 #[derive(Debug, Clone, Default)]
 pub struct Delegates {
     map: std::collections::HashMap<(Option<IpAddr>, String), IpAddr>,
+    /// The `mx:` rows, by id: local IP, pattern on the MX host names, delegate.
+    mx: Vec<(Option<IpAddr>, sluice_shaping::pattern::Pattern, IpAddr)>,
 }
 
 impl Delegates {
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.map.is_empty() && self.mx.is_empty()
     }
 
-    /// The IP mail from `local` to `domain` goes from instead, if any: the
-    /// most specific row ((localip, domain), (localip, ''), ('', domain), ('', '')).
-    pub fn delegate(&self, local: Option<IpAddr>, domain: &str) -> Option<IpAddr> {
+    /// Whether some row needs the MX host names to decide.
+    pub fn has_mx(&self) -> bool {
+        !self.mx.is_empty()
+    }
+
+    /// The IP mail from `local` to `domain` (whose MX hosts are `mx_hosts`,
+    /// when known) goes from instead, if any: the most specific row, in the
+    /// capacity table's order — (localip, domain), (localip, mx:),
+    /// ('', domain), ('', mx:), (localip, ''), ('', '').
+    pub fn delegate(&self, local: Option<IpAddr>, domain: &str, mx_hosts: &[String]) -> Option<IpAddr> {
         if self.is_empty() {
             return None;
         }
         let domain = domain.trim_end_matches('.').to_ascii_lowercase();
         let get = |ip: Option<IpAddr>, d: &str| self.map.get(&(ip, d.to_string())).copied();
+        let mx = |ip: Option<IpAddr>| {
+            self.mx
+                .iter()
+                .find(|(l, p, _)| *l == ip && mx_hosts.iter().any(|h| p.matches(h)))
+                .map(|(_, _, d)| *d)
+        };
+        let with_ip = |ip: IpAddr| get(Some(ip), &domain).or_else(|| mx(Some(ip)));
         local
-            .and_then(|ip| get(Some(ip), &domain).or_else(|| get(Some(ip), "")))
+            .and_then(with_ip)
             .or_else(|| get(None, &domain))
+            .or_else(|| mx(None))
+            .or_else(|| local.and_then(|ip| get(Some(ip), "")))
             .or_else(|| get(None, ""))
     }
 }
 
-fn delegate_row(row: &Row) -> Result<((Option<IpAddr>, String), IpAddr), String> {
-    let domain = match domain(row)? {
-        DomainScope::Any => String::new(),
-        DomainScope::Domain(d) => d,
-        DomainScope::Mx(_) => return Err("domain: mx: patterns are not supported for delegates yet".into()),
-    };
+/// A delegates row: its scope (an `mx:` one apart) and the delegate.
+enum DelegateRow {
+    Exact((Option<IpAddr>, String), IpAddr),
+    Mx(Option<IpAddr>, sluice_shaping::pattern::Pattern, IpAddr),
+}
+
+fn delegate_row(row: &Row) -> Result<DelegateRow, String> {
     let delegate = row
         .text("delegate")?
         .ok_or("delegate: missing")?
         .parse()
         .map_err(|_| "delegate: not an IP address".to_string())?;
-    Ok(((localip(row)?, domain), delegate))
+    let local = localip(row)?;
+    Ok(match domain(row)? {
+        DomainScope::Any => DelegateRow::Exact((local, String::new()), delegate),
+        DomainScope::Domain(d) => DelegateRow::Exact((local, d), delegate),
+        DomainScope::Mx(p) => DelegateRow::Mx(local, p, delegate),
+    })
 }
 
 /// Reads the `delegates` table (the lower id wins for one scope).
 pub fn delegates(store: &mut dyn Store, problems: &mut Vec<Problem>) -> Result<Delegates, DbError> {
     let mut out = Delegates::default();
-    for (scope, ip) in read(store, &crate::schema::DELEGATES, delegate_row, problems)? {
-        out.map.entry(scope).or_insert(ip);
+    for row in read(store, &crate::schema::DELEGATES, delegate_row, problems)? {
+        match row {
+            DelegateRow::Exact(scope, ip) => {
+                out.map.entry(scope).or_insert(ip);
+            }
+            DelegateRow::Mx(local, pattern, ip) => out.mx.push((local, pattern, ip)),
+        }
     }
     Ok(out)
 }

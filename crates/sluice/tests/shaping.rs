@@ -752,8 +752,7 @@ fn a_delegates_row_sends_from_another_local_ip() {
         &db,
         "CREATE TABLE delegates (id INTEGER PRIMARY KEY, localip TEXT, domain TEXT, delegate TEXT);
          INSERT INTO delegates (localip, domain, delegate) VALUES
-           ('127.0.0.2', 'moved.example', '127.0.0.3'),
-           ('127.0.0.2', 'mx:*.x.test', '127.0.0.4');",
+           ('127.0.0.2', 'moved.example', '127.0.0.3');",
     );
     let receiver = recorder(&out, None);
     let d = Daemon::start(&format!(
@@ -772,8 +771,60 @@ fn a_delegates_row_sends_from_another_local_ip() {
     };
     assert_eq!(peer("@moved.example"), "127.0.0.3");
     assert_eq!(peer("@stays.example"), "127.0.0.2");
-    assert!(
-        d.log().contains("not supported for delegates"),
-        "the mx: row is reported"
+}
+
+#[test]
+fn an_mx_delegates_row_moves_every_domain_hosted_there_and_a_domain_row_still_wins() {
+    use common::peers::dns;
+    let dir = tempfile::tempdir().unwrap();
+    let (db, out) = (dir.path().join("settings.db"), dir.path().join("arrivals.jsonl"));
+    sql(
+        &db,
+        "CREATE TABLE delegates (id INTEGER PRIMARY KEY, localip TEXT, domain TEXT, delegate TEXT);
+         INSERT INTO delegates (localip, domain, delegate) VALUES
+           ('127.0.0.2', 'mx:*.provider.test', '127.0.0.4'),
+           ('127.0.0.2', 'special.test', '127.0.0.3');",
     );
+    let receiver = recorder(&out, None);
+    let server = dns(&[
+        "--mx-host=company.test,mx1.provider.test,10".to_string(),
+        "--mx-host=special.test,mx2.provider.test,10".to_string(),
+        "--mx-host=own.test,mx.own.test,10".to_string(),
+        "--host-record=mx1.provider.test,127.0.0.1".to_string(),
+        "--host-record=mx2.provider.test,127.0.0.1".to_string(),
+        "--host-record=mx.own.test,127.0.0.1".to_string(),
+    ]);
+    let d = Daemon::start(&format!(
+        "delivery-enabled: true\ndns-server: 127.0.0.1:{}\ndelivery-port: {}\ndatabase-address: sqlite://{}\ndelivery-ips: 127.0.0.2\n",
+        server.port,
+        receiver.port,
+        db.display()
+    ));
+    inject(
+        &d,
+        &[
+            message(1, "company.test"),
+            message(2, "special.test"),
+            message(3, "own.test"),
+        ],
+    );
+    let seen = arrivals(&out, 3, Duration::from_secs(30));
+    assert_eq!(seen.len(), 3, "{}", d.log_tail(30));
+    let peer = |domain: &str| {
+        seen.iter()
+            .find(|m| m["to"][0].as_str().is_some_and(|r| r.ends_with(domain)))
+            .map(|m| m["peer"].as_str().unwrap_or("").to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        peer("@company.test"),
+        "127.0.0.4",
+        "hosted at the provider: the mx: row"
+    );
+    assert_eq!(
+        peer("@special.test"),
+        "127.0.0.3",
+        "(localip, domain) beats (localip, mx:)"
+    );
+    assert_eq!(peer("@own.test"), "127.0.0.2", "not hosted there: its own IP");
 }

@@ -114,9 +114,110 @@ async fn wait(decision: Decision, shutdown: &watch::Receiver<bool>) -> bool {
     }
 }
 
+/// A route's waiting jobs, one queue per recipient domain (the shaper's
+/// destination), so a domain waiting for its rate or a pause does not hold
+/// the other domains of its MX set behind it. Domains take turns.
+#[derive(Default)]
+struct Pending {
+    by_domain: HashMap<sluice_shaping::Destination, VecDeque<Job>>,
+    /// The domains with jobs, in turn order.
+    turns: VecDeque<sluice_shaping::Destination>,
+    len: usize,
+}
+
+/// Why [`Pending::pick`] gave no job.
+enum NoJob {
+    Empty,
+    /// Every domain's next job must wait: the soonest decision.
+    NotNow(Decision),
+}
+
+impl Pending {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn push_back(&mut self, to: sluice_shaping::Destination, job: Job) {
+        self.queue(to).push_back(job);
+    }
+
+    fn queue(&mut self, to: sluice_shaping::Destination) -> &mut VecDeque<Job> {
+        self.len += 1;
+        match self.by_domain.entry(to) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                self.turns.push_back(e.key().clone());
+                e.insert(VecDeque::new())
+            }
+        }
+    }
+
+    /// The first domain, in turn, whose next job `decide` lets go (any
+    /// decision but a wait), without taking it.
+    fn ready(
+        &self,
+        mut decide: impl FnMut(&sluice_shaping::Destination, &Job) -> Decision,
+    ) -> Result<sluice_shaping::Destination, NoJob> {
+        let mut soonest: Option<Decision> = None;
+        for to in &self.turns {
+            let Some(job) = self.by_domain.get(to).and_then(VecDeque::front) else {
+                continue;
+            };
+            match decide(to, job) {
+                Decision::Go => return Ok(to.clone()),
+                d => soonest = Some(soonest.map_or(d, |s| sooner(s, d))),
+            }
+        }
+        Err(soonest.map_or(NoJob::Empty, NoJob::NotNow))
+    }
+
+    /// Takes the next job of the first domain `decide` lets go; that domain
+    /// goes to the back of the turns.
+    fn pick(&mut self, decide: impl FnMut(&sluice_shaping::Destination, &Job) -> Decision) -> Result<Job, NoJob> {
+        let to = self.ready(decide)?;
+        Ok(self.take(&to).expect("ready names a domain with jobs"))
+    }
+
+    fn take(&mut self, to: &sluice_shaping::Destination) -> Option<Job> {
+        let queue = self.by_domain.get_mut(to)?;
+        let job = queue.pop_front()?;
+        self.len -= 1;
+        let left = !queue.is_empty();
+        if let Some(i) = self.turns.iter().position(|t| t == to) {
+            self.turns.remove(i);
+        }
+        if left {
+            self.turns.push_back(to.clone());
+        } else {
+            self.by_domain.remove(to);
+        }
+        Some(job)
+    }
+
+    /// Every job, the queues emptied.
+    fn drain(&mut self) -> Vec<Job> {
+        self.turns.clear();
+        self.len = 0;
+        self.by_domain.drain().flat_map(|(_, q)| q).collect()
+    }
+}
+
+/// The sooner of two "not now" decisions (a wait before a full connection count, which is looked at again soon).
+fn sooner(a: Decision, b: Decision) -> Decision {
+    match (a, b) {
+        (Decision::Wait(x), Decision::Wait(y)) => Decision::Wait(x.min(y)),
+        (Decision::Wait(x), _) | (_, Decision::Wait(x)) => Decision::Wait(x),
+        (x, _) => x,
+    }
+}
+
 struct Destination {
     route: Route,
-    pending: RefCell<VecDeque<Job>>,
+    pending: RefCell<Pending>,
     /// Connections (open or opening) serving this destination.
     active: Cell<usize>,
     /// Of those, waiting for a job.
@@ -150,7 +251,7 @@ pub async fn run<C: Connector>(connector: Rc<C>, limits: Limits, mut jobs: mpsc:
             .or_insert_with(|| {
                 Rc::new(Destination {
                     route: job.route.clone(),
-                    pending: RefCell::new(VecDeque::new()),
+                    pending: RefCell::new(Pending::default()),
                     active: Cell::new(0),
                     idle: Cell::new(0),
                     wake: Notify::new(),
@@ -163,7 +264,7 @@ pub async fn run<C: Connector>(connector: Rc<C>, limits: Limits, mut jobs: mpsc:
             let connections = shaper.limits(&to, &mx_hosts(&dest.route), now()).connections.value;
             connections.map_or(usize::MAX, |n| n as usize)
         };
-        dest.pending.borrow_mut().push_back(job);
+        dest.pending.borrow_mut().push_back(shaped(&dest.route, &job), job);
         if dest.idle.get() > 0 {
             dest.wake.notify_one();
         }
@@ -200,33 +301,37 @@ async fn serve<C: Connector>(connector: Rc<C>, limits: Limits, dest: Rc<Destinat
                 break;
             }
         }
-        // The domain of the job at the head decides when a connection may open.
-        // Opening only to wait for the head job's message rate or a pause would waste a connection.
-        let (first, decision) = {
+        // A connection opens for the first domain (in turn) whose next job may go now:
+        // opening only to wait for a message rate or a pause would waste a connection.
+        let ready = {
             let pending = dest.pending.borrow();
-            let Some(job) = pending.front() else { break };
-            let first = shaped(&dest.route, job);
-            let head_tags = tags(job);
-            let mut decision = Decision::Go;
+            let mut ready = Err(NoJob::Empty);
             shaper(&mut |s| {
                 let now = now();
-                decision = s.held(&first, &hosts, None, &head_tags, now);
-                if decision == Decision::Go {
-                    decision = s.may_connect(&first, &hosts, None, now);
-                }
-                if decision == Decision::Go {
-                    decision = s.may_send(&first, &hosts, None, now);
-                }
+                ready = pending.ready(|to, job| {
+                    let mut d = s.held(to, &hosts, None, &tags(job), now);
+                    if d == Decision::Go {
+                        d = s.may_connect(to, &hosts, None, now);
+                    }
+                    if d == Decision::Go {
+                        d = s.may_send(to, &hosts, None, now);
+                    }
+                    d
+                });
             });
-            (first, decision)
+            ready
         };
-        if decision != Decision::Go {
-            // One waiting connection per destination is enough: another one serves these jobs.
-            if dest.active.get() > 1 || !wait(decision, &limits.shutdown).await {
-                break;
+        let first = match ready {
+            Ok(first) => first,
+            Err(NoJob::Empty) => break,
+            Err(NoJob::NotNow(decision)) => {
+                // One waiting connection per destination is enough: another one serves these jobs.
+                if dest.active.get() > 1 || !wait(decision, &limits.shutdown).await {
+                    break;
+                }
+                continue;
             }
-            continue;
-        }
+        };
         let mut connection = match connector.open(&dest.route, &first).await {
             Ok(c) => c,
             Err(OpenError::NotNow(decision)) => {
@@ -237,7 +342,7 @@ async fn serve<C: Connector>(connector: Rc<C>, limits: Limits, dest: Rc<Destinat
             }
             Err(OpenError::Failed(attempt)) => {
                 tracing::debug!(destination = dest.route.name(), state = attempt.state.as_str(), reason = %attempt.description, "cannot connect");
-                let waiting: Vec<Job> = dest.pending.borrow_mut().drain(..).collect();
+                let waiting: Vec<Job> = dest.pending.borrow_mut().drain();
                 for job in waiting {
                     connector.settle(job, &attempt);
                 }
@@ -253,46 +358,53 @@ async fn serve<C: Connector>(connector: Rc<C>, limits: Limits, dest: Rc<Destinat
         });
         let mut sent = 0;
         loop {
-            let next = dest.pending.borrow_mut().pop_front();
-            let Some(job) = next else {
-                if stopping() {
-                    break;
-                }
-                dest.idle.set(dest.idle.get() + 1);
-                let mut stop = limits.shutdown.clone();
-                let woken = tokio::select! {
-                    _ = dest.wake.notified() => true,
-                    _ = tokio::time::sleep(idle) => false,
-                    _ = crate::shutdown::requested(&mut stop) => false,
-                };
-                dest.idle.set(dest.idle.get() - 1);
-                if woken {
-                    continue;
-                }
-                break;
-            };
-            let to = shaped(&dest.route, &job);
-            let mut decision = Decision::Go;
-            let job_tags = tags(&job);
+            let mut next = Err(NoJob::Empty);
             shaper(&mut |s| {
                 let now = now();
-                decision = s.held(&to, &hosts, Some(remote), &job_tags, now);
-                if decision == Decision::Go {
-                    decision = s.may_send(&to, &hosts, Some(remote), now);
-                }
+                next =
+                    dest.pending
+                        .borrow_mut()
+                        .pick(|to, job| match s.held(to, &hosts, Some(remote), &tags(job), now) {
+                            Decision::Go => s.may_send(to, &hosts, Some(remote), now),
+                            d => d,
+                        });
             });
-            if let Decision::Wait(when) = decision {
-                // Waiting keeps the job first in line; a long wait gives the connection up.
-                dest.pending.borrow_mut().push_front(job);
-                if at(when).saturating_duration_since(Instant::now()) > idle {
-                    resume = Some(when);
+            let job = match next {
+                Ok(job) => job,
+                Err(NoJob::NotNow(decision)) => {
+                    // Waiting keeps every job in its line; a long wait gives the connection up.
+                    let when = match decision {
+                        Decision::Wait(when) => when,
+                        _ => now() + Duration::from_millis(200),
+                    };
+                    if at(when).saturating_duration_since(Instant::now()) > idle {
+                        resume = Some(when);
+                        break;
+                    }
+                    if !wait(decision, &limits.shutdown).await {
+                        break;
+                    }
+                    continue;
+                }
+                Err(NoJob::Empty) => {
+                    if stopping() {
+                        break;
+                    }
+                    dest.idle.set(dest.idle.get() + 1);
+                    let mut stop = limits.shutdown.clone();
+                    let woken = tokio::select! {
+                        _ = dest.wake.notified() => true,
+                        _ = tokio::time::sleep(idle) => false,
+                        _ = crate::shutdown::requested(&mut stop) => false,
+                    };
+                    dest.idle.set(dest.idle.get() - 1);
+                    if woken {
+                        continue;
+                    }
                     break;
                 }
-                if !wait(decision, &limits.shutdown).await {
-                    break;
-                }
-                continue;
-            }
+            };
+            let to = shaped(&dest.route, &job);
             shaper(&mut |s| s.sent(&to, &hosts, remote, now()));
             let result = connector.send(&mut connection, &job).await;
             let attempt = match &result {

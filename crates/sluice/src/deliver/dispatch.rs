@@ -243,6 +243,10 @@ impl Dispatcher {
             match domains.get(domain) {
                 Some(Some(Ok(set))) => {
                     r.route.next = Next::Mx(set.clone());
+                    if self.engine.settings.mx_delegates() {
+                        let hosts = super::destination::mx_hosts(&r.route);
+                        r.route.local = self.engine.delegate_by_mx(&r.msg, &hosts);
+                    }
                     out.push(r);
                 }
                 Some(Some(Err(e))) => {

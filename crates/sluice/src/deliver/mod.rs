@@ -214,20 +214,30 @@ impl Engine {
             Some(relay) => Next::Relay(relay),
             None => Next::Domain(msg.domain.clone()),
         };
+        let local = self.settings.delegate(self.own_local(msg), &msg.domain, &[]);
+        Route { next, local }
+    }
+
+    /// The local IP once the MX hosts are known: the `delegates` rows with
+    /// an `mx:` scope may name another.
+    pub fn delegate_by_mx(&self, msg: &Outgoing, mx_hosts: &[String]) -> Option<IpAddr> {
+        self.settings.delegate(self.own_local(msg), &msg.domain, mx_hosts)
+    }
+
+    /// The local IP of the message's `ips` (else `delivery-ips`), before delegates.
+    fn own_local(&self, msg: &Outgoing) -> Option<IpAddr> {
         let ips = if msg.ips.is_empty() {
             &self.delivery_ips
         } else {
             &msg.ips
         };
-        let local = (!ips.is_empty()).then(|| {
+        (!ips.is_empty()).then(|| {
             let h = msg
                 .domain
                 .bytes()
                 .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
             ips[h % ips.len()]
-        });
-        let local = self.settings.delegate(local, &msg.domain);
-        Route { next, local }
+        })
     }
 
     /// Decides what `attempt` means for a message and stores that in the

@@ -97,10 +97,21 @@ impl Live {
         Ok(())
     }
 
-    /// The local IP mail from `local` to `domain` goes from (a `delegates` row, else `local`).
-    pub fn delegate(&self, local: Option<std::net::IpAddr>, domain: &str) -> Option<std::net::IpAddr> {
+    /// The local IP mail from `local` to `domain` (MX hosts `mx_hosts`, when
+    /// known) goes from: a `delegates` row, else `local`.
+    pub fn delegate(
+        &self,
+        local: Option<std::net::IpAddr>,
+        domain: &str,
+        mx_hosts: &[String],
+    ) -> Option<std::net::IpAddr> {
         let delegates = self.delegates.read().unwrap_or_else(|e| e.into_inner());
-        delegates.delegate(local, domain).or(local)
+        delegates.delegate(local, domain, mx_hosts).or(local)
+    }
+
+    /// Whether a `delegates` row has an `mx:` scope (then the MX hosts decide too).
+    pub fn mx_delegates(&self) -> bool {
+        self.delegates.read().unwrap_or_else(|e| e.into_inner()).has_mx()
     }
 
     /// The EHLO name for connections from `local`, when the `mtanames` table has one.

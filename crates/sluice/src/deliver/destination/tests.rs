@@ -409,6 +409,43 @@ async fn a_message_rate_from_the_policy_spaces_one_domain_and_not_another() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_domain_waiting_for_its_rate_does_not_hold_the_others_of_its_mx_set() {
+    let mut recorder = Recorder::new(Duration::from_millis(10));
+    recorder.record_times = true;
+    let r = Rc::new(recorder);
+    let mut slow = CapacityRow::inheriting(1, None, DomainScope::parse("slow.example").unwrap());
+    slow.message_rate = Limit::Of("60/min".parse().unwrap());
+    // One connection: every job of the route goes over it, in one line before this change.
+    let (limits, _stop) = limits_with(vec![slow], 1, 100, 1000);
+    // Both domains have the same MX host: one route.
+    let shared = route("mx.shared.example");
+    schedule(r.clone(), limits, async |tx| {
+        for id in 0..5 {
+            tx.send(job_to(id, &shared, "slow.example")).unwrap();
+        }
+        for id in 100..105 {
+            tx.send(job_to(id, &shared, "fast.example")).unwrap();
+        }
+    })
+    .await;
+    let times = r.times.borrow().clone();
+    let slow_at: Vec<Duration> = times.iter().filter(|(job, _)| *job < 100).map(|(_, t)| *t).collect();
+    let fast_at: Vec<Duration> = times.iter().filter(|(job, _)| *job >= 100).map(|(_, t)| *t).collect();
+    assert_eq!((slow_at.len(), fast_at.len()), (5, 5));
+    // The fast domain's five went while the slow one waited for its second.
+    assert!(
+        fast_at.iter().all(|t| *t < slow_at[1]),
+        "fast {fast_at:?} slow {slow_at:?}"
+    );
+    // The slow one kept its pace: one a second.
+    for pair in slow_at.windows(2) {
+        assert!(pair[1] - pair[0] >= Duration::from_secs(1), "{slow_at:?}");
+    }
+    assert_eq!(r.opens(), 1, "one connection carried both: {:?}", r.events());
+    assert_eq!(r.settled().len(), 10);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_slow_rate_gives_the_connection_up_and_opens_one_when_due() {
     let mut recorder = Recorder::new(Duration::from_millis(10));
     recorder.record_times = true;
