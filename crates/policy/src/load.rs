@@ -35,6 +35,8 @@ pub struct Policy {
     pub mtanames: MtaNames,
     pub delegates: Delegates,
     pub dkim: crate::dkim::DkimKeys,
+    /// The `tokens` table: Bearer tokens the HTTP API accepts.
+    pub tokens: Vec<String>,
     /// Rows skipped (invalid) or shadowed (a lower id has the same scope).
     pub problems: Vec<Problem>,
 }
@@ -66,6 +68,7 @@ pub fn load(store: &mut dyn Store) -> Result<Policy, DbError> {
     policy.mtanames = mtanames(store, &mut policy.problems)?;
     policy.delegates = delegates(store, &mut policy.problems)?;
     policy.dkim = crate::dkim::dkim(store, &mut policy.problems)?;
+    policy.tokens = read(store, &crate::schema::TOKENS, token_row, &mut policy.problems)?;
     Ok(policy)
 }
 
@@ -610,6 +613,18 @@ pub fn delegates(store: &mut dyn Store, problems: &mut Vec<Problem>) -> Result<D
     Ok(out)
 }
 
+/// A `tokens` row. The token is a secret: no report quotes it.
+fn token_row(row: &Row) -> Result<String, String> {
+    let token = row.text("token")?.ok_or("token: missing")?;
+    if token.len() < 16 {
+        return Err("token: shorter than 16 characters (too easy to guess)".into());
+    }
+    if token.len() > 256 || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("token: at most 256 printable ASCII characters, no spaces".into());
+    }
+    Ok(token)
+}
+
 /// Whether `row` would be a usable row of `table` (what the API checks
 /// before it writes one), or why not. A dkim_patterns row's key is checked
 /// for existence by the caller, which knows the keys.
@@ -626,6 +641,7 @@ pub fn check_row(table: &Table, row: &Row) -> Result<(), String> {
         n if n == s::DKIM_PATTERNS.name => crate::dkim::pattern_row(row).map(drop),
         n if n == s::LOCALS.name => local_row(row).map(drop),
         n if n == s::SUPPRESSIONS.name => suppression_row(row).map(drop),
+        n if n == s::TOKENS.name => token_row(row).map(drop),
         _ => Err(format!("{}: not a settings table", table.name)),
     }
 }

@@ -123,7 +123,14 @@ pub const SUPPRESSIONS: Table = Table {
     ],
 };
 
-/// Every table, in the spec's order.
+/// Bearer tokens for the HTTP API besides `www-tokens` (spec: "a `tokens`
+/// table"): `token`, `description`. Never answered by any API.
+pub const TOKENS: Table = Table {
+    name: "tokens",
+    columns: &[("token", T), ("description", T)],
+};
+
+/// Every table, in the spec's order (`tokens` last).
 pub const TABLES: &[&Table] = &[
     &CAPACITY,
     &FLOOD_RESPONSES,
@@ -135,4 +142,5 @@ pub const TABLES: &[&Table] = &[
     &DKIM_PATTERNS,
     &LOCALS,
     &SUPPRESSIONS,
+    &TOKENS,
 ];

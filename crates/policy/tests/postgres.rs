@@ -118,10 +118,14 @@ fn instances_starting_together_migrate_once_without_error() {
 fn a_broken_connection_is_opened_again() {
     let db = PgDatabase::create();
     let mut s = store(&db);
-    // The server ends every session of this database but psql's own.
-    db.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()");
-    // The first call may see the broken connection; the one after it reconnects.
-    let _ = s.version();
+    // The server ends every session of this database but psql's own, and they are gone.
+    let others = "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()";
+    db.sql(&format!("SELECT pg_terminate_backend(pid) {others}"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while db.sql(&format!("SELECT count(*) {others}")).trim() != "0" && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // A read finds the connection broken and goes again on a new one.
     assert!(s.version().is_ok());
     assert!(load(s.as_mut()).is_ok());
 }

@@ -265,3 +265,52 @@ fn the_command_line_edits_the_tables_and_a_running_daemon_follows_at_once() {
     assert!(!cli(&["suppress", "add", "type=address", "value=no-at-sign"]).0);
     assert!(!cli(&["capacity", "add", "domain"]).0, "NAME=VALUE is required");
 }
+
+#[test]
+fn a_tokens_row_is_a_bearer_token_no_api_shows_and_the_cli_finds_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("settings.db");
+    sql(
+        &db,
+        "CREATE TABLE tokens (id INTEGER PRIMARY KEY, token TEXT, description TEXT);
+         INSERT INTO tokens (token, description) VALUES ('a-long-enough-token-1234', 'monitoring'), ('short', 'weak');",
+    );
+    let d = Daemon::start(&format!("database-address: sqlite://{}\n", db.display()));
+    // A row in the table makes authentication required, as www-tokens does.
+    assert_eq!(request(&d, "GET", "/v1/capacity", JSON, "", None).0, 401);
+    assert_eq!(
+        request(
+            &d,
+            "GET",
+            "/v1/capacity",
+            JSON,
+            "",
+            Some("Bearer a-long-enough-token-1234")
+        )
+        .0,
+        200
+    );
+    assert_eq!(
+        request(&d, "GET", "/v1/capacity", JSON, "", Some("Bearer short")).0,
+        401,
+        "too short: skipped"
+    );
+    assert!(d.log().contains("shorter than 16"), "the weak row is reported");
+    assert!(
+        !d.log().contains("'short'") && !d.log().contains("a-long-enough"),
+        "no token in the log"
+    );
+    // No resource lists them.
+    let (code, _) = request(
+        &d,
+        "GET",
+        "/v1/tokens",
+        JSON,
+        "",
+        Some("Bearer a-long-enough-token-1234"),
+    );
+    assert_eq!(code, 404);
+    // The CLI, whose config has no credentials, authenticates with the table's token.
+    let out = d.cli(&["policy", "show", "example.com"], b"");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -68,6 +68,16 @@ impl Postgres {
         Ok(out?)
     }
 
+    /// Runs a read; when the connection turns out to have broken (a server
+    /// restart), once more on a new one. Writes are not repeated: whether a
+    /// commit whose answer was lost took effect is unknown.
+    fn read<T>(&mut self, op: impl Fn(&mut postgres::Client) -> Result<T, postgres::Error>) -> Result<T, DbError> {
+        match self.with(&op) {
+            Err(_) if self.client.is_none() => self.with(&op),
+            other => other,
+        }
+    }
+
     /// Runs one write and raises the change marker, both or neither.
     fn write(&mut self, sql: &str, params: Vec<Value>, returning: bool) -> Result<i64, DbError> {
         let params: Vec<Option<String>> = params.iter().map(bound).collect();
@@ -136,7 +146,7 @@ impl Store for Postgres {
     }
 
     fn rows(&mut self, table: &Table) -> Result<Vec<Row>, DbError> {
-        let found = self.with(|c| c.query(&SQL.select(table), &[]))?;
+        let found = self.read(|c| c.query(&SQL.select(table), &[]))?;
         let mut rows = Vec::with_capacity(found.len());
         for r in found {
             let id: Option<String> = r.try_get(0)?;
@@ -176,7 +186,7 @@ impl Store for Postgres {
     dialect_writes!();
 
     fn version(&mut self) -> Result<i64, DbError> {
-        self.with(|c| {
+        self.read(|c| {
             c.query_one(&format!("SELECT version FROM {VERSION_TABLE} WHERE id = 1"), &[])
                 .and_then(|r| r.try_get(0))
         })

@@ -10,6 +10,9 @@ use std::net::TcpStream;
 pub struct ApiClient {
     addr: String,
     auth: Option<String>,
+    /// Without credentials in the config: the config, to read a token from
+    /// the settings database's `tokens` table when the daemon asks for one.
+    config: Option<Config>,
 }
 
 impl ApiClient {
@@ -33,11 +36,38 @@ impl ApiClient {
                     )
                 })
                 .or_else(|| s.www_tokens.first().map(|t| format!("Bearer {t}"))),
+            config: None,
+        }
+        .with_table_fallback(c)
+    }
+
+    fn with_table_fallback(mut self, c: &Config) -> Self {
+        if self.auth.is_none() {
+            self.config = Some(c.clone());
+        }
+        self
+    }
+
+    /// Sends a request; returns the JSON body of a 2xx answer, or the API's
+    /// error. Refused for want of credentials the config does not have, it
+    /// tries once more with a token of the settings database's `tokens` table.
+    pub fn call(&self, method: &str, path: &str, body: &[u8]) -> Result<serde_json::Value> {
+        match self.send(method, path, body, self.auth.as_deref()) {
+            Err(e) if e.to_string().starts_with("daemon answered 401") => {
+                let token = self.config.as_ref().and_then(|c| {
+                    let (_, policy, _) = crate::policy::open(c).ok()?;
+                    policy.tokens.first().map(|t| format!("Bearer {t}"))
+                });
+                match token {
+                    Some(t) => self.send(method, path, body, Some(&t)),
+                    None => Err(e),
+                }
+            }
+            other => other,
         }
     }
 
-    /// Sends a request; returns the JSON body of a 2xx answer, or the API's error.
-    pub fn call(&self, method: &str, path: &str, body: &[u8]) -> Result<serde_json::Value> {
+    fn send(&self, method: &str, path: &str, body: &[u8], auth: Option<&str>) -> Result<serde_json::Value> {
         let mut s = TcpStream::connect(&self.addr).with_context(|| {
             format!(
                 "cannot reach the sluice daemon at {} (is `sluice run` running?)",
@@ -49,7 +79,7 @@ impl ApiClient {
             self.addr,
             body.len()
         );
-        if let Some(a) = &self.auth {
+        if let Some(a) = auth {
             req.push_str(&format!("Authorization: {a}\r\n"));
         }
         req.push_str("\r\n");

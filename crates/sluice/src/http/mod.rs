@@ -45,7 +45,7 @@ impl Api {
 /// Whether an `Authorization` header carries exactly `basic` (`user:password`)
 /// by the Basic scheme, or one of `tokens` by the Bearer scheme; scheme names
 /// are case-insensitive (RFC 7235 §2.1).
-fn authorized(header: Option<&[u8]>, basic: Option<&str>, tokens: &[String]) -> bool {
+fn authorized(header: Option<&[u8]>, basic: Option<&str>, tokens: &[&[String]]) -> bool {
     let Some(value) = header.and_then(|h| std::str::from_utf8(h).ok()) else {
         return false;
     };
@@ -53,7 +53,11 @@ fn authorized(header: Option<&[u8]>, basic: Option<&str>, tokens: &[String]) -> 
         return false;
     };
     if scheme.eq_ignore_ascii_case("bearer") {
-        return tokens.iter().any(|t| same(token.trim().as_bytes(), t.as_bytes()));
+        let given = token.trim().as_bytes();
+        return tokens
+            .iter()
+            .flat_map(|list| list.iter())
+            .any(|t| same(given, t.as_bytes()));
     }
     if !scheme.eq_ignore_ascii_case("basic") {
         return false;
@@ -171,9 +175,11 @@ async fn json_errors(req: Request, next: Next) -> Response {
 }
 
 async fn require_auth(State(api): ApiState, req: Request, next: Next) -> Response {
-    if api.basic_auth.is_some() || !api.tokens.is_empty() {
+    // The `tokens` table's tokens count as `www-tokens` do (and, like them, make authentication required).
+    let table = api.settings.as_ref().map(|db| db.live.tokens()).unwrap_or_default();
+    if api.basic_auth.is_some() || !api.tokens.is_empty() || !table.is_empty() {
         let given = req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes());
-        if !authorized(given, api.basic_auth.as_deref(), &api.tokens) {
+        if !authorized(given, api.basic_auth.as_deref(), &[&api.tokens, &table]) {
             return (
                 StatusCode::UNAUTHORIZED,
                 [(header::WWW_AUTHENTICATE, "Basic realm=\"sluice\"")],

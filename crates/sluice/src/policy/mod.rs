@@ -29,6 +29,8 @@ pub struct Live {
     pub delegates: Arc<RwLock<Arc<sluice_policy::Delegates>>>,
     /// The `dkim_keys` the `dkim_patterns` pick by From address.
     pub dkim: Arc<RwLock<Arc<sluice_policy::DkimKeys>>>,
+    /// The `tokens` table: Bearer tokens the HTTP API accepts besides `www-tokens`.
+    pub tokens: Arc<RwLock<Arc<Vec<String>>>>,
     /// Problems already logged (each is logged once).
     reported: Arc<Mutex<HashSet<String>>>,
     /// The store's change marker when the policy in force was read.
@@ -59,6 +61,7 @@ impl Live {
             mtanames: Arc::new(RwLock::new(Arc::new(policy.mtanames.clone()))),
             delegates: Arc::new(RwLock::new(Arc::new(policy.delegates.clone()))),
             dkim: Arc::new(RwLock::new(Arc::new(policy.dkim.clone()))),
+            tokens: Arc::new(RwLock::new(Arc::new(policy.tokens.clone()))),
             reported: Arc::new(Mutex::new(HashSet::new())),
             flood_defaults: Arc::new(flood_defaults),
             version: Arc::new(AtomicI64::new(version)),
@@ -84,6 +87,7 @@ impl Live {
         *self.mtanames.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy.mtanames);
         *self.delegates.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy.delegates);
         *self.dkim.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy.dkim);
+        *self.tokens.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy.tokens);
     }
 
     /// Reads `store` and puts what it holds in force (after a change through the API).
@@ -118,6 +122,11 @@ impl Live {
     pub fn mtaname(&self, local: Option<std::net::IpAddr>) -> Option<String> {
         let names = self.mtanames.read().unwrap_or_else(|e| e.into_inner());
         local.and_then(|ip| names.get(&ip).cloned())
+    }
+
+    /// The `tokens` table's tokens in force.
+    pub fn tokens(&self) -> Arc<Vec<String>> {
+        self.tokens.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The DKIM keys of the database in force (a cheap clone of the snapshot).
