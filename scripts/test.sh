@@ -1,11 +1,24 @@
 #!/usr/bin/env bash
 # Runs every test. Installs the real peers the tests talk to when missing:
 # swaks, Postfix (smtp-source/smtp-sink, and a private instance as a mailbox),
-# dnsmasq (test DNS zones), rabbitmq-server, PostgreSQL, python3 with dkimpy,
-# aiosmtpd and pika. Starts a private RabbitMQ and a private PostgreSQL for
+# dnsmasq (test DNS zones), rabbitmq-server, PostgreSQL, Prometheus, python3
+# with dkimpy, aiosmtpd, pika and prometheus_client. Starts a private RabbitMQ and a private PostgreSQL for
 # the run, stopped at the end. Safe to run repeatedly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# Installs without starting the packages' own services (Postfix, RabbitMQ,
+# Prometheus would listen on their default ports): the tests start private ones.
+no_services() {
+  local made=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && made=1
+  fi
+  local status=0
+  "$@" || status=$?
+  [ -z "$made" ] || rm -f /usr/sbin/policy-rc.d
+  return $status
+}
 
 need=()
 command -v swaks >/dev/null || need+=(swaks)
@@ -22,13 +35,14 @@ command -v python3 >/dev/null || need+=(python3)
 command -v dnsmasq >/dev/null || need+=(dnsmasq-base)            # the loopback DNS server of delivery tests
 command -v openssl >/dev/null || need+=(openssl)                  # certificates for the test Postfix
 command -v rabbitmq-server >/dev/null || need+=(rabbitmq-server)  # the RabbitMQ backend's broker
+command -v prometheus >/dev/null || need+=(prometheus)            # scrapes /metrics in the metrics tests
 python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing test peers: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
   echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections 2>/dev/null || true
   apt-get update -q >/dev/null
-  apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
+  no_services apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
 fi
 # PostgreSQL (the shared settings database's tests): the server only, without
 # the cluster Debian would create and start on port 5432; the run starts its own.
@@ -38,7 +52,7 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   [ ${#need[@]} -gt 0 ] || apt-get update -q >/dev/null
   apt-get install -y -q --no-install-recommends postgresql-common >/dev/null
   sed -ri 's/^#?\s*create_main_cluster\s*=.*$/create_main_cluster = false/' /etc/postgresql-common/createcluster.conf
-  apt-get install -y -q --no-install-recommends postgresql postgresql-client >/dev/null
+  no_services apt-get install -y -q --no-install-recommends postgresql postgresql-client >/dev/null
 fi
 
 # What the tests rely on the peers for: a missing capability is an install
@@ -52,9 +66,11 @@ for feature in "TLS" "Basic AUTH"; do
   fi
 done
 
-# Python peers: aiosmtpd (an SMTP server with AUTH and STARTTLS), dkimpy (a DKIM verifier), pika (AMQP).
-if ! python3 -c "import aiosmtpd, dkim, nacl, pika" 2>/dev/null; then
-  python3 -m pip install -q aiosmtpd dkimpy pynacl pika 2>/dev/null || python3 -m pip install -q --break-system-packages aiosmtpd dkimpy pynacl pika
+# Python peers: aiosmtpd (an SMTP server with AUTH and STARTTLS), dkimpy (a DKIM verifier), pika (AMQP),
+# prometheus_client (an OpenMetrics parser).
+if ! python3 -c "import aiosmtpd, dkim, nacl, pika, prometheus_client" 2>/dev/null; then
+  py=(aiosmtpd dkimpy pynacl pika prometheus_client)
+  python3 -m pip install -q "${py[@]}" 2>/dev/null || python3 -m pip install -q --break-system-packages "${py[@]}"
 fi
 
 # A private RabbitMQ for the run, stopped at the end. Tests that stop and

@@ -22,12 +22,25 @@ use std::time::Duration;
 use tokio::sync::{oneshot, Notify};
 
 /// Tuning for the embedded store.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct StoreOptions {
     /// A segment file is closed and a new one started past this size.
     pub segment_size: u64,
     /// Most requests folded into one commit.
     pub max_batch: usize,
+    /// Told of every group commit: how long it took (write and fsync) and
+    /// how many requests it carried (the daemon's metrics).
+    pub on_commit: Option<Arc<dyn Fn(Duration, usize) + Send + Sync>>,
+}
+
+impl std::fmt::Debug for StoreOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreOptions")
+            .field("segment_size", &self.segment_size)
+            .field("max_batch", &self.max_batch)
+            .field("on_commit", &self.on_commit.is_some())
+            .finish()
+    }
 }
 
 impl Default for StoreOptions {
@@ -35,6 +48,7 @@ impl Default for StoreOptions {
         StoreOptions {
             segment_size: 64 << 20,
             max_batch: 4096,
+            on_commit: None,
         }
     }
 }
@@ -290,7 +304,11 @@ impl Committer {
                     Err(_) => break,
                 }
             }
+            let started = std::time::Instant::now();
             let result = self.commit(&mut batch);
+            if let (Some(told), Ok(())) = (&self.options.on_commit, &result) {
+                told(started.elapsed(), batch.len());
+            }
             for req in batch {
                 let answer = match &result {
                     Ok(()) => Ok(()),

@@ -229,8 +229,7 @@ fn open_queue(c: &Config, data: &std::path::Path) -> Result<Queues> {
         }
         return Ok((Arc::new(rmq), None));
     }
-    let store =
-        Arc::new(EmbeddedStore::open(&data.join("queue"), StoreOptions::default()).context("opening the queue store")?);
+    let store = Arc::new(EmbeddedStore::open(&data.join("queue"), store_options()).context("opening the queue store")?);
     Ok((store.clone(), Some(store)))
 }
 
@@ -243,5 +242,13 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
+    }
+}
+
+/// The embedded store's options: defaults, its commits counted in the metrics.
+fn store_options() -> StoreOptions {
+    StoreOptions {
+        on_commit: Some(Arc::new(|took, n| crate::metrics::get().committed(took, n))),
+        ..StoreOptions::default()
     }
 }

@@ -8,6 +8,7 @@ mod deliver;
 mod headers;
 mod http;
 mod jsonlog;
+mod metrics;
 mod policy;
 mod privileges;
 mod queues;

@@ -298,7 +298,9 @@ impl Client {
             return Err(self.attempt(Stage::StartTls, ResultKind::Error, "STARTTLS on a secured connection"));
         };
         let handshake = tls.connect(super::tls::server_name(host), tcp);
-        let stream = match timeout(self.timeouts.reply(Stage::StartTls), handshake).await {
+        let done = timeout(self.timeouts.reply(Stage::StartTls), handshake).await;
+        crate::metrics::handshake("outbound", matches!(done, Ok(Ok(_))));
+        let stream = match done {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 return Err(self.attempt(Stage::StartTls, ResultKind::Error, format!("TLS handshake failed: {e}")))

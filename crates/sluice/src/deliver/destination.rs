@@ -406,7 +406,11 @@ async fn serve<C: Connector>(connector: Rc<C>, limits: Limits, dest: Rc<Destinat
             };
             let to = shaped(&dest.route, &job);
             shaper(&mut |s| s.sent(&to, &hosts, remote, now()));
+            let started = Instant::now();
             let result = connector.send(&mut connection, &job).await;
+            crate::metrics::get()
+                .attempt_seconds
+                .observe(started.elapsed().as_secs_f64());
             let attempt = match &result {
                 Ok(a) | Err(a) => a,
             };

@@ -256,6 +256,17 @@ impl Engine {
         let now = sluice_queue::now_ms();
         let entry = self.send_log.enabled().then(|| outcome::log_entry(&msg, attempt, now));
         let out = outcome::decide(&self.policy, msg, attempt, now);
+        let metrics = crate::metrics::get();
+        let labels = crate::metrics::AttemptLabels {
+            state: attempt.state.as_str(),
+            result: attempt.kind.as_str(),
+        };
+        metrics.attempts.get_or_create(&labels).inc();
+        let verdict = out.verdict.as_str();
+        metrics
+            .verdicts
+            .get_or_create(&crate::metrics::VerdictLabels { verdict })
+            .inc();
         let line = entry.map(|e| outcome::log_line(e, out.verdict));
         let engine = self.clone();
         tokio::spawn(async move {

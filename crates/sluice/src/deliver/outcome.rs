@@ -264,6 +264,17 @@ pub enum Verdict {
     Retry,
 }
 
+impl Verdict {
+    /// As the send-log and the metrics name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Delivered => "delivered",
+            Verdict::Failed => "failed",
+            Verdict::Retry => "retry",
+        }
+    }
+}
+
 /// The decision and what to publish for it.
 #[derive(Debug)]
 pub struct Outcome {
@@ -374,12 +385,7 @@ pub fn log_entry(msg: &Outgoing, attempt: &Attempt, now_ms: u64) -> Map<String, 
 
 /// The finished `send-log` line.
 pub fn log_line(mut entry: Map<String, Value>, verdict: Verdict) -> String {
-    let verdict = match verdict {
-        Verdict::Delivered => "delivered",
-        Verdict::Failed => "failed",
-        Verdict::Retry => "retry",
-    };
-    entry.insert("verdict".into(), verdict.into());
+    entry.insert("verdict".into(), verdict.as_str().into());
     Value::Object(entry).to_string()
 }
 

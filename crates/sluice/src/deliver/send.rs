@@ -38,6 +38,7 @@ pub struct Connection {
     client: Client,
     hooks: Option<OutboundHooks>,
     _counted: connect::Reservation,
+    _open: crate::metrics::Open,
 }
 
 impl Connector for Smtp {
@@ -76,6 +77,7 @@ impl Connector for Smtp {
             client,
             hooks,
             _counted: counted,
+            _open: crate::metrics::Open::new("outbound"),
         })
     }
 

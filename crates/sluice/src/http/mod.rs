@@ -110,6 +110,7 @@ type ApiState = State<Arc<Api>>;
 pub fn router(api: Arc<Api>) -> Router {
     Router::new()
         .route("/health", get(health))
+        .route("/metrics", get(metrics))
         .route("/queues", get(stats))
         .route("/queues/{name}", get(peek).post(push))
         .route("/queues/{name}/pop", post(pop))
@@ -302,7 +303,29 @@ async fn inject(State(api): ApiState, headers: HeaderMap, body: Body) -> Result<
         }
     }
     let outbox = api.names.outbox.clone();
-    publish(&api, &outbox, values).await
+    let n = values.len();
+    let answer = publish(&api, &outbox, values).await;
+    let code = if answer.is_ok() { 250 } else { 451 };
+    for _ in 0..n {
+        crate::metrics::get().received("http", code);
+    }
+    answer
+}
+
+/// `GET /metrics`: the Prometheus exposition, queue sizes read now.
+async fn metrics(State(api): ApiState) -> Response {
+    let m = crate::metrics::get();
+    if let Ok(stats) = api.writer.queue.stats().await {
+        m.set_queues(&stats);
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        m.encode(),
+    )
+        .into_response()
 }
 
 /// Any JSON values to any queue, as they are.
@@ -377,7 +400,9 @@ async fn submit(State(api): ApiState, headers: HeaderMap, body: Body) -> Result<
         main: &api.names.inbox,
         local: &api.names.local,
     };
-    let ids = crate::reception::store(&api.writer, queues, reception, &recipients).await?;
+    let stored = crate::reception::store(&api.writer, queues, reception, &recipients).await;
+    crate::metrics::get().received("http", if stored.is_ok() { 250 } else { 451 });
+    let ids = stored?;
     Ok(Json(
         json!({ "queued": ids.len(), "queue": api.names.inbox, "ids": ids }),
     ))

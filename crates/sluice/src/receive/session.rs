@@ -23,8 +23,10 @@ impl Conn {
         };
         let tls = tokio::time::timeout(inbound.timeout, inbound.tls.accept(tcp))
             .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
-        *self = Conn::Tls(Box::new(tls));
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"))
+            .and_then(|accepted| accepted);
+        crate::metrics::handshake("inbound", tls.is_ok());
+        *self = Conn::Tls(Box::new(tls?));
         Ok(())
     }
 
@@ -99,6 +101,7 @@ pub async fn serve(inbound: Arc<Inbound>, accepted: super::Accepted, contexts: R
     } = accepted;
     let n = inbound.connections.fetch_add(1, Ordering::Relaxed) + 1;
     let _slot = ConnectionSlot(&inbound);
+    let _open = crate::metrics::Open::new("inbound");
     let Some(mut local) = local.or_else(|| stream.local_addr().ok()) else {
         return;
     };
@@ -408,6 +411,7 @@ impl Session<'_> {
                         plugin_reply(stored.is_positive(), response).unwrap_or(stored)
                     }
                 };
+                crate::metrics::get().received("smtp", reply.code);
                 self.smtp.respond(reply);
             }
             Event::Close => {}

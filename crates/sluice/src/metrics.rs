@@ -1,0 +1,206 @@
+//! Prometheus metrics (`GET /metrics`, `docs/metrics.md`): one registry for
+//! the process, filled where things happen (reception, delivery, the store)
+//! and, for what is a state rather than an event (queue sizes), at scrape
+//! time. Every label takes values from a fixed set or the configured queue
+//! names, so no input can grow the number of series.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::{Registry, Unit};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Received {
+    /// `smtp`, or `http` (`/submit` and `/inject`, which `sluice send` and `sluice inject` use).
+    pub listener: &'static str,
+    /// `accepted`, `deferred` (4xx), `refused` (5xx).
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AttemptLabels {
+    /// Where the attempt ended (`message`, `connect`, `rcpt`, `dns`, …: the result JSON's `state`).
+    pub state: &'static str,
+    /// `accepted`, `error`, `timeout`, … (the result JSON's `result`).
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerdictLabels {
+    /// `delivered`, `failed` (final), `retry`.
+    pub verdict: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabels {
+    pub queue: String,
+    /// `ready`, `delayed`, `leased`.
+    pub state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Direction {
+    /// `inbound` or `outbound`.
+    pub direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TlsLabels {
+    pub direction: &'static str,
+    /// `ok` or `failed`.
+    pub result: &'static str,
+}
+
+/// The process's metrics.
+pub struct Metrics {
+    registry: Registry,
+    pub received: Family<Received, Counter>,
+    pub attempts: Family<AttemptLabels, Counter>,
+    pub verdicts: Family<VerdictLabels, Counter>,
+    pub queue_messages: Family<QueueLabels, Gauge>,
+    pub connections: Family<Direction, Gauge>,
+    pub tls: Family<TlsLabels, Counter>,
+    pub attempt_seconds: Histogram,
+    pub commit_seconds: Histogram,
+    pub commit_messages: Histogram,
+}
+
+/// The most queues whose sizes are exported (names come from the config and `POST /queues/{name}`).
+const MAX_QUEUES: usize = 64;
+
+impl Metrics {
+    fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("sluice");
+        let m = Metrics {
+            registry: Registry::default(),
+            received: Family::default(),
+            attempts: Family::default(),
+            verdicts: Family::default(),
+            queue_messages: Family::default(),
+            connections: Family::default(),
+            tls: Family::default(),
+            // 1 ms to about 65 s.
+            attempt_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 17)),
+            // 50 µs to about 1.6 s.
+            commit_seconds: Histogram::new(exponential_buckets(0.00005, 2.0, 16)),
+            commit_messages: Histogram::new(exponential_buckets(1.0, 2.0, 14)),
+        };
+        registry.register(
+            "messages_received",
+            "Messages received, by listener and by the reply given",
+            m.received.clone(),
+        );
+        registry.register(
+            "delivery_attempts",
+            "Delivery attempts, by the state they ended in and their result",
+            m.attempts.clone(),
+        );
+        registry.register(
+            "delivery_verdicts",
+            "What the delivery attempts meant: delivered, failed for good, or retried later",
+            m.verdicts.clone(),
+        );
+        registry.register(
+            "queue_messages",
+            "Messages in each queue, by state (read at scrape time)",
+            m.queue_messages.clone(),
+        );
+        registry.register(
+            "connections",
+            "SMTP connections open, inbound (clients) and outbound (delivery)",
+            m.connections.clone(),
+        );
+        registry.register(
+            "tls_handshakes",
+            "STARTTLS and implicit-TLS handshakes, by direction and outcome",
+            m.tls.clone(),
+        );
+        registry.register_with_unit(
+            "delivery_attempt_duration",
+            "Time of one delivery attempt on an open connection (MAIL to the final reply)",
+            Unit::Seconds,
+            m.attempt_seconds.clone(),
+        );
+        registry.register_with_unit(
+            "store_commit_duration",
+            "Time of one group commit of the embedded store (write and fsync)",
+            Unit::Seconds,
+            m.commit_seconds.clone(),
+        );
+        registry.register(
+            "store_commit_messages",
+            "Records written per group commit of the embedded store",
+            m.commit_messages.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// One message received on `listener`, answered with `code`.
+    pub fn received(&self, listener: &'static str, code: u16) {
+        let result = match code {
+            200..=399 => "accepted",
+            400..=499 => "deferred",
+            _ => "refused",
+        };
+        self.received.get_or_create(&Received { listener, result }).inc();
+    }
+
+    /// The queue sizes as the store reports them now.
+    pub fn set_queues(&self, stats: &[sluice_queue::QueueStats]) {
+        for q in stats.iter().take(MAX_QUEUES) {
+            for (state, n) in [("ready", q.ready), ("delayed", q.delayed), ("leased", q.leased)] {
+                let labels = QueueLabels {
+                    queue: q.name.clone(),
+                    state,
+                };
+                self.queue_messages.get_or_create(&labels).set(n as i64);
+            }
+        }
+    }
+
+    /// One group commit of `messages` records that took `took`.
+    pub fn committed(&self, took: Duration, messages: usize) {
+        self.commit_seconds.observe(took.as_secs_f64());
+        self.commit_messages.observe(messages as f64);
+    }
+
+    /// The exposition, OpenMetrics text (which Prometheus reads).
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// The process's metrics (created on first use).
+pub fn get() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::new)
+}
+
+/// Counts a connection open in `direction` while it lives.
+pub struct Open(&'static str);
+
+impl Open {
+    pub fn new(direction: &'static str) -> Open {
+        get().connections.get_or_create(&Direction { direction }).inc();
+        Open(direction)
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        get().connections.get_or_create(&Direction { direction: self.0 }).dec();
+    }
+}
+
+/// A TLS handshake's outcome.
+pub fn handshake(direction: &'static str, ok: bool) {
+    let result = if ok { "ok" } else { "failed" };
+    get().tls.get_or_create(&TlsLabels { direction, result }).inc();
+}
