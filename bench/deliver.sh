@@ -7,6 +7,7 @@
 # Usage: [QUEUE=rabbitmq] bench/deliver.sh [N_PRELOADED] [N_RELAY] [SESSIONS]   (default 100000 20000 20)
 #   QUEUE=rabbitmq: the queues in a private RabbitMQ (persistent, confirmed) instead of the embedded store
 #   POLICY_ROWS=N: a settings database with N capacity rows and N/10 flood rules, none for the bench domains
+#   SCRAPE=1: GET /metrics every second while sluice runs (as Prometheus would)
 # Run as root (Postfix is installed and configured by the shared script).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -56,10 +57,15 @@ config() { # $1 = delivery-enabled
     for q in outbox results success failure retry; do printf 'rabbitmq-%s: %s-%s\n' $q "$PART" $q >> "$WORK/config.txt"; done
   fi
 }
+scrape() { while sleep 1; do
+    (exec 3<>"/dev/tcp/127.0.0.1/$WWW_PORT" && printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3 && cat <&3 >/dev/null) 2>/dev/null || true
+  done; }
 start() { "$BIN" run --config "$WORK/config.txt" 2>>"$WORK/sluice.log" & SLUICE_PID=$!
-  for _ in $(seq 100); do "$BIN" queue stats --config "$WORK/config.txt" >/dev/null 2>&1 && return; sleep 0.1; done
-  echo "sluice did not start"; cat "$WORK/sluice.log"; exit 1; }
-stop() { kill $SLUICE_PID; wait $SLUICE_PID 2>/dev/null || true; }
+  for _ in $(seq 100); do "$BIN" queue stats --config "$WORK/config.txt" >/dev/null 2>&1 && break; sleep 0.1; done
+  "$BIN" queue stats --config "$WORK/config.txt" >/dev/null 2>&1 || { echo "sluice did not start"; cat "$WORK/sluice.log"; exit 1; }
+  if [ -n "${SCRAPE:-}" ]; then scrape & SCRAPER=$!; fi; }
+stop() { [ -z "${SCRAPER:-}" ] || { kill $SCRAPER 2>/dev/null; wait $SCRAPER 2>/dev/null || true; SCRAPER=; }
+  kill $SLUICE_PID; wait $SLUICE_PID 2>/dev/null || true; }
 # Messages of queue $1 still present (ready + delayed + leased).
 left() { local name=$1; [ -z "${RABBIT_ADDRESS:-}" ] || name="$PART-$1"
   "$BIN" queue stats --config "$WORK/config.txt" | python3 -c "

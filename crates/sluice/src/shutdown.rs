@@ -1,5 +1,7 @@
-//! The shutdown signal shared by every task: a `watch` flag set once.
+//! The shutdown signal shared by every task: a `watch` flag set once, and
+//! the bounded wait for the work still under way when it is set.
 
+use std::time::Duration;
 use tokio::sync::watch;
 
 /// Resolves once shutdown was requested (or the sender is gone).
@@ -12,4 +14,20 @@ pub async fn requested(rx: &mut watch::Receiver<bool>) {
             return;
         }
     }
+}
+
+/// Waits for `tasks` (sessions, delivery connections) to end by themselves,
+/// at most `grace` (`shutdown-grace`); then ends the rest. What they were
+/// doing was not acknowledged (no 250 sent, no delivery outcome stored), so
+/// it is done again after the restart: at worst twice, never lost. Returns
+/// how many were ended.
+pub async fn finish(tasks: &mut tokio::task::JoinSet<()>, grace: Duration) -> usize {
+    let all_done = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(grace, all_done).await.is_ok() {
+        return 0;
+    }
+    let left = tasks.len();
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+    left
 }

@@ -64,6 +64,8 @@ pub struct Limits {
     /// `delivery-connections`: all outbound connections together.
     pub all: Arc<Semaphore>,
     pub shutdown: watch::Receiver<bool>,
+    /// `shutdown-grace`: how long a stop waits for deliveries in progress.
+    pub grace: Duration,
 }
 
 /// The shaper's view of a job: mail from the route's local IP to the
@@ -233,6 +235,7 @@ pub fn task(lane: Lane) -> crate::worker::Task {
             shaper: engine.shaper.clone(),
             all: engine.connections.clone(),
             shutdown: engine.shutdown.clone(),
+            grace: engine.grace,
         };
         let connector = super::send::Smtp::new(engine, contexts);
         Box::pin(run(Rc::new(connector), limits, jobs))
@@ -279,7 +282,10 @@ pub async fn run<C: Connector>(connector: Rc<C>, limits: Limits, mut jobs: mpsc:
             while connections.try_join_next().is_some() {}
         }
     }
-    while connections.join_next().await.is_some() {}
+    let ended = crate::shutdown::finish(&mut connections, limits.grace).await;
+    if ended > 0 {
+        tracing::warn!(connections = ended, grace = ?limits.grace, "deliveries still under way after shutdown-grace were cut off; those messages stay queued");
+    }
 }
 
 /// One connection's life: open, send jobs until there are none (after a

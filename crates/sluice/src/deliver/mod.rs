@@ -123,6 +123,8 @@ pub struct Engine {
     /// The settings database in force (suppressions).
     pub settings: crate::policy::Live,
     pub shutdown: watch::Receiver<bool>,
+    /// `shutdown-grace`: how long a stop waits for deliveries in progress.
+    pub grace: Duration,
     /// For the outbound hooks (`mq_smtp_out_data`, `mq_smtp_out_sent`).
     pub plugins: Arc<sluice_plugin::Plugins>,
     pub plugin_timeout: Duration,
@@ -199,6 +201,7 @@ impl Engine {
             shaper: live.shaper.clone(),
             settings: live,
             shutdown,
+            grace: s.shutdown_grace,
             plugins,
             plugin_timeout: s.plugin_timeout,
             send_log: crate::jsonlog::JsonLog::open("send-log", s.send_log.as_deref())?,

@@ -46,6 +46,8 @@ pub struct Inbound {
     pub plugin_timeout: Duration,
     pub connections: AtomicUsize,
     pub shutdown: watch::Receiver<bool>,
+    /// `shutdown-grace`: how long a stop waits for open sessions.
+    pub grace: Duration,
 }
 
 impl Inbound {
@@ -84,6 +86,7 @@ impl Inbound {
             plugin_timeout: s.plugin_timeout,
             connections: AtomicUsize::new(0),
             shutdown,
+            grace: s.shutdown_grace,
         }
     }
 
@@ -163,8 +166,11 @@ async fn accept_and_serve(
         sessions.spawn_local(session::serve(inbound.clone(), accepted, contexts.clone()));
         while sessions.try_join_next().is_some() {}
     }
-    // Every accept loop ended (shutdown): let the open sessions finish.
-    while sessions.join_next().await.is_some() {}
+    // Every accept loop ended (shutdown): let the open sessions finish, for a while.
+    let ended = crate::shutdown::finish(&mut sessions, inbound.grace).await;
+    if ended > 0 {
+        tracing::warn!(sessions = ended, grace = ?inbound.grace, "SMTP sessions still open after shutdown-grace were closed; their messages were not acknowledged");
+    }
 }
 
 /// Binds every `smtp-ip` × port; errors name the address.

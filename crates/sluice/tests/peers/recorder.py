@@ -1,11 +1,13 @@
 """An SMTP receiver (aiosmtpd) that records, for every message, when it
 arrived, on which connection, from which address, after which EHLO name, and
 how many connections were open then: one JSON line per message in OUT.
-A recipient domain listed in REFUSE gets REPLY for its first COUNT messages.
+A recipient domain listed in REFUSE gets REPLY for its first COUNT messages;
+REPLY `stall` answers nothing at all after their final dot (a receiver that
+hangs), recorded with "stalled": true.
 
 usage: recorder.py PORT OUT [REFUSE_DOMAIN COUNT REPLY]
 """
-import json, sys, threading, time
+import asyncio, json, sys, threading, time
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP
 
@@ -47,9 +49,12 @@ class Record:
                 "ehlo": session.host_name,
                 "to": envelope.rcpt_tos,
                 "refused": refused,
+                "stalled": refused and reply == "stall",
             }
             with open(out, "a") as f:
                 f.write(json.dumps(line) + "\n")
+        if refused and reply == "stall":
+            await asyncio.sleep(3600)
         return reply if refused else "250 2.0.0 recorded"
 
 

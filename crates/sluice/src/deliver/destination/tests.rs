@@ -194,6 +194,7 @@ fn limits_with(
         shaper: Arc::new(Mutex::new(shaper)),
         all: Arc::new(Semaphore::new(all)),
         shutdown,
+        grace: Duration::from_secs(30),
     };
     (limits, stop)
 }
