@@ -27,4 +27,4 @@ pub use capacity::{Capacity, CapacityRow, Effective, Limit};
 pub use flood::{FloodRule, FloodRules, Matcher, Reduced};
 pub use pause::Pause;
 pub use rate::{Pacer, Rate};
-pub use shaper::{Decision, Destination, FloodEffect, Shaper};
+pub use shaper::{Busy, Decision, Destination, FloodEffect, Shaper};

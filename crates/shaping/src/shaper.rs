@@ -136,6 +136,17 @@ pub struct FloodEffect {
     pub reduced_until: Option<Instant>,
 }
 
+/// A destination's traffic at one moment (for metrics and the console).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Busy {
+    pub destination: Destination,
+    pub open: u64,
+    pub messages_last_minute: u64,
+    pub connections_last_minute: u64,
+    /// A flood rule pauses or slows it now.
+    pub flood_effect: bool,
+}
+
 #[derive(Debug, Default)]
 struct IpState {
     messages: Option<Pacer>,
@@ -382,6 +393,31 @@ impl Shaper {
     /// Connections open now to `dest`.
     pub fn open(&self, dest: &Destination) -> u64 {
         self.destinations.get(dest).map_or(0, |s| s.open)
+    }
+
+    /// The `n` destinations with the most messages in the last minute (then
+    /// the most connections open), busiest first.
+    pub fn busiest(&self, n: usize, now: Instant) -> Vec<Busy> {
+        let mut all: Vec<Busy> = self
+            .destinations
+            .iter()
+            .map(|(d, s)| Busy {
+                destination: d.clone(),
+                open: s.open,
+                messages_last_minute: last_minute(&s.recent_messages, now),
+                connections_last_minute: last_minute(&s.recent_connections, now),
+                flood_effect: s.paused_until.is_some_and(|u| u > now)
+                    || s.reduced.as_ref().is_some_and(|(_, u, _)| *u > now),
+            })
+            .filter(|b| b.open > 0 || b.messages_last_minute > 0 || b.flood_effect)
+            .collect();
+        all.sort_by(|a, b| {
+            (b.messages_last_minute, b.open)
+                .cmp(&(a.messages_last_minute, a.open))
+                .then_with(|| a.destination.domain.cmp(&b.destination.domain))
+        });
+        all.truncate(n);
+        all
     }
 
     /// Messages sent and connections opened to `dest` in the minute up to `now`.

@@ -43,6 +43,14 @@ pub struct QueueLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DestinationLabels {
+    /// The recipient domain.
+    pub domain: String,
+    /// The local IP mail goes from ('' = the system's choice).
+    pub localip: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Direction {
     /// `inbound` or `outbound`.
     pub direction: &'static str,
@@ -62,6 +70,9 @@ pub struct Metrics {
     pub attempts: Family<AttemptLabels, Counter>,
     pub verdicts: Family<VerdictLabels, Counter>,
     pub queue_messages: Family<QueueLabels, Gauge>,
+    pub destination_connections: Family<DestinationLabels, Gauge>,
+    pub destination_messages: Family<DestinationLabels, Gauge>,
+    pub destination_flood: Family<DestinationLabels, Gauge>,
     pub connections: Family<Direction, Gauge>,
     pub tls: Family<TlsLabels, Counter>,
     pub attempt_seconds: Histogram,
@@ -72,6 +83,9 @@ pub struct Metrics {
 /// The most queues whose sizes are exported (names come from the config and `POST /queues/{name}`).
 const MAX_QUEUES: usize = 64;
 
+/// The destinations exported: the busiest this many (domains come from recipients).
+pub const TOP_DESTINATIONS: usize = 20;
+
 impl Metrics {
     fn new() -> Metrics {
         let mut registry = Registry::with_prefix("sluice");
@@ -81,6 +95,9 @@ impl Metrics {
             attempts: Family::default(),
             verdicts: Family::default(),
             queue_messages: Family::default(),
+            destination_connections: Family::default(),
+            destination_messages: Family::default(),
+            destination_flood: Family::default(),
             connections: Family::default(),
             tls: Family::default(),
             // 1 ms to about 65 s.
@@ -108,6 +125,21 @@ impl Metrics {
             "queue_messages",
             "Messages in each queue, by state (read at scrape time)",
             m.queue_messages.clone(),
+        );
+        registry.register(
+            "destination_connections",
+            "Delivery connections open, for the busiest destinations (read at scrape time)",
+            m.destination_connections.clone(),
+        );
+        registry.register(
+            "destination_messages_last_minute",
+            "Messages sent in the last minute, for the busiest destinations (read at scrape time)",
+            m.destination_messages.clone(),
+        );
+        registry.register(
+            "destination_flood_effect",
+            "1 while a flood rule pauses or slows the destination, for the busiest destinations",
+            m.destination_flood.clone(),
         );
         registry.register(
             "connections",
@@ -159,6 +191,26 @@ impl Metrics {
                 };
                 self.queue_messages.get_or_create(&labels).set(n as i64);
             }
+        }
+    }
+
+    /// The busiest destinations now; the ones that left the list are dropped.
+    pub fn set_destinations(&self, busiest: &[sluice_shaping::Busy]) {
+        self.destination_connections.clear();
+        self.destination_messages.clear();
+        self.destination_flood.clear();
+        for b in busiest.iter().take(TOP_DESTINATIONS) {
+            let labels = DestinationLabels {
+                domain: b.destination.domain.clone(),
+                localip: b.destination.localip.map(|ip| ip.to_string()).unwrap_or_default(),
+            };
+            self.destination_connections.get_or_create(&labels).set(b.open as i64);
+            self.destination_messages
+                .get_or_create(&labels)
+                .set(b.messages_last_minute as i64);
+            self.destination_flood
+                .get_or_create(&labels)
+                .set(i64::from(b.flood_effect));
         }
     }
 

@@ -124,6 +124,20 @@ fn the_exposition_parses_and_counts_what_was_received_and_delivered() {
     );
     assert_eq!(value(&samples, "sluice_queue_messages", &[("queue", "outbox")]), 0.0);
     assert!(samples.iter().any(|s| s["name"] == "sluice_connections"), "{samples:?}");
+    // The busiest destinations, from the shaper: what each got in the last minute.
+    let sent_to = |domain| {
+        value(
+            &samples,
+            "sluice_destination_messages_last_minute",
+            &[("domain", domain)],
+        )
+    };
+    assert_eq!(
+        (sent_to("example.org"), sent_to("example.com")),
+        (20.0, 3.0),
+        "{samples:?}"
+    );
+    assert_eq!(value(&samples, "sluice_destination_flood_effect", &[]), 0.0);
 }
 
 /// A Prometheus of the test's own, scraping `target` every second with `token`; killed on drop.

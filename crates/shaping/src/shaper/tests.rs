@@ -328,3 +328,38 @@ fn the_current_rates_are_the_last_minutes_messages_and_connections_and_outlive_a
     s.sweep(t0 + Duration::from_secs(95));
     assert_eq!(s.tracked().0, 0);
 }
+
+#[test]
+fn the_busiest_destinations_come_first_and_idle_ones_not_at_all() {
+    let mut s = shaper(vec![]);
+    let mx = ip("192.0.2.1");
+    let t0 = Instant::now();
+    for (domain, n) in [("a.example", 3), ("b.example", 10), ("c.example", 1)] {
+        let d = Destination::new(None, domain);
+        for _ in 0..n {
+            s.sent(&d, &[], mx, t0);
+        }
+    }
+    let open = Destination::new(None, "open.example");
+    s.connected(&open, &[], mx, t0);
+    let top: Vec<(String, u64)> = s
+        .busiest(3, t0)
+        .into_iter()
+        .map(|b| (b.destination.domain, b.messages_last_minute))
+        .collect();
+    assert_eq!(
+        top,
+        [
+            ("b.example".to_string(), 10),
+            ("a.example".to_string(), 3),
+            ("c.example".to_string(), 1)
+        ]
+    );
+    // A minute later only the one with an open connection is busy.
+    let later = s.busiest(10, t0 + Duration::from_secs(61));
+    assert_eq!(later.len(), 1);
+    assert_eq!(
+        (later[0].destination.domain.as_str(), later[0].open),
+        ("open.example", 1)
+    );
+}

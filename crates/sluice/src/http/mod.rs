@@ -318,6 +318,11 @@ async fn metrics(State(api): ApiState) -> Response {
     if let Ok(stats) = api.writer.queue.stats().await {
         m.set_queues(&stats);
     }
+    if let Some(db) = &api.settings {
+        let now = std::time::Instant::now();
+        let busiest = sluice_queue::lock(&db.live.shaper).busiest(crate::metrics::TOP_DESTINATIONS, now);
+        m.set_destinations(&busiest);
+    }
     (
         [(
             header::CONTENT_TYPE,
