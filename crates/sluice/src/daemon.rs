@@ -106,6 +106,7 @@ pub fn run(c: Config) -> Result<()> {
     let live = crate::policy::Live::new(&c, &policy, version);
     let tls = receive::tls::acceptor(s.smtp_certificate.as_deref(), s.smtp_key.as_deref(), &data, &hostname)?;
     let received_log = Arc::new(reception::log::ReceivedLog::open(s.received_log.as_deref())?);
+    crate::trace::install(crate::trace::Trace::open(&data.join("trace"), s.trace_size)?);
     let ids = Arc::new(IdGenerator::new(s.server_id));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
@@ -167,6 +168,7 @@ pub fn run(c: Config) -> Result<()> {
         extract: s.smtp_extract,
         basic_auth: Api::basic_auth(s),
         tokens: s.www_tokens.clone(),
+        trace_dir: data.join("trace"),
         settings: Some(http::policy::SettingsDb {
             store: settings_db,
             live,

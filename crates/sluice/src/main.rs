@@ -17,6 +17,7 @@ mod reception;
 mod shutdown;
 mod stamp;
 mod stream;
+mod trace;
 mod worker;
 
 use clap::{Parser, Subcommand};
@@ -71,6 +72,8 @@ enum Command {
         #[command(subcommand)]
         action: PolicyAction,
     },
+    /// The history of a message (asks the running daemon): KEY is its message-id or a recipient.
+    Trace { key: String },
     /// Pauses (fields as MailerQ's /v1/pauses: mta, domain, ip, tag, expire, reason).
     Pause {
         #[command(subcommand)]
@@ -299,6 +302,7 @@ fn main() -> ExitCode {
         Command::Policy {
             action: PolicyAction::Show { domain, from, mx },
         } => cli::policy_show(&cfg, &domain, from.as_deref(), mx.as_deref()),
+        Command::Trace { key } => cli::trace(&cfg, &key),
         Command::Pause { action } => cli::settings::pauses(&cfg, action),
         Command::Suppress { action } => cli::settings::suppressions(&cfg, action),
         Command::Capacity { action } => cli::settings::rows(&cfg, "capacity", action),

@@ -16,15 +16,21 @@ pub async fn requested(rx: &mut watch::Receiver<bool>) {
     }
 }
 
-/// Waits for `tasks` (sessions, delivery connections) to end by themselves,
-/// at most `grace` (`shutdown-grace`); then ends the rest. What they were
-/// doing was not acknowledged (no 250 sent, no delivery outcome stored), so
-/// it is done again after the restart: at worst twice, never lost. Returns
-/// how many were ended.
-pub async fn finish(tasks: &mut tokio::task::JoinSet<()>, grace: Duration) -> usize {
+/// Waits for `tasks` (sessions, delivery connections) to end by themselves;
+/// once shutdown is requested, at most `grace` (`shutdown-grace`) more, then
+/// ends the rest. What they were doing was not acknowledged (no 250 sent, no
+/// delivery outcome stored), so it is done again after the restart: at
+/// worst twice, never lost. Returns how many were ended.
+pub async fn finish(tasks: &mut tokio::task::JoinSet<()>, shutdown: &watch::Receiver<bool>, grace: Duration) -> usize {
+    let mut stop = shutdown.clone();
+    let deadline = async {
+        requested(&mut stop).await;
+        tokio::time::sleep(grace).await;
+    };
     let all_done = async { while tasks.join_next().await.is_some() {} };
-    if tokio::time::timeout(grace, all_done).await.is_ok() {
-        return 0;
+    tokio::select! {
+        _ = all_done => return 0,
+        _ = deadline => {}
     }
     let left = tasks.len();
     tasks.abort_all();

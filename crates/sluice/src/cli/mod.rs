@@ -120,6 +120,75 @@ pub fn policy_show(c: &Config, domain: &str, from: Option<&str>, mx: Option<&str
     Ok(())
 }
 
+/// `sluice trace KEY`: one line per event of the messages with this
+/// message-id (or to this recipient), oldest first.
+pub fn trace(c: &Config, key: &str) -> Result<()> {
+    let events = ApiClient::from_config(c).call("GET", &format!("/v1/trace/{}", encode(key)), b"")?;
+    let events = events.as_array().cloned().unwrap_or_default();
+    anyhow::ensure!(
+        !events.is_empty(),
+        "no trace of {key} (the trace keeps the newest events, up to trace-size)"
+    );
+    let text = |e: &serde_json::Value, k: &str| e[k].as_str().map(str::to_string).unwrap_or_else(|| e[k].to_string());
+    for e in &events {
+        let id = text(e, "message-id");
+        match e["event"].as_str() {
+            Some("received") => {
+                let how = match (e["via"].as_str(), e["connection"].as_object()) {
+                    (Some(via), _) => via.to_string(),
+                    (None, Some(c)) => format!(
+                        "smtp from {} (helo {}{})",
+                        c.get("remote-ip").and_then(|v| v.as_str()).unwrap_or("?"),
+                        c.get("helo").and_then(|v| v.as_str()).unwrap_or("?"),
+                        c.get("user")
+                            .and_then(|v| v.as_str())
+                            .map(|u| format!(", user {u}"))
+                            .unwrap_or_default()
+                    ),
+                    (None, None) if e["cli"].is_object() => "the command line".to_string(),
+                    _ => "?".to_string(),
+                };
+                println!(
+                    "{}  {id}  received via {how}: {} -> {} (queue {})",
+                    text(e, "received"),
+                    text(e, "envelope"),
+                    text(e, "recipient"),
+                    text(e, "queue")
+                );
+            }
+            Some("attempt") => {
+                let mut line = format!(
+                    "{}  {id}  attempt {} to {}: {}/{}",
+                    text(e, "time"),
+                    e["attempt"],
+                    text(e, "recipient"),
+                    text(e, "state"),
+                    text(e, "result")
+                );
+                if let Some(mta) = e["mta"].as_str() {
+                    line.push_str(&format!(" at {mta}"));
+                }
+                if let Some(to) = e["to"].as_str() {
+                    line.push_str(&format!(" [{to}]"));
+                }
+                if let Some(from) = e["from"].as_str() {
+                    line.push_str(&format!(" from {from}"));
+                }
+                if let Some(cipher) = e["cipher"].as_str() {
+                    line.push_str(&format!(" tls {cipher}"));
+                }
+                if e["code"].is_u64() {
+                    line.push_str(&format!(" {} {}", e["code"], text(e, "status")));
+                }
+                line.push_str(&format!(" \"{}\" -> {}", text(e, "description"), text(e, "verdict")));
+                println!("{line}");
+            }
+            _ => println!("{e}"),
+        }
+    }
+    Ok(())
+}
+
 /// Percent-encodes a query value.
 fn encode(s: &str) -> String {
     s.bytes()

@@ -279,6 +279,8 @@ settings! {
     www_password: Secret = "www-password", "";
     www_open: Bool = "www-open", "false";
     www_tokens: Secrets = "www-tokens", "";
+    // Addition (docs/trace.md): the bytes the message trace may take in DATA/trace (0 = no trace).
+    trace_size: Size = "trace-size", "1GB";
     // Addition (docs/config.md): how long a stop waits for transactions in progress.
     shutdown_grace: Seconds = "shutdown-grace", "30";
     server_id: Int(0, 65535) = "server-id", "1";

@@ -282,7 +282,7 @@ pub async fn run<C: Connector>(connector: Rc<C>, limits: Limits, mut jobs: mpsc:
             while connections.try_join_next().is_some() {}
         }
     }
-    let ended = crate::shutdown::finish(&mut connections, limits.grace).await;
+    let ended = crate::shutdown::finish(&mut connections, &limits.shutdown, limits.grace).await;
     if ended > 0 {
         tracing::warn!(connections = ended, grace = ?limits.grace, "deliveries still under way after shutdown-grace were cut off; those messages stay queued");
     }
@@ -413,7 +413,10 @@ async fn serve<C: Connector>(connector: Rc<C>, limits: Limits, dest: Rc<Destinat
             let to = shaped(&dest.route, &job);
             shaper(&mut |s| s.sent(&to, &hosts, remote, now()));
             let started = Instant::now();
-            let result = connector.send(&mut connection, &job).await;
+            // Log lines of the attempt carry the message's trace id.
+            let id = job.msg.json.get("message-id").and_then(|v| v.as_str()).unwrap_or("");
+            let span = tracing::info_span!("message", id);
+            let result = tracing::Instrument::instrument(connector.send(&mut connection, &job), span).await;
             crate::metrics::get()
                 .attempt_seconds
                 .observe(started.elapsed().as_secs_f64());

@@ -257,7 +257,8 @@ impl Engine {
     ) {
         tracing::debug!(id, recipient = %msg.recipient, state = attempt.state.as_str(), result = attempt.kind.as_str(), "attempt");
         let now = sluice_queue::now_ms();
-        let entry = self.send_log.enabled().then(|| outcome::log_entry(&msg, attempt, now));
+        let trace = crate::trace::get();
+        let entry = (self.send_log.enabled() || trace.enabled()).then(|| outcome::log_entry(&msg, attempt, now));
         let out = outcome::decide(&self.policy, msg, attempt, now);
         let metrics = crate::metrics::get();
         let labels = crate::metrics::AttemptLabels {
@@ -270,7 +271,10 @@ impl Engine {
             .verdicts
             .get_or_create(&crate::metrics::VerdictLabels { verdict })
             .inc();
-        let line = entry.map(|e| outcome::log_line(e, out.verdict));
+        let line = entry.map(|mut e| {
+            e.insert("verdict".into(), out.verdict.as_str().into());
+            e
+        });
         let engine = self.clone();
         tokio::spawn(async move {
             engine.settle(id, out.publish).await;
@@ -278,7 +282,12 @@ impl Engine {
                 engine.forget(&route);
             }
             if let Some(line) = line {
-                engine.send_log.write(line);
+                if engine.send_log.enabled() {
+                    engine
+                        .send_log
+                        .write(serde_json::Value::Object(line.clone()).to_string());
+                }
+                crate::trace::get().record("attempt", line);
             }
             drop(permit)
         });

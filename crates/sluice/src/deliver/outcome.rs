@@ -383,12 +383,6 @@ pub fn log_entry(msg: &Outgoing, attempt: &Attempt, now_ms: u64) -> Map<String, 
     line
 }
 
-/// The finished `send-log` line.
-pub fn log_line(mut entry: Map<String, Value>, verdict: Verdict) -> String {
-    entry.insert("verdict".into(), verdict.as_str().into());
-    Value::Object(entry).to_string()
-}
-
 /// The attempt that ends a message which expired before it could be tried
 /// again: `amqp/timeout`, permanent (so [`decide`] makes it final).
 pub fn expiry(msg: &Outgoing) -> Attempt {

@@ -33,6 +33,8 @@ pub struct Api {
     pub tokens: Vec<String>,
     /// The settings database, for `/v1/pauses` and `/v1/suppressions`.
     pub settings: Option<policy::SettingsDb>,
+    /// Where the message trace is (`DATA/trace`).
+    pub trace_dir: std::path::PathBuf,
 }
 
 impl Api {
@@ -111,6 +113,7 @@ pub fn router(api: Arc<Api>) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
+        .route("/v1/trace/{key}", get(trace))
         .route("/queues", get(stats))
         .route("/queues/{name}", get(peek).post(push))
         .route("/queues/{name}/pop", post(pop))
@@ -290,7 +293,7 @@ async fn publish(api: &Api, queue: &str, values: Vec<Value>) -> Result<Json<Valu
 /// Messages for the outbox; each must be an object with a recipient.
 async fn inject(State(api): ApiState, headers: HeaderMap, body: Body) -> Result<Json<Value>, ApiError> {
     let (body, _charge) = body::read(&api.writer.budget, &headers, body).await?;
-    let values = parse_messages(&body)?;
+    let mut values = parse_messages(&body)?;
     drop(body);
     for (i, v) in values.iter().enumerate() {
         // The delivery engine would refuse these as invalid input; say so now.
@@ -302,14 +305,65 @@ async fn inject(State(api): ApiState, headers: HeaderMap, body: Body) -> Result<
             return Err(ApiError(StatusCode::BAD_REQUEST, format!("message {}: {e}", i + 1)));
         }
     }
+    // Each message gets the id its trace goes by, unless it has one.
+    for v in values.iter_mut() {
+        if let Value::Object(m) = v {
+            m.entry("message-id").or_insert_with(|| api.writer.ids.next().into());
+        }
+    }
     let outbox = api.names.outbox.clone();
+    let traced: Vec<serde_json::Map<String, Value>> = if crate::trace::get().enabled() {
+        values
+            .iter()
+            .filter_map(|v| v.as_object())
+            .map(|m| injected(m, &outbox))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let n = values.len();
     let answer = publish(&api, &outbox, values).await;
     let code = if answer.is_ok() { 250 } else { 451 };
     for _ in 0..n {
         crate::metrics::get().received("http", code);
     }
+    if answer.is_ok() {
+        for event in traced {
+            crate::trace::get().record("received", event);
+        }
+    }
     answer
+}
+
+/// The trace's `received` event of an injected message: its addresses and id, how it came.
+fn injected(m: &serde_json::Map<String, Value>, queue: &str) -> serde_json::Map<String, Value> {
+    let mut event = serde_json::Map::new();
+    for key in ["message-id", "envelope", "recipient"] {
+        if let Some(v) = m.get(key) {
+            event.insert(key.into(), v.clone());
+        }
+    }
+    event.insert("received".into(), crate::stamp::now().into());
+    event.insert("via".into(), "inject".into());
+    event.insert("queue".into(), queue.into());
+    event
+}
+
+/// `GET /v1/trace/{key}`: the trace of the messages with this message-id, or to this recipient.
+async fn trace(State(api): ApiState, Path(key): Path<String>) -> Result<Json<Value>, ApiError> {
+    let key = key.trim().to_string();
+    if key.is_empty() || key.len() > 320 || key.chars().any(char::is_control) {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "expected a message-id or a recipient address".into(),
+        ));
+    }
+    let dir = api.trace_dir.clone();
+    let events = tokio::task::spawn_blocking(move || crate::trace::find(&dir, &key))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("trace: {e}")))?;
+    Ok(Json(Value::Array(events)))
 }
 
 /// `GET /metrics`: the Prometheus exposition, queue sizes read now.

@@ -167,7 +167,7 @@ async fn accept_and_serve(
         while sessions.try_join_next().is_some() {}
     }
     // Every accept loop ended (shutdown): let the open sessions finish, for a while.
-    let ended = crate::shutdown::finish(&mut sessions, inbound.grace).await;
+    let ended = crate::shutdown::finish(&mut sessions, &inbound.shutdown, inbound.grace).await;
     if ended > 0 {
         tracing::warn!(sessions = ended, grace = ?inbound.grace, "SMTP sessions still open after shutdown-grace were closed; their messages were not acknowledged");
     }

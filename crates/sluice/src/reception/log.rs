@@ -21,12 +21,13 @@ impl ReceivedLog {
     }
 
     /// Logs one stored copy (call after it is durable): its JSON without the
-    /// MIME, with `size` already set; `queue` is added here.
+    /// MIME, with `size` already set; `queue` is added here. The copy's
+    /// `received` event goes to the message trace too.
     pub fn record(&self, queue: &str, mut line: Map<String, Value>) {
-        if !self.0.enabled() {
-            return;
-        }
         line.insert("queue".into(), queue.into());
-        self.0.write(Value::Object(line).to_string());
+        if self.0.enabled() {
+            self.0.write(Value::Object(line.clone()).to_string());
+        }
+        crate::trace::get().record("received", line);
     }
 }

@@ -151,7 +151,7 @@ impl<'a> Publisher<'a> {
             .map_err(|e| sluice_queue::QueueError::Io(std::io::Error::other(e)))?;
         self.bytes += body.len();
         self.batch.push(sluice_queue::NewMessage::now(queue, body));
-        if self.writer.log.enabled() {
+        if self.writer.log.enabled() || crate::trace::get().enabled() {
             let size = json
                 .get("mime")
                 .and_then(|m| m.as_str())
