@@ -15,20 +15,7 @@ const PARSE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/metrics_pa
 
 /// `GET path` on the daemon's API; status and body.
 fn get(d: &Daemon, path: &str, auth: Option<&str>) -> (u16, String) {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", d.www)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let auth = auth.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: t\r\n{auth}\r\n").unwrap();
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).unwrap();
-    let code = answer.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (
-        code,
-        answer
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default(),
-    )
+    common::policy::request(d, "GET", path, "text/plain", "", auth)
 }
 
 /// The samples of an exposition, as prometheus_client parses them.
