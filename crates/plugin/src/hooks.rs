@@ -176,6 +176,12 @@ pub async fn run(
                 m.plugin.clone_from(&plugin.name);
             }
             let h = &plugin.hooks;
+            let started = std::time::Instant::now();
+            let observe = || {
+                if let Some(o) = &plugins.observer {
+                    o(&plugin.name, hook.name(), started.elapsed());
+                }
+            };
             let call = crate::blocking::enter(&plugin.shared_name, hook.name());
             // SAFETY (every call below): the function has the signature
             // mailerq.h declares for this hook; the context, connection and
@@ -215,6 +221,7 @@ pub async fn run(
                     }
                     Err(_) => {
                         conn.abandon();
+                        observe();
                         tracing::error!(plugin = %plugin.name, hook = hook.name(), "plugin held control longer than plugin-timeout; the step fails temporarily");
                         return Err(Timeout {
                             plugin: plugin.name.clone(),
@@ -228,6 +235,7 @@ pub async fn run(
                 }
                 NextStep::Continue
             };
+            observe();
             if let Hook::Message(_) = hook {
                 // The plugin's turn is over: what it did through MQ_json is what
                 // the next plugin (and the queue) sees.

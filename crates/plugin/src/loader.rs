@@ -129,12 +129,21 @@ fn with_sources(e: &dyn std::error::Error) -> String {
 /// All plugins, in call order.
 pub struct Plugins {
     pub list: Vec<Plugin>,
+    /// Told how long each hook call took, per plugin (the daemon's metrics):
+    /// from the call until the plugin gave control back (its hand-off included).
+    pub observer: Option<HookObserver>,
 }
+
+/// See [`Plugins::observer`]: plugin name, hook name, time.
+pub type HookObserver = std::sync::Arc<dyn Fn(&str, &'static str, std::time::Duration) + Send + Sync>;
 
 impl Plugins {
     /// No plugins.
     pub fn none() -> Plugins {
-        Plugins { list: Vec::new() }
+        Plugins {
+            list: Vec::new(),
+            observer: None,
+        }
     }
 
     /// Loads every `*.so` in `dir` in byte-wise order of file name; other files
@@ -158,7 +167,7 @@ impl Plugins {
         for p in &list {
             tracing::info!(plugin = %p.name, hooks = ?p.exports, "plugin loaded");
         }
-        Ok(Plugins { list })
+        Ok(Plugins { list, observer: None })
     }
 
     /// `mq_initialize` of every plugin, in order (main thread, before ports open).

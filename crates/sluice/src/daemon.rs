@@ -77,7 +77,13 @@ pub fn run(c: Config) -> Result<()> {
     }
     // After the lock (a refused second daemon runs no plugin code); plugins are loaded and initialised before any port is opened.
     let plugins = Arc::new(match &s.plugin_directory {
-        Some(dir) => sluice_plugin::Plugins::load_directory(std::path::Path::new(dir))?,
+        Some(dir) => {
+            let mut plugins = sluice_plugin::Plugins::load_directory(std::path::Path::new(dir))?;
+            plugins.observer = Some(Arc::new(|plugin, hook, took| {
+                crate::metrics::get().hook_took(plugin, hook, took)
+            }));
+            plugins
+        }
         None => sluice_plugin::Plugins::none(),
     });
     plugins.initialize();

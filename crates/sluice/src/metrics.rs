@@ -51,6 +51,22 @@ pub struct DestinationLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HookLabels {
+    /// The plugin's file name (from `plugin-directory`).
+    pub plugin: String,
+    /// The hook's C name (`mq_smtp_in_message`, …).
+    pub hook: &'static str,
+}
+
+/// A family of histograms of one bucket layout.
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn hook_buckets() -> Histogram {
+    // 10 µs to about 20 s.
+    Histogram::new(exponential_buckets(0.00001, 2.0, 22))
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Direction {
     /// `inbound` or `outbound`.
     pub direction: &'static str,
@@ -78,6 +94,7 @@ pub struct Metrics {
     pub attempt_seconds: Histogram,
     pub commit_seconds: Histogram,
     pub commit_messages: Histogram,
+    pub hooks: Histograms<HookLabels>,
 }
 
 /// The most queues whose sizes are exported (names come from the config and `POST /queues/{name}`).
@@ -105,6 +122,7 @@ impl Metrics {
             // 50 µs to about 1.6 s.
             commit_seconds: Histogram::new(exponential_buckets(0.00005, 2.0, 16)),
             commit_messages: Histogram::new(exponential_buckets(1.0, 2.0, 14)),
+            hooks: Family::new_with_constructor(hook_buckets),
         };
         registry.register(
             "messages_received",
@@ -163,6 +181,12 @@ impl Metrics {
             Unit::Seconds,
             m.commit_seconds.clone(),
         );
+        registry.register_with_unit(
+            "plugin_hook_duration",
+            "Time of one plugin hook call, per plugin and hook, until the plugin gave control back",
+            Unit::Seconds,
+            m.hooks.clone(),
+        );
         registry.register(
             "store_commit_messages",
             "Records written per group commit of the embedded store",
@@ -212,6 +236,15 @@ impl Metrics {
                 .get_or_create(&labels)
                 .set(i64::from(b.flood_effect));
         }
+    }
+
+    /// One call of `hook` into `plugin` that took `took`.
+    pub fn hook_took(&self, plugin: &str, hook: &'static str, took: Duration) {
+        let labels = HookLabels {
+            plugin: plugin.to_string(),
+            hook,
+        };
+        self.hooks.get_or_create(&labels).observe(took.as_secs_f64());
     }
 
     /// One group commit of `messages` records that took `took`.

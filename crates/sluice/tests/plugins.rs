@@ -358,6 +358,18 @@ fn data_hook_send_and_authenticate() {
     c.send(b"X-Reject: yes\r\n\r\nbody\r\n");
     assert_eq!(c.cmd("."), "550 5.7.1 rejected by plugin");
     assert!(d.pop_all("outbox").is_empty(), "nothing queued");
+    // Each call was timed, per plugin and hook.
+    let (_, metrics) = common::policy::request(&d, "GET", "/metrics", "text/plain", "", None);
+    let calls = |plugin: &str, hook: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("sluice_plugin_hook_duration_seconds_count{"))
+            .filter(|l| l.contains(&format!("hook=\"{hook}\"")) && l.contains(plugin))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert!(calls("10-first", "mq_smtp_in_data") >= 1.0, "{metrics}");
+    assert!(calls("20-second", "mq_smtp_in_connect") >= 2.0, "{metrics}");
 }
 
 #[test]
