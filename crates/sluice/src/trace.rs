@@ -5,10 +5,10 @@
 //! `trace-size` each, the older one dropped when the newer is full. Read by
 //! `GET /v1/trace/KEY` and `sluice trace KEY` (a message-id or a recipient).
 
+use crate::jsonlog::JsonLog;
 use serde_json::{Map, Value};
-use std::io::{BufRead, Write};
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Mutex};
 
 const CURRENT: &str = "trace.jsonl";
 const OLDER: &str = "trace.1.jsonl";
@@ -18,51 +18,30 @@ pub const MAX_EVENTS: usize = 1000;
 
 /// The trace writer (nothing when `trace-size` is 0).
 pub struct Trace {
-    tx: Option<Mutex<mpsc::Sender<String>>>,
+    log: Option<JsonLog>,
 }
 
 impl Trace {
     /// A trace writing to `dir`, at most `size` bytes in all.
     pub fn open(dir: &Path, size: u64) -> anyhow::Result<Trace> {
         if size == 0 {
-            return Ok(Trace { tx: None });
+            return Ok(Trace { log: None });
         }
         std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("trace: cannot create {}: {e}", dir.display()))?;
-        let half = (size / 2).max(1);
-        let dir = dir.to_path_buf();
-        let mut file = Segment::open(&dir)?;
-        let (tx, rx) = mpsc::channel::<String>();
-        std::thread::Builder::new().name("trace".into()).spawn(move || {
-            while let Ok(line) = rx.recv() {
-                let mut lines = vec![line];
-                lines.extend(rx.try_iter());
-                for line in lines {
-                    if let Err(e) = file.write(&line, half, &dir) {
-                        tracing::warn!(error = %e, "trace: write failed");
-                    }
-                }
-                if let Err(e) = file.out.flush() {
-                    tracing::warn!(error = %e, "trace: write failed");
-                }
-            }
-        })?;
-        Ok(Trace {
-            tx: Some(Mutex::new(tx)),
-        })
+        let log = JsonLog::rotating("trace", &dir.join(CURRENT), size / 2, &dir.join(OLDER))?;
+        Ok(Trace { log: Some(log) })
     }
 
     /// Whether events go anywhere (so callers can skip building them).
     pub fn enabled(&self) -> bool {
-        self.tx.is_some()
+        self.log.is_some()
     }
 
     /// Records one event: `fields` with `event` set to `kind`.
     pub fn record(&self, kind: &str, mut fields: Map<String, Value>) {
-        let Some(tx) = &self.tx else { return };
+        let Some(log) = &self.log else { return };
         fields.insert("event".into(), kind.into());
-        if let Ok(tx) = tx.lock() {
-            let _ = tx.send(Value::Object(fields).to_string());
-        }
+        log.write(Value::Object(fields).to_string());
     }
 }
 
@@ -76,40 +55,8 @@ pub fn install(trace: Trace) {
 /// The process's trace: reception and delivery record into it. Before
 /// [`install`] (the CLI, in-process tests) it records nothing.
 pub fn get() -> &'static Trace {
-    static NONE: Trace = Trace { tx: None };
+    static NONE: Trace = Trace { log: None };
     TRACE.get().unwrap_or(&NONE)
-}
-
-/// The file being written and how much it holds.
-struct Segment {
-    out: std::io::BufWriter<std::fs::File>,
-    len: u64,
-}
-
-impl Segment {
-    fn open(dir: &Path) -> std::io::Result<Segment> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join(CURRENT))?;
-        let len = file.metadata()?.len();
-        Ok(Segment {
-            out: std::io::BufWriter::new(file),
-            len,
-        })
-    }
-
-    /// Appends `line`; past `half` bytes the current file becomes the older one.
-    fn write(&mut self, line: &str, half: u64, dir: &Path) -> std::io::Result<()> {
-        if self.len >= half {
-            self.out.flush()?;
-            std::fs::rename(dir.join(CURRENT), dir.join(OLDER))?;
-            *self = Segment::open(dir)?;
-        }
-        writeln!(self.out, "{line}")?;
-        self.len += line.len() as u64 + 1;
-        Ok(())
-    }
 }
 
 /// The events whose `message-id` or `recipient` is `key`, oldest first, at
