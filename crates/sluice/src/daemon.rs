@@ -147,6 +147,11 @@ pub fn run(c: Config) -> Result<()> {
         rt.handle().clone(),
         live.clone(),
     )?);
+    // Weak: the metrics must not keep delivery alive past its shutdown.
+    let weak = Arc::downgrade(&engine);
+    crate::metrics::get().set_in_flight_source(Box::new(move |n| {
+        weak.upgrade().map_or((Vec::new(), 0), |e| e.in_flight(n))
+    }));
     let settings_db = Arc::new(std::sync::Mutex::new(settings_db));
     let reload = crate::policy::reload_every(s.database_ttl, settings_db.clone(), live.clone(), shutdown_rx.clone())?;
     let lanes = if s.delivery_enabled {

@@ -67,6 +67,15 @@ fn hook_buckets() -> Histogram {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// The MX host (or relay, or domain) and the local IP, as logs name it.
+    pub route: String,
+}
+
+/// What delivery reports at scrape time: the busiest routes' messages in flight, and the total.
+pub type InFlightSource = Box<dyn Fn(usize) -> (Vec<(String, usize)>, usize) + Send + Sync>;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Direction {
     /// `inbound` or `outbound`.
     pub direction: &'static str,
@@ -95,6 +104,9 @@ pub struct Metrics {
     pub commit_seconds: Histogram,
     pub commit_messages: Histogram,
     pub hooks: Histograms<HookLabels>,
+    pub in_flight: Gauge,
+    pub route_in_flight: Family<RouteLabels, Gauge>,
+    in_flight_source: OnceLock<InFlightSource>,
 }
 
 /// The most queues whose sizes are exported (names come from the config and `POST /queues/{name}`).
@@ -123,6 +135,9 @@ impl Metrics {
             commit_seconds: Histogram::new(exponential_buckets(0.00005, 2.0, 16)),
             commit_messages: Histogram::new(exponential_buckets(1.0, 2.0, 14)),
             hooks: Family::new_with_constructor(hook_buckets),
+            in_flight: Gauge::default(),
+            route_in_flight: Family::default(),
+            in_flight_source: OnceLock::new(),
         };
         registry.register(
             "messages_received",
@@ -143,6 +158,16 @@ impl Metrics {
             "queue_messages",
             "Messages in each queue, by state (read at scrape time)",
             m.queue_messages.clone(),
+        );
+        registry.register(
+            "messages_in_flight",
+            "Messages delivery holds now: leased from the outbox, waiting in a destination's line or being sent",
+            m.in_flight.clone(),
+        );
+        registry.register(
+            "route_messages_in_flight",
+            "Messages in flight for the busiest routes (MX host or relay, and local IP), read at scrape time",
+            m.route_in_flight.clone(),
         );
         registry.register(
             "destination_connections",
@@ -235,6 +260,24 @@ impl Metrics {
             self.destination_flood
                 .get_or_create(&labels)
                 .set(i64::from(b.flood_effect));
+        }
+    }
+
+    /// Where the in-flight counts come from (delivery, once at start).
+    pub fn set_in_flight_source(&self, source: InFlightSource) {
+        let _ = self.in_flight_source.set(source);
+    }
+
+    /// The in-flight counts now, from delivery.
+    pub fn read_in_flight(&self) {
+        let Some(source) = self.in_flight_source.get() else {
+            return;
+        };
+        let (routes, total) = source(TOP_DESTINATIONS);
+        self.in_flight.set(total as i64);
+        self.route_in_flight.clear();
+        for (route, n) in routes {
+            self.route_in_flight.get_or_create(&RouteLabels { route }).set(n as i64);
         }
     }
 

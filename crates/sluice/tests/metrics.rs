@@ -125,6 +125,52 @@ fn the_exposition_parses_and_counts_what_was_received_and_delivered() {
         "{samples:?}"
     );
     assert_eq!(value(&samples, "sluice_destination_flood_effect", &[]), 0.0);
+    // Everything was delivered: nothing is in flight any more.
+    assert!(
+        samples.iter().any(|s| s["name"] == "sluice_messages_in_flight"),
+        "{samples:?}"
+    );
+    assert_eq!(value(&samples, "sluice_messages_in_flight", &[]), 0.0);
+}
+
+#[test]
+fn messages_held_by_a_paused_destination_are_in_flight_on_its_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("settings.db");
+    common::policy::sql(
+        &db,
+        "CREATE TABLE paused (id INTEGER PRIMARY KEY, domain TEXT); INSERT INTO paused (domain) VALUES ('held.example');",
+    );
+    let sink = smtp_sink(&[]);
+    let d = Daemon::start(&format!(
+        "delivery-enabled: true\nsmtp-sink-ip: 127.0.0.1\nsmtp-sink-port: {}\ndatabase-address: sqlite://{}\n",
+        sink.port,
+        db.display()
+    ));
+    common::policy::inject(
+        &d,
+        &(0..4)
+            .map(|i| common::policy::message(i, "held.example"))
+            .collect::<Vec<_>>(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let samples = loop {
+        let samples = parse(&get(&d, "/metrics", None).1);
+        if value(&samples, "sluice_messages_in_flight", &[]) >= 4.0 || Instant::now() > deadline {
+            break samples;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(value(&samples, "sluice_messages_in_flight", &[]), 4.0, "{samples:?}");
+    assert_eq!(
+        value(
+            &samples,
+            "sluice_route_messages_in_flight",
+            &[("route", "held.example")]
+        ),
+        4.0,
+        "{samples:?}"
+    );
 }
 
 /// A Prometheus of the test's own, scraping `target` every second with `token`; killed on drop.

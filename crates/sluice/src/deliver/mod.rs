@@ -314,6 +314,22 @@ impl Engine {
         }
     }
 
+    /// The routes with messages in flight (leased, in the scheduler or being
+    /// sent), most first, at most `n`; and the total.
+    pub fn in_flight(&self, n: usize) -> (Vec<(String, usize)>, usize) {
+        let backlog = sluice_queue::lock(&self.backlog);
+        let total = backlog.values().sum();
+        let mut routes: Vec<(&Route, usize)> = backlog.iter().map(|(r, n)| (r, *n)).collect();
+        // Only the first n are named (a sort of n, not of every route).
+        let cut = n.min(routes.len());
+        if cut > 0 && cut < routes.len() {
+            routes.select_nth_unstable_by(cut - 1, |a, b| b.1.cmp(&a.1));
+        }
+        routes.truncate(cut);
+        routes.sort_by_key(|r| std::cmp::Reverse(r.1));
+        (routes.into_iter().map(|(r, n)| (r.name(), n)).collect(), total)
+    }
+
     /// One fewer message in flight for `route`.
     fn forget(&self, route: &Route) {
         let mut backlog = sluice_queue::lock(&self.backlog);

@@ -372,6 +372,7 @@ async fn metrics(State(api): ApiState) -> Response {
     if let Ok(stats) = api.writer.queue.stats().await {
         m.set_queues(&stats);
     }
+    m.read_in_flight();
     if let Some(db) = &api.settings {
         let now = std::time::Instant::now();
         let busiest = sluice_queue::lock(&db.live.shaper).busiest(crate::metrics::TOP_DESTINATIONS, now);
