@@ -172,6 +172,7 @@ pub fn run(c: Config) -> Result<()> {
     let mut per_worker = per_worker.into_iter();
     let workers = Workers::start(s.threads(), plugins.clone(), |_| per_worker.next().unwrap_or_default())?;
     drop(smtp_listeners);
+    let history = http::live::History::new();
     let api = Arc::new(Api {
         writer,
         names: QueueNames::from_config(&c),
@@ -180,6 +181,8 @@ pub fn run(c: Config) -> Result<()> {
         basic_auth: Api::basic_auth(s),
         tokens: s.www_tokens.clone(),
         trace_dir: data.join("trace"),
+        history: history.clone(),
+        shutdown: shutdown_rx.clone(),
         settings: Some(http::policy::SettingsDb {
             store: settings_db,
             live,
@@ -189,6 +192,7 @@ pub fn run(c: Config) -> Result<()> {
     rt.block_on(async {
         let www = tokio::net::TcpListener::from_std(www)?;
         tracing::info!(address = %www.local_addr()?, "HTTP API listening");
+        tokio::spawn(http::live::sample_every_second(history, shutdown_rx.clone()));
         let mut stop = shutdown_rx.clone();
         let server = axum::serve(www, http::router(api)).with_graceful_shutdown(async move {
             crate::shutdown::requested(&mut stop).await;

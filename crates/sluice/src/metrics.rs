@@ -10,6 +10,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -88,8 +89,19 @@ pub struct TlsLabels {
     pub result: &'static str,
 }
 
+/// Running totals the console's history is made of (the counter families
+/// are keyed by labels; these are the sums it needs, kept as they happen).
+#[derive(Default)]
+pub struct Totals {
+    pub received: AtomicU64,
+    pub delivered: AtomicU64,
+    pub failed: AtomicU64,
+    pub retried: AtomicU64,
+}
+
 /// The process's metrics.
 pub struct Metrics {
+    pub totals: Totals,
     registry: Registry,
     pub received: Family<Received, Counter>,
     pub attempts: Family<AttemptLabels, Counter>,
@@ -119,6 +131,7 @@ impl Metrics {
     fn new() -> Metrics {
         let mut registry = Registry::with_prefix("sluice");
         let m = Metrics {
+            totals: Totals::default(),
             registry: Registry::default(),
             received: Family::default(),
             attempts: Family::default(),
@@ -228,6 +241,20 @@ impl Metrics {
             _ => "refused",
         };
         self.received.get_or_create(&Received { listener, result }).inc();
+        if result == "accepted" {
+            self.totals.received.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// One attempt's verdict (`delivered`, `failed`, `retry`).
+    pub fn verdict(&self, verdict: &'static str) {
+        self.verdicts.get_or_create(&VerdictLabels { verdict }).inc();
+        let total = match verdict {
+            "delivered" => &self.totals.delivered,
+            "failed" => &self.totals.failed,
+            _ => &self.totals.retried,
+        };
+        total.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The queue sizes as the store reports them now.

@@ -266,11 +266,7 @@ impl Engine {
             result: attempt.kind.as_str(),
         };
         metrics.attempts.get_or_create(&labels).inc();
-        let verdict = out.verdict.as_str();
-        metrics
-            .verdicts
-            .get_or_create(&crate::metrics::VerdictLabels { verdict })
-            .inc();
+        metrics.verdict(out.verdict.as_str());
         let line = entry.map(|mut e| {
             e.insert("verdict".into(), out.verdict.as_str().into());
             e

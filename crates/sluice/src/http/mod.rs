@@ -2,6 +2,7 @@
 //! submit received mail to the inbox, queue statistics, peek and pop.
 
 mod body;
+pub mod live;
 pub mod policy;
 mod status;
 
@@ -35,6 +36,10 @@ pub struct Api {
     pub settings: Option<policy::SettingsDb>,
     /// Where the message trace is (`DATA/trace`).
     pub trace_dir: std::path::PathBuf,
+    /// The last hour of traffic, for `/v1/overview`.
+    pub history: Arc<live::History>,
+    /// Set at shutdown (ends `/v1/live` streams).
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Api {
@@ -114,6 +119,8 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/v1/trace/{key}", get(trace))
+        .route("/v1/overview", get(live::overview))
+        .route("/v1/live", get(live::live))
         .route("/queues", get(stats))
         .route("/queues/{name}", get(peek).post(push))
         .route("/queues/{name}/pop", post(pop))
