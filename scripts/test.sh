@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test. Installs the real peers the tests talk to when missing:
 # swaks, Postfix (smtp-source/smtp-sink, and a private instance as a mailbox),
-# dnsmasq (test DNS zones), rabbitmq-server, PostgreSQL, Prometheus, python3
-# with dkimpy, aiosmtpd, pika and prometheus_client. Starts a private RabbitMQ and a private PostgreSQL for
+# dnsmasq (test DNS zones), rabbitmq-server, PostgreSQL, Prometheus, Chromium,
+# python3 with dkimpy, aiosmtpd, pika, prometheus_client and playwright. Starts a private RabbitMQ and a private PostgreSQL for
 # the run, stopped at the end. Safe to run repeatedly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +36,7 @@ command -v dnsmasq >/dev/null || need+=(dnsmasq-base)            # the loopback 
 command -v openssl >/dev/null || need+=(openssl)                  # certificates for the test Postfix
 command -v rabbitmq-server >/dev/null || need+=(rabbitmq-server)  # the RabbitMQ backend's broker
 command -v prometheus >/dev/null || need+=(prometheus)            # scrapes /metrics in the metrics tests
+command -v chromium >/dev/null || need+=(chromium)                # the console's browser tests (headless)
 python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing test peers: ${need[*]}"
@@ -67,9 +68,10 @@ for feature in "TLS" "Basic AUTH"; do
 done
 
 # Python peers: aiosmtpd (an SMTP server with AUTH and STARTTLS), dkimpy (a DKIM verifier), pika (AMQP),
-# prometheus_client (an OpenMetrics parser).
-if ! python3 -c "import aiosmtpd, dkim, nacl, pika, prometheus_client" 2>/dev/null; then
-  py=(aiosmtpd dkimpy pynacl pika prometheus_client)
+# prometheus_client (an OpenMetrics parser), playwright (drives the system's chromium;
+# its own browser download is not used).
+if ! python3 -c "import aiosmtpd, dkim, nacl, pika, prometheus_client, playwright" 2>/dev/null; then
+  py=(aiosmtpd dkimpy pynacl pika prometheus_client playwright)
   python3 -m pip install -q "${py[@]}" 2>/dev/null || python3 -m pip install -q --break-system-packages "${py[@]}"
 fi
 

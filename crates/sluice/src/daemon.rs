@@ -182,6 +182,11 @@ pub fn run(c: Config) -> Result<()> {
         tokens: s.www_tokens.clone(),
         trace_dir: data.join("trace"),
         history: history.clone(),
+        plugins: plugins
+            .list
+            .iter()
+            .map(|p| (p.name.clone(), p.exports.clone()))
+            .collect(),
         shutdown: shutdown_rx.clone(),
         settings: Some(http::policy::SettingsDb {
             store: settings_db,

@@ -116,6 +116,10 @@ pub struct Metrics {
     pub commit_seconds: Histogram,
     pub commit_messages: Histogram,
     pub hooks: Histograms<HookLabels>,
+    /// Calls and seconds per plugin hook, readable for `/v1/plugins` (the
+    /// histogram's own count and sum have no stable reader); not exported.
+    pub hook_calls: Family<HookLabels, Counter>,
+    pub hook_seconds: Family<HookLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
     pub in_flight: Gauge,
     pub route_in_flight: Family<RouteLabels, Gauge>,
     in_flight_source: OnceLock<InFlightSource>,
@@ -148,6 +152,8 @@ impl Metrics {
             commit_seconds: Histogram::new(exponential_buckets(0.00005, 2.0, 16)),
             commit_messages: Histogram::new(exponential_buckets(1.0, 2.0, 14)),
             hooks: Family::new_with_constructor(hook_buckets),
+            hook_calls: Family::default(),
+            hook_seconds: Family::default(),
             in_flight: Gauge::default(),
             route_in_flight: Family::default(),
             in_flight_source: OnceLock::new(),
@@ -295,12 +301,17 @@ impl Metrics {
         let _ = self.in_flight_source.set(source);
     }
 
-    /// The in-flight counts now, from delivery.
+    /// The `n` routes holding most messages in flight, and the total.
+    pub fn in_flight_now(&self, n: usize) -> (Vec<(String, usize)>, usize) {
+        self.in_flight_source.get().map_or((Vec::new(), 0), |source| source(n))
+    }
+
+    /// The in-flight counts now, from delivery, into the metrics.
     pub fn read_in_flight(&self) {
-        let Some(source) = self.in_flight_source.get() else {
+        if self.in_flight_source.get().is_none() {
             return;
-        };
-        let (routes, total) = source(TOP_DESTINATIONS);
+        }
+        let (routes, total) = self.in_flight_now(TOP_DESTINATIONS);
         self.in_flight.set(total as i64);
         self.route_in_flight.clear();
         for (route, n) in routes {
@@ -315,6 +326,8 @@ impl Metrics {
             hook,
         };
         self.hooks.get_or_create(&labels).observe(took.as_secs_f64());
+        self.hook_calls.get_or_create(&labels).inc();
+        self.hook_seconds.get_or_create(&labels).inc_by(took.as_secs_f64());
     }
 
     /// One group commit of `messages` records that took `took`.

@@ -19,17 +19,37 @@ pub const MAX_EVENTS: usize = 1000;
 /// The trace writer (nothing when `trace-size` is 0).
 pub struct Trace {
     log: Option<JsonLog>,
+    /// Every event as it is recorded, for live listeners (`/v1/results/live`).
+    live: tokio::sync::broadcast::Sender<std::sync::Arc<str>>,
 }
+
+/// Events a live listener may fall behind by before it skips ahead.
+const LIVE_BACKLOG: usize = 1024;
 
 impl Trace {
     /// A trace writing to `dir`, at most `size` bytes in all.
     pub fn open(dir: &Path, size: u64) -> anyhow::Result<Trace> {
         if size == 0 {
-            return Ok(Trace { log: None });
+            return Ok(Trace::off());
         }
         std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("trace: cannot create {}: {e}", dir.display()))?;
         let log = JsonLog::rotating("trace", &dir.join(CURRENT), size / 2, &dir.join(OLDER))?;
-        Ok(Trace { log: Some(log) })
+        Ok(Trace {
+            log: Some(log),
+            ..Trace::off()
+        })
+    }
+
+    fn off() -> Trace {
+        Trace {
+            log: None,
+            live: tokio::sync::broadcast::channel(LIVE_BACKLOG).0,
+        }
+    }
+
+    /// Events from now on, as JSON text, while the trace is enabled.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<std::sync::Arc<str>> {
+        self.live.subscribe()
     }
 
     /// Whether events go anywhere (so callers can skip building them).
@@ -41,7 +61,12 @@ impl Trace {
     pub fn record(&self, kind: &str, mut fields: Map<String, Value>) {
         let Some(log) = &self.log else { return };
         fields.insert("event".into(), kind.into());
-        log.write(Value::Object(fields).to_string());
+        let text = Value::Object(fields).to_string();
+        if self.live.receiver_count() > 0 {
+            // Nobody listening is the usual case: no copy is made then.
+            let _ = self.live.send(text.as_str().into());
+        }
+        log.write(text);
     }
 }
 
@@ -55,8 +80,8 @@ pub fn install(trace: Trace) {
 /// The process's trace: reception and delivery record into it. Before
 /// [`install`] (the CLI, in-process tests) it records nothing.
 pub fn get() -> &'static Trace {
-    static NONE: Trace = Trace { log: None };
-    TRACE.get().unwrap_or(&NONE)
+    static NONE: std::sync::OnceLock<Trace> = std::sync::OnceLock::new();
+    TRACE.get().unwrap_or_else(|| NONE.get_or_init(Trace::off))
 }
 
 /// The events whose `message-id` or `recipient` is `key`, oldest first, at

@@ -258,7 +258,11 @@ impl Engine {
         tracing::debug!(id, recipient = %msg.recipient, state = attempt.state.as_str(), result = attempt.kind.as_str(), "attempt");
         let now = sluice_queue::now_ms();
         let trace = crate::trace::get();
-        let entry = (self.send_log.enabled() || trace.enabled()).then(|| outcome::log_entry(&msg, attempt, now));
+        let entry = outcome::log_entry(&msg, attempt, now);
+        if let Some((_, domain)) = msg.recipient.rsplit_once('@') {
+            crate::http::live::recent_replies().note(domain, &entry);
+        }
+        let entry = (self.send_log.enabled() || trace.enabled()).then_some(entry);
         let out = outcome::decide(&self.policy, msg, attempt, now);
         let metrics = crate::metrics::get();
         let labels = crate::metrics::AttemptLabels {

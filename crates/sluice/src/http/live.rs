@@ -139,3 +139,196 @@ pub async fn live(
     });
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
+
+/// `GET /v1/destinations`: the 100 busiest destinations now — connections,
+/// messages and connections of the last minute, flood effects with their
+/// time left, whether a pause holds them, their last replies — and the 100
+/// routes with most messages in flight.
+pub async fn destinations(axum::extract::State(api): ApiState) -> Result<Json<Value>, ApiError> {
+    let routes: Vec<Value> = crate::metrics::get()
+        .in_flight_now(100)
+        .0
+        .into_iter()
+        .map(|(route, n)| json!({"route": route, "in_flight": n}))
+        .collect();
+    let Some(db) = &api.settings else {
+        return Ok(Json(json!({"destinations": [], "routes": routes})));
+    };
+    let now = std::time::Instant::now();
+    let shaper = sluice_queue::lock(&db.live.shaper);
+    let effects = shaper.effects(now);
+    let left = |t: Option<std::time::Instant>| t.map(|t| t.saturating_duration_since(now).as_secs());
+    let out: Vec<Value> = shaper
+        .busiest(100, now)
+        .into_iter()
+        .map(|b| {
+            let d = &b.destination;
+            let flood: Vec<Value> = effects
+                .iter()
+                .filter(|(e, _)| e == d)
+                .map(|(_, e)| json!({"rule": e.rule, "paused_seconds_left": left(e.paused_until), "reduced_seconds_left": left(e.reduced_until)}))
+                .collect();
+            let paused = shaper.pauses(now).any(|p| p.holds(d.localip, &d.domain, &[], None, &[], now));
+            json!({
+                "domain": d.domain,
+                "localip": d.localip.map(|ip| ip.to_string()),
+                "open_connections": b.open,
+                "messages_last_minute": b.messages_last_minute,
+                "connections_last_minute": b.connections_last_minute,
+                "flood_effects": flood,
+                "paused": paused,
+                "recent_replies": recent_replies().of(&d.domain),
+            })
+        })
+        .collect();
+    Ok(Json(json!({"destinations": out, "routes": routes})))
+}
+
+/// What `/v1/results/live` passes on (each empty or absent filter passes all).
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct ResultFilter {
+    state: Option<String>,
+    result: Option<String>,
+    /// The recipient's domain (exactly, case aside).
+    domain: Option<String>,
+    /// A part of the recipient address (case aside).
+    recipient: Option<String>,
+}
+
+/// The longest filter value taken: longer ones are refused, not cut.
+const MAX_FILTER: usize = 320;
+
+impl ResultFilter {
+    fn checked(self) -> Result<ResultFilter, ApiError> {
+        let tidy = |name: &str, v: Option<String>| -> Result<Option<String>, ApiError> {
+            let Some(v) = v.map(|v| v.trim().to_ascii_lowercase()).filter(|v| !v.is_empty()) else {
+                return Ok(None);
+            };
+            if v.len() > MAX_FILTER || v.chars().any(char::is_control) {
+                return Err(ApiError(
+                    axum::http::StatusCode::BAD_REQUEST,
+                    format!("{name}: at most {MAX_FILTER} bytes, no control characters"),
+                ));
+            }
+            Ok(Some(v))
+        };
+        Ok(ResultFilter {
+            state: tidy("state", self.state)?,
+            result: tidy("result", self.result)?,
+            domain: tidy("domain", self.domain)?,
+            recipient: tidy("recipient", self.recipient)?,
+        })
+    }
+
+    fn passes(&self, e: &Value) -> bool {
+        let field = |k: &str| e[k].as_str().unwrap_or("").to_ascii_lowercase();
+        let recipient = field("recipient");
+        let domain = recipient.rsplit_once('@').map_or("", |(_, d)| d);
+        self.state.as_ref().is_none_or(|s| *s == field("state"))
+            && self.result.as_ref().is_none_or(|r| *r == field("result"))
+            && self.domain.as_ref().is_none_or(|d| d == domain)
+            && self.recipient.as_ref().is_none_or(|r| recipient.contains(r.as_str()))
+    }
+}
+
+/// `GET /v1/results/live?state=&result=&domain=&recipient=`: every delivery
+/// attempt's result as it is decided (a `result` event, the trace's attempt
+/// entry), filtered; a `lagged` event tells how many a slow reader missed.
+/// Needs the trace (`trace-size` above 0).
+pub async fn results(
+    axum::extract::State(api): ApiState,
+    axum::extract::Query(filter): axum::extract::Query<ResultFilter>,
+) -> Result<Sse<impl futures_util::Stream<Item = Result<Event, std::convert::Infallible>>>, ApiError> {
+    use tokio::sync::broadcast::error::RecvError;
+    let filter = filter.checked()?;
+    let events = crate::trace::get().subscribe();
+    let stop = api.shutdown.clone();
+    let stream = futures_util::stream::unfold((events, stop, filter), |(mut events, mut stop, filter)| async move {
+        loop {
+            let got = tokio::select! {
+                got = events.recv() => got,
+                _ = crate::shutdown::requested(&mut stop) => return None,
+            };
+            let event = match got {
+                Ok(text) => text,
+                Err(RecvError::Lagged(n)) => {
+                    let e = Event::default().event("lagged").data(n.to_string());
+                    return Some((Ok(e), (events, stop, filter)));
+                }
+                Err(RecvError::Closed) => return None,
+            };
+            let Ok(value) = serde_json::from_str::<Value>(&event) else {
+                continue;
+            };
+            if value["event"] == "attempt" && filter.passes(&value) {
+                return Some((
+                    Ok(Event::default().event("result").data(&*event)),
+                    (events, stop, filter),
+                ));
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// The last few remote replies per recipient domain, for the console's
+/// destinations; bounded in domains, replies and text.
+pub struct RecentReplies {
+    by_domain: Mutex<std::collections::HashMap<String, VecDeque<Value>>>,
+}
+
+const RECENT_DOMAINS: usize = 2000;
+const RECENT_PER_DOMAIN: usize = 5;
+const RECENT_TEXT: usize = 200;
+
+impl RecentReplies {
+    /// Notes `entry` (an attempt's result entry) under `domain`.
+    pub fn note(&self, domain: &str, entry: &serde_json::Map<String, Value>) {
+        let Some(code) = entry.get("code") else {
+            return; // no reply: nothing the remote said
+        };
+        let text: String = entry
+            .get("description")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .chars()
+            .take(RECENT_TEXT)
+            .collect();
+        let reply = json!({"time": entry.get("time"), "code": code, "status": entry.get("status"), "text": text});
+        let mut map = sluice_queue::lock(&self.by_domain);
+        if !map.contains_key(domain) && map.len() >= RECENT_DOMAINS {
+            // Full: forget the domain whose newest reply is oldest.
+            let stalest = map
+                .iter()
+                .min_by(|a, b| {
+                    a.1.back()
+                        .map(|r| r["time"].to_string())
+                        .cmp(&b.1.back().map(|r| r["time"].to_string()))
+                })
+                .map(|(d, _)| d.clone());
+            if let Some(d) = stalest {
+                map.remove(&d);
+            }
+        }
+        let list = map.entry(domain.to_ascii_lowercase()).or_default();
+        if list.len() == RECENT_PER_DOMAIN {
+            list.pop_front();
+        }
+        list.push_back(reply);
+    }
+
+    fn of(&self, domain: &str) -> Vec<Value> {
+        sluice_queue::lock(&self.by_domain)
+            .get(domain)
+            .map(|l| l.iter().rev().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+/// The process's recent replies (delivery notes into it, the API reads).
+pub fn recent_replies() -> &'static RecentReplies {
+    static RECENT: std::sync::OnceLock<RecentReplies> = std::sync::OnceLock::new();
+    RECENT.get_or_init(|| RecentReplies {
+        by_domain: Mutex::new(Default::default()),
+    })
+}

@@ -2,6 +2,7 @@
 //! submit received mail to the inbox, queue statistics, peek and pop.
 
 mod body;
+mod console;
 pub mod live;
 pub mod policy;
 mod status;
@@ -38,6 +39,8 @@ pub struct Api {
     pub trace_dir: std::path::PathBuf,
     /// The last hour of traffic, for `/v1/overview`.
     pub history: Arc<live::History>,
+    /// The loaded plugins, in call order: name and the hooks it exports.
+    pub plugins: Vec<(String, Vec<&'static str>)>,
     /// Set at shutdown (ends `/v1/live` streams).
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
@@ -146,8 +149,15 @@ pub fn router(api: Arc<Api>) -> Router {
                 .put(policy::table_put)
                 .delete(policy::table_delete),
         )
+        .route("/v1/destinations", get(live::destinations))
+        .route("/v1/results/live", get(live::results))
+        .route("/v1/plugins", get(status::plugins))
+        .route("/v1/instances", get(status::instances))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(api.clone(), require_auth))
+        // The console's page and scripts hold no data: they load without
+        // credentials, and ask for them to reach the API.
+        .merge(console::routes())
         .layer(middleware::from_fn(json_errors))
         .with_state(api)
 }
@@ -191,12 +201,19 @@ async fn require_auth(State(api): ApiState, req: Request, next: Next) -> Respons
     if api.basic_auth.is_some() || !api.tokens.is_empty() || !table.is_empty() {
         let given = req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes());
         if !authorized(given, api.basic_auth.as_deref(), &[&api.tokens, &table]) {
-            return (
+            let mut refused = (
                 StatusCode::UNAUTHORIZED,
-                [(header::WWW_AUTHENTICATE, "Basic realm=\"sluice\"")],
                 Json(json!({"error": "authentication required"})),
             )
                 .into_response();
+            // The console asks for credentials in its own form, not the browser's dialog.
+            if !req.headers().contains_key("x-sluice-console") {
+                refused.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Basic realm=\"sluice\""),
+                );
+            }
+            return refused;
         }
     }
     next.run(req).await

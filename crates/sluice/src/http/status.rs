@@ -92,3 +92,41 @@ pub async fn policy(axum::extract::State(api): ApiState, Query(ask): Query<Ask>)
         "pauses": pauses,
     })))
 }
+
+/// `GET /v1/plugins`: the loaded plugins in call order, each hook with its
+/// calls and time so far (from the `plugin_hook_duration` metric).
+pub async fn plugins(axum::extract::State(api): ApiState) -> Json<Value> {
+    let m = crate::metrics::get();
+    let list: Vec<Value> = api
+        .plugins
+        .iter()
+        .map(|(name, hooks)| {
+            let hooks: Vec<Value> = hooks
+                .iter()
+                .map(|&hook| {
+                    let labels = crate::metrics::HookLabels {
+                        plugin: name.clone(),
+                        hook,
+                    };
+                    let calls = m.hook_calls.get(&labels).map_or(0, |c| c.get());
+                    let seconds = m.hook_seconds.get(&labels).map_or(0.0, |c| c.get());
+                    json!({"hook": hook, "calls": calls, "seconds": seconds})
+                })
+                .collect();
+            json!({"name": name, "hooks": hooks})
+        })
+        .collect();
+    Json(Value::Array(list))
+}
+
+/// `GET /v1/instances`: the Sluice instances this console can see — this
+/// one (sharing a broker does not yet make the others visible).
+pub async fn instances(axum::extract::State(api): ApiState) -> Json<Value> {
+    Json(json!([{
+        "hostname": api.hostname,
+        "console": "/console",
+        "version": env!("CARGO_PKG_VERSION"),
+        "seen_seconds_ago": 0,
+        "self": true,
+    }]))
+}
