@@ -97,6 +97,16 @@ pub fn run(c: Config) -> Result<()> {
     let www =
         std::net::TcpListener::bind(www_addr).with_context(|| format!("cannot listen on {www_addr} (www-port)"))?;
     www.set_nonblocking(true)?;
+    let www_secure = match s.www_secure_port.first() {
+        Some(&port) => {
+            let addr = std::net::SocketAddr::new(www_ip, port);
+            let l = std::net::TcpListener::bind(addr)
+                .with_context(|| format!("cannot listen on {addr} (www-secure-port)"))?;
+            l.set_nonblocking(true)?;
+            Some(l)
+        }
+        None => None,
+    };
     if !www.local_addr()?.ip().is_loopback() && s.www_username.is_none() {
         // Only with www-open: true (Config::check refuses it otherwise).
         tracing::warn!(address = %www_addr, "the HTTP API listens beyond loopback without www-username/www-password (www-open): anyone who reaches it can read and inject mail");
@@ -110,7 +120,23 @@ pub fn run(c: Config) -> Result<()> {
     let (settings_db, policy, version) = crate::policy::open(&c)?;
     tracing::info!(database = %settings_db.describe(), capacity = policy.capacity.len(), flood = policy.flood.len(), "settings database read");
     let live = crate::policy::Live::new(&c, &policy, version);
-    let tls = receive::tls::acceptor(s.smtp_certificate.as_deref(), s.smtp_key.as_deref(), &data, &hostname)?;
+    let tls = receive::tls::acceptor(
+        s.smtp_certificate.as_deref(),
+        s.smtp_key.as_deref(),
+        receive::tls::SMTP,
+        &data,
+        &hostname,
+    )?;
+    let www_tls = match &www_secure {
+        Some(_) => Some(receive::tls::acceptor(
+            s.www_certificate.as_deref(),
+            s.www_key(),
+            receive::tls::Keys("www-certificate", "www-private-key"),
+            &data,
+            &hostname,
+        )?),
+        None => None,
+    };
     let received_log = Arc::new(reception::log::ReceivedLog::open(s.received_log.as_deref())?);
     crate::trace::install(crate::trace::Trace::open(&data.join("trace"), s.trace_size)?);
     let ids = Arc::new(IdGenerator::new(s.server_id));
@@ -198,8 +224,20 @@ pub fn run(c: Config) -> Result<()> {
         let www = tokio::net::TcpListener::from_std(www)?;
         tracing::info!(address = %www.local_addr()?, "HTTP API listening");
         tokio::spawn(http::live::sample_every_second(history, shutdown_rx.clone()));
+        let app = http::router(api);
+        let mut plain = app.clone();
+        if let (Some(secure), Some(tls)) = (www_secure, www_tls) {
+            let secure = tokio::net::TcpListener::from_std(secure)?;
+            let port = secure.local_addr()?.port();
+            tracing::info!(address = %secure.local_addr()?, "HTTPS console and API listening");
+            tokio::spawn(http::secure::serve(secure, tls, app, shutdown_rx.clone()));
+            plain = plain.layer(axum::middleware::from_fn_with_state(
+                port,
+                http::secure::console_to_https,
+            ));
+        }
         let mut stop = shutdown_rx.clone();
-        let server = axum::serve(www, http::router(api)).with_graceful_shutdown(async move {
+        let server = axum::serve(www, plain).with_graceful_shutdown(async move {
             crate::shutdown::requested(&mut stop).await;
         });
         let http_task = tokio::spawn(async move { server.await });

@@ -279,6 +279,10 @@ settings! {
     www_password: Secret = "www-password", "";
     www_open: Bool = "www-open", "false";
     www_tokens: Secrets = "www-tokens", "";
+    www_secure_port: Ports = "www-secure-port", "";
+    www_certificate: Opt = "www-certificate", "";
+    www_private_key: Opt = "www-private-key", "";
+    www_privatekey: Opt = "www-privatekey", "";
     // Addition (docs/trace.md): the bytes the message trace may take in DATA/trace (0 = no trace).
     trace_size: Size = "trace-size", "1GB";
     // Addition (docs/config.md): how long a stop waits for transactions in progress.
@@ -316,6 +320,11 @@ impl Settings {
             .as_deref()
             .or(self.database.as_deref())
             .unwrap_or("sqlite://DATA/settings.db")
+    }
+
+    /// `www-private-key`, or its other MailerQ spelling `www-privatekey`.
+    pub fn www_key(&self) -> Option<&str> {
+        self.www_private_key.as_deref().or(self.www_privatekey.as_deref())
     }
 
     /// `data-directory`.

@@ -130,6 +130,17 @@ impl Config {
             let key = if has_cert { "smtp-key" } else { "smtp-certificate" };
             return Err(self.error(key, "smtp-certificate and smtp-key must be set together".into()));
         }
+        if s.www_certificate.is_some() != s.www_key().is_some() {
+            let key = if s.www_certificate.is_some() {
+                "www-private-key"
+            } else {
+                "www-certificate"
+            };
+            return Err(self.error(key, "www-certificate and www-private-key must be set together".into()));
+        }
+        if s.www_secure_port.len() > 1 {
+            return Err(self.error("www-secure-port", "one port".into()));
+        }
         if s.smtp_username.is_some() != s.smtp_password.is_some() {
             return Err(self.error(
                 "smtp-password",

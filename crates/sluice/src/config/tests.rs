@@ -57,6 +57,18 @@ fn errors_name_file_line_and_key() {
     assert_eq!(e.key, "smtp-range");
     let e = load("smtp-certificate: /x.pem\n").unwrap_err();
     assert_eq!((e.origin.as_str(), e.key.as_str()), ("default", "smtp-key"));
+    let e = load("www-certificate: /x.pem\n").unwrap_err();
+    assert_eq!(e.key, "www-private-key");
+    let e = load("www-privatekey: /x.key\n").unwrap_err();
+    assert_eq!(e.key, "www-certificate");
+    let e = load("www-secure-port: 443,444\n").unwrap_err();
+    assert_eq!(e.key, "www-secure-port");
+    let c = load("www-secure-port: 8443\nwww-certificate: /c.pem\nwww-privatekey: /k.pem\n").unwrap();
+    assert_eq!(
+        c.settings.www_key(),
+        Some("/k.pem"),
+        "MailerQ's two spellings of the key"
+    );
 }
 
 #[test]

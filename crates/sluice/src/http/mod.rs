@@ -5,6 +5,7 @@ mod body;
 mod console;
 pub mod live;
 pub mod policy;
+pub mod secure;
 mod status;
 
 use crate::queues::QueueNames;

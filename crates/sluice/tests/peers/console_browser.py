@@ -62,7 +62,8 @@ def loopback_only(route):
 
 with sync_playwright() as p:
     browser = p.chromium.launch(executable_path=cfg["chromium"], headless=True, args=["--no-sandbox"])
-    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    # The console is served over HTTPS with the test's self-signed certificate.
+    context = browser.new_context(viewport={"width": 1280, "height": 860}, ignore_https_errors=True)
     context.route("**/*", loopback_only)
     page = context.new_page()
     page.on("console", lambda m: m.type == "error" and errors.append(m.text))
