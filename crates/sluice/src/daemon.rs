@@ -116,7 +116,8 @@ pub fn run(c: Config) -> Result<()> {
         crate::privileges::drop_to(user)?;
     }
     let hostname = hostname(&c);
-    let (queue, store) = open_queue(&c, &data)?;
+    let me = crate::cluster::card(&c, &hostname);
+    let (queue, store, peers) = open_queue(&c, &data, &me)?;
     let (settings_db, policy, version) = crate::policy::open(&c)?;
     tracing::info!(database = %settings_db.describe(), capacity = policy.capacity.len(), flood = policy.flood.len(), "settings database read");
     let live = crate::policy::Live::new(&c, &policy, version);
@@ -208,6 +209,7 @@ pub fn run(c: Config) -> Result<()> {
         tokens: s.www_tokens.clone(),
         trace_dir: data.join("trace"),
         history: history.clone(),
+        cluster: peers.map(|p| (p, me.id.clone())),
         plugins: plugins
             .list
             .iter()
@@ -261,11 +263,17 @@ pub fn run(c: Config) -> Result<()> {
 }
 
 /// The queues, and the embedded store behind them when there is one (closed at the end).
-type Queues = (Arc<dyn Queue>, Option<Arc<EmbeddedStore>>);
+/// The queue; the embedded store when it is that; the other instances when
+/// it is a shared broker.
+type Queues = (
+    Arc<dyn Queue>,
+    Option<Arc<EmbeddedStore>>,
+    Option<Arc<sluice_queue::rabbitmq::cluster::Peers>>,
+);
 
 /// The queues: RabbitMQ when `rabbitmq-address` is set, else the embedded
 /// store under the data directory.
-fn open_queue(c: &Config, data: &std::path::Path) -> Result<Queues> {
+fn open_queue(c: &Config, data: &std::path::Path, me: &crate::cluster::Card) -> Result<Queues> {
     let s = &c.settings;
     if let Some(address) = &s.rabbitmq_address {
         let opts = RabbitOptions {
@@ -287,10 +295,11 @@ fn open_queue(c: &Config, data: &std::path::Path) -> Result<Queues> {
         if !rmq.wait_connected(std::time::Duration::from_secs(5)) {
             tracing::warn!("RabbitMQ is not reachable yet; SMTP answers 451 until it is");
         }
-        return Ok((Arc::new(rmq), None));
+        let peers = rmq.announce(me.id.clone(), me.card.to_string().into_bytes(), crate::cluster::EVERY);
+        return Ok((Arc::new(rmq), None, Some(peers)));
     }
     let store = Arc::new(EmbeddedStore::open(&data.join("queue"), store_options()).context("opening the queue store")?);
-    Ok((store.clone(), Some(store)))
+    Ok((store.clone(), Some(store), None))
 }
 
 async fn wait_for_signal() {

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod cli;
+mod cluster;
 mod config;
 mod daemon;
 mod deliver;

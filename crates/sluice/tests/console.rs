@@ -7,7 +7,9 @@
 mod common;
 use common::peers::{recorded, recorder, self_signed};
 use common::policy::request;
+use common::rabbit::{prefix, Broker};
 use common::*;
+use serde_json::Value;
 use std::process::Command;
 
 const USER: &str = "operator";
@@ -115,4 +117,56 @@ fn raw_get(port: u16, path: &str, host: &str) -> String {
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
     out.split("\r\n\r\n").next().unwrap_or("").to_string() + "\r\n"
+}
+
+#[test]
+fn instances_sharing_a_broker_see_each_other_and_hostile_cards_are_checked() {
+    let (broker, p) = (Broker::shared(), prefix());
+    let a = Daemon::start(&format!(
+        "{}www-url: https://a.example:8443/console\n",
+        broker.config(&p)
+    ));
+    let b = Daemon::start(&broker.config(&p));
+    // Cards another program put on the broker: a script address and
+    // control characters are not passed on as they came.
+    broker.announce(
+        "hostile-1",
+        &[r#"{"hostname":"h1.test","console":"javascript:alert(1)","version":"1"}"#.into()],
+    );
+    broker.announce(
+        "hostile-2",
+        &[r#"{"hostname":"bad\u0007name","console":"http://x/"}"#.into()],
+    );
+    let b_console = format!("http://127.0.0.1:{}/console", b.www);
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        let (code, body) = request(&a, "GET", "/v1/instances", "text/plain", "", None);
+        assert_eq!(code, 200, "{body}");
+        seen = serde_json::from_str::<Vec<Value>>(&body).unwrap();
+        let has = |url: &str| seen.iter().any(|i| i["console"] == url);
+        if has(&b_console) && has("https://a.example:8443/console") && seen.iter().any(|i| i["hostname"] == "h1.test") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let me: Vec<_> = seen.iter().filter(|i| i["self"] == true).collect();
+    assert_eq!(me.len(), 1, "{seen:?}");
+    assert_eq!(
+        me[0]["console"], "https://a.example:8443/console",
+        "www-url is announced"
+    );
+    let other = seen.iter().find(|i| i["console"] == b_console.as_str());
+    assert_eq!(other.map(|o| o["self"].clone()), Some(Value::Bool(false)), "{seen:?}");
+    let hostile = seen
+        .iter()
+        .find(|i| i["hostname"] == "h1.test")
+        .expect("the first card is listed");
+    assert!(hostile["console"].is_null(), "not a link: {hostile}");
+    assert!(
+        !seen
+            .iter()
+            .any(|i| i["hostname"].as_str().is_some_and(|h| h.contains('\u{7}'))),
+        "{seen:?}"
+    );
 }

@@ -14,6 +14,7 @@
 //! The connections and their supervisor live on a runtime of their own;
 //! calls are awaited where they are made (lapin's I/O thread completes them).
 
+pub mod cluster;
 mod link;
 pub mod uri;
 

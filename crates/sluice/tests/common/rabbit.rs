@@ -195,6 +195,20 @@ impl Broker {
         String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
     }
 
+    /// Publishes `cards` to the cluster exchange as instance `id`.
+    pub fn announce(&self, id: &str, cards: &[String]) {
+        let mut child = pika(&["announce", &self.address, id])
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        for c in cards {
+            writeln!(stdin, "{c}").unwrap();
+        }
+        drop(stdin);
+        assert!(child.wait().unwrap().success(), "pika announce failed");
+    }
+
     /// Waits until `queue` has `n` consumers.
     pub fn wait_consumers(&self, queue: &str, n: u64) {
         let deadline = Instant::now() + Duration::from_secs(30);

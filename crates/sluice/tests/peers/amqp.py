@@ -5,6 +5,7 @@ usage:
   amqp.py get URI QUEUE N SECONDS  prints up to N bodies (acked), one per line
   amqp.py count URI QUEUE          prints the number of ready messages
   amqp.py consumers URI QUEUE      prints the number of consumers
+  amqp.py announce URI APP_ID      < one card per line, to the sluice.cluster exchange, one a second
 """
 import sys, time
 import pika
@@ -12,7 +13,7 @@ import pika
 command, uri, queue = sys.argv[1:4]
 connection = pika.BlockingConnection(pika.URLParameters(uri))
 channel = connection.channel()
-if command not in ("count", "consumers"):
+if command not in ("count", "consumers", "announce"):
     channel.queue_declare(queue=queue, durable=True)
 
 if command == "publish":
@@ -37,6 +38,11 @@ elif command == "get":
     sys.stdout.flush()
 elif command == "count":
     print(channel.queue_declare(queue=queue, passive=True).method.message_count)
+elif command == "announce":
+    channel.exchange_declare("sluice.cluster", exchange_type="fanout", durable=False, auto_delete=True)
+    for line in sys.stdin:
+        props = pika.BasicProperties(app_id=queue, content_type="application/json", expiration="15000")
+        channel.basic_publish("sluice.cluster", "", line.rstrip("\n").encode(), props)
 elif command == "consumers":
     print(channel.queue_declare(queue=queue, passive=True).method.consumer_count)
 connection.close()
