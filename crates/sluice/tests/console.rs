@@ -1,7 +1,7 @@
 //! The web console in a real browser: headless Chromium, driven by Python
 //! Playwright (`tests/peers/console_browser.py`), against the real daemon
 //! delivering to an aiosmtpd recorder. Screenshots go to
-//! `$SLUICE_SCREENSHOTS` (default: the target's tmp directory); the ones in
+//! `$CONSOLE_SCREENSHOTS` (default: the target's tmp directory); the ones in
 //! `docs/console/` were taken this way.
 
 mod common;
@@ -29,13 +29,27 @@ fn an_operator_watches_pauses_and_shapes_delivery_from_the_console() {
     let out = dir.path().join("arrivals.jsonl");
     let receiver = recorder(&out, Some(("retry.example", 1, "421 4.7.0 Try again later")));
     self_signed(dir.path(), "console.test");
+    // A real C plugin for the Plugins page: every inbound hook, doing nothing.
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    require("cc");
+    let built = Command::new("cc")
+        .args(["-shared", "-fPIC", "-fvisibility=hidden", "-Wall", "-Werror"])
+        .arg(concat!("-I", env!("CARGO_MANIFEST_DIR"), "/../plugin/include"))
+        .arg("-o")
+        .arg(plugins.join("noop.so"))
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../../bench/plugins/noop.c"))
+        .status()
+        .unwrap();
+    assert!(built.success(), "building the no-op plugin failed");
     let secure = free_port();
     let mut d = Daemon::start(&format!(
-        "delivery-enabled: true\nsmtp-sink-ip: 127.0.0.1\nsmtp-sink-port: {}\nretry-interval: 1\nwww-username: {USER}\nwww-password: {PASSWORD}\ndatabase-address: sqlite://{}\nwww-secure-port: {secure}\nwww-certificate: {}\nwww-privatekey: {}\n",
+        "delivery-enabled: true\nsmtp-sink-ip: 127.0.0.1\nsmtp-sink-port: {}\nretry-interval: 1\nwww-username: {USER}\nwww-password: {PASSWORD}\ndatabase-address: sqlite://{}\nwww-secure-port: {secure}\nwww-certificate: {}\nwww-privatekey: {}\nplugin-directory: {}\n",
         receiver.port,
         dir.path().join("settings.db").display(),
         dir.path().join("cert.pem").display(),
         dir.path().join("key.pem").display(),
+        plugins.display(),
     ));
     // With a secure port, the plain port sends the console's pages there
     // (the API stays, for the command line).
@@ -67,7 +81,7 @@ fn an_operator_watches_pauses_and_shapes_delivery_from_the_console() {
     ] {
         assert_eq!(request(&d, "GET", path, "text/plain", "", None).0, 401, "{path}");
     }
-    let screenshots = std::env::var("SLUICE_SCREENSHOTS")
+    let screenshots = std::env::var("CONSOLE_SCREENSHOTS")
         .unwrap_or_else(|_| format!("{}/console-screenshots", env!("CARGO_TARGET_TMPDIR")));
     let settings = serde_json::json!({
         "url": format!("https://127.0.0.1:{secure}"),
@@ -100,7 +114,15 @@ fn an_operator_watches_pauses_and_shapes_delivery_from_the_console() {
     // arrived once (the refused one on its second attempt).
     let arrived: Vec<_> = recorded(&out).into_iter().filter(|a| a["refused"] == false).collect();
     assert_eq!(arrived.len(), 5, "{arrived:?}");
-    for shot in ["login", "overview", "destinations", "results", "policy", "plugins"] {
+    for shot in [
+        "login",
+        "overview",
+        "destinations",
+        "results",
+        "policy",
+        "plugins",
+        "instances",
+    ] {
         let file = std::path::Path::new(&screenshots).join(format!("{shot}.png"));
         let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
         assert!(size > 1000, "{} missing or empty", file.display());

@@ -111,3 +111,31 @@ fn the_live_stream_and_the_overview_follow_the_traffic_and_need_credentials() {
     assert!(stopping.elapsed() < Duration::from_secs(10), "{:?}", stopping.elapsed());
     drop(stream);
 }
+
+#[test]
+fn live_streams_are_bounded_in_number() {
+    let d = Daemon::start(&format!("www-tokens: {TOKEN}\n"));
+    let bearer = format!("Bearer {TOKEN}");
+    // 64 open at once (sluice::http::live::MAX_STREAMS), all clients together.
+    let mut open: Vec<_> = (0..64)
+        .map(|i| {
+            let (code, r) = open_live(&d, Some(&bearer));
+            assert_eq!(code, 200, "stream {i}");
+            r
+        })
+        .collect();
+    assert_eq!(open_live(&d, Some(&bearer)).0, 503, "the 65th is refused");
+    let (code, _) = request(&d, "GET", "/v1/overview", "text/plain", "", Some(&bearer));
+    assert_eq!(code, 200, "the rest of the API still answers");
+    // A stream that ends gives its place back.
+    drop(open.pop());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (code, _) = open_live(&d, Some(&bearer));
+        if code == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the place was not given back");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

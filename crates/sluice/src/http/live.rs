@@ -124,20 +124,53 @@ pub async fn overview(axum::extract::State(api): ApiState) -> Result<Json<Value>
 /// `GET /v1/live`: an `overview` event every second, until the client goes or Sluice stops.
 pub async fn live(
     axum::extract::State(api): ApiState,
-) -> Sse<impl futures_util::Stream<Item = Result<Event, std::convert::Infallible>>> {
+) -> Result<Sse<impl futures_util::Stream<Item = Result<Event, std::convert::Infallible>>>, ApiError> {
+    let slot = StreamSlot::take()?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let stop = api.shutdown.clone();
-    let stream = futures_util::stream::unfold((api, tick, stop), |(api, mut tick, mut stop)| async move {
+    let stream = futures_util::stream::unfold((api, tick, stop, slot), |(api, mut tick, mut stop, slot)| async move {
         tokio::select! {
             _ = tick.tick() => {}
             // A stream that never ended would hold the HTTP server's graceful shutdown.
             _ = crate::shutdown::requested(&mut stop) => return None,
         }
         let data = now(&api).await.to_string();
-        Some((Ok(Event::default().event("overview").data(data)), (api, tick, stop)))
+        Some((
+            Ok(Event::default().event("overview").data(data)),
+            (api, tick, stop, slot),
+        ))
     });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// The most live streams open at once, all clients together: each holds a
+/// task and, for results, a place in the broadcast.
+pub const MAX_STREAMS: usize = 64;
+
+static STREAMS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// One open live stream, counted until it ends.
+struct StreamSlot;
+
+impl StreamSlot {
+    fn take() -> Result<StreamSlot, ApiError> {
+        let before = STREAMS.fetch_add(1, Ordering::AcqRel);
+        if before >= MAX_STREAMS {
+            STREAMS.fetch_sub(1, Ordering::AcqRel);
+            return Err(ApiError(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                format!("{MAX_STREAMS} live streams are open already"),
+            ));
+        }
+        Ok(StreamSlot)
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        STREAMS.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// `GET /v1/destinations`: the 100 busiest destinations now — connections,
@@ -241,9 +274,11 @@ pub async fn results(
 ) -> Result<Sse<impl futures_util::Stream<Item = Result<Event, std::convert::Infallible>>>, ApiError> {
     use tokio::sync::broadcast::error::RecvError;
     let filter = filter.checked()?;
+    let slot = StreamSlot::take()?;
     let events = crate::trace::get().subscribe();
     let stop = api.shutdown.clone();
-    let stream = futures_util::stream::unfold((events, stop, filter), |(mut events, mut stop, filter)| async move {
+    let state = (events, stop, filter, slot);
+    let stream = futures_util::stream::unfold(state, |(mut events, mut stop, filter, slot)| async move {
         loop {
             let got = tokio::select! {
                 got = events.recv() => got,
@@ -253,7 +288,7 @@ pub async fn results(
                 Ok(text) => text,
                 Err(RecvError::Lagged(n)) => {
                     let e = Event::default().event("lagged").data(n.to_string());
-                    return Some((Ok(e), (events, stop, filter)));
+                    return Some((Ok(e), (events, stop, filter, slot)));
                 }
                 Err(RecvError::Closed) => return None,
             };
@@ -263,7 +298,7 @@ pub async fn results(
             if value["event"] == "attempt" && filter.passes(&value) {
                 return Some((
                     Ok(Event::default().event("result").data(&*event)),
-                    (events, stop, filter),
+                    (events, stop, filter, slot),
                 ));
             }
         }

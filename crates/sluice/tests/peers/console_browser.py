@@ -155,10 +155,16 @@ with sync_playwright() as p:
 
     # Plugins and instances render.
     page.click("a[data-page=plugins]")
-    expect(page.locator("#plugins tbody tr").first).to_be_visible(timeout=10000)
+    connect = page.locator("#plugins tbody tr", has_text="mq_smtp_in_connect")
+    expect(connect).to_have_count(1, timeout=10000)
+    cells = connect.locator("td").all_text_contents()
+    assert cells[0] == "noop.so" and int(cells[2].replace(",", "")) == 5, cells  # the five swaks sessions
+    expect(page.locator("#plugins tbody tr", has_text="noop.so")).to_have_count(8)  # its eight hooks
     shot(page, "plugins")
     page.click("a[data-page=instances]")
     expect(page.locator("#instances table")).to_be_visible(timeout=10000)
+    expect(page.locator("#instances tbody tr.self")).to_have_count(1, timeout=10000)
+    shot(page, "instances")
 
     # Logging out forgets the credentials: the API answers 401 again.
     page.click("#logout")
