@@ -4,7 +4,7 @@
 
 mod common;
 use common::peers::smtp_sink;
-use common::policy::request;
+use common::policy::{inject, message, request};
 use common::*;
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
@@ -138,4 +138,86 @@ fn live_streams_are_bounded_in_number() {
         assert!(Instant::now() < deadline, "the place was not given back");
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Opens `path` as an event stream; the reader after the response head, and the status.
+fn open_stream(d: &Daemon, path: &str, auth: &str) -> (u16, BufReader<std::net::TcpStream>) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", d.www)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: t\r\nAuthorization: {auth}\r\n\r\n").unwrap();
+    let mut r = BufReader::new(s);
+    let mut status = String::new();
+    r.read_line(&mut status).unwrap();
+    let code = status.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+            break;
+        }
+    }
+    (code, r)
+}
+
+#[test]
+fn the_live_results_are_filtered_and_capped_and_every_result_is_accounted_for() {
+    let sink = smtp_sink(&[]);
+    let d = Daemon::start(&format!(
+        "delivery-enabled: true\nsmtp-sink-ip: 127.0.0.1\nsmtp-sink-port: {}\nwww-tokens: {TOKEN}\n",
+        sink.port
+    ));
+    let bearer = format!("Bearer {TOKEN}");
+    assert_eq!(open_stream(&d, "/v1/results/live?domain=a%0Ab", &bearer).0, 400);
+    let (code, mut all) = open_stream(&d, "/v1/results/live", &bearer);
+    assert_eq!(code, 200);
+    let (code, mut only_b) = open_stream(&d, "/v1/results/live?domain=B.example", &bearer);
+    assert_eq!(code, 200);
+    let n = 1000;
+    let mut batch: Vec<_> = (0..n - 10).map(|i| message(i, "a.example")).collect();
+    batch.extend((0..10).map(|i| message(i, "b.example")));
+    let started = Instant::now();
+    inject(&d, &batch);
+    // Read the unfiltered stream until every result is accounted for:
+    // sent as a `result`, or counted in a `skipped` (or `lagged`) event.
+    let (mut results, mut skipped) = (0u64, 0u64);
+    let mut event = String::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while results + skipped < n as u64 && Instant::now() < deadline {
+        let mut line = String::new();
+        if all.read_line(&mut line).unwrap_or(0) == 0 {
+            continue;
+        }
+        let line = line.trim_end();
+        if let Some(name) = line.strip_prefix("event: ") {
+            event = name.to_string();
+        } else if let Some(data) = line.strip_prefix("data: ") {
+            match event.as_str() {
+                "result" => results += 1,
+                "skipped" | "lagged" => skipped += data.parse::<u64>().unwrap(),
+                _ => {}
+            }
+        }
+    }
+    let seconds = started.elapsed().as_secs() + 1;
+    assert_eq!(results + skipped, n as u64, "{results} sent, {skipped} skipped");
+    assert!(
+        results <= 100 * (seconds + 1),
+        "{results} results in {seconds} s: over 100 a second"
+    );
+    // The filtered stream carries b.example's ten, and nothing else.
+    let mut b = Vec::new();
+    while b.len() < 10 {
+        let mut line = String::new();
+        if only_b.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        if let Some(data) = line.trim_end().strip_prefix("data: ") {
+            b.push(serde_json::from_str::<Value>(data).unwrap());
+        }
+    }
+    assert_eq!(b.len(), 10, "{b:?}");
+    assert!(
+        b.iter()
+            .all(|r| r["recipient"].as_str().unwrap().ends_with("@b.example")),
+        "{b:?}"
+    );
 }

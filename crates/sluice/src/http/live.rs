@@ -264,44 +264,96 @@ impl ResultFilter {
     }
 }
 
+/// At most this many results a second go to one live stream; the rest are
+/// counted and reported (`skipped`), so a console open during a burst of
+/// thousands a second costs neither the daemon nor the browser much.
+pub const MAX_RESULTS_PER_SECOND: u32 = 100;
+
+/// One `/v1/results/live` reader's state.
+struct ResultsFeed {
+    events: tokio::sync::broadcast::Receiver<std::sync::Arc<str>>,
+    stop: tokio::sync::watch::Receiver<bool>,
+    filter: ResultFilter,
+    tick: tokio::time::Interval,
+    sent: u32,
+    skipped: u64,
+    _slot: StreamSlot,
+}
+
+impl ResultFilter {
+    fn is_empty(&self) -> bool {
+        self.state.is_none() && self.result.is_none() && self.domain.is_none() && self.recipient.is_none()
+    }
+}
+
+impl ResultsFeed {
+    /// The next event to send, or None when the stream ends.
+    async fn next(&mut self) -> Option<Event> {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            let got = tokio::select! {
+                got = self.events.recv() => got,
+                _ = self.tick.tick() => {
+                    self.sent = 0;
+                    if self.skipped > 0 {
+                        let n = std::mem::take(&mut self.skipped);
+                        return Some(Event::default().event("skipped").data(n.to_string()));
+                    }
+                    continue;
+                }
+                _ = crate::shutdown::requested(&mut self.stop) => return None,
+            };
+            let text = match got {
+                Ok(text) => text,
+                Err(RecvError::Lagged(n)) => return Some(Event::default().event("lagged").data(n.to_string())),
+                Err(RecvError::Closed) => return None,
+            };
+            // The common case, no filter, needs no parsing.
+            if !text.contains("\"event\":\"attempt\"") {
+                continue;
+            }
+            if !self.filter.is_empty() {
+                let passes = serde_json::from_str::<Value>(&text)
+                    .is_ok_and(|v| v["event"] == "attempt" && self.filter.passes(&v));
+                if !passes {
+                    continue;
+                }
+            }
+            if self.sent >= MAX_RESULTS_PER_SECOND {
+                self.skipped += 1;
+                continue;
+            }
+            self.sent += 1;
+            return Some(Event::default().event("result").data(&*text));
+        }
+    }
+}
+
 /// `GET /v1/results/live?state=&result=&domain=&recipient=`: every delivery
 /// attempt's result as it is decided (a `result` event, the trace's attempt
-/// entry), filtered; a `lagged` event tells how many a slow reader missed.
-/// Needs the trace (`trace-size` above 0).
+/// entry), filtered, at most [`MAX_RESULTS_PER_SECOND`] a second (then a
+/// `skipped` event with how many were left out); a `lagged` event tells how
+/// many a reader that fell behind missed. Needs the trace (`trace-size` above 0).
 pub async fn results(
     axum::extract::State(api): ApiState,
     axum::extract::Query(filter): axum::extract::Query<ResultFilter>,
 ) -> Result<Sse<impl futures_util::Stream<Item = Result<Event, std::convert::Infallible>>>, ApiError> {
-    use tokio::sync::broadcast::error::RecvError;
     let filter = filter.checked()?;
     let slot = StreamSlot::take()?;
-    let events = crate::trace::get().subscribe();
-    let stop = api.shutdown.clone();
-    let state = (events, stop, filter, slot);
-    let stream = futures_util::stream::unfold(state, |(mut events, mut stop, filter, slot)| async move {
-        loop {
-            let got = tokio::select! {
-                got = events.recv() => got,
-                _ = crate::shutdown::requested(&mut stop) => return None,
-            };
-            let event = match got {
-                Ok(text) => text,
-                Err(RecvError::Lagged(n)) => {
-                    let e = Event::default().event("lagged").data(n.to_string());
-                    return Some((Ok(e), (events, stop, filter, slot)));
-                }
-                Err(RecvError::Closed) => return None,
-            };
-            let Ok(value) = serde_json::from_str::<Value>(&event) else {
-                continue;
-            };
-            if value["event"] == "attempt" && filter.passes(&value) {
-                return Some((
-                    Ok(Event::default().event("result").data(&*event)),
-                    (events, stop, filter, slot),
-                ));
-            }
-        }
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let feed = ResultsFeed {
+        events: crate::trace::get().subscribe(),
+        stop: api.shutdown.clone(),
+        filter,
+        tick,
+        sent: 0,
+        skipped: 0,
+        _slot: slot,
+    };
+    let stream = futures_util::stream::unfold(feed, |mut feed| async move {
+        let event = feed.next().await?;
+        Some((Ok(event), feed))
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }

@@ -153,16 +153,21 @@ impl Broker {
 
     /// Publishes `bodies` to `queue` with pika (persistent, confirmed).
     pub fn publish(&self, queue: &str, bodies: &[String]) {
-        let mut child = pika(&["publish", &self.address, queue])
+        self.pipe("publish", queue, bodies);
+    }
+
+    /// Runs pika's `command` with `arg`, one line of `lines` at a time on its input.
+    fn pipe(&self, command: &str, arg: &str, lines: &[String]) {
+        let mut child = pika(&[command, &self.address, arg])
             .stdin(Stdio::piped())
             .spawn()
             .unwrap();
         let mut stdin = child.stdin.take().unwrap();
-        for b in bodies {
-            writeln!(stdin, "{b}").unwrap();
+        for l in lines {
+            writeln!(stdin, "{l}").unwrap();
         }
         drop(stdin);
-        assert!(child.wait().unwrap().success(), "pika publish failed");
+        assert!(child.wait().unwrap().success(), "pika {command} failed");
     }
 
     /// Takes (and acks) up to `n` messages of `queue` with pika, waiting up to
@@ -197,16 +202,7 @@ impl Broker {
 
     /// Publishes `cards` to the cluster exchange as instance `id`.
     pub fn announce(&self, id: &str, cards: &[String]) {
-        let mut child = pika(&["announce", &self.address, id])
-            .stdin(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        for c in cards {
-            writeln!(stdin, "{c}").unwrap();
-        }
-        drop(stdin);
-        assert!(child.wait().unwrap().success(), "pika announce failed");
+        self.pipe("announce", id, cards);
     }
 
     /// Waits until `queue` has `n` consumers.
