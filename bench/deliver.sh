@@ -8,7 +8,8 @@
 #   QUEUE=rabbitmq: the queues in a private RabbitMQ (persistent, confirmed) instead of the embedded store
 #   POLICY_ROWS=N: a settings database with N capacity rows and N/10 flood rules, none for the bench domains
 #   SCRAPE=1: GET /metrics every second while sluice runs (as Prometheus would)
-#   CONSOLE=1: the web console open in headless Chromium meanwhile (bench/console-open.py)
+#   CONSOLE=1: the web console open in headless Chromium meanwhile (bench/console-open.py);
+#   CONSOLE=streams: only what the console asks of Sluice, read by Python (bench/console-streams.py)
 # Run as root (Postfix is installed and configured by the shared script).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -66,7 +67,8 @@ start() { "$BIN" run --config "$WORK/config.txt" 2>>"$WORK/sluice.log" & SLUICE_
   "$BIN" queue stats --config "$WORK/config.txt" >/dev/null 2>&1 || { echo "sluice did not start"; cat "$WORK/sluice.log"; exit 1; }
   if [ -n "${SCRAPE:-}" ]; then scrape & SCRAPER=$!; fi
   if [ -n "${CONSOLE:-}" ]; then
-    python3 bench/console-open.py "http://127.0.0.1:$WWW_PORT" >>"$WORK/console.log" 2>&1 & CONSOLE_PID=$!
+    reader=bench/console-open.py; [ "$CONSOLE" != streams ] || reader=bench/console-streams.py
+    python3 -u "$reader" "http://127.0.0.1:$WWW_PORT" >>"$WORK/console.log" 2>&1 & CONSOLE_PID=$!
     for _ in $(seq 100); do grep -q "console open" "$WORK/console.log" 2>/dev/null && break; sleep 0.2; done
   fi; }
 stop() { [ -z "${SCRAPER:-}" ] || { kill $SCRAPER 2>/dev/null; wait $SCRAPER 2>/dev/null || true; SCRAPER=; }
