@@ -74,6 +74,10 @@ start() { "$BIN" run --config "$WORK/config.txt" 2>>"$WORK/sluice.log" & SLUICE_
 stop() { [ -z "${SCRAPER:-}" ] || { kill $SCRAPER 2>/dev/null; wait $SCRAPER 2>/dev/null || true; SCRAPER=; }
   [ -z "${CONSOLE_PID:-}" ] || { kill $CONSOLE_PID 2>/dev/null; wait $CONSOLE_PID 2>/dev/null || true; CONSOLE_PID=; tail -1 "$WORK/console.log"; }
   kill $SLUICE_PID; wait $SLUICE_PID 2>/dev/null || true; }
+# Waits for smtp-sink's port: a message refused at connect would wait out
+# the 300 s retry and ruin the timing (it happened once on a cold machine).
+sink_ready() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$SINK_PORT") 2>/dev/null && return; sleep 0.1; done
+  echo "smtp-sink did not start"; exit 1; }
 # Messages of queue $1 still present (ready + delayed + leased).
 left() { local name=$1; [ -z "${RABBIT_ADDRESS:-}" ] || name="$PART-$1"
   "$BIN" queue stats --config "$WORK/config.txt" | python3 -c "
@@ -105,7 +109,7 @@ rm -rf "$WORK/msgs"
 [ "$(left outbox)" = "$N" ] || { echo "preload failed: $(left outbox) of $N in the outbox"; exit 1; }
 stop
 smtp-sink -u nobody -m 1000 -c 127.0.0.1:$SINK_PORT 1024 >"$WORK/sink.out" 2>&1 & SINK=$!
-sleep 0.5
+sink_ready
 config true
 t0=$(now); start; wait_empty; t1=$(now)
 results=$(left results); failures=$(left failure)
@@ -117,7 +121,7 @@ echo "(a) preloaded: $N messages delivered in $(python3 -c "print(f'{$t1-$t0:.1f
 PART=b
 rm -rf "$WORK/data"; config true
 smtp-sink -u nobody -m 1000 -c 127.0.0.1:$SINK_PORT 1024 >"$WORK/sink.out" 2>&1 & SINK=$!
-sleep 0.5; start
+sink_ready; start
 t0=$(now)
 smtp-source -s "$S" -m "$NR" -l $SIZE -f from@bench.test -t to@dest.test 127.0.0.1:$SMTP_PORT
 t1=$(now); wait_empty; t2=$(now)
