@@ -324,6 +324,66 @@ fn the_hosts_of_the_address_are_tried_in_turn() {
 }
 
 #[test]
+fn mailerq_style_addresses_reach_the_vhost_slash() {
+    let broker = Broker::shared();
+    // The shared broker's address ends in `/%2f`; MailerQ users write `/`,
+    // nothing at all, or comma-separated whole URLs (a dead one first).
+    let base = broker.address.trim_end_matches("/%2f").to_string();
+    let dead = base.replacen(
+        &format!(":{}", base.rsplit(':').next().unwrap()),
+        &format!(":{}", free_port()),
+        1,
+    );
+    for address in [format!("{base}/"), base.clone(), format!("{dead}/, {base}/")] {
+        let p = prefix();
+        let config = broker.config(&p).replace(&broker.address, &address);
+        let d = Daemon::start(&config);
+        let (ok, transcript) = swaks(&d, "s@example.net", "a@example.com", &[]);
+        assert!(ok, "{address}: {transcript}\n{}", d.log());
+        assert_eq!(broker.get(&format!("{p}outbox"), 1, WAIT).len(), 1, "{address}");
+    }
+}
+
+#[test]
+fn a_refused_login_or_vhost_is_an_error_naming_the_broker_and_not_retried_fast() {
+    let broker = Broker::shared();
+    let wrong_password = broker.address.replacen("guest:guest@", "guest:wrong@", 1);
+    let no_vhost = broker.address.replace("/%2f", "/no-such-vhost");
+    for address in [wrong_password, no_vhost] {
+        let p = prefix();
+        let d = Daemon::start(&broker.config(&p).replace(&broker.address, &address));
+        let host = address
+            .split('@')
+            .nth(1)
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string();
+        let deadline = std::time::Instant::now() + WAIT;
+        let refused = |log: &str| {
+            log.lines()
+                .filter(|l| l.contains("ERROR") && l.contains("RabbitMQ refused the login or the vhost"))
+                .count()
+        };
+        while refused(&d.log()) == 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let log = d.log();
+        let line = log
+            .lines()
+            .find(|l| l.contains("RabbitMQ refused"))
+            .unwrap_or_else(|| panic!("{address}: {log}"));
+        assert!(line.contains(&host), "names the broker: {line}");
+        assert!(!line.contains("wrong"), "no password in the log: {line}");
+        let (ok, transcript) = swaks(&d, "s@example.net", "a@example.com", &[]);
+        assert!(!ok && transcript.contains("451"), "{transcript}");
+        // Tried again slowly, not in a loop: still the one line.
+        assert_eq!(refused(&d.log()), 1, "{}", d.log());
+    }
+}
+
+#[test]
 fn sluice_pop_takes_what_it_asks_for_and_leaves_the_rest() {
     let broker = Broker::shared();
     let p = prefix();

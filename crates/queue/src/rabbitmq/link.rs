@@ -60,7 +60,7 @@ pub(super) async fn supervise(inner: Arc<Inner>) {
         generation += 1;
         match connect(&inner, generation, &mut first_host).await {
             Ok(link) => {
-                tracing::info!(host = %inner.uris[first_host % inner.uris.len()].rsplit('@').next().unwrap_or(""), "RabbitMQ connected");
+                tracing::info!(broker = %super::uri::shown(&inner.uris[first_host % inner.uris.len()]), "RabbitMQ connected");
                 pause = Duration::from_millis(200);
                 let link = Arc::new(link);
                 *inner.link.write().unwrap_or_else(|e| e.into_inner()) = Some(link.clone());
@@ -78,6 +78,13 @@ pub(super) async fn supervise(inner: Arc<Inner>) {
                     let _ = tokio::time::timeout(Duration::from_secs(2), c.close(200, "reconnecting".into())).await;
                 }
             }
+            Err(e) if refused(&e) => {
+                // Not a network blip: trying fast will not fix credentials or
+                // a vhost, and the operator must see it.
+                tracing::error!(error = %e, "RabbitMQ refused the login or the vhost (rabbitmq-address); trying again in {}s", REFUSED_PAUSE.as_secs());
+                first_host += 1;
+                tokio::time::sleep(REFUSED_PAUSE).await;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot reach RabbitMQ; retrying");
                 first_host += 1;
@@ -86,6 +93,23 @@ pub(super) async fn supervise(inner: Arc<Inner>) {
             }
         }
     }
+}
+
+/// How long to wait after a broker refused the login or the vhost.
+const REFUSED_PAUSE: Duration = Duration::from_secs(30);
+
+/// Whether the broker answered, and said no to the credentials or the vhost
+/// (AMQP 403 ACCESS_REFUSED, 530 NOT_ALLOWED).
+fn refused(e: &QueueError) -> bool {
+    let text = e.to_string();
+    [
+        "ACCESS_REFUSED",
+        "NOT_ALLOWED",
+        "access to vhost",
+        "authentication failure",
+    ]
+    .iter()
+    .any(|m| text.contains(m))
 }
 
 async fn connect(inner: &Inner, generation: u64, first_host: &mut usize) -> Result<Link, QueueError> {
@@ -101,20 +125,20 @@ async fn connect(inner: &Inner, generation: u64, first_host: &mut usize) -> Resu
                 *first_host = (*first_host + i) % n;
                 return Ok(link);
             }
-            Err(QueueError::Unavailable(why)) => last = why,
-            Err(e) => last = e.to_string(),
+            Err(QueueError::Unavailable(why)) => last = format!("{}: {why}", super::uri::shown(uri)),
+            Err(e) => last = format!("{}: {e}", super::uri::shown(uri)),
         }
     }
     Err(QueueError::Unavailable(last))
 }
 
-async fn open(inner: &Inner, uri: &str, generation: u64) -> Result<Link, QueueError> {
+async fn open(inner: &Inner, uri: &lapin::uri::AMQPUri, generation: u64) -> Result<Link, QueueError> {
     let opts = &inner.opts;
     let mut connections = Vec::new();
     for _ in 0..opts.publishers.max(1) + opts.consumers.max(1) {
         let c = tokio::time::timeout(
             Duration::from_secs(5),
-            Connection::connect(uri, ConnectionProperties::default()),
+            Connection::connect_uri(uri.clone(), ConnectionProperties::default()),
         )
         .await
         .map_err(|_| unavailable("connection timed out"))?

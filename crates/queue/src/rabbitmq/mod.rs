@@ -62,7 +62,7 @@ pub struct RabbitMq {
 
 struct Inner {
     opts: RabbitOptions,
-    uris: Vec<String>,
+    uris: Vec<lapin::uri::AMQPUri>,
     link: RwLock<Option<Arc<Link>>>,
     leases: Mutex<HashMap<u64, Lease>>,
     next_id: AtomicU64,
@@ -103,7 +103,7 @@ impl RabbitMq {
     /// `Unavailable` until the first connection is up).
     pub fn start(opts: RabbitOptions) -> Result<RabbitMq, QueueError> {
         let uris =
-            uri::split_hosts(&opts.address).map_err(|e| QueueError::Unavailable(format!("rabbitmq-address: {e}")))?;
+            uri::brokers(&opts.address).map_err(|e| QueueError::Unavailable(format!("rabbitmq-address: {e}")))?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("amqp")

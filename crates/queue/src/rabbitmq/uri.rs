@@ -1,50 +1,236 @@
-//! `rabbitmq-address`: `amqp://user:pass@host1;host2;host3/vhost` names
-//! several brokers of one cluster; each becomes its own connection URI.
+//! `rabbitmq-address` read as MailerQ (AMQP-CPP) reads it:
+//! `amqp://user:pass@host1;host2;host3/vhost` names several brokers of one
+//! cluster, and so does a comma-separated list of whole URLs. No vhost, or a
+//! lone `/`, is the vhost `/` (lapin's own parser would take the empty vhost
+//! `""`, which the broker refuses); IPv6 literals in brackets are kept
+//! (lapin's parser falls back to `localhost` for them). Each broker becomes
+//! its own connection address, built field by field rather than reparsed.
 
-/// One URI per host, in the order given (credentials, port and vhost shared).
-pub fn split_hosts(address: &str) -> Result<Vec<String>, String> {
+use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserInfo};
+
+/// One connection address per broker, in the order given.
+pub fn brokers(address: &str) -> Result<Vec<AMQPUri>, String> {
     let address = address.trim();
-    let (scheme, rest) = address
-        .split_once("://")
-        .ok_or_else(|| format!("`{address}` is not an amqp:// or amqps:// URI"))?;
-    if scheme != "amqp" && scheme != "amqps" {
-        return Err(format!("`{scheme}` is not amqp or amqps"));
+    let pieces: Vec<&str> = address.split(',').map(str::trim).filter(|p| !p.is_empty()).collect();
+    let whole_urls = pieces.len() > 1 && pieces.iter().all(|p| p.contains("://"));
+    let mut out = Vec::new();
+    if whole_urls {
+        for p in pieces {
+            out.extend(one_url(p, &[';'])?);
+        }
+    } else {
+        // One URL; its hosts separated by `;` (or `,`, as older MailerQ files write them).
+        out.extend(one_url(address, &[';', ','])?);
     }
-    let (authority, path) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
+    Ok(out)
+}
+
+/// Where a broker is, for log lines: `host:port/vhost`, no credentials.
+pub fn shown(uri: &AMQPUri) -> String {
+    let host = &uri.authority.host;
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.clone()
+    };
+    format!("{host}:{}{}", uri.authority.port, vhost_shown(&uri.vhost))
+}
+
+fn vhost_shown(vhost: &str) -> String {
+    if vhost == "/" {
+        "/".into()
+    } else {
+        format!("/{vhost}")
+    }
+}
+
+fn one_url(url: &str, host_separators: &[char]) -> Result<Vec<AMQPUri>, String> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| format!("`{}` is not an amqp:// or amqps:// URI", hide_password(url)))?;
+    let scheme = match scheme.to_ascii_lowercase().as_str() {
+        "amqp" => AMQPScheme::AMQP,
+        "amqps" => AMQPScheme::AMQPS,
+        other => return Err(format!("`{other}` is not amqp or amqps")),
+    };
+    let (rest, query) = match rest.split_once('?') {
+        Some((r, q)) => (r, q),
         None => (rest, ""),
     };
-    let (credentials, hosts) = match authority.rfind('@') {
-        Some(i) => (&authority[..=i], &authority[i + 1..]),
-        None => ("", authority),
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i + 1..]),
+        None => (rest, ""),
     };
+    let (userinfo, hosts) = match authority.rfind('@') {
+        Some(i) => (Some(&authority[..i]), &authority[i + 1..]),
+        None => (None, authority),
+    };
+    let userinfo = match userinfo {
+        Some(u) => {
+            let (user, password) = u.split_once(':').unwrap_or((u, ""));
+            AMQPUserInfo {
+                username: decode(user, "user name")?,
+                password: decode(password, "password")?,
+            }
+        }
+        None => AMQPUserInfo::default(),
+    };
+    // MailerQ (AMQP-CPP): no vhost, or `/`, is the vhost `/`.
+    let vhost = match decode(path, "vhost")? {
+        v if v.is_empty() => "/".to_string(),
+        v => v,
+    };
+    let query = parse_query(query)?;
     let hosts: Vec<&str> = hosts
-        .split([';', ','])
+        .split(host_separators)
         .map(str::trim)
         .filter(|h| !h.is_empty())
         .collect();
     if hosts.is_empty() {
-        return Err(format!("`{address}` names no host"));
+        return Err(format!("`{}` names no host", hide_password(url)));
     }
-    // The vhost "/" is written `%2f`; without a path the broker's default vhost is used.
-    Ok(hosts
+    hosts
         .into_iter()
-        .map(|h| format!("{scheme}://{credentials}{h}{path}"))
-        .collect())
+        .map(|h| {
+            let (host, port) = host_port(h, scheme.default_port())?;
+            Ok(AMQPUri {
+                scheme: scheme.clone(),
+                authority: AMQPAuthority {
+                    userinfo: userinfo.clone(),
+                    host,
+                    port,
+                },
+                vhost: vhost.clone(),
+                query: query.clone(),
+            })
+        })
+        .collect()
+}
+
+/// `host`, `host:port`, `[v6]`, `[v6]:port`, or a bare IPv6 address.
+fn host_port(h: &str, default_port: u16) -> Result<(String, u16), String> {
+    let port = |p: &str| p.parse::<u16>().map_err(|_| format!("`{p}` is not a port (in `{h}`)"));
+    if let Some(inner) = h.strip_prefix('[') {
+        let (addr, after) = inner.split_once(']').ok_or_else(|| format!("`{h}`: no closing `]`"))?;
+        addr.parse::<std::net::Ipv6Addr>()
+            .map_err(|_| format!("`{addr}` is not an IPv6 address"))?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => port(p)?,
+            None if after.is_empty() => default_port,
+            None => return Err(format!("`{h}`: unexpected `{after}`")),
+        };
+        return Ok((addr.to_string(), port));
+    }
+    if h.parse::<std::net::Ipv6Addr>().is_ok() {
+        return Ok((h.to_string(), default_port));
+    }
+    match h.rsplit_once(':') {
+        Some((host, p)) => Ok((host.to_string(), port(p)?)),
+        None => Ok((h.to_string(), default_port)),
+    }
+}
+
+fn decode(s: &str, what: &str) -> Result<String, String> {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| format!("the {what} is not UTF-8 once percent-decoded"))
+}
+
+/// The query parameters lapin knows; others are refused by name.
+fn parse_query(q: &str) -> Result<AMQPQueryString, String> {
+    let mut out = AMQPQueryString::default();
+    for pair in q.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let n = || v.parse::<u64>().map_err(|_| format!("`{k}={v}`: not a number"));
+        match k {
+            "heartbeat" => out.heartbeat = Some(u16::try_from(n()?).map_err(|_| format!("`{k}` too large"))?),
+            "connection_timeout" => out.connection_timeout = Some(n()?),
+            "frame_max" => out.frame_max = Some(u32::try_from(n()?).map_err(|_| format!("`{k}` too large"))?),
+            "channel_max" => out.channel_max = Some(u16::try_from(n()?).map_err(|_| format!("`{k}` too large"))?),
+            other => return Err(format!("unknown URI parameter `{other}`")),
+        }
+    }
+    Ok(out)
+}
+
+/// The address with its password replaced, for error messages.
+pub fn hide_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => match rest[..at].split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***{}", &rest[at..]),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn all(address: &str) -> Vec<String> {
+        brokers(address)
+            .unwrap()
+            .iter()
+            .map(|u| {
+                format!(
+                    "{}:{}@{}|{}",
+                    u.authority.userinfo.username,
+                    u.authority.userinfo.password,
+                    shown(u),
+                    u.scheme
+                )
+            })
+            .collect()
+    }
+
     #[test]
-    fn hosts_become_uris() {
+    fn mailerq_addresses_are_read_as_mailerq_reads_them() {
+        // MailerQ's own default: nothing after the slash is the vhost `/`.
         assert_eq!(
-            split_hosts("amqp://u:p@h1;h2:5673;h3/%2f").unwrap(),
-            ["amqp://u:p@h1/%2f", "amqp://u:p@h2:5673/%2f", "amqp://u:p@h3/%2f"]
+            all("amqp://guest:guest@localhost/"),
+            ["guest:guest@localhost:5672/|amqp"]
         );
-        assert_eq!(split_hosts("amqp://localhost").unwrap(), ["amqp://localhost"]);
-        assert!(split_hosts("http://x").is_err());
-        assert!(split_hosts("amqp://u:p@/v").is_err());
+        assert_eq!(all("amqp://u:p@h"), ["u:p@h:5672/|amqp"]);
+        assert_eq!(all("amqp://u:p@h/%2f"), ["u:p@h:5672/|amqp"]);
+        assert_eq!(all("amqp://u:p@h/mail"), ["u:p@h:5672/mail|amqp"]);
+        assert_eq!(
+            all("amqp://u:p@h1;h2:5673;h3/v"),
+            ["u:p@h1:5672/v|amqp", "u:p@h2:5673/v|amqp", "u:p@h3:5672/v|amqp"]
+        );
+        // Comma-separated whole URLs are several brokers, not one vhost name.
+        assert_eq!(
+            all("amqp://a:b@one/, amqps://c:d@two:5671/x"),
+            ["a:b@one:5672/|amqp", "c:d@two:5671/x|amqps"]
+        );
+        // IPv6 literals stay themselves.
+        assert_eq!(all("amqp://u:p@[::1]:5673/"), ["u:p@[::1]:5673/|amqp"]);
+        assert_eq!(all("amqp://u:p@[fe80::1]/"), ["u:p@[fe80::1]:5672/|amqp"]);
+        // Percent-encoded credentials; no credentials: guest.
+        assert_eq!(all("amqp://us%40r:p%3Ass@h/"), ["us@r:p:ss@h:5672/|amqp"]);
+        assert_eq!(all("amqps://h"), ["guest:guest@h:5671/|amqps"]);
+        let q = brokers("amqp://h/?heartbeat=10").unwrap();
+        assert_eq!(q[0].query.heartbeat, Some(10));
+    }
+
+    #[test]
+    fn bad_addresses_say_why_without_the_password() {
+        for bad in [
+            "http://x",
+            "amqp://u:p@/v",
+            "amqp://u:secret@h:notaport/",
+            "amqp://u:p@[::1/",
+            "amqp://u:p@[nope]/",
+            "amqp://h/?bogus=1",
+        ] {
+            let e = brokers(bad).unwrap_err();
+            assert!(!e.contains("secret"), "{e}");
+        }
+        assert_eq!(hide_password("amqp://u:secret@h/v"), "amqp://u:***@h/v");
     }
 }
