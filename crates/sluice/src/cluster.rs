@@ -6,7 +6,6 @@
 use crate::config::Config;
 use serde_json::{json, Value};
 use sluice_queue::rabbitmq::cluster::Peers;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// How often each instance announces itself.
@@ -52,7 +51,7 @@ fn text(card: &Value, key: &str, max: usize) -> Option<String> {
 
 /// The instances heard from in the last three announcements, this one
 /// marked `self`; cards that do not check out are left out (and logged).
-pub fn instances(peers: &Arc<Peers>, me: &str) -> Vec<Value> {
+pub fn instances(peers: &Peers, me: &str) -> Vec<Value> {
     peers
         .seen(EVERY * 3)
         .into_iter()

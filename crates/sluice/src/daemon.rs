@@ -268,7 +268,7 @@ pub fn run(c: Config) -> Result<()> {
 type Queues = (
     Arc<dyn Queue>,
     Option<Arc<EmbeddedStore>>,
-    Option<Arc<sluice_queue::rabbitmq::cluster::Peers>>,
+    Option<Arc<sluice_queue::rabbitmq::cluster::Cluster>>,
 );
 
 /// The queues: RabbitMQ when `rabbitmq-address` is set, else the embedded
@@ -295,7 +295,13 @@ fn open_queue(c: &Config, data: &std::path::Path, me: &crate::cluster::Card) -> 
         if !rmq.wait_connected(std::time::Duration::from_secs(5)) {
             tracing::warn!("RabbitMQ is not reachable yet; SMTP answers 451 until it is");
         }
-        let peers = rmq.announce(me.id.clone(), me.card.to_string().into_bytes(), crate::cluster::EVERY);
+        let peers = rmq.announce(sluice_queue::rabbitmq::cluster::Announce {
+            exchange: s.cluster_exchange.clone(),
+            id: me.id.clone(),
+            card: me.card.to_string().into_bytes(),
+            every: crate::cluster::EVERY,
+            on_reload: Box::new(crate::policy::want_reload),
+        });
         return Ok((Arc::new(rmq), None, Some(peers)));
     }
     let store = Arc::new(EmbeddedStore::open(&data.join("queue"), store_options()).context("opening the queue store")?);

@@ -192,3 +192,35 @@ fn instances_sharing_a_broker_see_each_other_and_hostile_cards_are_checked() {
         "{seen:?}"
     );
 }
+
+#[test]
+fn mailerqs_reload_instruction_on_the_cluster_exchange_reads_the_settings_at_once() {
+    let (broker, p) = (Broker::shared(), prefix());
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("settings.db");
+    // A long database-ttl: only the instruction can bring a row written with SQL in.
+    let d = Daemon::start(&format!(
+        "{}database-address: sqlite://{}\ndatabase-ttl: 600\n",
+        broker.config(&p),
+        db.display()
+    ));
+    let paused = || {
+        let (code, body) = request(&d, "GET", "/v1/policy?domain=held.example", "text/plain", "", None);
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str::<Value>(&body).unwrap()["pauses"]
+            .as_array()
+            .map_or(0, |a| a.len())
+    };
+    common::policy::sql(
+        &db,
+        "INSERT INTO paused (domain, reason) VALUES ('held.example', 'by SQL')",
+    );
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(paused(), 0, "a row written with SQL waits for database-ttl");
+    broker.announce("another-instance", &[r#"{"reload": true}"#.into()]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while paused() == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(paused(), 1, "{}", d.log_tail(20));
+}

@@ -1,8 +1,12 @@
-//! The instances sharing a broker (MailerQ's cluster view): every instance
-//! publishes a small card about itself to the fanout exchange
-//! [`EXCHANGE`] every few seconds and reads everybody's through a private,
-//! exclusive queue. Cards are opaque bytes here (the daemon writes and
-//! checks them); they are not persistent and expire in the broker.
+//! The instances sharing a broker (MailerQ's cluster): every instance
+//! publishes a small card about itself to the cluster exchange
+//! (`cluster-exchange`, MailerQ's default `cluster`) every few seconds and
+//! reads everybody's through a private, exclusive queue. Cards are opaque
+//! bytes here (the daemon writes and checks them); they are not persistent
+//! and expire in the broker. MailerQ's two instructions on that exchange
+//! are obeyed: `{"reload": true}` (read the settings database now; Sluice
+//! sends it after each change made through it) and `{"hello": true}`
+//! (announce now).
 
 use super::link::bounded;
 use super::Inner;
@@ -17,8 +21,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The exchange the cards go through.
-pub const EXCHANGE: &str = "sluice.cluster";
+/// The default `cluster-exchange` (MailerQ's).
+pub const EXCHANGE: &str = "cluster";
 
 /// A card larger than this is not kept (a hostile or broken publisher).
 pub const MAX_CARD: usize = 4096;
@@ -60,50 +64,105 @@ impl Peers {
     }
 }
 
-impl super::RabbitMq {
-    /// Publishes `card` as instance `id` every `every`, and gathers the
-    /// others' cards (this instance's own included) into the answer, for
-    /// as long as the backend runs; reconnects with the backend.
-    pub fn announce(&self, id: String, card: Vec<u8>, every: Duration) -> Arc<Peers> {
-        let peers = Arc::new(Peers::default());
-        if let Some(rt) = &self.rt {
-            rt.spawn(keep_announcing(self.inner.clone(), id, card, every, peers.clone()));
-        }
-        peers
+/// This instance on the cluster: the others' cards, and a way to tell them.
+pub struct Cluster {
+    pub peers: Peers,
+    tx: tokio::sync::mpsc::Sender<Vec<u8>>,
+}
+
+impl Cluster {
+    /// Publishes `body` to the cluster exchange (dropped when the link is
+    /// down or 16 are waiting: these are hints, the database is the truth).
+    pub fn tell(&self, body: Vec<u8>) {
+        let _ = self.tx.try_send(body);
     }
 }
 
-async fn keep_announcing(inner: Arc<Inner>, id: String, card: Vec<u8>, every: Duration, peers: Arc<Peers>) {
+/// What the announcing task needs.
+pub struct Announce {
+    pub exchange: String,
+    pub id: String,
+    pub card: Vec<u8>,
+    pub every: Duration,
+    /// Called on `{"reload": true}` from another instance.
+    pub on_reload: Box<dyn Fn() + Send + Sync>,
+}
+
+impl super::RabbitMq {
+    /// Publishes the card every `every` and gathers the others' cards (this
+    /// instance's own included), for as long as the backend runs;
+    /// reconnects with the backend.
+    pub fn announce(&self, a: Announce) -> Arc<Cluster> {
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let cluster = Arc::new(Cluster {
+            peers: Peers::default(),
+            tx,
+        });
+        if let Some(rt) = &self.rt {
+            rt.spawn(keep_announcing(self.inner.clone(), a, rx, cluster.clone()));
+        }
+        cluster
+    }
+}
+
+async fn keep_announcing(
+    inner: Arc<Inner>,
+    a: Announce,
+    mut rx: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    cluster: Arc<Cluster>,
+) {
     loop {
-        if let Err(e) = announce_on_link(&inner, &id, &card, every, &peers).await {
+        if let Err(e) = announce_on_link(&inner, &a, &mut rx, &cluster.peers).await {
             tracing::debug!(error = %e, "cluster announcements: link not ready; trying again");
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
-/// Announces on the current link until it is lost or the channel fails.
-async fn announce_on_link(
-    inner: &Inner,
-    id: &str,
-    card: &[u8],
-    every: Duration,
-    peers: &Peers,
-) -> Result<(), crate::QueueError> {
-    let link = inner.current()?;
+/// Opens a channel with the cluster exchange declared: as a fanout when it
+/// is missing, else as it is (a MailerQ installation's own).
+async fn cluster_channel(link: &super::link::Link, exchange: &str) -> Result<lapin::Channel, crate::QueueError> {
     let ch = link
         .run("channel.open", link.consumer_connection().create_channel())
         .await?;
-    let exchange = ExchangeDeclareOptions {
-        durable: false,
-        auto_delete: true,
+    let ours = ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    let declared = link
+        .run(
+            "exchange.declare",
+            ch.exchange_declare(exchange.into(), ExchangeKind::Fanout, ours, FieldTable::default()),
+        )
+        .await;
+    if declared.is_ok() {
+        return Ok(ch);
+    }
+    // A different declaration closed the channel: take the exchange as it is.
+    let ch = link
+        .run("channel.open", link.consumer_connection().create_channel())
+        .await?;
+    let passive = ExchangeDeclareOptions {
+        passive: true,
         ..Default::default()
     };
     link.run(
         "exchange.declare",
-        ch.exchange_declare(EXCHANGE.into(), ExchangeKind::Fanout, exchange, FieldTable::default()),
+        ch.exchange_declare(exchange.into(), ExchangeKind::Fanout, passive, FieldTable::default()),
     )
     .await?;
+    Ok(ch)
+}
+
+/// Announces on the current link until it is lost or the channel fails.
+async fn announce_on_link(
+    inner: &Inner,
+    a: &Announce,
+    outgoing: &mut tokio::sync::mpsc::Receiver<Vec<u8>>,
+    peers: &Peers,
+) -> Result<(), crate::QueueError> {
+    let link = inner.current()?;
+    let ch = cluster_channel(&link, &a.exchange).await?;
     let private = QueueDeclareOptions {
         exclusive: true,
         auto_delete: true,
@@ -119,7 +178,7 @@ async fn announce_on_link(
         "queue.bind",
         ch.queue_bind(
             queue.name().clone(),
-            EXCHANGE.into(),
+            a.exchange.as_str().into(),
             "".into(),
             QueueBindOptions::default(),
             FieldTable::default(),
@@ -137,28 +196,72 @@ async fn announce_on_link(
             ch.basic_consume(queue.name().clone(), "".into(), consume, FieldTable::default()),
         )
         .await?;
-    let mut tick = tokio::time::interval(every);
+    let mut tick = tokio::time::interval(a.every);
     let mut lost = link.lost();
     // Stale after three missed announcements.
-    let expiry = (every.as_millis() * 3).to_string();
+    let expiry = (a.every.as_millis() * 3).to_string();
+    let publish = |body: &[u8]| {
+        let props = BasicProperties::default()
+            .with_app_id(a.id.as_str().into())
+            .with_content_type("application/json".into())
+            .with_expiration(expiry.as_str().into());
+        let body = body.to_vec();
+        let ch = ch.clone();
+        let exchange = a.exchange.clone();
+        async move {
+            bounded(
+                "basic.publish",
+                ch.basic_publish(
+                    exchange.as_str().into(),
+                    "".into(),
+                    BasicPublishOptions::default(),
+                    &body,
+                    props,
+                ),
+            )
+            .await
+            .map(|_| ())
+        }
+    };
     loop {
         tokio::select! {
-            _ = tick.tick() => {
-                let props = BasicProperties::default()
-                    .with_app_id(id.into())
-                    .with_content_type("application/json".into())
-                    .with_expiration(expiry.as_str().into());
-                bounded("basic.publish", ch.basic_publish(EXCHANGE.into(), "".into(), BasicPublishOptions::default(), card, props)).await?;
-            }
+            _ = tick.tick() => publish(&a.card).await?,
+            Some(body) = outgoing.recv() => publish(&body).await?,
             got = cards.next() => match got {
                 Some(Ok(d)) => {
                     let sender = d.properties.app_id().as_ref().map(|a| a.as_str().to_string()).unwrap_or_default();
-                    peers.note(&sender, &d.data);
+                    match instruction(&d.data) {
+                        Some(Instruction::Reload) if sender != a.id => (a.on_reload)(),
+                        Some(Instruction::Reload) => {}
+                        Some(Instruction::Hello) => publish(&a.card).await?,
+                        None => peers.note(&sender, &d.data),
+                    }
                 }
                 _ => return Err(crate::QueueError::Unavailable("cluster consumer ended".into())),
             },
             _ = lost.changed() => return Ok(()),
         }
+    }
+}
+
+/// MailerQ's cluster instructions.
+#[derive(Debug, PartialEq)]
+enum Instruction {
+    Reload,
+    Hello,
+}
+
+fn instruction(body: &[u8]) -> Option<Instruction> {
+    if body.len() > MAX_CARD {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    if v.get("reload") == Some(&serde_json::Value::Bool(true)) {
+        Some(Instruction::Reload)
+    } else if v.get("hello") == Some(&serde_json::Value::Bool(true)) {
+        Some(Instruction::Hello)
+    } else {
+        None
     }
 }
 
@@ -182,5 +285,14 @@ mod tests {
             p.seen(Duration::ZERO).is_empty(),
             "every card is older than no time at all"
         );
+    }
+
+    #[test]
+    fn mailerqs_instructions_are_told_apart_from_cards() {
+        assert_eq!(instruction(br#"{"reload": true}"#), Some(Instruction::Reload));
+        assert_eq!(instruction(br#"{"hello": true}"#), Some(Instruction::Hello));
+        assert_eq!(instruction(br#"{"reload": "yes"}"#), None);
+        assert_eq!(instruction(br#"{"hostname": "a"}"#), None);
+        assert_eq!(instruction(b"not json"), None);
     }
 }

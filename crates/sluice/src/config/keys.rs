@@ -284,6 +284,7 @@ settings! {
     www_private_key: Opt = "www-private-key", "";
     www_privatekey: Opt = "www-privatekey", "";
     www_url: Opt = "www-url", "";
+    cluster_exchange: Str = "cluster-exchange", "cluster";
     // Addition (docs/trace.md): the bytes the message trace may take in DATA/trace (0 = no trace).
     trace_size: Size = "trace-size", "1GB";
     // Addition (docs/config.md): how long a stop waits for transactions in progress.

@@ -41,7 +41,7 @@ pub struct Api {
     /// The last hour of traffic, for `/v1/overview`.
     pub history: Arc<live::History>,
     /// With RabbitMQ: the instances sharing the broker, and this one's id there.
-    pub cluster: Option<(Arc<sluice_queue::rabbitmq::cluster::Peers>, String)>,
+    pub cluster: Option<(Arc<sluice_queue::rabbitmq::cluster::Cluster>, String)>,
     /// The loaded plugins, in call order: name and the hooks it exports.
     pub plugins: Vec<(String, Vec<&'static str>)>,
     /// Set at shutdown (ends `/v1/live` streams).

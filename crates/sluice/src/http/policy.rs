@@ -79,7 +79,13 @@ async fn write<T: Send + 'static>(
     api: &Arc<super::Api>,
     op: impl FnOnce(&mut dyn Store) -> Result<T, EditError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    with_store(api, op, true).await
+    let out = with_store(api, op, true).await?;
+    // MailerQ's word to the other instances on the broker: read the
+    // settings now (they would also see the change marker within a second).
+    if let Some((cluster, _)) = &api.cluster {
+        cluster.tell(br#"{"reload":true}"#.to_vec());
+    }
+    Ok(out)
 }
 
 async fn with_store<T: Send + 'static>(

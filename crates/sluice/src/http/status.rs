@@ -123,7 +123,7 @@ pub async fn plugins(axum::extract::State(api): ApiState) -> Json<Value> {
 /// broker, this one included (`self`); without a broker, this one.
 pub async fn instances(axum::extract::State(api): ApiState) -> Json<Value> {
     if let Some((peers, me)) = &api.cluster {
-        let mut all = crate::cluster::instances(peers, me);
+        let mut all = crate::cluster::instances(&peers.peers, me);
         if !all.iter().any(|i| i["self"] == true) {
             // Before this instance's first card came back through the broker.
             all.insert(0, json!({"hostname": api.hostname, "console": "/console", "version": env!("CARGO_PKG_VERSION"), "seen_seconds_ago": 0, "self": true}));

@@ -10,7 +10,7 @@ use sluice_policy::{Policy, Problem, Store, Suppressions};
 use sluice_shaping::capacity::Defaults;
 use sluice_shaping::{FloodRules, Shaper};
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -196,6 +196,15 @@ pub const POLL: Duration = Duration::from_secs(1);
 /// moves (polled every [`POLL`]), and hands the result to the shaper, until
 /// `stop` is set; sweeps the shaper every [`SWEEP`]. A failed read keeps
 /// the policy in force.
+/// Set when another instance said the settings changed (`{"reload": true}`
+/// on the cluster exchange): the reload thread reads them at once.
+static RELOAD_WANTED: AtomicBool = AtomicBool::new(false);
+
+/// Asks the reload thread to read the settings database now.
+pub fn want_reload() {
+    RELOAD_WANTED.store(true, Ordering::Relaxed);
+}
+
 pub fn reload_every(
     ttl: Duration,
     store: Arc<Mutex<Box<dyn Store>>>,
@@ -220,6 +229,9 @@ pub fn reload_every(
                     Ok(_) => {}
                     Err(e) => tracing::debug!(error = %e, "cannot read the settings database's change marker"),
                 }
+            }
+            if RELOAD_WANTED.swap(false, Ordering::Relaxed) {
+                next = now;
             }
             if now < next {
                 continue;

@@ -5,7 +5,7 @@ usage:
   amqp.py get URI QUEUE N SECONDS  prints up to N bodies (acked), one per line
   amqp.py count URI QUEUE          prints the number of ready messages
   amqp.py consumers URI QUEUE      prints the number of consumers
-  amqp.py announce URI APP_ID      < one card per line, to the sluice.cluster exchange, one a second
+  amqp.py announce URI APP_ID      < one message per line, to the cluster exchange (MailerQ's "cluster")
 """
 import sys, time
 import pika
@@ -39,10 +39,10 @@ elif command == "get":
 elif command == "count":
     print(channel.queue_declare(queue=queue, passive=True).method.message_count)
 elif command == "announce":
-    channel.exchange_declare("sluice.cluster", exchange_type="fanout", durable=False, auto_delete=True)
+    channel.exchange_declare("cluster", exchange_type="fanout", durable=True)
     for line in sys.stdin:
         props = pika.BasicProperties(app_id=queue, content_type="application/json", expiration="15000")
-        channel.basic_publish("sluice.cluster", "", line.rstrip("\n").encode(), props)
+        channel.basic_publish("cluster", "", line.rstrip("\n").encode(), props)
 elif command == "consumers":
     print(channel.queue_declare(queue=queue, passive=True).method.consumer_count)
 connection.close()
