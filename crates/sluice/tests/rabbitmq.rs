@@ -384,6 +384,17 @@ fn a_refused_login_or_vhost_is_an_error_naming_the_broker_and_not_retried_fast()
 }
 
 #[test]
+fn a_missing_rabbitmq_exchange_is_declared_and_the_queues_bound_to_it() {
+    let broker = Broker::shared();
+    let p = prefix();
+    // No one made this exchange: MailerQ creates it, so does Sluice.
+    let d = Daemon::start(&format!("{}rabbitmq-exchange: {p}mailerq\n", broker.config(&p)));
+    let (ok, transcript) = swaks(&d, "s@example.net", "a@example.com", &[]);
+    assert!(ok, "{transcript}\n{}", d.log());
+    assert_eq!(broker.get(&format!("{p}outbox"), 1, WAIT).len(), 1, "{}", d.log());
+}
+
+#[test]
 fn sluice_pop_takes_what_it_asks_for_and_leaves_the_rest() {
     let broker = Broker::shared();
     let p = prefix();

@@ -12,9 +12,7 @@ use super::link::bounded;
 use super::Inner;
 use crate::lock;
 use futures_util::StreamExt;
-use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
-};
+use lapin::options::{BasicConsumeOptions, BasicPublishOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, ExchangeKind};
 use std::collections::HashMap;
@@ -119,41 +117,6 @@ async fn keep_announcing(
     }
 }
 
-/// Opens a channel with the cluster exchange declared: as a fanout when it
-/// is missing, else as it is (a MailerQ installation's own).
-async fn cluster_channel(link: &super::link::Link, exchange: &str) -> Result<lapin::Channel, crate::QueueError> {
-    let ch = link
-        .run("channel.open", link.consumer_connection().create_channel())
-        .await?;
-    let ours = ExchangeDeclareOptions {
-        durable: true,
-        ..Default::default()
-    };
-    let declared = link
-        .run(
-            "exchange.declare",
-            ch.exchange_declare(exchange.into(), ExchangeKind::Fanout, ours, FieldTable::default()),
-        )
-        .await;
-    if declared.is_ok() {
-        return Ok(ch);
-    }
-    // A different declaration closed the channel: take the exchange as it is.
-    let ch = link
-        .run("channel.open", link.consumer_connection().create_channel())
-        .await?;
-    let passive = ExchangeDeclareOptions {
-        passive: true,
-        ..Default::default()
-    };
-    link.run(
-        "exchange.declare",
-        ch.exchange_declare(exchange.into(), ExchangeKind::Fanout, passive, FieldTable::default()),
-    )
-    .await?;
-    Ok(ch)
-}
-
 /// Announces on the current link until it is lost or the channel fails.
 async fn announce_on_link(
     inner: &Inner,
@@ -162,7 +125,7 @@ async fn announce_on_link(
     peers: &Peers,
 ) -> Result<(), crate::QueueError> {
     let link = inner.current()?;
-    let ch = cluster_channel(&link, &a.exchange).await?;
+    let ch = link.exchange(&a.exchange, ExchangeKind::Fanout, true).await?;
     let private = QueueDeclareOptions {
         exclusive: true,
         auto_delete: true,

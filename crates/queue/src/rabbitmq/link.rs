@@ -161,6 +161,11 @@ async fn open(inner: &Inner, uri: &lapin::uri::AMQPUri, generation: u64) -> Resu
         declared: Mutex::new(HashSet::new()),
         lost: watch::Sender::new(false),
     };
+    if !opts.exchange.is_empty() {
+        // MailerQ creates its exchange when missing; queues are bound to it by name.
+        link.exchange(&opts.exchange, lapin::ExchangeKind::Direct, opts.durable)
+            .await?;
+    }
     for q in &opts.queues {
         link.declare(opts, q).await?;
     }
@@ -202,6 +207,36 @@ impl Link {
     pub(super) fn consumer_connection(&self) -> &Connection {
         let consumers = &self.connections[self.publish.len()..];
         &consumers[self.next.fetch_add(1, Ordering::Relaxed) % consumers.len()]
+    }
+
+    /// A channel with the exchange `name` there: declared as `kind` when
+    /// missing, taken as it is when it exists with other properties (a
+    /// mismatched declaration closes its channel, so a second one asks passively).
+    pub(super) async fn exchange(
+        &self,
+        name: &str,
+        kind: lapin::ExchangeKind,
+        durable: bool,
+    ) -> Result<Channel, QueueError> {
+        use lapin::options::ExchangeDeclareOptions;
+        let open = || self.run("channel.open", self.consumer_connection().create_channel());
+        let ch = open().await?;
+        let ours = ExchangeDeclareOptions {
+            durable,
+            ..Default::default()
+        };
+        let declare = ch.exchange_declare(name.into(), kind.clone(), ours, FieldTable::default());
+        if self.run("exchange.declare", declare).await.is_ok() {
+            return Ok(ch);
+        }
+        let ch = open().await?;
+        let passive = ExchangeDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let declare = ch.exchange_declare(name.into(), kind, passive, FieldTable::default());
+        self.run("exchange.declare", declare).await?;
+        Ok(ch)
     }
 
     /// Declares `queue` (and binds it to the exchange) once per link.
