@@ -107,7 +107,7 @@ pub fn run(c: Config) -> Result<()> {
         }
         None => None,
     };
-    if !www.local_addr()?.ip().is_loopback() && s.www_username.is_none() {
+    if !www.local_addr()?.ip().is_loopback() && s.www_password.is_none() {
         // Only with www-open: true (Config::check refuses it otherwise).
         tracing::warn!(address = %www_addr, "the HTTP API listens beyond loopback without www-username/www-password (www-open): anyone who reaches it can read and inject mail");
     }

@@ -386,3 +386,20 @@ fn received_log_has_a_line_per_copy() {
         assert_eq!(l["size"], copy["mime"].as_str().unwrap().len());
     }
 }
+
+#[test]
+fn a_password_without_a_user_name_works_as_in_mailerq() {
+    let d = Daemon::start("www-password: only-the-password\n");
+    let basic = |pair: &str| {
+        use base64::Engine as _;
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair))
+    };
+    let status =
+        |auth: Option<String>| common::policy::request(&d, "GET", "/queues", "text/plain", "", auth.as_deref()).0;
+    assert_eq!(status(None), 401);
+    assert_eq!(status(Some(basic("anyone:only-the-password"))), 200);
+    assert_eq!(status(Some(basic("anyone:wrong"))), 401);
+    // The command line reads the same config and gets in.
+    let out = d.cli(&["queue", "stats"], b"");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -32,7 +32,7 @@ impl ApiClient {
                     use base64::Engine as _;
                     format!(
                         "Basic {}",
-                        base64::engine::general_purpose::STANDARD.encode(credentials)
+                        base64::engine::general_purpose::STANDARD.encode(credentials.pair())
                     )
                 })
                 .or_else(|| s.www_tokens.first().map(|t| format!("Bearer {t}"))),

@@ -59,13 +59,8 @@ impl ValueKind {
                     .map_err(|_| format!("`{ip}` is not an IP address"))
             }),
             ValueKind::HostPort => values::parse_host_port(v, 53).map(|_| ()),
-            ValueKind::Amqp => {
-                if v.starts_with("amqp://") || v.starts_with("amqps://") {
-                    Ok(())
-                } else {
-                    Err(format!("expected amqp://user:pass@host[;host2]/vhost, got `{v}`"))
-                }
-            }
+            // Read as the RabbitMQ backend reads it; the message never quotes the password.
+            ValueKind::Amqp => sluice_queue::rabbitmq::uri::brokers(v).map(|_| ()),
             ValueKind::Choice(options) => {
                 if options.contains(&v) {
                     Ok(())

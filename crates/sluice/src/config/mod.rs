@@ -147,11 +147,9 @@ impl Config {
                 "smtp-username and smtp-password must be set together".into(),
             ));
         }
-        if s.www_username.is_some() != s.www_password.is_some() {
-            return Err(self.error(
-                "www-password",
-                "www-username and www-password must be set together".into(),
-            ));
+        if s.www_username.is_some() && s.www_password.is_none() {
+            // (www-password alone is MailerQ's way: any user name is taken.)
+            return Err(self.error("www-password", "www-username needs www-password".into()));
         }
         if let (Some(a), Some(b)) = (&s.database_address, &s.database) {
             if a != b {
@@ -215,8 +213,16 @@ impl Config {
         let mut out = String::new();
         for k in KEYS {
             let (v, origin) = &self.values[k.name];
+            let hidden;
             let shown = if k.kind == ValueKind::Secret && !v.is_empty() {
                 "********"
+            } else if k.kind == ValueKind::Amqp {
+                hidden = v
+                    .split(',')
+                    .map(|u| sluice_queue::rabbitmq::uri::hide_password(u.trim()))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                hidden.as_str()
             } else {
                 v.as_str()
             };

@@ -57,6 +57,17 @@ fn errors_name_file_line_and_key() {
     assert_eq!(e.key, "smtp-range");
     let e = load("smtp-certificate: /x.pem\n").unwrap_err();
     assert_eq!((e.origin.as_str(), e.key.as_str()), ("default", "smtp-key"));
+    let e = load("rabbitmq-address: amqp://u:secret@h:port/\n").unwrap_err();
+    assert_eq!(e.key, "rabbitmq-address");
+    assert!(!e.message.contains("secret"), "{}", e.message);
+    let shown = load("rabbitmq-address: amqp://u:secret@h1/, amqp://v:secret2@h2/\n")
+        .unwrap()
+        .render();
+    assert!(
+        shown.contains("rabbitmq-address: amqp://u:***@h1/, amqp://v:***@h2/"),
+        "{shown}"
+    );
+    assert!(!shown.contains("secret"), "{shown}");
     let e = load("www-certificate: /x.pem\n").unwrap_err();
     assert_eq!(e.key, "www-private-key");
     let e = load("www-privatekey: /x.key\n").unwrap_err();

@@ -30,8 +30,8 @@ pub struct Api {
     pub names: QueueNames,
     pub hostname: String,
     pub extract: bool,
-    /// `user:password` expected in basic authentication when `www-username` is set.
-    pub basic_auth: Option<String>,
+    /// The basic-authentication credentials expected, when `www-password` is set.
+    pub basic_auth: Option<Credentials>,
     /// `www-tokens`: accepted as `Authorization: Bearer TOKEN`.
     pub tokens: Vec<String>,
     /// The settings database, for `/v1/pauses` and `/v1/suppressions`.
@@ -48,17 +48,45 @@ pub struct Api {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
-impl Api {
-    pub fn basic_auth(s: &crate::config::Settings) -> Option<String> {
-        let password = s.www_password.as_deref().unwrap_or_default();
-        s.www_username.as_ref().map(|u| format!("{u}:{password}"))
+/// `www-username` and `www-password`; without a user name (MailerQ's
+/// console asks for the password only) any user name is taken.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub user: Option<String>,
+    pub password: String,
+}
+
+impl Credentials {
+    /// Whether `given` (a decoded Basic `user:password`) matches.
+    fn accept(&self, given: &[u8]) -> bool {
+        match &self.user {
+            Some(user) => same(given, format!("{user}:{}", self.password).as_bytes()),
+            None => {
+                let at = given.iter().position(|&b| b == b':');
+                at.is_some_and(|i| same(&given[i + 1..], self.password.as_bytes()))
+            }
+        }
+    }
+
+    /// `user:password` to send (the CLI): `sluice` when any user name will do.
+    pub fn pair(&self) -> String {
+        format!("{}:{}", self.user.as_deref().unwrap_or("sluice"), self.password)
     }
 }
 
-/// Whether an `Authorization` header carries exactly `basic` (`user:password`)
-/// by the Basic scheme, or one of `tokens` by the Bearer scheme; scheme names
-/// are case-insensitive (RFC 7235 §2.1).
-fn authorized(header: Option<&[u8]>, basic: Option<&str>, tokens: &[&[String]]) -> bool {
+impl Api {
+    pub fn basic_auth(s: &crate::config::Settings) -> Option<Credentials> {
+        s.www_password.as_ref().map(|password| Credentials {
+            user: s.www_username.clone(),
+            password: password.clone(),
+        })
+    }
+}
+
+/// Whether an `Authorization` header carries `basic` by the Basic scheme,
+/// or one of `tokens` by the Bearer scheme; scheme names are
+/// case-insensitive (RFC 7235 §2.1).
+fn authorized(header: Option<&[u8]>, basic: Option<&Credentials>, tokens: &[&[String]]) -> bool {
     let Some(value) = header.and_then(|h| std::str::from_utf8(h).ok()) else {
         return false;
     };
@@ -78,7 +106,7 @@ fn authorized(header: Option<&[u8]>, basic: Option<&str>, tokens: &[&[String]]) 
     let (Some(expected), Ok(given)) = (basic, base64::engine::general_purpose::STANDARD.decode(token.trim())) else {
         return false;
     };
-    same(&given, expected.as_bytes())
+    expected.accept(&given)
 }
 
 /// Compares in constant time: no timing hint at how much of a secret matched.
@@ -203,7 +231,7 @@ async fn require_auth(State(api): ApiState, req: Request, next: Next) -> Respons
     let table = api.settings.as_ref().map(|db| db.live.tokens()).unwrap_or_default();
     if api.basic_auth.is_some() || !api.tokens.is_empty() || !table.is_empty() {
         let given = req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes());
-        if !authorized(given, api.basic_auth.as_deref(), &[&api.tokens, &table]) {
+        if !authorized(given, api.basic_auth.as_ref(), &[&api.tokens, &table]) {
             let mut refused = (
                 StatusCode::UNAUTHORIZED,
                 Json(json!({"error": "authentication required"})),
@@ -493,4 +521,34 @@ async fn submit(State(api): ApiState, headers: HeaderMap, body: Body) -> Result<
     Ok(Json(
         json!({ "queued": ids.len(), "queue": api.names.inbox, "ids": ids }),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn basic(pair: &str) -> Vec<u8> {
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair)).into_bytes()
+    }
+
+    #[test]
+    fn a_password_alone_takes_any_user_name_and_a_user_name_is_checked() {
+        let any = Credentials {
+            user: None,
+            password: "pw:x".into(),
+        };
+        let named = Credentials {
+            user: Some("admin".into()),
+            password: "pw:x".into(),
+        };
+        let ok = |c: &Credentials, pair: &str| authorized(Some(&basic(pair)), Some(c), &[]);
+        assert!(ok(&any, "whoever:pw:x"));
+        assert!(ok(&any, ":pw:x"));
+        assert!(!ok(&any, "whoever:pw"));
+        assert!(!ok(&any, "pw:x"), "the password is what follows the first colon");
+        assert!(ok(&named, "admin:pw:x"));
+        assert!(!ok(&named, "other:pw:x"));
+        assert_eq!(any.pair(), "sluice:pw:x");
+        assert!(!authorized(None, Some(&any), &[]));
+    }
 }
