@@ -266,7 +266,12 @@ fn main() -> ExitCode {
     };
     init_logging(&cfg.settings.log_level);
     let result = match cli.command {
-        Command::Run => daemon::run(cfg),
+        Command::Run => {
+            for w in &cfg.warnings {
+                tracing::warn!("{w}");
+            }
+            daemon::run(cfg)
+        }
         Command::Inject { file } => cli::inject(&cfg, file.as_deref()),
         Command::Send(s) => cli::send(
             &cfg,
@@ -291,6 +296,9 @@ fn main() -> ExitCode {
         Command::Config {
             action: ConfigAction::Check,
         } => {
+            for w in &cfg.warnings {
+                eprintln!("warning: {w}");
+            }
             print!("{}", cfg.render());
             Ok(())
         }

@@ -403,3 +403,20 @@ fn a_password_without_a_user_name_works_as_in_mailerq() {
     let out = d.cli(&["queue", "stats"], b"");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn a_mailerq_key_sluice_does_not_act_on_is_a_warning_not_a_refusal() {
+    let (code, stdout, stderr) = config_check("license: /etc/mailerq/license.txt\nrabbitmq-maxpriority: 10\n");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("license: accepted, not acted on by Sluice: Sluice needs no license"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("rabbitmq-maxpriority: accepted, not acted on by Sluice"),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("license"), "not a Sluice setting: {stdout}");
+    let (code, _, stderr) = config_check("licence: x\n");
+    assert_eq!(code, Some(2), "a key neither knows still fails: {stderr}");
+}

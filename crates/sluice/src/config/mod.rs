@@ -2,6 +2,7 @@
 //! values, `SLUICE_*` environment overrides, errors naming file, line and key.
 
 mod keys;
+mod mailerq;
 mod values;
 
 pub use keys::{Settings, KEYS};
@@ -46,6 +47,9 @@ impl fmt::Display for Origin {
 #[derive(Debug, Clone)]
 pub struct Config {
     values: BTreeMap<&'static str, (String, Origin)>,
+    /// MailerQ keys the file set that Sluice does not act on: one line each
+    /// (`origin: key: accepted, not acted on by Sluice: why`).
+    pub warnings: Vec<String>,
     /// Every setting, typed.
     pub settings: Settings,
 }
@@ -58,7 +62,11 @@ impl Config {
             values.insert(k.name, (k.default.to_string(), Origin::Default));
         }
         let settings = Settings::read(|key| &values[key].0);
-        let mut cfg = Config { values, settings };
+        let mut cfg = Config {
+            values,
+            settings,
+            warnings: Vec::new(),
+        };
         if let Some(path) = path {
             let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
                 origin: path.display().to_string(),
@@ -115,6 +123,11 @@ impl Config {
             message,
         };
         let Some(spec) = KEYS.iter().find(|k| k.name == key) else {
+            if let Some(why) = mailerq::not_acted_on(key) {
+                self.warnings
+                    .push(format!("{origin}: {key}: accepted, not acted on by Sluice: {why}"));
+                return Ok(());
+            }
             return Err(err("unknown key".into()));
         };
         spec.kind.validate(value).map_err(err)?;

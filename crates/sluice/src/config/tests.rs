@@ -107,3 +107,28 @@ fn cidr_matching() {
     assert!(all.contains("8.8.8.8".parse().unwrap()));
     assert!("::1".parse::<Cidr>().unwrap().contains("::1".parse().unwrap()));
 }
+
+#[test]
+fn mailerq_keys_sluice_does_not_act_on_start_with_a_warning_each() {
+    let c = load("license: /etc/mailerq/license.txt\nsmtp-port: 25\nstorage-policy: all\n").unwrap();
+    assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+    let ends = |w: &str, tail: &str| assert!(w.ends_with(tail), "{w}");
+    ends(
+        &c.warnings[0],
+        ":1: license: accepted, not acted on by Sluice: Sluice needs no license",
+    );
+    ends(
+        &c.warnings[1],
+        ":3: storage-policy: accepted, not acted on by Sluice: not supported yet: messages carry their MIME",
+    );
+    assert!(
+        !c.warnings.iter().any(|w| w.contains("/etc/mailerq")),
+        "values are not repeated"
+    );
+    // A key neither knows is still an error.
+    assert_eq!(load("no-such-key: 1\n").unwrap_err().message, "unknown key");
+    // Every entry names a key Sluice does not have (no shadowing of a real key).
+    for (key, _) in mailerq::NOT_ACTED_ON {
+        assert!(!KEYS.iter().any(|k| k.name == *key), "{key} is a Sluice key");
+    }
+}
