@@ -25,6 +25,8 @@ pub enum ValueKind {
     Ips,
     /// `ip[:port]`.
     HostPort,
+    /// Seconds, or MailerQ's comma-separated list of them (`600,600,1800`).
+    SecondsList,
     /// `amqp://user:pass@host1;host2/vhost`.
     Amqp,
     Choice(&'static [&'static str]),
@@ -59,6 +61,13 @@ impl ValueKind {
                     .map_err(|_| format!("`{ip}` is not an IP address"))
             }),
             ValueKind::HostPort => values::parse_host_port(v, 53).map(|_| ()),
+            ValueKind::SecondsList => v.split(',').try_for_each(|n| match n.trim().parse::<u64>() {
+                Ok(s) if (1..=31_536_000).contains(&s) => Ok(()),
+                _ => Err(format!(
+                    "expected seconds from 1 to 31536000, or a comma-separated list of them, got `{}`",
+                    n.trim()
+                )),
+            }),
             // Read as the RabbitMQ backend reads it; the message never quotes the password.
             ValueKind::Amqp => sluice_queue::rabbitmq::uri::brokers(v).map(|_| ()),
             ValueKind::Choice(options) => {
@@ -90,6 +99,7 @@ macro_rules! kind {
     (Int($min:expr, $max:expr)) => { ValueKind::Int { min: $min, max: $max } };
     (Port) => { ValueKind::Int { min: 1, max: 65535 } };
     (Seconds) => { ValueKind::Int { min: 1, max: 31_536_000 } };
+    (SecondsList) => { ValueKind::SecondsList };
     (Size) => { ValueKind::Size };
     (Ports) => { ValueKind::Ports };
     (Cidrs) => { ValueKind::Cidrs };
@@ -110,6 +120,7 @@ macro_rules! rust_type {
     (Int($min:expr, $max:expr)) => { u64 };
     (Port) => { u16 };
     (Seconds) => { Duration };
+    (SecondsList) => { Vec<Duration> };
     (Size) => { u64 };
     (Ports) => { Vec<u16> };
     (Cidrs) => { Vec<Cidr> };
@@ -144,6 +155,12 @@ macro_rules! read {
     };
     (Port, $v:expr) => {
         $v.parse().unwrap_or(1)
+    };
+    (SecondsList, $v:expr) => {
+        $v.split(',')
+            .filter_map(|n| n.trim().parse().ok())
+            .map(Duration::from_secs)
+            .collect()
     };
     (Seconds, $v:expr) => {
         Duration::from_secs($v.parse().unwrap_or(1))
@@ -263,7 +280,7 @@ settings! {
     delivery_port: Port = "delivery-port", "25";
     delivery_domain_connections: Int(1, 100_000) = "delivery-domain-connections", "10";
     delivery_connection_messages: Int(1, 1_000_000) = "delivery-connection-messages", "100";
-    retry_interval: Seconds = "retry-interval", "300";
+    retry_interval: SecondsList = "retry-interval", "300";
     // Plugins
     plugin_directory: Opt = "plugin-directory", "";
     plugin_timeout: Seconds = "plugin-timeout", "60";

@@ -132,3 +132,17 @@ fn mailerq_keys_sluice_does_not_act_on_start_with_a_warning_each() {
         assert!(!KEYS.iter().any(|k| k.name == *key), "{key} is a Sluice key");
     }
 }
+
+#[test]
+fn retry_interval_takes_mailerqs_list_of_seconds() {
+    let c = load("retry-interval: 600,600,1800, 3600\n").unwrap().settings;
+    assert_eq!(
+        c.retry_interval,
+        [600, 600, 1800, 3600].map(std::time::Duration::from_secs)
+    );
+    assert_eq!(load("retry-interval: 60\n").unwrap().settings.retry_interval.len(), 1);
+    let e = load("retry-interval: 600,soon\n").unwrap_err();
+    assert_eq!(e.key, "retry-interval");
+    assert!(e.message.contains("`soon`"), "{}", e.message);
+    assert_eq!(load("retry-interval: 0\n").unwrap_err().key, "retry-interval");
+}

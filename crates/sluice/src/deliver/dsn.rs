@@ -171,6 +171,7 @@ mod tests {
             retry: None,
             dsn: "outbox".into(),
             retry_interval_ms: 1000,
+            retry_schedule_ms: Vec::new(),
             hostname: "mx.test".into(),
         }
     }

@@ -199,6 +199,9 @@ pub struct Policy {
     pub dsn: String,
     /// First retry delay (ms); each next one doubles, up to [`MAX_RETRY_MS`].
     pub retry_interval_ms: u64,
+    /// MailerQ's schedule (`retry-interval: 600,600,1800`): the wait before
+    /// each retry in turn, the last one repeated; empty = doubling.
+    pub retry_schedule_ms: Vec<u64>,
     /// Reporting MTA name in DSNs.
     pub hostname: String,
 }
@@ -216,13 +219,25 @@ impl Policy {
             retry: q.retry,
             dsn: q.dsn,
             outbox: q.outbox,
-            retry_interval_ms: c.settings.retry_interval.as_millis() as u64,
+            retry_interval_ms: c
+                .settings
+                .retry_interval
+                .first()
+                .map_or(300_000, |d| d.as_millis() as u64),
+            retry_schedule_ms: match c.settings.retry_interval.as_slice() {
+                [_, _, ..] => c.settings.retry_interval.iter().map(|d| d.as_millis() as u64).collect(),
+                _ => Vec::new(),
+            },
             hostname,
         }
     }
 
     /// The wait before attempt `n + 1` after `n` attempts (n ≥ 1).
     pub fn retry_delay_ms(&self, attempts: u64) -> u64 {
+        if let Some(last) = self.retry_schedule_ms.last() {
+            let i = usize::try_from(attempts.saturating_sub(1)).unwrap_or(usize::MAX);
+            return *self.retry_schedule_ms.get(i).unwrap_or(last);
+        }
         let doubled = self
             .retry_interval_ms
             .saturating_mul(1u64 << attempts.saturating_sub(1).min(30));
@@ -452,6 +467,7 @@ mod tests {
             retry: Some("retry".into()),
             dsn: "outbox".into(),
             retry_interval_ms: 300_000,
+            retry_schedule_ms: Vec::new(),
             hostname: "mx.test".into(),
         }
     }
@@ -534,6 +550,13 @@ mod tests {
         assert_eq!(p.retry_delay_ms(1), 300_000);
         assert_eq!(p.retry_delay_ms(2), 600_000);
         assert_eq!(p.retry_delay_ms(20), MAX_RETRY_MS);
+        // MailerQ's list: each retry in turn, then the last again.
+        let listed = Policy {
+            retry_schedule_ms: vec![600_000, 600_000, 1_800_000],
+            ..policy()
+        };
+        let waits: Vec<u64> = (1..=5).map(|n| listed.retry_delay_ms(n)).collect();
+        assert_eq!(waits, [600_000, 600_000, 1_800_000, 1_800_000, 1_800_000]);
         let a = Attempt::failed(State::Connect, ResultKind::Error, "connection refused", false);
         let o = decide(&p, msg(""), &a, 2_000_000);
         assert_eq!(o.verdict, Verdict::Retry);
