@@ -94,7 +94,18 @@ fn kill_9_while_sending_loses_no_acknowledged_message() {
                 std::thread::spawn(move || sender(port, t, round, stop, acked))
             })
             .collect();
-        std::thread::sleep(Duration::from_millis(400 + 150 * round as u64));
+        // Kill while both are under way: once smtp-source has its first 250
+        // (on a busy machine that can take longer than any fixed sleep), a
+        // little later each round.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !std::fs::read_to_string(&transcript)
+            .unwrap_or_default()
+            .contains("<<< 250 2.0.0 queued as ")
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(200 + 150 * round as u64));
         d.kill9();
         stop.store(true, Ordering::Relaxed);
         let _ = source.kill();
