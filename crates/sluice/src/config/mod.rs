@@ -75,8 +75,12 @@ impl Config {
             })?;
             cfg.parse_text(path, &text)?;
         }
+        // MailerQ's `MAILERQ_*` overrides work too; `SLUICE_*` ones are
+        // applied after them, so Sluice's own name wins when both are set.
+        let mut env: Vec<(String, String)> = env.into_iter().collect();
+        env.sort_by_key(|(var, _)| !var.starts_with("MAILERQ_"));
         for (var, value) in env {
-            let Some(rest) = var.strip_prefix("SLUICE_") else {
+            let Some(rest) = var.strip_prefix("SLUICE_").or_else(|| var.strip_prefix("MAILERQ_")) else {
                 continue;
             };
             let key = rest.to_ascii_lowercase().replace('_', "-");

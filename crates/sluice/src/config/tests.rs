@@ -95,6 +95,22 @@ fn environment_overrides() {
         (e.origin.as_str(), e.key.as_str()),
         ("environment SLUICE_SMTP_PORTS", "smtp-ports")
     );
+    // MailerQ's prefix works; Sluice's own wins when both name a key.
+    let c = Config::load(
+        None,
+        vec![
+            ("SLUICE_SMTP_PORT".into(), "2526".into()),
+            ("MAILERQ_SMTP_PORT".into(), "2527".into()),
+            ("MAILERQ_WWW_PORT".into(), "8486".into()),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        (c.settings.smtp_port.as_slice(), c.settings.www_port),
+        (&[2526][..], 8486)
+    );
+    let e = Config::load(None, vec![("MAILERQ_NO_SUCH".into(), "1".into())]).unwrap_err();
+    assert_eq!(e.origin, "environment MAILERQ_NO_SUCH");
 }
 
 #[test]
