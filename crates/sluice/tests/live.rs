@@ -14,12 +14,18 @@ const TOKEN: &str = "live-token-0123456789";
 
 /// Opens `/v1/live` with `auth`; the reader after the response head, and the status.
 fn open_live(d: &Daemon, auth: Option<&str>) -> (u16, BufReader<std::net::TcpStream>) {
+    open_stream(d, "/v1/live", auth)
+}
+
+/// Opens `path` as an event stream with `auth`; the reader after the
+/// response head, and the status.
+fn open_stream(d: &Daemon, path: &str, auth: Option<&str>) -> (u16, BufReader<std::net::TcpStream>) {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", d.www)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let auth = auth.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default();
     write!(
         s,
-        "GET /v1/live HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n{auth}\r\n"
+        "GET {path} HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n{auth}\r\n"
     )
     .unwrap();
     let mut r = BufReader::new(s);
@@ -140,24 +146,6 @@ fn live_streams_are_bounded_in_number() {
     }
 }
 
-/// Opens `path` as an event stream; the reader after the response head, and the status.
-fn open_stream(d: &Daemon, path: &str, auth: &str) -> (u16, BufReader<std::net::TcpStream>) {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", d.www)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: t\r\nAuthorization: {auth}\r\n\r\n").unwrap();
-    let mut r = BufReader::new(s);
-    let mut status = String::new();
-    r.read_line(&mut status).unwrap();
-    let code = status.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-            break;
-        }
-    }
-    (code, r)
-}
-
 #[test]
 fn the_live_results_are_filtered_and_capped_and_every_result_is_accounted_for() {
     let sink = smtp_sink(&[]);
@@ -166,10 +154,10 @@ fn the_live_results_are_filtered_and_capped_and_every_result_is_accounted_for() 
         sink.port
     ));
     let bearer = format!("Bearer {TOKEN}");
-    assert_eq!(open_stream(&d, "/v1/results/live?domain=a%0Ab", &bearer).0, 400);
-    let (code, mut all) = open_stream(&d, "/v1/results/live", &bearer);
+    assert_eq!(open_stream(&d, "/v1/results/live?domain=a%0Ab", Some(&bearer)).0, 400);
+    let (code, mut all) = open_stream(&d, "/v1/results/live", Some(&bearer));
     assert_eq!(code, 200);
-    let (code, mut only_b) = open_stream(&d, "/v1/results/live?domain=B.example", &bearer);
+    let (code, mut only_b) = open_stream(&d, "/v1/results/live?domain=B.example", Some(&bearer));
     assert_eq!(code, 200);
     let n = 1000;
     let mut batch: Vec<_> = (0..n - 10).map(|i| message(i, "a.example")).collect();

@@ -258,11 +258,10 @@ impl Engine {
         tracing::debug!(id, recipient = %msg.recipient, state = attempt.state.as_str(), result = attempt.kind.as_str(), "attempt");
         let now = sluice_queue::now_ms();
         let trace = crate::trace::get();
-        let entry = outcome::log_entry(&msg, attempt, now);
-        if let Some((_, domain)) = msg.recipient.rsplit_once('@') {
-            crate::http::live::recent_replies().note(domain, &entry);
+        if let (Some(reply), Some((_, domain))) = (&attempt.reply, msg.recipient.rsplit_once('@')) {
+            crate::http::live::recent_replies().note(domain, reply, &attempt.description, now);
         }
-        let entry = (self.send_log.enabled() || trace.enabled()).then_some(entry);
+        let entry = (self.send_log.enabled() || trace.enabled()).then(|| outcome::log_entry(&msg, attempt, now));
         let out = outcome::decide(&self.policy, msg, attempt, now);
         let metrics = crate::metrics::get();
         let labels = crate::metrics::AttemptLabels {

@@ -361,7 +361,14 @@ pub async fn results(
 /// The last few remote replies per recipient domain, for the console's
 /// destinations; bounded in domains, replies and text.
 pub struct RecentReplies {
-    by_domain: Mutex<std::collections::HashMap<String, VecDeque<Value>>>,
+    by_domain: Mutex<std::collections::HashMap<String, VecDeque<RecentReply>>>,
+}
+
+struct RecentReply {
+    at_ms: u64,
+    code: u16,
+    status: Option<String>,
+    text: String,
 }
 
 const RECENT_DOMAINS: usize = 2000;
@@ -369,45 +376,47 @@ const RECENT_PER_DOMAIN: usize = 5;
 const RECENT_TEXT: usize = 200;
 
 impl RecentReplies {
-    /// Notes `entry` (an attempt's result entry) under `domain`.
-    pub fn note(&self, domain: &str, entry: &serde_json::Map<String, Value>) {
-        let Some(code) = entry.get("code") else {
-            return; // no reply: nothing the remote said
+    /// Notes that `domain`'s server answered `reply` at `at_ms`; `text` is
+    /// the attempt's description of it.
+    pub fn note(&self, domain: &str, reply: &sluice_smtp::Reply, text: &str, at_ms: u64) {
+        let domain = domain.to_ascii_lowercase();
+        let reply = RecentReply {
+            at_ms,
+            code: reply.code,
+            status: reply.status.clone(),
+            text: text.chars().take(RECENT_TEXT).collect(),
         };
-        let text: String = entry
-            .get("description")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .chars()
-            .take(RECENT_TEXT)
-            .collect();
-        let reply = json!({"time": entry.get("time"), "code": code, "status": entry.get("status"), "text": text});
         let mut map = sluice_queue::lock(&self.by_domain);
-        if !map.contains_key(domain) && map.len() >= RECENT_DOMAINS {
+        if !map.contains_key(&domain) && map.len() >= RECENT_DOMAINS {
             // Full: forget the domain whose newest reply is oldest.
             let stalest = map
                 .iter()
-                .min_by(|a, b| {
-                    a.1.back()
-                        .map(|r| r["time"].to_string())
-                        .cmp(&b.1.back().map(|r| r["time"].to_string()))
-                })
+                .min_by_key(|(_, list)| list.back().map_or(0, |r| r.at_ms))
                 .map(|(d, _)| d.clone());
             if let Some(d) = stalest {
                 map.remove(&d);
             }
         }
-        let list = map.entry(domain.to_ascii_lowercase()).or_default();
+        let list = map.entry(domain).or_default();
         if list.len() == RECENT_PER_DOMAIN {
             list.pop_front();
         }
         list.push_back(reply);
     }
 
+    /// `domain`'s replies, newest first.
     fn of(&self, domain: &str) -> Vec<Value> {
         sluice_queue::lock(&self.by_domain)
             .get(domain)
-            .map(|l| l.iter().rev().cloned().collect())
+            .map(|l| {
+                l.iter()
+                    .rev()
+                    .map(|r| {
+                        let time = crate::deliver::outgoing::format_time(r.at_ms);
+                        json!({"time": time, "code": r.code, "status": r.status, "text": r.text})
+                    })
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }
@@ -418,4 +427,36 @@ pub fn recent_replies() -> &'static RecentReplies {
     RECENT.get_or_init(|| RecentReplies {
         by_domain: Mutex::new(Default::default()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(code: u16) -> sluice_smtp::Reply {
+        sluice_smtp::Reply {
+            code,
+            status: Some("4.7.0".into()),
+            lines: vec![],
+        }
+    }
+
+    #[test]
+    fn recent_replies_are_bounded_in_domains_replies_and_text() {
+        let r = RecentReplies {
+            by_domain: Mutex::new(Default::default()),
+        };
+        for i in 0..7 {
+            r.note("Example.COM", &reply(400 + i), &"x".repeat(1000), 1_000 + u64::from(i));
+        }
+        let shown = r.of("example.com");
+        assert_eq!(shown.len(), RECENT_PER_DOMAIN, "the newest five, case aside");
+        assert_eq!(shown[0]["code"], 406, "newest first");
+        assert_eq!(shown[0]["text"].as_str().unwrap().len(), RECENT_TEXT);
+        for d in 0..RECENT_DOMAINS {
+            r.note(&format!("d{d}.test"), &reply(421), "busy", 10_000 + d as u64);
+        }
+        assert!(r.of("example.com").is_empty(), "the stalest domain made room");
+        assert_eq!(sluice_queue::lock(&r.by_domain).len(), RECENT_DOMAINS);
+    }
 }

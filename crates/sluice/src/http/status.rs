@@ -122,19 +122,14 @@ pub async fn plugins(axum::extract::State(api): ApiState) -> Json<Value> {
 /// `GET /v1/instances`: the Sluice instances sharing this one's RabbitMQ
 /// broker, this one included (`self`); without a broker, this one.
 pub async fn instances(axum::extract::State(api): ApiState) -> Json<Value> {
-    if let Some((peers, me)) = &api.cluster {
-        let mut all = crate::cluster::instances(&peers.peers, me);
-        if !all.iter().any(|i| i["self"] == true) {
-            // Before this instance's first card came back through the broker.
-            all.insert(0, json!({"hostname": api.hostname, "console": "/console", "version": env!("CARGO_PKG_VERSION"), "seen_seconds_ago": 0, "self": true}));
-        }
-        return Json(Value::Array(all));
+    let mut all = match &api.cluster {
+        Some((cluster, me)) => crate::cluster::instances(&cluster.peers, me),
+        None => Vec::new(),
+    };
+    // Without a broker, or before this instance's first card came back through it.
+    if !all.iter().any(|i| i["self"] == true) {
+        let me = json!({"hostname": api.hostname, "console": "/console", "version": env!("CARGO_PKG_VERSION"), "seen_seconds_ago": 0, "self": true});
+        all.insert(0, me);
     }
-    Json(json!([{
-        "hostname": api.hostname,
-        "console": "/console",
-        "version": env!("CARGO_PKG_VERSION"),
-        "seen_seconds_ago": 0,
-        "self": true,
-    }]))
+    Json(Value::Array(all))
 }
