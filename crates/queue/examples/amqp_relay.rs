@@ -23,17 +23,11 @@ async fn main() {
         format!("r{tag}-success"),
     );
     let q = Arc::new(
-        RabbitMq::start(RabbitOptions {
+        RabbitMq::start(RabbitOptions::new(
             address,
-            exchange: String::new(),
-            durable: true,
-            persistent: true,
-            prefetch: 1000,
-            publishers: 1,
-            consumers: 1,
-            queues: vec![outbox.clone(), results.clone(), success.clone()],
-            consumed: vec![outbox.clone()],
-        })
+            vec![outbox.clone(), results.clone(), success.clone()],
+            vec![outbox.clone()],
+        ))
         .expect("start"),
     );
     assert!(q.wait_connected(Duration::from_secs(10)), "no broker");

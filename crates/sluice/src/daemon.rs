@@ -94,9 +94,16 @@ pub fn run(c: Config) -> Result<()> {
         .copied()
         .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
     let www_addr = std::net::SocketAddr::new(www_ip, s.www_port);
-    let www =
-        std::net::TcpListener::bind(www_addr).with_context(|| format!("cannot listen on {www_addr} (www-port)"))?;
-    www.set_nonblocking(true)?;
+    // `www-port: 0` (MailerQ's way): no plain HTTP, only www-secure-port.
+    let www = match s.www_port {
+        0 => None,
+        _ => {
+            let l = std::net::TcpListener::bind(www_addr)
+                .with_context(|| format!("cannot listen on {www_addr} (www-port)"))?;
+            l.set_nonblocking(true)?;
+            Some(l)
+        }
+    };
     let www_secure = match s.www_secure_port.first() {
         Some(&port) => {
             let addr = std::net::SocketAddr::new(www_ip, port);
@@ -107,7 +114,7 @@ pub fn run(c: Config) -> Result<()> {
         }
         None => None,
     };
-    if !www.local_addr()?.ip().is_loopback() && s.www_password.is_none() {
+    if !www_ip.is_loopback() && s.www_password.is_none() {
         // Only with www-open: true (Config::check refuses it otherwise).
         tracing::warn!(address = %www_addr, "the HTTP API listens beyond loopback without www-username/www-password (www-open): anyone who reaches it can read and inject mail");
     }
@@ -150,6 +157,7 @@ pub fn run(c: Config) -> Result<()> {
         budget: reception::budget::Budget::new(s.reception_memory),
         locals: live.locals.clone(),
     };
+    let spool = crate::receive::spool::Spool::from_config(&c, &hostname)?;
     let inbound = Arc::new(Inbound::from_config(
         &c,
         hostname.clone(),
@@ -165,7 +173,7 @@ pub fn run(c: Config) -> Result<()> {
         .worker_threads(1)
         .enable_all()
         .build()?;
-    let engine = Arc::new(deliver::Engine::from_config(
+    let mut engine = deliver::Engine::from_config(
         &c,
         writer.queue.clone(),
         hostname.clone(),
@@ -173,7 +181,9 @@ pub fn run(c: Config) -> Result<()> {
         plugins.clone(),
         rt.handle().clone(),
         live.clone(),
-    )?);
+    )?;
+    engine.all_connections = inbound.all_connections.clone();
+    let engine = Arc::new(engine);
     // Weak: the metrics must not keep delivery alive past its shutdown.
     let weak = Arc::downgrade(&engine);
     crate::metrics::get().set_in_flight_source(Box::new(move |n| {
@@ -223,9 +233,14 @@ pub fn run(c: Config) -> Result<()> {
     });
 
     rt.block_on(async {
-        let www = tokio::net::TcpListener::from_std(www)?;
-        tracing::info!(address = %www.local_addr()?, "HTTP API listening");
         tokio::spawn(http::live::sample_every_second(history, shutdown_rx.clone()));
+        if let Some(spool) = spool {
+            tokio::spawn(crate::receive::spool::watch(
+                spool,
+                api.writer.clone(),
+                shutdown_rx.clone(),
+            ));
+        }
         let app = http::router(api);
         let mut plain = app.clone();
         if let (Some(secure), Some(tls)) = (www_secure, www_tls) {
@@ -238,15 +253,28 @@ pub fn run(c: Config) -> Result<()> {
                 http::secure::console_to_https,
             ));
         }
-        let mut stop = shutdown_rx.clone();
-        let server = axum::serve(www, plain).with_graceful_shutdown(async move {
-            crate::shutdown::requested(&mut stop).await;
-        });
-        let http_task = tokio::spawn(async move { server.await });
+        let http_task = match www {
+            Some(www) => {
+                let www = tokio::net::TcpListener::from_std(www)?;
+                tracing::info!(address = %www.local_addr()?, "HTTP API listening");
+                let mut stop = shutdown_rx.clone();
+                let plain = plain.into_make_service_with_connect_info::<std::net::SocketAddr>();
+                let server = axum::serve(www, plain).with_graceful_shutdown(async move {
+                    crate::shutdown::requested(&mut stop).await;
+                });
+                Some(tokio::spawn(async move { server.await }))
+            }
+            None => {
+                tracing::info!("plain HTTP off (www-port: 0)");
+                None
+            }
+        };
         wait_for_signal().await;
         tracing::info!("shutting down: no new connections; finishing open transactions");
         let _ = shutdown_tx.send(true);
-        let _ = http_task.await;
+        if let Some(task) = http_task {
+            let _ = task.await;
+        }
         anyhow::Ok(())
     })?;
     // The runtime outlives the workers: their last deliveries still use the
@@ -276,6 +304,7 @@ type Queues = (
 fn open_queue(c: &Config, data: &std::path::Path, me: &crate::cluster::Card) -> Result<Queues> {
     let s = &c.settings;
     if let Some(address) = &s.rabbitmq_address {
+        let outbox = QueueNames::from_config(c).outbox;
         let opts = RabbitOptions {
             address: address.clone(),
             exchange: s.rabbitmq_exchange.clone().unwrap_or_default(),
@@ -286,10 +315,16 @@ fn open_queue(c: &Config, data: &std::path::Path, me: &crate::cluster::Card) -> 
             consumers: s.rabbitmq_consumers.max(1) as usize,
             queues: crate::queues::all(c),
             consumed: if s.delivery_enabled {
-                vec![QueueNames::from_config(c).outbox]
+                vec![outbox.clone()]
             } else {
                 Vec::new()
             },
+            max_priority: u8::try_from(s.rabbitmq_maxpriority).unwrap_or(u8::MAX),
+            // MailerQ makes the outbox a priority queue, no other.
+            prioritised: vec![outbox],
+            lazy: s.rabbitmq_lazy,
+            declare: s.rabbitmq_declare,
+            gzip: s.rabbitmq_encoding == "gzip",
         };
         let rmq = RabbitMq::start(opts).map_err(|e| c.error("rabbitmq-address", e.to_string()))?;
         if !rmq.wait_connected(std::time::Duration::from_secs(5)) {

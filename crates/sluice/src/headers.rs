@@ -1,9 +1,19 @@
 //! Header fields of a MIME text (CRLF line ends): the unfolded values of
 //! one field and the addresses in them. Used where Sluice reads a message's
-//! own headers: `sendmail -t`, DKIM signing by From address.
+//! own headers: `sendmail -t`, DKIM signing by From address, the
+//! `extracted` property of results.
 
 /// The unfolded values of header `name` in the header section.
 pub fn header_values(mime: &[u8], name: &str) -> Vec<String> {
+    fields(mime)
+        .into_iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+        .collect()
+}
+
+/// Every header field of the header section, unfolded: `(name, value)`, in order.
+pub fn fields(mime: &[u8]) -> Vec<(String, String)> {
     // Only the header section is decoded: a large body costs nothing here.
     let end = memchr::memmem::find(mime, b"\r\n\r\n").unwrap_or(mime.len());
     let text = String::from_utf8_lossy(&mime[..end]);
@@ -23,9 +33,47 @@ pub fn header_values(mime: &[u8], name: &str) -> Vec<String> {
         .into_iter()
         .filter_map(|f| {
             let (n, v) = f.split_once(':')?;
-            n.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+            Some((n.trim().to_string(), v.trim().to_string()))
         })
         .collect()
+}
+
+/// The first address in the first of `headers` that has one (the envelope
+/// sender of a message received without one); empty when none has.
+pub fn envelope(mime: &[u8], headers: &[&str]) -> String {
+    for h in headers {
+        if let Some(a) = header_values(mime, h).iter().flat_map(|v| addresses(v)).next() {
+            return a;
+        }
+    }
+    String::new()
+}
+
+/// Removes header fields named `name` (sendmail -t drops Bcc).
+pub fn remove_header(mime: &[u8], name: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(mime.len());
+    let mut pos = 0;
+    let mut dropping = false;
+    while pos < mime.len() {
+        let end = memchr::memchr(b'\n', &mime[pos..])
+            .map(|i| pos + i + 1)
+            .unwrap_or(mime.len());
+        let line = &mime[pos..end];
+        if line == b"\r\n" {
+            break;
+        }
+        if !line.starts_with(b" ") && !line.starts_with(b"\t") {
+            dropping = line.len() > name.len()
+                && line[..name.len()].eq_ignore_ascii_case(name.as_bytes())
+                && line[name.len()] == b':';
+        }
+        if !dropping {
+            out.extend_from_slice(line);
+        }
+        pos = end;
+    }
+    out.extend_from_slice(&mime[pos..]);
+    out
 }
 
 /// Addresses in a header value: `a@b, "Name" <c@d>` → `[a@b, c@d]`.

@@ -33,6 +33,9 @@ struct Cli {
     /// Configuration file (default /etc/sluice/config.txt when it exists, else built-in defaults).
     #[arg(long, short = 'c', global = true, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// A second file layered over the first, as MailerQ's --config-file (one instance's own settings).
+    #[arg(long, global = true, value_name = "FILE")]
+    config_file: Vec<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -199,10 +202,41 @@ enum ConfigAction {
     Check,
 }
 
-fn load_config(path: Option<&Path>) -> Result<Config, config::ConfigError> {
-    let default = Path::new("/etc/sluice/config.txt");
-    let path = path.or_else(|| default.exists().then_some(default));
-    Config::load(path, std::env::vars())
+/// The configuration from `path` (else /etc/sluice/config.txt, else
+/// MailerQ's /etc/mailerq/config.txt, when one exists), the `--config-file`
+/// layers and the `--key=value` arguments, then the environment.
+fn load_config(
+    path: Option<&Path>,
+    layers: &[PathBuf],
+    arguments: Vec<(String, String)>,
+) -> Result<Config, config::ConfigErrors> {
+    let found = ["/etc/sluice/config.txt", "/etc/mailerq/config.txt"]
+        .iter()
+        .map(Path::new)
+        .find(|p| p.exists());
+    let mut files: Vec<PathBuf> = path.or(found).map(Path::to_path_buf).into_iter().collect();
+    files.extend(layers.iter().cloned());
+    Config::load_from(&config::Sources { files, arguments }, std::env::vars())
+}
+
+/// Takes MailerQ's `--key=value` overrides (any configuration key) out of
+/// the arguments, leaving the rest for the command-line parser.
+fn split_overrides(args: Vec<String>) -> (Vec<String>, Vec<(String, String)>) {
+    let mut rest = Vec::new();
+    let mut overrides = Vec::new();
+    let mut after_dashes = false;
+    for a in args {
+        after_dashes |= a == "--";
+        let setting = a
+            .strip_prefix("--")
+            .and_then(|kv| kv.split_once('='))
+            .filter(|(k, _)| !after_dashes && config::is_key(&k.to_ascii_lowercase()));
+        match setting {
+            Some((k, v)) => overrides.push((k.to_string(), v.to_string())),
+            None => rest.push(a),
+        }
+    }
+    (rest, overrides)
 }
 
 fn init_logging(level: &str) {
@@ -253,14 +287,15 @@ fn main() -> ExitCode {
         .and_then(|n| n.to_str())
         .unwrap_or("");
     if invoked_as == "sendmail" {
-        let cfg = match load_config(None) {
+        let cfg = match load_config(None, &[], Vec::new()) {
             Ok(c) => c,
             Err(e) => return fail_config(e),
         };
         return finish(cli::send(&cfg, sendmail_args(&args[1..])));
     }
-    let cli = Cli::parse();
-    let cfg = match load_config(cli.config.as_deref()) {
+    let (parsed, overrides) = split_overrides(args.clone());
+    let cli = Cli::parse_from(parsed);
+    let cfg = match load_config(cli.config.as_deref(), &cli.config_file, overrides) {
         Ok(c) => c,
         Err(e) => return fail_config(e),
     };
@@ -351,8 +386,10 @@ fn plugin_check(files: &[PathBuf]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn fail_config(e: config::ConfigError) -> ExitCode {
-    eprintln!("sluice: {e}");
+fn fail_config(errors: config::ConfigErrors) -> ExitCode {
+    for e in &errors.0 {
+        eprintln!("sluice: {e}");
+    }
     ExitCode::from(2)
 }
 

@@ -406,17 +406,62 @@ fn a_password_without_a_user_name_works_as_in_mailerq() {
 
 #[test]
 fn a_mailerq_key_sluice_does_not_act_on_is_a_warning_not_a_refusal() {
-    let (code, stdout, stderr) = config_check("license: /etc/mailerq/license.txt\nrabbitmq-maxpriority: 10\n");
+    let (code, stdout, stderr) = config_check("license: /etc/mailerq/license.txt\nrabbitmq-qos: 10\n");
     assert_eq!(code, Some(0), "{stderr}");
     assert!(
         stderr.contains("license: accepted, not acted on by Sluice: Sluice needs no license"),
         "{stderr}"
     );
     assert!(
-        stderr.contains("rabbitmq-maxpriority: accepted, not acted on by Sluice"),
+        stderr.contains("rabbitmq-qos: accepted, not acted on by Sluice: use rabbitmq-prefetch"),
         "{stderr}"
     );
     assert!(!stdout.contains("license"), "not a Sluice setting: {stdout}");
     let (code, _, stderr) = config_check("licence: x\n");
     assert_eq!(code, Some(2), "a key neither knows still fails: {stderr}");
+}
+
+#[test]
+fn every_config_error_in_one_run_and_mailerqs_command_line_overrides() {
+    let (code, _, err) = config_check("smtp-port: x\nsmtp-bogus: 1\nsmtp-extract: maybe\n");
+    assert_eq!(code, Some(2));
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 3, "{err}");
+    assert!(lines[0].starts_with("sluice: FILE:1: smtp-port:"), "{err}");
+    assert_eq!(lines[1], "sluice: FILE:2: smtp-bogus: unknown key");
+    assert!(lines[2].starts_with("sluice: FILE:3: smtp-extract:"), "{err}");
+
+    // `--key=value` (MailerQ's command-line form) over the file; the environment over both.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.txt");
+    std::fs::write(&path, "smtp-port: 2600\nserver-id: 4\n").unwrap();
+    let check = |env: &[(&str, &str)]| {
+        let out = Command::new(BIN)
+            .args(["config", "check", "--smtp-port=2601", "--server-id=5", "--config"])
+            .arg(&path)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let shown = check(&[]);
+    assert!(
+        shown.contains("smtp-port: 2601    # command line --smtp-port"),
+        "{shown}"
+    );
+    assert!(shown.contains("server-id: 5    # command line --server-id"), "{shown}");
+    let shown = check(&[("MAILERQ_SMTP_PORT", "2602")]);
+    assert!(
+        shown.contains("smtp-port: 2602    # environment MAILERQ_SMTP_PORT"),
+        "{shown}"
+    );
+    // A bad value on the command line names it.
+    let out = Command::new(BIN)
+        .args(["config", "check", "--smtp-port=none", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("sluice: command line --smtp-port: smtp-port: "));
 }

@@ -213,7 +213,7 @@ fn invalid_and_expired_messages_get_amqp_results() {
         let e = last_result(by_tag(tag));
         assert_eq!(
             (e["state"].as_str(), e["result"].as_str()),
-            (Some("amqp"), Some(result)),
+            (Some("process"), Some(result)),
             "{tag}: {e}"
         );
     }
@@ -367,13 +367,30 @@ fn swaks_to_sluice_to_a_postfix_mailbox_with_starttls() {
     assert_eq!(success.len(), 1, "{}\n{}", d.log(), postfix.log());
     let e = last_result(&success[0]);
     assert_eq!(e["mta"], "pf.test", "{e}");
+    // STARTTLS was used; cipher and certificate are the objects MailerQ writes.
+    let cipher = &e["cipher"];
+    assert!(cipher["name"].as_str().is_some_and(|c| c.starts_with("TLS")), "{e}");
     assert!(
-        e["cipher"].as_str().is_some_and(|c| c.starts_with("TLS")),
-        "STARTTLS was used: {e}"
-    );
-    assert!(
-        e["certificate"].as_str().is_some_and(|c| c.starts_with("sha256:")),
+        cipher["version"].as_str().is_some_and(|v| v.starts_with("TLSv1.")),
         "{e}"
+    );
+    assert!(cipher["bits"].as_u64().is_some_and(|b| b >= 128), "{e}");
+    let cert = &e["certificate"];
+    assert!(
+        cert["fingerprint"].as_str().is_some_and(|c| c.starts_with("sha256:")),
+        "{e}"
+    );
+    assert_eq!(cert["verified"], false, "opportunistic TLS verifies nothing: {e}");
+    assert!(cert["notbefore"].as_str().is_some_and(|t| t.len() == 19), "{e}");
+    assert!(
+        cert["notafter"].as_str().unwrap_or("") > cert["notbefore"].as_str().unwrap_or(""),
+        "{e}"
+    );
+    assert!(cert["subject"].is_object() && cert["issuer"].is_object(), "{e}");
+    assert_eq!(e["sent"]["data"], mime.len(), "the body as stored: {e}");
+    assert!(
+        e["sent"]["connection"].as_u64().unwrap_or(0) > mime.len() as u64,
+        "commands and the body: {e}"
     );
     let delivered = postfix.mailbox(1, WAIT);
     assert_eq!(delivered.len(), 1, "{}", postfix.log());
@@ -402,7 +419,11 @@ fn smarthost_with_starttls_and_auth() {
     assert_eq!(success.len(), 1, "{}", d.log());
     let ok = last_result(&success[0]);
     assert_eq!(ok["result"], "accepted", "{ok}");
-    assert!(ok["cipher"].is_string(), "{ok}");
+    assert!(ok["cipher"]["name"].is_string(), "{ok}");
+    assert_eq!(ok["authentication"], "PLAIN", "{ok}");
+    // The relay's self-signed certificate, described.
+    assert_eq!(ok["certificate"]["subject"]["common"], "relay.test", "{ok}");
+    assert_eq!(ok["certificate"]["self-signed"], true, "{ok}");
     // A refused login is retried, not bounced (as Postfix does by default).
     let retry = d.collect("retry", 1, WAIT);
     assert_eq!(retry.len(), 1, "{}", d.log());

@@ -78,7 +78,7 @@ fn pika_publishes_sluice_delivers_pika_reads_the_results() {
     let e = &failure[0]["results"][0];
     assert_eq!(
         (e["state"].as_str(), e["result"].as_str()),
-        (Some("amqp"), Some("invalid")),
+        (Some("process"), Some("invalid")),
         "{e}"
     );
     assert_eq!(failure[0]["message"], "{this is not json");
@@ -410,4 +410,148 @@ fn sluice_pop_takes_what_it_asks_for_and_leaves_the_rest() {
     );
     // No standing consumer keeps the other three from another program.
     assert_eq!(broker.get(&results, 10, Duration::from_secs(2)).len(), 3);
+}
+
+/// Injects JSON messages with the command line (to the outbox).
+fn inject(d: &Daemon, messages: &[Value]) {
+    let lines: String = messages.iter().map(|m| format!("{m}\n")).collect();
+    let out = d.cli(&["inject"], lines.as_bytes());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn rabbitmq_maxpriority_makes_the_outbox_a_priority_queue_and_lazy_queues_lazy() {
+    let broker = Broker::shared();
+    let p = prefix();
+    let d = Daemon::start(&format!(
+        "{}rabbitmq-maxpriority: 9\nrabbitmq-lazy: true\n",
+        broker.config(&p)
+    ));
+    let (outbox, results) = (format!("{p}outbox"), format!("{p}results"));
+    // RabbitMQ refuses a second declaration with other arguments: the queues
+    // are what MailerQ declares, the outbox a priority queue and no other.
+    assert_eq!(
+        broker.same_arguments(&outbox, &json!({"x-max-priority": 9, "x-queue-mode": "lazy"})),
+        "same"
+    );
+    assert!(broker
+        .same_arguments(&outbox, &json!({"x-queue-mode": "lazy"}))
+        .starts_with("different"));
+    assert_eq!(
+        broker.same_arguments(&results, &json!({"x-queue-mode": "lazy"})),
+        "same"
+    );
+    // Each message is published with its JSON priority (above the maximum: the maximum).
+    let messages: Vec<Value> = [(1, "low"), (9, "high"), (5, "middle"), (200, "highest asked")]
+        .iter()
+        .map(|(priority, name)| {
+            let mut m = message(0);
+            m["priority"] = json!(priority);
+            m["name"] = json!(name);
+            m
+        })
+        .collect();
+    inject(&d, &messages);
+    let got = broker.get_props(&outbox, 4, WAIT);
+    let seen: Vec<(u64, String)> = got
+        .iter()
+        .map(|m| {
+            let body: Value = serde_json::from_str(m["body"].as_str().unwrap()).unwrap();
+            (
+                m["priority"].as_u64().unwrap_or(0),
+                body["name"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    // The broker hands out the higher priorities first.
+    assert_eq!(
+        seen,
+        [(9, "high"), (9, "highest asked"), (5, "middle"), (1, "low")].map(|(n, s)| (n, s.to_string())),
+        "{}",
+        d.log()
+    );
+}
+
+#[test]
+fn gzip_bodies_are_read_always_and_written_with_rabbitmq_encoding_gzip() {
+    let broker = Broker::shared();
+    let p = prefix();
+    let sink = smtp_sink(&[]);
+    let d = Daemon::start(&format!(
+        "{}delivery-enabled: true\nsmtp-sink-ip: 127.0.0.1\nsmtp-sink-port: {}\nrabbitmq-encoding: gzip\n",
+        broker.config(&p),
+        sink.port
+    ));
+    let mut zipped = message(1);
+    zipped["name"] = json!("zipped");
+    let mut plain = message(2);
+    plain["name"] = json!("plain");
+    broker.publish_each(
+        &format!("{p}outbox"),
+        &[
+            json!({"body": zipped.to_string(), "encoding": "gzip"}),
+            json!({"body": plain.to_string()}),
+            // Says gzip, is not: the invalid-input result, not a crash or a loop.
+            json!({"body": "neither gzip nor JSON", "encoding": "gzip", "compress": false}),
+        ],
+    );
+    let results = broker.get_props(&format!("{p}results"), 3, WAIT);
+    assert_eq!(results.len(), 3, "{}", d.log());
+    let mut names = Vec::new();
+    for r in &results {
+        assert_eq!(r["encoding"], "gzip", "Sluice publishes gzip: {r}");
+        let body: Value = serde_json::from_str(r["body"].as_str().unwrap()).expect("gzip of JSON");
+        let e = &body["results"][0];
+        match body["name"].as_str() {
+            Some(name) => {
+                assert_eq!(e["result"], "accepted", "{body}");
+                names.push(name.to_string());
+            }
+            None => assert_eq!(e["result"], "invalid", "{body}"),
+        }
+    }
+    names.sort();
+    assert_eq!(names, ["plain", "zipped"]);
+    assert!(d.log().contains("could not be decoded"), "{}", d.log());
+}
+
+#[test]
+fn with_rabbitmq_declare_false_queues_are_checked_never_made() {
+    let broker = Broker::shared();
+    let p = prefix();
+    let outbox = format!("{p}outbox");
+    // Nothing exists yet: an error line saying what is missing, 451, and no queue made.
+    let d = Daemon::start(&format!("{}rabbitmq-declare: false\n", broker.config(&p)));
+    let deadline = std::time::Instant::now() + WAIT;
+    while !d
+        .log()
+        .contains("does not exist in RabbitMQ and rabbitmq-declare is false")
+    {
+        assert!(std::time::Instant::now() < deadline, "{}", d.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (ok, transcript) = swaks(&d, "s@example.net", "a@example.com", &[]);
+    assert!(!ok && transcript.contains("451"), "{transcript}");
+    assert!(!broker.exists(&outbox), "not declared");
+    drop(d);
+    // The operator made the queues, plain (no priority): a MailerQ config
+    // asking for priorities fails to declare over them, and with
+    // rabbitmq-declare: false takes them as they are.
+    for q in ["outbox", "results", "success", "failure", "retry"] {
+        broker.publish(&format!("{p}{q}"), &[]);
+    }
+    let d = Daemon::start(&format!("{}rabbitmq-maxpriority: 4\n", broker.config(&p)));
+    while !d.log().contains("exists in RabbitMQ with other settings") {
+        assert!(std::time::Instant::now() < deadline, "{}", d.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(d);
+    let d = Daemon::start(&format!(
+        "{}rabbitmq-maxpriority: 4\nrabbitmq-declare: false\n",
+        broker.config(&p)
+    ));
+    let (ok, transcript) = swaks(&d, "s@example.net", "a@example.com", &[]);
+    assert!(ok, "{transcript}\n{}", d.log());
+    assert_eq!(broker.get(&outbox, 1, WAIT).len(), 1, "{}", d.log());
+    assert_eq!(broker.same_arguments(&outbox, &json!({})), "same", "left as it was");
 }

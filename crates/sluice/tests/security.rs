@@ -107,7 +107,7 @@ fn injected_commands_never_reach_the_wire() {
         let last = f["results"].as_array().unwrap().last().unwrap();
         assert_eq!(
             (last["state"].as_str(), last["result"].as_str()),
-            (Some("amqp"), Some("invalid")),
+            (Some("process"), Some("invalid")),
             "{f}"
         );
     }

@@ -212,6 +212,8 @@ pub struct ClientSession {
     dirty: bool,
     /// Transactions completed (the `messages` of a result).
     pub sent: u64,
+    /// The AUTH mechanism the server accepted.
+    authenticated: Option<&'static str>,
 }
 
 /// Dot-stuffs a body, normalising every line end — CRLF, bare LF and bare
@@ -260,7 +262,13 @@ impl ClientSession {
             greeting: None,
             dirty: false,
             sent: 0,
+            authenticated: None,
         }
+    }
+
+    /// The AUTH mechanism the server accepted (`PLAIN`, `LOGIN`), if the session logged in.
+    pub fn authentication(&self) -> Option<&'static str> {
+        self.authenticated
     }
 
     /// What the server offered (after EHLO).
@@ -536,6 +544,7 @@ impl ClientSession {
         };
         match (stage, reply.code) {
             (_, 235) => {
+                self.authenticated = Some(if stage == Stage::AuthPlain { "PLAIN" } else { "LOGIN" });
                 self.phase = Phase::Idle;
                 Some(Event::Ready)
             }

@@ -212,7 +212,9 @@ fn auth_plain_and_login() {
         step(&mut c, "250-mx\r\n250 AUTH LOGIN PLAIN\r\n").1,
         "AUTH PLAIN AHUAcA==\r\n"
     );
+    assert_eq!(c.authentication(), None);
     assert_eq!(step(&mut c, "235 2.7.0 ok\r\n").0, Some(Event::Ready));
+    assert_eq!(c.authentication(), Some("PLAIN"), "for the result's `authentication`");
 
     let mut c = client(TlsPolicy::Disabled, Some(("u", "p")));
     step(&mut c, "220 mx\r\n");

@@ -78,10 +78,11 @@ pub(super) async fn supervise(inner: Arc<Inner>) {
                     let _ = tokio::time::timeout(Duration::from_secs(2), c.close(200, "reconnecting".into())).await;
                 }
             }
-            Err(e) if refused(&e) => {
-                // Not a network blip: trying fast will not fix credentials or
-                // a vhost, and the operator must see it.
-                tracing::error!(error = %e, "RabbitMQ refused the login or the vhost (rabbitmq-address); trying again in {}s", REFUSED_PAUSE.as_secs());
+            Err(e) if lasting(&e).is_some() => {
+                // Not a network blip: trying fast will not fix credentials, a
+                // vhost or a queue's arguments, and the operator must see it.
+                let why = lasting(&e).unwrap_or_default();
+                tracing::error!(error = %e, "{why}; trying again in {}s", REFUSED_PAUSE.as_secs());
                 first_host += 1;
                 tokio::time::sleep(REFUSED_PAUSE).await;
             }
@@ -95,21 +96,31 @@ pub(super) async fn supervise(inner: Arc<Inner>) {
     }
 }
 
-/// How long to wait after a broker refused the login or the vhost.
+/// How long to wait after a broker said no for a reason that lasts.
 const REFUSED_PAUSE: Duration = Duration::from_secs(30);
 
-/// Whether the broker answered, and said no to the credentials or the vhost
-/// (AMQP 403 ACCESS_REFUSED, 530 NOT_ALLOWED).
-fn refused(e: &QueueError) -> bool {
+/// What to tell the operator when the broker answered and said no for a
+/// reason trying again soon will not change: the credentials or the vhost
+/// (AMQP 403 ACCESS_REFUSED, 530 NOT_ALLOWED), a queue declared before with
+/// other arguments (406 PRECONDITION_FAILED), a queue or exchange missing
+/// when Sluice may not declare it (404 NOT_FOUND).
+fn lasting(e: &QueueError) -> Option<&'static str> {
     let text = e.to_string();
-    [
+    let has = |marks: &[&str]| marks.iter().any(|m| text.contains(m));
+    if has(&[
         "ACCESS_REFUSED",
         "NOT_ALLOWED",
         "access to vhost",
         "authentication failure",
-    ]
-    .iter()
-    .any(|m| text.contains(m))
+    ]) {
+        Some("RabbitMQ refused the login or the vhost (rabbitmq-address)")
+    } else if has(&["PRECONDITION_FAILED"]) {
+        Some("a queue or the exchange exists in RabbitMQ with other settings (rabbitmq-durable, rabbitmq-maxpriority, rabbitmq-lazy): delete it, match them, or set rabbitmq-declare: false")
+    } else if has(&["NOT_FOUND"]) {
+        Some("a queue or the exchange does not exist in RabbitMQ and rabbitmq-declare is false: create it")
+    } else {
+        None
+    }
 }
 
 async fn connect(inner: &Inner, generation: u64, first_host: &mut usize) -> Result<Link, QueueError> {
@@ -161,15 +172,33 @@ async fn open(inner: &Inner, uri: &lapin::uri::AMQPUri, generation: u64) -> Resu
         declared: Mutex::new(HashSet::new()),
         lost: watch::Sender::new(false),
     };
-    if !opts.exchange.is_empty() {
+    if !opts.exchange.is_empty() && opts.declare {
         // MailerQ creates its exchange when missing; queues are bound to it by name.
         link.exchange(&opts.exchange, lapin::ExchangeKind::Direct, opts.durable)
             .await?;
+    } else if !opts.exchange.is_empty() {
+        link.check("exchange", &opts.exchange).await?;
     }
     for q in &opts.queues {
         link.declare(opts, q).await?;
     }
     Ok(link)
+}
+
+/// The arguments `queue` is declared with: `x-max-priority` for the
+/// priority queues, `x-queue-mode: lazy` with `rabbitmq-lazy`.
+fn queue_arguments(opts: &RabbitOptions, queue: &str) -> FieldTable {
+    let mut args = FieldTable::default();
+    if opts.max_priority > 0 && opts.prioritised.iter().any(|q| q == queue) {
+        args.insert(
+            "x-max-priority".into(),
+            AMQPValue::LongInt(i32::from(opts.max_priority)),
+        );
+    }
+    if opts.lazy {
+        args.insert("x-queue-mode".into(), AMQPValue::LongString("lazy".into()));
+    }
+    args
 }
 
 /// Runs `op` within [`OPERATION_TIMEOUT`], failing at once when `lost` turns true.
@@ -239,9 +268,42 @@ impl Link {
         Ok(ch)
     }
 
-    /// Declares `queue` (and binds it to the exchange) once per link.
+    /// That the queue or exchange `name` exists, without declaring it: a
+    /// passive declare on a channel of its own (a missing one closes it).
+    pub(super) async fn check(&self, what: &str, name: &str) -> Result<(), QueueError> {
+        let ch = self
+            .run("channel.open", self.consumer_connection().create_channel())
+            .await?;
+        let checked = if what == "exchange" {
+            let passive = lapin::options::ExchangeDeclareOptions {
+                passive: true,
+                ..Default::default()
+            };
+            let declare = ch.exchange_declare(name.into(), lapin::ExchangeKind::Direct, passive, FieldTable::default());
+            self.run("exchange.declare", declare).await.map(|_| ())
+        } else {
+            let passive = QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            };
+            let declare = ch.queue_declare(name.into(), passive, FieldTable::default());
+            self.run("queue.declare", declare).await.map(|_| ())
+        };
+        if checked.is_ok() {
+            let _ = self.run("channel.close", ch.close(200, "checked".into())).await;
+        }
+        checked.map_err(|e| unavailable(format!("{what} `{name}` (rabbitmq-declare is false): {e}")))
+    }
+
+    /// Declares `queue` (and binds it to the exchange) once per link; with
+    /// `rabbitmq-declare: false` only checks that it is there.
     pub(super) async fn declare(&self, opts: &RabbitOptions, queue: &str) -> Result<(), QueueError> {
         if lock(&self.declared).contains(queue) {
+            return Ok(());
+        }
+        if !opts.declare {
+            self.check("queue", queue).await?;
+            lock(&self.declared).insert(queue.to_string());
             return Ok(());
         }
         let ch = self.publisher();
@@ -251,7 +313,7 @@ impl Link {
         };
         self.run(
             "queue.declare",
-            ch.queue_declare(queue.into(), options, FieldTable::default()),
+            ch.queue_declare(queue.into(), options, queue_arguments(opts, queue)),
         )
         .await?;
         if !opts.exchange.is_empty() {
@@ -323,6 +385,40 @@ mod tests {
         let e = unless_lost(signal, "publisher confirm", never()).await.unwrap_err();
         assert!(e.to_string().contains("connection lost"), "{e}");
         assert_eq!(started.elapsed(), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn lasting_refusals_are_told_apart_from_blips() {
+        let said = |text: &str| lasting(&QueueError::Unavailable(text.into()));
+        assert!(said("ACCESS_REFUSED - Login was refused").unwrap().contains("login"));
+        assert!(said("PRECONDITION_FAILED - inequivalent arg 'x-max-priority'")
+            .unwrap()
+            .contains("rabbitmq-maxpriority"));
+        assert!(said("queue `outbox` (rabbitmq-declare is false): NOT_FOUND - no queue")
+            .unwrap()
+            .contains("create it"));
+        assert_eq!(said("connection refused (os error 111)"), None);
+    }
+
+    #[test]
+    fn only_the_prioritised_queues_get_x_max_priority() {
+        let mut opts = RabbitOptions::new("amqp://h/".into(), vec!["outbox".into(), "results".into()], Vec::new());
+        assert!(
+            queue_arguments(&opts, "outbox").inner().is_empty(),
+            "MailerQ's defaults: none"
+        );
+        opts.max_priority = 4;
+        opts.prioritised = vec!["outbox".into()];
+        opts.lazy = true;
+        let outbox = queue_arguments(&opts, "outbox");
+        assert_eq!(outbox.inner().get("x-max-priority"), Some(&AMQPValue::LongInt(4)));
+        assert_eq!(
+            outbox.inner().get("x-queue-mode"),
+            Some(&AMQPValue::LongString("lazy".into()))
+        );
+        let results = queue_arguments(&opts, "results");
+        assert_eq!(results.inner().get("x-max-priority"), None);
+        assert!(results.inner().contains_key("x-queue-mode"));
     }
 
     #[tokio::test(start_paused = true)]

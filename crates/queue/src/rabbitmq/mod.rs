@@ -7,6 +7,11 @@
 //!   `settle` publishes the outcome (confirmed) and then acks.
 //! - Not-yet-due messages wait in delay queues (`sluice.delay.QUEUE.SECONDS`,
 //!   per-queue TTL, dead-lettered back to QUEUE); see [`delay_bucket`].
+//! - MailerQ's options: `rabbitmq-maxpriority` (the outbox a priority
+//!   queue, each message published with its JSON `priority`),
+//!   `rabbitmq-lazy`, `rabbitmq-declare: false` (queues and exchange only
+//!   checked), gzip bodies (read whenever `content-encoding` says so,
+//!   written with `rabbitmq-encoding: gzip`); see [`body`].
 //! - A supervisor keeps the connections up: on loss it reconnects with
 //!   backoff, trying the hosts in turn. While no broker is reachable every
 //!   call fails with [`QueueError::Unavailable`] (SMTP answers 451).
@@ -14,6 +19,7 @@
 //! The connections and their supervisor live on a runtime of their own;
 //! calls are awaited where they are made (lapin's I/O thread completes them).
 
+pub mod body;
 pub mod cluster;
 mod link;
 pub mod uri;
@@ -52,6 +58,41 @@ pub struct RabbitOptions {
     /// Queues read continuously (the outbox): through a standing consumer
     /// with prefetch; others are read with basic.get when asked.
     pub consumed: Vec<String>,
+    /// `rabbitmq-maxpriority`: `x-max-priority` of the queues in
+    /// `prioritised` (0 = none), and messages published with their JSON `priority`.
+    pub max_priority: u8,
+    /// The queues declared as priority queues (MailerQ: the outbox).
+    pub prioritised: Vec<String>,
+    /// `rabbitmq-lazy`: queues declared with `x-queue-mode: lazy`.
+    pub lazy: bool,
+    /// `rabbitmq-declare`: when false the queues and the exchange must exist;
+    /// they are checked, never declared or bound (Sluice's own delay queues
+    /// and cluster exchange still are).
+    pub declare: bool,
+    /// `rabbitmq-encoding: gzip`: bodies published gzip-compressed.
+    pub gzip: bool,
+}
+
+impl RabbitOptions {
+    /// Options with MailerQ's defaults for everything but the address and queues.
+    pub fn new(address: String, queues: Vec<String>, consumed: Vec<String>) -> RabbitOptions {
+        RabbitOptions {
+            address,
+            exchange: String::new(),
+            durable: true,
+            persistent: true,
+            prefetch: 1000,
+            publishers: 1,
+            consumers: 1,
+            queues,
+            consumed,
+            max_priority: 0,
+            prioritised: Vec::new(),
+            lazy: false,
+            declare: true,
+            gzip: false,
+        }
+    }
 }
 
 /// The RabbitMQ backend.
@@ -81,6 +122,28 @@ struct Feed {
 struct Lease {
     queue: String,
     acker: Acker,
+}
+
+/// A delivery's body as its `content-encoding` says. One that cannot be read
+/// so is passed on as it came: it is not JSON, so it becomes the
+/// invalid-input result instead of being lost or retried forever.
+fn decoded(queue: &str, properties: &BasicProperties, data: Vec<u8>) -> Vec<u8> {
+    let encoding = properties.content_encoding().as_ref().map(|e| e.as_str());
+    if encoding.is_none() {
+        return data;
+    }
+    let expanded = body::decode(encoding, &data, body::MAX_DECODED).map(|b| match b {
+        std::borrow::Cow::Owned(b) => Some(b),
+        std::borrow::Cow::Borrowed(_) => None,
+    });
+    match expanded {
+        Ok(Some(b)) => b,
+        Ok(None) => data,
+        Err(e) => {
+            tracing::warn!(queue = %queue, error = %e, "a message's body could not be decoded; taken as it is");
+            data
+        }
+    }
 }
 
 fn unavailable(e: impl std::fmt::Display) -> QueueError {
@@ -153,13 +216,22 @@ impl Inner {
             .ok_or_else(|| QueueError::Unavailable("no RabbitMQ connection".into()))
     }
 
-    fn properties(&self) -> BasicProperties {
-        let p = BasicProperties::default().with_content_type("application/json".into());
+    /// The properties `body` is published with.
+    fn properties(&self, body: &[u8]) -> BasicProperties {
+        let mut p = BasicProperties::default().with_content_type("application/json".into());
         if self.opts.persistent {
-            p.with_delivery_mode(2)
-        } else {
-            p
+            p = p.with_delivery_mode(2);
         }
+        if self.opts.gzip {
+            p = p.with_content_encoding("gzip".into());
+        }
+        // Read only when priorities are on: it costs a scan of the JSON.
+        if self.opts.max_priority > 0 {
+            if let Some(n) = body::priority(body) {
+                p = p.with_priority(n.min(self.opts.max_priority));
+            }
+        }
+        p
     }
 
     /// Publishes every message and waits for the broker to confirm them all.
@@ -172,18 +244,26 @@ impl Inner {
         let mut confirms = Vec::with_capacity(messages.len());
         for m in &messages {
             link.declare(&self.opts, &m.queue).await?;
-            let (exchange, key) = if m.not_before_ms > now + 1000 {
+            // Any wait at all goes through a delay queue (at least 1 s): straight
+            // back to its queue it would be taken again at once, and again.
+            let (exchange, key) = if m.not_before_ms > now {
                 let secs = delay_bucket(m.not_before_ms - now);
                 (String::new(), link.delay_queue(&self.opts, &m.queue, secs).await?)
             } else {
                 (self.opts.exchange.clone(), m.queue.clone())
             };
+            let body = body::encode(&m.body, self.opts.gzip);
+            // Mandatory: a message no queue takes comes back instead of
+            // vanishing (a queue missing with rabbitmq-declare: false).
             let publish = link.publisher().basic_publish(
                 exchange.as_str().into(),
                 key.as_str().into(),
-                BasicPublishOptions::default(),
-                &m.body,
-                self.properties(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                },
+                &body,
+                self.properties(&m.body),
             );
             confirms.push(link.run("basic.publish", publish).await?);
         }
@@ -196,7 +276,13 @@ impl Inner {
         });
         for c in confirmed.await? {
             match c {
-                Confirmation::Ack(_) | Confirmation::NotRequested => {}
+                Confirmation::Ack(None) | Confirmation::NotRequested => {}
+                Confirmation::Ack(Some(returned)) => {
+                    return Err(unavailable(format!(
+                        "no queue took a message for `{}` ({}); is it missing?",
+                        returned.delivery.routing_key, returned.reply_text
+                    )))
+                }
                 Confirmation::Nack(_) => return Err(unavailable("the broker refused a message (nack)")),
             }
         }
@@ -281,7 +367,7 @@ impl Inner {
                 StoredMessage {
                     id,
                     queue: queue.to_string(),
-                    body: d.data,
+                    body: decoded(queue, &d.properties, d.data),
                     not_before_ms: 0,
                 }
             })
@@ -386,7 +472,7 @@ impl Inner {
                 Ok(Some(m)) => out.push(StoredMessage {
                     id: 0,
                     queue: queue.to_string(),
-                    body: m.delivery.data,
+                    body: decoded(queue, &m.delivery.properties, m.delivery.data),
                     not_before_ms: 0,
                 }),
                 Ok(None) | Err(_) => break,

@@ -25,6 +25,11 @@ pub fn brokers(address: &str) -> Result<Vec<AMQPUri>, String> {
     Ok(out)
 }
 
+/// Whether the broker is reached with TLS (`amqps://`).
+pub fn is_tls(uri: &AMQPUri) -> bool {
+    matches!(uri.scheme, AMQPScheme::AMQPS)
+}
+
 /// Where a broker is, for log lines: `host:port/vhost`, no credentials.
 pub fn shown(uri: &AMQPUri) -> String {
     let host = &uri.authority.host;
@@ -154,6 +159,44 @@ fn parse_query(q: &str) -> Result<AMQPQueryString, String> {
     Ok(out)
 }
 
+/// The `rabbitmq-address` MailerQ 3.x/4.x files describe with separate
+/// `rabbitmq-host` (a `,`/`;` list), `-port`, `-user`, `-password` and
+/// `-vhost` keys; missing parts are AMQP's defaults (guest, vhost `/`).
+pub fn assemble(
+    hosts: &str,
+    port: Option<&str>,
+    user: Option<&str>,
+    password: Option<&str>,
+    vhost: Option<&str>,
+) -> String {
+    use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+    // Everything but RFC 3986's unreserved characters is encoded.
+    const PART: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+    let enc = |s: &str| utf8_percent_encode(s, PART).to_string();
+    let hosts: Vec<String> = hosts
+        .split([',', ';', ' ', '\t'])
+        .filter(|h| !h.is_empty())
+        .map(|h| match port {
+            Some(p) if !h.contains(':') || (h.starts_with('[') && h.ends_with(']')) => format!("{h}:{p}"),
+            _ => h.to_string(),
+        })
+        .collect();
+    let hosts = if hosts.is_empty() {
+        "localhost".to_string()
+    } else {
+        hosts.join(";")
+    };
+    let vhost = match vhost.map(str::trim) {
+        None | Some("") | Some("/") => String::new(),
+        Some(v) => enc(v),
+    };
+    format!(
+        "amqp://{}:{}@{hosts}/{vhost}",
+        enc(user.unwrap_or("guest")),
+        enc(password.unwrap_or("guest"))
+    )
+}
+
 /// The address with its password replaced, for error messages.
 pub fn hide_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -172,6 +215,29 @@ pub fn hide_password(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn older_keys_assemble_an_address_read_back_as_given() {
+        let a = assemble(
+            "r1.example, r2.example",
+            Some("5673"),
+            Some("mq"),
+            Some("p@ss:/w"),
+            Some("mail/q"),
+        );
+        assert_eq!(a, "amqp://mq:p%40ss%3A%2Fw@r1.example:5673;r2.example:5673/mail%2Fq");
+        let b = brokers(&a).unwrap();
+        assert_eq!(b.len(), 2);
+        assert_eq!(
+            (b[1].authority.host.as_str(), b[1].authority.port),
+            ("r2.example", 5673)
+        );
+        assert_eq!(b[0].authority.userinfo.password, "p@ss:/w");
+        assert_eq!(b[0].vhost, "mail/q");
+        let d = brokers(&assemble("", None, None, None, Some("/"))).unwrap();
+        assert_eq!((d[0].authority.host.as_str(), d[0].vhost.as_str()), ("localhost", "/"));
+        assert_eq!(d[0].authority.userinfo.username, "guest");
+    }
 
     fn all(address: &str) -> Vec<String> {
         brokers(address)

@@ -68,6 +68,10 @@ impl ApiClient {
     }
 
     fn send(&self, method: &str, path: &str, body: &[u8], auth: Option<&str>) -> Result<serde_json::Value> {
+        anyhow::ensure!(
+            !self.addr.ends_with(":0"),
+            "the command line talks to the daemon over plain HTTP, which www-port: 0 turns off"
+        );
         let mut s = TcpStream::connect(&self.addr).with_context(|| {
             format!(
                 "cannot reach the sluice daemon at {} (is `sluice run` running?)",

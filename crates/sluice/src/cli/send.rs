@@ -1,7 +1,7 @@
 //! `sluice send` / `sendmail`: a message from standard input to the inbox,
 //! with sendmail's end-of-message and envelope rules.
 
-pub use crate::headers::{addresses, header_values};
+pub use crate::headers::{addresses, header_values, remove_header};
 
 /// Reads a message the sendmail way: unless `ignore_dot`, a line holding a
 /// single `.` ends it and a leading `..` is unstuffed. Lines end in CRLF.
@@ -28,41 +28,10 @@ pub fn read_message(input: &[u8], ignore_dot: bool) -> Vec<u8> {
 }
 
 /// The envelope sender when none is given: from `x-mq-envelope`,
-/// `return-path`, `sender` or `from`, in that order.
+/// `return-path`, `sender` or `from`, in that order (sendmail's: Sender is
+/// who actually submitted it).
 pub fn envelope_from_headers(mime: &[u8]) -> String {
-    for h in ["x-mq-envelope", "return-path", "sender", "from"] {
-        if let Some(a) = header_values(mime, h).iter().flat_map(|v| addresses(v)).next() {
-            return a;
-        }
-    }
-    String::new()
-}
-
-/// Removes header fields named `name` (sendmail -t drops Bcc).
-pub fn remove_header(mime: &[u8], name: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(mime.len());
-    let mut pos = 0;
-    let mut dropping = false;
-    while pos < mime.len() {
-        let end = memchr::memchr(b'\n', &mime[pos..])
-            .map(|i| pos + i + 1)
-            .unwrap_or(mime.len());
-        let line = &mime[pos..end];
-        if line == b"\r\n" {
-            break;
-        }
-        if !line.starts_with(b" ") && !line.starts_with(b"\t") {
-            dropping = line.len() > name.len()
-                && line[..name.len()].eq_ignore_ascii_case(name.as_bytes())
-                && line[name.len()] == b':';
-        }
-        if !dropping {
-            out.extend_from_slice(line);
-        }
-        pos = end;
-    }
-    out.extend_from_slice(&mime[pos..]);
-    out
+    crate::headers::envelope(mime, &["x-mq-envelope", "return-path", "sender", "from"])
 }
 
 #[cfg(test)]

@@ -69,7 +69,13 @@ impl ValueKind {
                 )),
             }),
             // Read as the RabbitMQ backend reads it; the message never quotes the password.
-            ValueKind::Amqp => sluice_queue::rabbitmq::uri::brokers(v).map(|_| ()),
+            ValueKind::Amqp => {
+                let brokers = sluice_queue::rabbitmq::uri::brokers(v)?;
+                if brokers.iter().any(sluice_queue::rabbitmq::uri::is_tls) {
+                    return Err("amqps:// is not supported yet: Sluice is built without AMQP TLS (use amqp:// over a trusted network or a TLS tunnel)".into());
+                }
+                Ok(())
+            }
             ValueKind::Choice(options) => {
                 if options.contains(&v) {
                     Ok(())
@@ -98,6 +104,7 @@ macro_rules! kind {
     (Bool) => { ValueKind::Bool };
     (Int($min:expr, $max:expr)) => { ValueKind::Int { min: $min, max: $max } };
     (Port) => { ValueKind::Int { min: 1, max: 65535 } };
+    (PortOrOff) => { ValueKind::Int { min: 0, max: 65535 } };
     (Seconds) => { ValueKind::Int { min: 1, max: 31_536_000 } };
     (SecondsList) => { ValueKind::SecondsList };
     (Size) => { ValueKind::Size };
@@ -119,6 +126,7 @@ macro_rules! rust_type {
     (Bool) => { bool };
     (Int($min:expr, $max:expr)) => { u64 };
     (Port) => { u16 };
+    (PortOrOff) => { u16 };
     (Seconds) => { Duration };
     (SecondsList) => { Vec<Duration> };
     (Size) => { u64 };
@@ -155,6 +163,9 @@ macro_rules! read {
     };
     (Port, $v:expr) => {
         $v.parse().unwrap_or(1)
+    };
+    (PortOrOff, $v:expr) => {
+        $v.parse().unwrap_or(0)
     };
     (SecondsList, $v:expr) => {
         $v.split(',')
@@ -197,9 +208,6 @@ macro_rules! settings {
         ];
 
         /// Every setting, typed; built once at start from the checked values.
-        // The spool-* keys are accepted (MailerQ files set them) before
-        // their features are built; see the README.
-        #[allow(dead_code)]
         #[derive(Debug, Clone)]
         pub struct Settings {
             $( #[doc = concat!("`", $name, "`")] pub $field: rust_type!($kind $(($($arg),*))?), )*
@@ -227,7 +235,9 @@ settings! {
     smtp_username: Opt = "smtp-username", "";
     smtp_password: Secret = "smtp-password", "";
     smtp_maxsize: Size = "smtp-maxsize", "100MB";
-    smtp_connections: Int(1, 1_000_000) = "smtp-connections", "1000";
+    // As MailerQ: all SMTP connections, in and out together; then each side's own limit.
+    smtp_connections: Int(1, 2_000_000) = "smtp-connections", "2000";
+    smtp_connections_in: Int(1, 1_000_000) = "smtp-connections-in", "1000";
     smtp_threads: Int(0, 1024) = "smtp-threads", "0";
     smtp_extract: Bool = "smtp-extract", "true";
     smtp_proxy: Cidrs = "smtp-proxy", "";
@@ -260,6 +270,10 @@ settings! {
     rabbitmq_consumers: Int(1, 1000) = "rabbitmq-consumers", "1";
     rabbitmq_publishers: Int(1, 1000) = "rabbitmq-publishers", "1";
     rabbitmq_prefetch: Int(1, 1_000_000) = "rabbitmq-prefetch", "1000";
+    rabbitmq_maxpriority: Int(0, 255) = "rabbitmq-maxpriority", "0";
+    rabbitmq_lazy: Bool = "rabbitmq-lazy", "false";
+    rabbitmq_declare: Bool = "rabbitmq-declare", "true";
+    rabbitmq_encoding: Choice("none", "identity", "gzip") = "rabbitmq-encoding", "none";
     data_directory: Str = "data-directory", "./sluice-data";
     // Delivery
     max_delivertime: Seconds = "max-delivertime", "86400";
@@ -271,6 +285,8 @@ settings! {
     smtp_sink_ip: Ips = "smtp-sink-ip", "";
     smtp_sink_port: Port = "smtp-sink-port", "25";
     dns_server: HostPort = "dns-server", "";
+    dns_min_ttl: Seconds = "dns-min-ttl", "60";
+    dns_attempts: Int(1, 100) = "dns-attempts", "2";
     delivery_connections: Int(1, 1_000_000) = "delivery-connections", "1000";
     delivery_timeout: Seconds = "delivery-timeout", "300";
     delivery_ips: Ips = "delivery-ips", "";
@@ -286,7 +302,8 @@ settings! {
     plugin_timeout: Seconds = "plugin-timeout", "60";
     // Management
     www_ip: Ips = "www-ip", "127.0.0.1";
-    www_port: Port = "www-port", "8485";
+    // 0 = no plain HTTP (MailerQ's way), only www-secure-port.
+    www_port: PortOrOff = "www-port", "8485";
     www_username: Opt = "www-username", "";
     www_password: Secret = "www-password", "";
     www_open: Bool = "www-open", "false";
@@ -311,6 +328,8 @@ settings! {
     spool_delay: Int(0, 1_000_000_000) = "spool-delay", "0";
     spool_remove: Bool = "spool-remove", "true";
     spool_extract: Bool = "spool-extract", "true";
+    // Addition (docs/mailerq.md): where spool files that cannot be messages go.
+    spool_fail_directory: Opt = "spool-fail-directory", "";
     database: Opt = "database", "";
     // Additions (docs/config.md, spec/database.md): the settings database.
     database_address: Opt = "database-address", "";

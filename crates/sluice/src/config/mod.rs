@@ -23,11 +23,32 @@ pub struct ConfigError {
     pub message: String,
 }
 
+/// Every error of a configuration, in the order found, so one run shows
+/// all of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
 /// Where a value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
     Default,
     File(PathBuf, usize),
+    /// `--key=value` on the command line, as MailerQ takes it.
+    Argument(String),
     Env(String),
 }
 
@@ -36,9 +57,20 @@ impl fmt::Display for Origin {
         match self {
             Origin::Default => write!(f, "default"),
             Origin::File(p, l) => write!(f, "{}:{}", p.display(), l),
+            Origin::Argument(k) => write!(f, "command line --{k}"),
             Origin::Env(v) => write!(f, "environment {v}"),
         }
     }
+}
+
+/// Where the settings come from, in rising precedence (as MailerQ reads
+/// them): the files in order (the main one, then `--config-file` layered
+/// over it), `--key=value` arguments, then `MAILERQ_*` and `SLUICE_*`
+/// environment variables.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    pub files: Vec<PathBuf>,
+    pub arguments: Vec<(String, String)>,
 }
 
 /// The effective configuration: every key with its raw value and origin
@@ -54,26 +86,65 @@ pub struct Config {
     pub settings: Settings,
 }
 
+/// A configuration being read: errors are collected, not returned at the
+/// first, and MailerQ's older keys are kept until every layer was read.
+struct Loader {
+    cfg: Config,
+    errors: Vec<ConfigError>,
+    older: mailerq::Older,
+}
+
+/// True for a key the configuration takes: Sluice's, or one of MailerQ's.
+pub fn is_key(key: &str) -> bool {
+    KEYS.iter().any(|k| k.name == key)
+        || mailerq::renamed(key).is_some()
+        || mailerq::Older::takes(key)
+        || mailerq::not_acted_on(key).is_some()
+}
+
 impl Config {
     /// Parses `path` (if given) and applies `env` overrides over the defaults.
-    pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+    #[cfg(test)]
+    pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigErrors> {
+        let sources = Sources {
+            files: path.map(Path::to_path_buf).into_iter().collect(),
+            arguments: Vec::new(),
+        };
+        Config::load_from(&sources, env)
+    }
+
+    /// Reads every source in turn over the defaults; all errors together.
+    pub fn load_from(
+        sources: &Sources,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigErrors> {
         let mut values = BTreeMap::new();
         for k in KEYS {
             values.insert(k.name, (k.default.to_string(), Origin::Default));
         }
         let settings = Settings::read(|key| &values[key].0);
-        let mut cfg = Config {
-            values,
-            settings,
-            warnings: Vec::new(),
+        let mut l = Loader {
+            cfg: Config {
+                values,
+                settings,
+                warnings: Vec::new(),
+            },
+            errors: Vec::new(),
+            older: Default::default(),
         };
-        if let Some(path) = path {
-            let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-                origin: path.display().to_string(),
-                key: "-".into(),
-                message: format!("cannot read config file: {e}"),
-            })?;
-            cfg.parse_text(path, &text)?;
+        for path in &sources.files {
+            match std::fs::read_to_string(path) {
+                Ok(text) => l.parse_text(path, &text),
+                Err(e) => l.errors.push(ConfigError {
+                    origin: path.display().to_string(),
+                    key: "-".into(),
+                    message: format!("cannot read config file: {e}"),
+                }),
+            }
+        }
+        for (key, value) in &sources.arguments {
+            let key = key.to_ascii_lowercase();
+            l.set(&key, value.trim(), Origin::Argument(key.clone()));
         }
         // MailerQ's `MAILERQ_*` overrides work too; `SLUICE_*` ones are
         // applied after them, so Sluice's own name wins when both are set.
@@ -84,68 +155,30 @@ impl Config {
                 continue;
             };
             let key = rest.to_ascii_lowercase().replace('_', "-");
-            let origin = Origin::Env(var.clone());
-            cfg.set(&key, value.trim(), origin)?;
+            l.set(&key, value.trim(), Origin::Env(var.clone()));
         }
+        l.assemble_older();
+        let Loader {
+            mut cfg, mut errors, ..
+        } = l;
         cfg.settings = Settings::read(|key| &cfg.values[key].0);
-        cfg.check()?;
-        Ok(cfg)
-    }
-
-    fn parse_text(&mut self, path: &Path, text: &str) -> Result<(), ConfigError> {
-        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-        // Editors on some systems start UTF-8 files with a byte order mark.
-        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        for (i, line) in text.lines().enumerate() {
-            let lineno = i + 1;
-            let trimmed = line.trim();
-            if trimmed.is_empty() || trimmed.starts_with('#') {
-                continue;
-            }
-            let err = |key: &str, message: String| ConfigError {
-                origin: format!("{}:{}", path.display(), lineno),
-                key: key.to_string(),
-                message,
-            };
-            let Some((key, value)) = trimmed.split_once(':') else {
-                return Err(err(trimmed, "expected `key: value`".into()));
-            };
-            let key = key.trim().to_ascii_lowercase();
-            if let Some(first) = seen.get(&key) {
-                return Err(err(&key, format!("duplicate key (first set on line {first})")));
-            }
-            seen.insert(key.clone(), lineno);
-            self.set(&key, value.trim(), Origin::File(path.to_path_buf(), lineno))?;
+        errors.extend(cfg.check());
+        if errors.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(ConfigErrors(errors))
         }
-        Ok(())
-    }
-
-    fn set(&mut self, key: &str, value: &str, origin: Origin) -> Result<(), ConfigError> {
-        let err = |message: String| ConfigError {
-            origin: origin.to_string(),
-            key: key.to_string(),
-            message,
-        };
-        let Some(spec) = KEYS.iter().find(|k| k.name == key) else {
-            if let Some(why) = mailerq::not_acted_on(key) {
-                self.warnings
-                    .push(format!("{origin}: {key}: accepted, not acted on by Sluice: {why}"));
-                return Ok(());
-            }
-            return Err(err("unknown key".into()));
-        };
-        spec.kind.validate(value).map_err(err)?;
-        self.values.insert(spec.name, (value.to_string(), origin));
-        Ok(())
     }
 
     /// Checks that need more than one key.
-    fn check(&self) -> Result<(), ConfigError> {
+    fn check(&self) -> Vec<ConfigError> {
         let s = &self.settings;
+        let mut errors = Vec::new();
+        let mut fail = |key: &str, message: &str| errors.push(self.error(key, message.into()));
         let has_cert = s.smtp_certificate.is_some();
         if has_cert != s.smtp_key.is_some() {
             let key = if has_cert { "smtp-key" } else { "smtp-certificate" };
-            return Err(self.error(key, "smtp-certificate and smtp-key must be set together".into()));
+            fail(key, "smtp-certificate and smtp-key must be set together");
         }
         if s.www_certificate.is_some() != s.www_key().is_some() {
             let key = if s.www_certificate.is_some() {
@@ -153,35 +186,38 @@ impl Config {
             } else {
                 "www-certificate"
             };
-            return Err(self.error(key, "www-certificate and www-private-key must be set together".into()));
+            fail(key, "www-certificate and www-private-key must be set together");
         }
         if s.www_secure_port.len() > 1 {
-            return Err(self.error("www-secure-port", "one port".into()));
+            fail("www-secure-port", "one port");
+        }
+        if s.www_port == 0 && s.www_secure_port.is_empty() {
+            fail("www-port", "0 turns plain HTTP off, which needs www-secure-port");
         }
         if s.smtp_username.is_some() != s.smtp_password.is_some() {
-            return Err(self.error(
-                "smtp-password",
-                "smtp-username and smtp-password must be set together".into(),
-            ));
+            fail("smtp-password", "smtp-username and smtp-password must be set together");
         }
         if s.www_username.is_some() && s.www_password.is_none() {
             // (www-password alone is MailerQ's way: any user name is taken.)
-            return Err(self.error("www-password", "www-username needs www-password".into()));
+            fail("www-password", "www-username needs www-password");
         }
         if let (Some(a), Some(b)) = (&s.database_address, &s.database) {
             if a != b {
-                return Err(self.error(
+                fail(
                     "database",
-                    "database is the old name of database-address; set one of them".into(),
-                ));
+                    "database is the old name of database-address; set one of them",
+                );
             }
         }
         if let Some(name) = &s.smtp_hostname {
             // It is sent in every greeting, EHLO and Received line.
-            sluice_smtp::wire::HeloName::new(name).map_err(|e| self.error("smtp-hostname", e.to_string()))?;
+            if let Err(e) = sluice_smtp::wire::HeloName::new(name) {
+                fail("smtp-hostname", &e.to_string());
+            }
         }
-        self.check_open_relay()?;
-        self.check_open_management()
+        errors.extend(self.check_open_relay().err());
+        errors.extend(self.check_open_management().err());
+        errors
     }
 
     /// Refuses to run as an open relay by accident (see `smtp-open-relay`).
@@ -250,6 +286,102 @@ impl Config {
             out.push('\n');
         }
         out
+    }
+}
+
+impl Loader {
+    fn parse_text(&mut self, path: &Path, text: &str) {
+        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        // Editors on some systems start UTF-8 files with a byte order mark.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        for (i, line) in text.lines().enumerate() {
+            let lineno = i + 1;
+            let trimmed = line.trim();
+            if trimmed.is_empty() || trimmed.starts_with('#') {
+                continue;
+            }
+            let origin = Origin::File(path.to_path_buf(), lineno);
+            let Some((key, value)) = trimmed.split_once(':') else {
+                self.fail(&origin, trimmed, "expected `key: value`".into());
+                continue;
+            };
+            let key = key.trim().to_ascii_lowercase();
+            if let Some(first) = seen.get(&key) {
+                let message = format!("duplicate key (first set on line {first})");
+                self.fail(&origin, &key, message);
+                continue;
+            }
+            seen.insert(key.clone(), lineno);
+            self.set(&key, value.trim(), origin);
+        }
+    }
+
+    fn fail(&mut self, origin: &Origin, key: &str, message: String) {
+        self.errors.push(ConfigError {
+            origin: origin.to_string(),
+            key: key.to_string(),
+            message,
+        });
+    }
+
+    fn set(&mut self, key: &str, value: &str, origin: Origin) {
+        let key = mailerq::renamed(key).unwrap_or(key);
+        let Some(spec) = KEYS.iter().find(|k| k.name == key) else {
+            if mailerq::Older::takes(key) {
+                self.older.set(key, value, origin);
+            } else if let Some(why) = mailerq::not_acted_on(key) {
+                self.cfg
+                    .warnings
+                    .push(format!("{origin}: {key}: accepted, not acted on by Sluice: {why}"));
+            } else {
+                self.fail(&origin, key, "unknown key".into());
+            }
+            return;
+        };
+        match spec.kind.validate(value) {
+            Ok(()) => {
+                self.cfg.values.insert(spec.name, (value.to_string(), origin));
+            }
+            Err(message) => self.fail(&origin, key, message),
+        }
+    }
+
+    /// Turns MailerQ's older keys into the ones that replaced them, unless
+    /// the file also sets the new key (then the older ones are ignored, with
+    /// a warning each).
+    fn assemble_older(&mut self) {
+        let older = std::mem::take(&mut self.older);
+        for made in older.assemble() {
+            let explicit = self
+                .cfg
+                .values
+                .get(made.key)
+                .is_some_and(|(_, o)| *o != Origin::Default);
+            if explicit {
+                for (key, origin) in made.from {
+                    self.cfg.warnings.push(format!(
+                        "{origin}: {key}: accepted, not acted on by Sluice: {} is set, which replaces it",
+                        made.key
+                    ));
+                }
+            } else {
+                let (key, origin) = made.from[0].clone();
+                let Some(spec) = KEYS.iter().find(|k| k.name == made.key) else {
+                    continue;
+                };
+                match spec.kind.validate(&made.value) {
+                    Ok(()) => {
+                        self.cfg.values.insert(spec.name, (made.value, origin));
+                    }
+                    Err(message) => self.fail(&origin, key, message),
+                }
+            }
+        }
+        for (key, origin, why) in older.unused() {
+            self.cfg
+                .warnings
+                .push(format!("{origin}: {key}: accepted, not acted on by Sluice: {why}"));
+        }
     }
 }
 

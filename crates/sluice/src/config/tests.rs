@@ -1,14 +1,24 @@
 use super::*;
 use std::io::Write;
 
+/// The configuration from `text`, or its first error.
 fn load(text: &str) -> Result<Config, ConfigError> {
+    load_all(text).map_err(|mut e| e.remove(0))
+}
+
+/// The configuration from `text`, or every error, the file named `FILE`.
+fn load_all(text: &str) -> Result<Config, Vec<ConfigError>> {
     let mut f = tempfile::NamedTempFile::new().unwrap();
     f.write_all(text.as_bytes()).unwrap();
     let path = f.path().to_path_buf();
     let r = Config::load(Some(&path), Vec::new());
-    r.map_err(|mut e| {
-        e.origin = e.origin.replace(&path.display().to_string(), "FILE");
-        e
+    r.map_err(|e| {
+        e.0.into_iter()
+            .map(|mut e| {
+                e.origin = e.origin.replace(&path.display().to_string(), "FILE");
+                e
+            })
+            .collect()
     })
 }
 
@@ -90,7 +100,10 @@ fn environment_overrides() {
     )
     .unwrap();
     assert_eq!(c.settings.smtp_port, [2526]);
-    let e = Config::load(None, vec![("SLUICE_SMTP_PORTS".into(), "1".into())]).unwrap_err();
+    let e = Config::load(None, vec![("SLUICE_SMTP_PORTS".into(), "1".into())])
+        .unwrap_err()
+        .0
+        .remove(0);
     assert_eq!(
         (e.origin.as_str(), e.key.as_str()),
         ("environment SLUICE_SMTP_PORTS", "smtp-ports")
@@ -109,7 +122,10 @@ fn environment_overrides() {
         (c.settings.smtp_port.as_slice(), c.settings.www_port),
         (&[2526][..], 8486)
     );
-    let e = Config::load(None, vec![("MAILERQ_NO_SUCH".into(), "1".into())]).unwrap_err();
+    let e = Config::load(None, vec![("MAILERQ_NO_SUCH".into(), "1".into())])
+        .unwrap_err()
+        .0
+        .remove(0);
     assert_eq!(e.origin, "environment MAILERQ_NO_SUCH");
 }
 
@@ -161,4 +177,167 @@ fn retry_interval_takes_mailerqs_list_of_seconds() {
     assert_eq!(e.key, "retry-interval");
     assert!(e.message.contains("`soon`"), "{}", e.message);
     assert_eq!(load("retry-interval: 0\n").unwrap_err().key, "retry-interval");
+}
+
+#[test]
+fn every_error_of_a_file_is_reported_in_one_run() {
+    let errors =
+        load_all("smtp-port: 25\nno-such-key: 1\nsmtp-maxsize: lots\nsmtp-port: 26\nsmtp-certificate: /c.pem\n")
+            .unwrap_err();
+    let found: Vec<(&str, &str)> = errors.iter().map(|e| (e.origin.as_str(), e.key.as_str())).collect();
+    assert_eq!(
+        found,
+        [
+            ("FILE:2", "no-such-key"),
+            ("FILE:3", "smtp-maxsize"),
+            ("FILE:4", "smtp-port"),
+            ("default", "smtp-key"),
+        ]
+    );
+}
+
+#[test]
+fn mailerqs_older_rabbitmq_keys_make_the_address() {
+    let c = load("rabbitmq-host: r1, r2\nrabbitmq-user: mq\nrabbitmq-password: s3cret/x\nrabbitmq-vhost: mail\nrabbitmq-port: 5673\n").unwrap();
+    assert_eq!(
+        c.settings.rabbitmq_address.as_deref(),
+        Some("amqp://mq:s3cret%2Fx@r1:5673;r2:5673/mail")
+    );
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert!(
+        c.render()
+            .contains("rabbitmq-address: amqp://mq:***@r1:5673;r2:5673/mail    # /")
+            && !c.render().contains("s3cret"),
+        "where it came from, password hidden: {}",
+        c.render()
+    );
+    // With rabbitmq-address set too, the older keys are ignored, each said.
+    let c = load("rabbitmq-address: amqp://a:b@new/\nrabbitmq-host: old\nrabbitmq-vhost: v\n").unwrap();
+    assert_eq!(c.settings.rabbitmq_address.as_deref(), Some("amqp://a:b@new/"));
+    assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+    assert!(c.warnings[0].contains("rabbitmq-host: accepted, not acted on by Sluice: rabbitmq-address is set"));
+    // A companion without the host makes nothing, and says so.
+    let c = load("rabbitmq-user: mq\n").unwrap();
+    assert_eq!(c.settings.rabbitmq_address, None);
+    assert!(c.warnings[0].contains("rabbitmq-user: accepted, not acted on by Sluice: it is read with rabbitmq-host"));
+    // A bad assembled address is an error at the host's line.
+    let e = load("\nrabbitmq-host: h\nrabbitmq-port: many\n").unwrap_err();
+    assert_eq!((e.origin.as_str(), e.key.as_str()), ("FILE:2", "rabbitmq-host"));
+}
+
+#[test]
+fn renamed_and_assembled_log_and_sink_keys() {
+    let c = load("smtp-sink-address: 127.0.0.9\nsend-log-directory: /var/log/mq/\nsend-log-prefix: attempts\nreceived-log-directory: /var/log/mq\nsmtp-connections-out: 7\n").unwrap();
+    let s = &c.settings;
+    assert_eq!(s.smtp_sink_ip, ["127.0.0.9".parse::<std::net::IpAddr>().unwrap()]);
+    assert_eq!(s.send_log.as_deref(), Some("/var/log/mq/attempts"));
+    assert_eq!(s.received_log.as_deref(), Some("/var/log/mq/received.log"));
+    assert_eq!(s.delivery_connections, 7);
+    // With send-log set too, the directory is ignored, and that is said.
+    let e = load("send-log: /a\nsend-log-directory: /b\n").unwrap();
+    assert_eq!(e.settings.send_log.as_deref(), Some("/a"));
+    assert!(e.warnings[0].contains("send-log-directory: accepted, not acted on by Sluice: send-log is set"));
+}
+
+#[test]
+fn layers_arguments_and_environment_in_mailerqs_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("config.txt");
+    let instance = dir.path().join("instance1.txt");
+    std::fs::write(&base, "smtp-port: 25\nwww-port: 8000\nserver-id: 1\nlog-level: warn\n").unwrap();
+    std::fs::write(&instance, "smtp-port: 2526\nserver-id: 2\n").unwrap();
+    let sources = Sources {
+        files: vec![base, instance.clone()],
+        arguments: vec![("server-id".into(), "3".into()), ("WWW-PORT".into(), "8001".into())],
+    };
+    let env = vec![("MAILERQ_WWW_PORT".to_string(), "8002".to_string())];
+    let c = Config::load_from(&sources, env).unwrap();
+    let s = &c.settings;
+    assert_eq!(s.smtp_port, [2526], "the second file wins over the first");
+    assert_eq!(s.server_id, 3, "an argument wins over the files");
+    assert_eq!(s.www_port, 8002, "the environment wins over arguments");
+    assert_eq!(s.log_level, "warn", "what no layer changes stays");
+    assert!(c
+        .render()
+        .contains(&format!("smtp-port: 2526    # {}:1", instance.display())));
+    assert!(c.render().contains("server-id: 3    # command line --server-id"));
+    // Bad values in two layers: both reported.
+    let sources = Sources {
+        files: vec![dir.path().join("missing.txt")],
+        arguments: vec![("smtp-port".into(), "x".into())],
+    };
+    let e = Config::load_from(&sources, Vec::new()).unwrap_err().0;
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert_eq!(e[1].origin, "command line --smtp-port");
+}
+
+#[test]
+fn www_port_0_turns_plain_http_off_when_https_is_on() {
+    let e = load("www-port: 0\n").unwrap_err();
+    assert_eq!(e.key, "www-port");
+    let c = load("www-port: 0\nwww-secure-port: 8443\n").unwrap();
+    assert_eq!(c.settings.www_port, 0);
+}
+
+#[test]
+fn dns_tuning_keys() {
+    let c = load("dns-min-ttl: 120\ndns-attempts: 5\n").unwrap().settings;
+    assert_eq!((c.dns_min_ttl.as_secs(), c.dns_attempts), (120, 5));
+    assert_eq!(
+        load("dns-min-ttl: 0\n").unwrap_err().key,
+        "dns-min-ttl",
+        "0 is refused, as by MailerQ"
+    );
+}
+
+#[test]
+fn mailerqs_rabbitmq_options() {
+    let c = load("").unwrap().settings;
+    assert_eq!(
+        (
+            c.rabbitmq_maxpriority,
+            c.rabbitmq_lazy,
+            c.rabbitmq_declare,
+            c.rabbitmq_encoding.as_str()
+        ),
+        (0, false, true, "none"),
+        "MailerQ's defaults"
+    );
+    let c = load("rabbitmq-maxpriority: 10\nrabbitmq-lazy: true\nrabbitmq-declare: false\nrabbitmq-encoding: gzip\n")
+        .unwrap()
+        .settings;
+    assert_eq!(
+        (
+            c.rabbitmq_maxpriority,
+            c.rabbitmq_lazy,
+            c.rabbitmq_declare,
+            c.rabbitmq_encoding.as_str()
+        ),
+        (10, true, false, "gzip")
+    );
+    assert_eq!(
+        load("rabbitmq-maxpriority: 256\n").unwrap_err().key,
+        "rabbitmq-maxpriority"
+    );
+    assert_eq!(load("rabbitmq-encoding: br\n").unwrap_err().key, "rabbitmq-encoding");
+    let e = load("rabbitmq-address: amqps://u:secret@mq1/\n").unwrap_err();
+    assert!(e.to_string().contains("amqps:// is not supported yet"), "{e}");
+    assert!(!e.to_string().contains("secret"), "{e}");
+}
+
+#[test]
+fn docs_mailerq_md_names_every_mailerq_key() {
+    let doc = include_str!("../../../../docs/mailerq.md");
+    let named = |key: &str| doc.contains(&format!("`{key}`")) || doc.contains(&format!("`{key},"));
+    for (key, _) in mailerq::NOT_ACTED_ON.iter().chain(mailerq::RENAMED) {
+        assert!(named(key), "docs/mailerq.md does not name `{key}`");
+    }
+    for (key, _) in mailerq::PARTS {
+        // Listed as `rabbitmq-host`, `-port`, … in one row.
+        let family = key.rsplit_once('-').map(|(_, s)| format!("`-{s}`")).unwrap_or_default();
+        assert!(
+            named(key) || doc.contains(&family),
+            "docs/mailerq.md does not name `{key}`"
+        );
+    }
 }

@@ -66,6 +66,9 @@ pub struct Client {
     timeouts: Timeouts,
     info: Connection,
     buf: Vec<u8>,
+    /// Bytes written on the connection, and of the current message's body.
+    written: u64,
+    data: u64,
 }
 
 impl Client {
@@ -91,6 +94,8 @@ impl Client {
             timeouts,
             info,
             buf: vec![0; 16 * 1024],
+            written: 0,
+            data: 0,
         };
         loop {
             match client.next_event().await? {
@@ -122,6 +127,8 @@ impl Client {
         }
         c.messages = self.session.sent;
         c.dsn = self.session.capabilities().dsn;
+        c.authentication = self.session.authentication();
+        c.sent = Some((self.written, self.data));
         c
     }
 
@@ -141,6 +148,7 @@ impl Client {
     /// Starts a transaction; with `held`, stops at 354 for the body
     /// ([`Client::body`], then [`Client::finish`]).
     pub async fn begin(&mut self, tx: Transaction, held: bool) -> Result<Started, Attempt> {
+        self.data = tx.body.len() as u64;
         if held {
             self.session.send_held(tx);
         } else {
@@ -160,6 +168,7 @@ impl Client {
 
     /// Writes the body of a held transaction and its final dot.
     pub async fn body(&mut self, body: &[u8]) -> Result<(), Attempt> {
+        self.data = body.len() as u64;
         self.session.send_body(body);
         self.flush(Stage::Message).await
     }
@@ -286,6 +295,7 @@ impl Client {
             return Ok(());
         }
         let out = std::mem::take(self.session.output());
+        self.written += out.len() as u64;
         match timeout(self.timeouts.write(), self.stream.write_all(&out)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(self.attempt(stage, ResultKind::Lost, format!("write failed: {e}"))),
@@ -308,11 +318,11 @@ impl Client {
             Err(_) => return Err(self.attempt(Stage::StartTls, ResultKind::Timeout, "TLS handshake timed out")),
         };
         let (_, conn) = stream.get_ref();
-        self.info.cipher = conn.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite()));
+        self.info.cipher = super::tls::cipher_info(conn);
         self.info.certificate = conn
             .peer_certificates()
             .and_then(|c| c.first())
-            .map(super::tls::fingerprint);
+            .map(super::tls::certificate_info);
         self.stream = Stream::Tls(Box::new(stream));
         self.session.tls_established();
         Ok(())

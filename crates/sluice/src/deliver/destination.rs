@@ -63,6 +63,8 @@ pub struct Limits {
     pub shaper: Arc<Mutex<Shaper>>,
     /// `delivery-connections`: all outbound connections together.
     pub all: Arc<Semaphore>,
+    /// `smtp-connections`: shared with reception.
+    pub in_and_out: Arc<Semaphore>,
     pub shutdown: watch::Receiver<bool>,
     /// `shutdown-grace`: how long a stop waits for deliveries in progress.
     pub grace: Duration,
@@ -234,6 +236,7 @@ pub fn task(lane: Lane) -> crate::worker::Task {
         let limits = Limits {
             shaper: engine.shaper.clone(),
             all: engine.connections.clone(),
+            in_and_out: engine.all_connections.clone(),
             shutdown: engine.shutdown.clone(),
             grace: engine.grace,
         };
@@ -294,6 +297,9 @@ pub async fn run<C: Connector>(connector: Rc<C>, limits: Limits, mut jobs: mpsc:
 async fn serve<C: Connector>(connector: Rc<C>, limits: Limits, dest: Rc<Destination>) {
     let _active = Active(dest.clone());
     let Ok(_slot) = limits.all.clone().acquire_owned().await else {
+        return;
+    };
+    let Ok(_shared) = limits.in_and_out.clone().acquire_owned().await else {
         return;
     };
     let stopping = || *limits.shutdown.borrow();

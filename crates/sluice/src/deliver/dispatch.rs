@@ -167,7 +167,8 @@ impl Dispatcher {
         };
         // `delayed` set by the producer (the store only knows its own not-before).
         if let Some(due) = msg.delayed_ms {
-            if due > now + 1_000 && stored.not_before_ms < due {
+            // Never early: a message due within the second waits that second too.
+            if due > now && stored.not_before_ms < due {
                 let again = NewMessage {
                     queue: stored.queue,
                     body: stored.body,
@@ -184,6 +185,10 @@ impl Dispatcher {
                 engine.conclude(stored.id, msg, None, permit, &attempt);
                 return None;
             }
+        }
+        if msg.ips.as_ref().is_some_and(Vec::is_empty) {
+            engine.conclude(stored.id, msg, None, permit, &outcome::no_ips());
+            return None;
         }
         if !msg.may_try(msg.attempts, now) {
             let attempt = outcome::expiry(&msg);

@@ -18,7 +18,9 @@ pub mod destination;
 pub mod dispatch;
 pub mod dkim;
 pub mod dsn;
+pub mod extracted;
 pub mod message;
+pub mod mime_json;
 pub mod mx;
 pub mod outcome;
 pub mod outgoing;
@@ -118,6 +120,9 @@ pub struct Engine {
     pub timeouts: client::Timeouts,
     /// `delivery-connections`: all outbound connections together.
     pub connections: Arc<Semaphore>,
+    /// `smtp-connections`: all SMTP connections, in and out (the daemon
+    /// puts reception's here, so both sides share one).
+    pub all_connections: Arc<Semaphore>,
     /// Limits per destination and MX IP, from the settings database.
     pub shaper: Arc<Mutex<sluice_shaping::Shaper>>,
     /// The settings database in force (suppressions).
@@ -147,7 +152,12 @@ impl Engine {
         let s = &c.settings;
         // With a sink every connection goes to it: no lookups.
         let dns = if s.smtp_sink_ip.is_empty() {
-            mx::Dns::new(s.dns_server, runtime, live.dns.clone())
+            let options = mx::DnsOptions {
+                server: s.dns_server,
+                min_ttl: s.dns_min_ttl,
+                attempts: s.dns_attempts as usize,
+            };
+            mx::Dns::new(options, runtime, live.dns.clone())
                 .map_err(
                     |e| tracing::error!(error = %e, "cannot set up the DNS resolver; MX deliveries will be retried"),
                 )
@@ -198,6 +208,7 @@ impl Engine {
                 cap: s.delivery_timeout,
             },
             connections: Arc::new(Semaphore::new(s.delivery_connections.max(1) as usize)),
+            all_connections: Arc::new(Semaphore::new(s.smtp_connections.max(1) as usize)),
             shaper: live.shaper.clone(),
             settings: live,
             shutdown,
@@ -229,11 +240,7 @@ impl Engine {
 
     /// The local IP of the message's `ips` (else `delivery-ips`), before delegates.
     fn own_local(&self, msg: &Outgoing) -> Option<IpAddr> {
-        let ips = if msg.ips.is_empty() {
-            &self.delivery_ips
-        } else {
-            &msg.ips
-        };
+        let ips = msg.ips.as_ref().unwrap_or(&self.delivery_ips);
         (!ips.is_empty()).then(|| {
             let h = msg
                 .domain

@@ -125,20 +125,28 @@ pub struct Dns {
 const REVERSE_TTL: Duration = Duration::from_secs(600);
 const REVERSE_MAX: usize = 1024;
 
+/// How the resolver is asked.
+#[derive(Debug, Clone, Copy)]
+pub struct DnsOptions {
+    /// `dns-server` (`ip[:port]`, port 53 by default); `None` uses /etc/resolv.conf.
+    pub server: Option<SocketAddr>,
+    /// `dns-min-ttl`: answers are kept at least this long (MailerQ's
+    /// guard against domains that publish TTLs of 0).
+    pub min_ttl: Duration,
+    /// `dns-attempts`: tries per query.
+    pub attempts: usize,
+}
+
 impl Dns {
-    /// `server` is `dns-server` (`ip[:port]`, port 53 by default); `None`
-    /// uses /etc/resolv.conf. Lookups run on `runtime`.
-    pub fn new(
-        server: Option<SocketAddr>,
-        runtime: tokio::runtime::Handle,
-        overrides: Overrides,
-    ) -> Result<Dns, NetError> {
+    /// A resolver asked as `options` say; lookups run on `runtime`.
+    pub fn new(options: DnsOptions, runtime: tokio::runtime::Handle, overrides: Overrides) -> Result<Dns, NetError> {
         let mut opts = ResolverOpts::default();
         opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
         opts.timeout = Duration::from_secs(5);
-        opts.attempts = 2;
+        opts.attempts = options.attempts.max(1);
+        opts.positive_min_ttl = Some(options.min_ttl);
         opts.cache_size = 4096;
-        let builder = match server {
+        let builder = match options.server {
             Some(addr) => {
                 let mut ns = NameServerConfig::udp_and_tcp(addr.ip());
                 for c in &mut ns.connections {

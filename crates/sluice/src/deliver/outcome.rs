@@ -45,9 +45,13 @@ pub struct Connection {
     pub messages: u64,
     /// The server offered DSN.
     pub dsn: bool,
-    /// TLS cipher suite and certificate summary, when secured.
-    pub cipher: Option<String>,
-    pub certificate: Option<String>,
+    /// The TLS cipher and the server's certificate (MailerQ's objects), when secured.
+    pub cipher: Option<Value>,
+    pub certificate: Option<Value>,
+    /// The AUTH mechanism used (`PLAIN`, `LOGIN`), when the connection logged in.
+    pub authentication: Option<&'static str>,
+    /// Bytes written on the connection so far, and of the message's body.
+    pub sent: Option<(u64, u64)>,
 }
 
 /// Where an attempt ended: the `state` of a result entry
@@ -62,8 +66,9 @@ pub enum State {
     Bind,
     /// Looking up the MX hosts or their addresses.
     Dns,
-    /// Reading or queueing the message itself (invalid input, expiry).
-    Amqp,
+    /// Reading or queueing the message itself (invalid input, expiry, no
+    /// usable `ips`): MailerQ 5.x's `process` (4.x wrote `amqp`).
+    Process,
     /// Finding the message's body (a `key` with no plugin to resolve it).
     Storage,
     /// The recipient is in the `suppressions` table: never tried.
@@ -78,7 +83,7 @@ impl State {
             State::Connect => "connect",
             State::Bind => "bind",
             State::Dns => "dns",
-            State::Amqp => "amqp",
+            State::Process => "process",
             State::Storage => "storage",
             State::Suppression => "suppression",
         }
@@ -170,11 +175,20 @@ impl Attempt {
             if self.kind == ResultKind::Accepted {
                 e.insert("dsn".into(), c.dsn.into());
             }
+            if let Some(mechanism) = c.authentication {
+                e.insert("authentication".into(), mechanism.into());
+            }
+            if let Some((connection, data)) = c.sent {
+                e.insert(
+                    "sent".into(),
+                    serde_json::json!({"connection": connection, "data": data}),
+                );
+            }
             if let Some(cipher) = &c.cipher {
-                e.insert("cipher".into(), cipher.clone().into());
+                e.insert("cipher".into(), cipher.clone());
             }
             if let Some(cert) = &c.certificate {
-                e.insert("certificate".into(), cert.clone().into());
+                e.insert("certificate".into(), cert.clone());
             }
         }
         if let Some(r) = &self.reply {
@@ -297,13 +311,23 @@ pub struct Outcome {
     pub publish: Vec<NewMessage>,
 }
 
-/// The result JSON: the message with `results`, mime removed unless `keepmime`.
+/// The result JSON: the message with `results` and `extracted`, mime
+/// removed unless `keepmime`.
 fn result_json(json: &mut Map<String, Value>) -> Vec<u8> {
     let keep = matches!(json.get("keepmime"), Some(Value::Bool(true)));
+    let extracted = super::extracted::extracted(json);
     // The MIME is set aside and put back rather than the whole message copied
-    // (the retry copy and a DSN still need it).
+    // (the retry copy and a DSN still need it); `extracted` is for results only.
     let mime = if keep { None } else { json.remove("mime") };
+    let inserted = extracted.is_some();
+    let before = extracted.and_then(|e| json.insert("extracted".into(), e));
     let body = serde_json::to_vec(json).unwrap_or_default();
+    if inserted {
+        match before {
+            Some(theirs) => json.insert("extracted".into(), theirs),
+            None => json.remove("extracted"),
+        };
+    }
     if let Some(mime) = mime {
         json.insert("mime".into(), mime);
     }
@@ -334,7 +358,10 @@ pub fn decide(policy: &Policy, mut msg: Outgoing, attempt: &Attempt, now_ms: u64
     } else if attempt.permanent {
         Verdict::Failed
     } else {
-        let next = now_ms + policy.retry_delay_ms(attempts);
+        let wait = msg
+            .retry_delay_ms(attempts)
+            .unwrap_or_else(|| policy.retry_delay_ms(attempts));
+        let next = now_ms + wait;
         if msg.may_try(attempts, next) {
             msg.json.insert("delayed".into(), format_time(next).into());
             if !msg.json.contains_key("received") && !msg.json.contains_key("maxdelivertime") {
@@ -367,7 +394,7 @@ pub fn decide(policy: &Policy, mut msg: Outgoing, attempt: &Attempt, now_ms: u64
         };
         push_result(
             &mut msg.json,
-            Attempt::failed(State::Amqp, ResultKind::Timeout, why, true).entry(now_ms),
+            Attempt::failed(State::Process, ResultKind::Timeout, why, true).entry(now_ms),
         );
         Verdict::Failed
     };
@@ -399,14 +426,25 @@ pub fn log_entry(msg: &Outgoing, attempt: &Attempt, now_ms: u64) -> Map<String, 
 }
 
 /// The attempt that ends a message which expired before it could be tried
-/// again: `amqp/timeout`, permanent (so [`decide`] makes it final).
+/// again: `process/timeout`, permanent (so [`decide`] makes it final).
 pub fn expiry(msg: &Outgoing) -> Attempt {
     let why = if msg.max_attempts != 0 && msg.attempts >= msg.max_attempts {
         format!("maxattempts {} reached", msg.max_attempts)
     } else {
         format!("maxdelivertime {} passed", format_time(msg.deadline_ms))
     };
-    Attempt::failed(State::Amqp, ResultKind::Timeout, why, true)
+    Attempt::failed(State::Process, ResultKind::Timeout, why, true)
+}
+
+/// A message whose `ips` names no local address (`"ips": []`, or none that
+/// parses): `process/error`, final, as MailerQ fails it.
+pub fn no_ips() -> Attempt {
+    Attempt::failed(
+        State::Process,
+        ResultKind::Error,
+        "the message's ips names no IP address to send from",
+        true,
+    )
 }
 
 /// A recipient in the `suppressions` table: a final `suppression`/`error`
@@ -423,7 +461,7 @@ pub fn suppressed(code: u16, extended: &str, description: &str) -> Attempt {
     a
 }
 
-/// A message that cannot be read (`amqp/invalid`): results + failure.
+/// A message that cannot be read (`process/invalid`): results + failure.
 pub fn invalid(policy: &Policy, body: &[u8], why: &str, now_ms: u64) -> Outcome {
     let mut json = match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(m)) => m,
@@ -438,7 +476,7 @@ pub fn invalid(policy: &Policy, body: &[u8], why: &str, now_ms: u64) -> Outcome 
     };
     push_result(
         &mut json,
-        Attempt::failed(State::Amqp, ResultKind::Invalid, why, true).entry(now_ms),
+        Attempt::failed(State::Process, ResultKind::Invalid, why, true).entry(now_ms),
     );
     let result = result_json(&mut json);
     let mut publish = Vec::new();
@@ -506,6 +544,8 @@ mod tests {
         assert_eq!(queues(&o), ["results", "success"]);
         let r = body(&o, "success");
         assert!(r.get("mime").is_none());
+        assert_eq!(r["extracted"]["subject"], "x", "what the MIME said, without it: {r}");
+        assert_eq!(r["extracted"]["recipient"]["domain"], "y.test");
         assert_eq!(r["results"][0]["state"], "message");
         assert_eq!(r["results"][0]["result"], "accepted");
         assert_eq!(r["results"][0]["dsn"], false);
@@ -565,18 +605,26 @@ mod tests {
         assert_eq!(again.not_before_ms, 2_300_000);
         let again: Value = serde_json::from_slice(&again.body).unwrap();
         assert!(again.get("mime").is_some());
+        assert!(
+            again.get("extracted").is_none(),
+            "results carry it, the outbox copy not"
+        );
         assert_eq!(again["delayed"], format_time(2_300_000));
+        // The message's own `retries` win over retry-interval.
+        let o = decide(&p, msg(r#","retries":[7]"#), &a, 2_000_000);
+        let again = o.publish.iter().find(|m| m.queue == "outbox").unwrap();
+        assert_eq!(again.not_before_ms, 2_007_000);
     }
 
     #[test]
-    fn retries_stop_at_maxattempts_with_amqp_timeout() {
+    fn retries_stop_at_maxattempts_with_process_timeout() {
         let a = Attempt::failed(State::Connect, ResultKind::Error, "connection refused", false);
         let o = decide(&policy(), msg(r#","maxattempts":1"#), &a, 2_000_000);
         assert_eq!(o.verdict, Verdict::Failed);
         assert_eq!(queues(&o), ["results", "failure"]);
         let r = body(&o, "failure");
         assert_eq!(r["results"][0]["state"], "connect");
-        assert_eq!(r["results"][1]["state"], "amqp");
+        assert_eq!(r["results"][1]["state"], "process");
         assert_eq!(r["results"][1]["result"], "timeout");
     }
 
@@ -586,7 +634,7 @@ mod tests {
         assert_eq!(queues(&o), ["results", "failure"]);
         let r = body(&o, "results");
         assert_eq!(r["message"], "not json");
-        assert_eq!(r["results"][0]["state"], "amqp");
+        assert_eq!(r["results"][0]["state"], "process");
         assert_eq!(r["results"][0]["result"], "invalid");
     }
 }

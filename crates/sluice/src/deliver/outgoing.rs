@@ -23,10 +23,15 @@ pub struct Outgoing {
     pub max_attempts: u64,
     /// The message's own relay (`smarthost`), checked.
     pub smarthost: Option<Smarthost>,
-    /// Source addresses it may be sent from (`ips`); empty = the configured ones.
-    pub ips: Vec<std::net::IpAddr>,
-    /// Not before this time (unix ms): `delayed`, set by the producer.
+    /// Source addresses it may be sent from (`ips`, the valid ones); `None`
+    /// = the configured ones. `Some` but empty (`"ips": []`, or none valid)
+    /// fails the message, as MailerQ does.
+    pub ips: Option<Vec<std::net::IpAddr>>,
+    /// Not before this time (unix ms): `delayed` (MailerQ 5.x: `nextattempt`), set by the producer.
     pub delayed_ms: Option<u64>,
+    /// The message's own retry schedule (`retries`, seconds between attempts,
+    /// the last repeated), in ms; empty = `retry-interval`.
+    pub retries_ms: Vec<u64>,
 }
 
 /// A relay host (`smarthost*` config or a message's `smarthost`).
@@ -46,7 +51,7 @@ pub struct Defaults {
     pub max_attempts: u64,
 }
 
-/// Why a message cannot be delivered at all (`amqp/invalid`).
+/// Why a message cannot be delivered at all (`process/invalid`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Invalid {
     #[error("message is not valid JSON: {0}")]
@@ -65,6 +70,8 @@ pub enum Invalid {
     BadSmarthost(sluice_smtp::wire::WireError),
     #[error("property `{0}` is not a valid timestamp (YYYY-MM-DD HH:MM:SS)")]
     BadTime(&'static str),
+    #[error("mime: {0}")]
+    BadMime(String),
 }
 
 /// Parses a spec timestamp (UTC) to unix milliseconds.
@@ -86,7 +93,7 @@ impl Outgoing {
     /// (the start of `max-delivertime` when the message has no `maxdelivertime`).
     pub fn parse(body: &[u8], defaults: Defaults, received_ms: u64) -> Result<Outgoing, Invalid> {
         let value: Value = serde_json::from_slice(body).map_err(|e| Invalid::NotJson(e.to_string()))?;
-        let Value::Object(json) = value else {
+        let Value::Object(mut json) = value else {
             return Err(Invalid::NotObject);
         };
         let (envelope, recipient, smarthost) = addresses(&json)?;
@@ -112,16 +119,28 @@ impl Outgoing {
             .and_then(Value::as_array)
             .map(|r| {
                 r.iter()
-                    .filter(|e| e.get("state").and_then(Value::as_str) != Some(super::outcome::State::Amqp.as_str()))
+                    // Not attempts: entries of the message's own processing (MailerQ 4.x called them `amqp`).
+                    .filter(|e| !matches!(e.get("state").and_then(Value::as_str), Some("process" | "amqp")))
                     .count() as u64
             })
             .unwrap_or(0);
+        // Not an array: the configured IPs, as MailerQ.
         let ips = json
             .get("ips")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|v| v.as_str()?.trim().parse().ok()).collect())
-            .unwrap_or_default();
-        let delayed_ms = json.get("delayed").and_then(Value::as_str).and_then(parse_time);
+            .map(|a| a.iter().filter_map(|v| v.as_str()?.trim().parse().ok()).collect());
+        let delayed_ms = ["delayed", "nextattempt"]
+            .iter()
+            .find_map(|k| json.get(*k).and_then(Value::as_str).and_then(parse_time));
+        // MailerQ's JSON form of a message: assembled once, then it is MIME like any other.
+        let assembled = match json.get("mime") {
+            Some(Value::Object(parts)) => Some(super::mime_json::assemble(parts).map_err(Invalid::BadMime)?),
+            _ => None,
+        };
+        if let Some(text) = assembled {
+            json.insert("mime".into(), Value::String(text));
+        }
+        let retries_ms = retries(json.get("retries"));
         Ok(Outgoing {
             json,
             envelope,
@@ -133,7 +152,16 @@ impl Outgoing {
             smarthost,
             ips,
             delayed_ms,
+            retries_ms,
         })
+    }
+
+    /// The wait before the next attempt after `attempts` attempts by the
+    /// message's own `retries`, when it has them.
+    pub fn retry_delay_ms(&self, attempts: u64) -> Option<u64> {
+        let last = self.retries_ms.last()?;
+        let i = usize::try_from(attempts.saturating_sub(1)).unwrap_or(usize::MAX);
+        Some(*self.retries_ms.get(i).unwrap_or(last))
     }
 
     /// The MIME as stored, when the message carries it inline.
@@ -189,7 +217,11 @@ fn smarthost(s: &Value) -> Result<Option<Smarthost>, Invalid> {
         }
         None => None,
     };
-    let Some(name) = s.get("name").and_then(Value::as_str) else {
+    // MailerQ 5.x writes `hostname`, 4.x `name`.
+    let Some(name) = ["hostname", "name"]
+        .iter()
+        .find_map(|k| s.get(*k).and_then(Value::as_str))
+    else {
         return Ok(None);
     };
     sluice_smtp::wire::check_relay_host(name).map_err(Invalid::BadSmarthost)?;
@@ -203,6 +235,24 @@ fn smarthost(s: &Value) -> Result<Option<Smarthost>, Invalid> {
         port,
         auth,
     }))
+}
+
+/// The longest wait one `retries` entry may ask for (a year, as `retry-interval`).
+const MAX_RETRY_SECONDS: u64 = 31_536_000;
+
+/// A `retries` schedule in ms: an array of seconds, or the same as a
+/// comma-separated string (an `x-mq-retries` header); unusable entries are skipped.
+fn retries(v: Option<&Value>) -> Vec<u64> {
+    let seconds: Vec<u64> = match v {
+        Some(Value::Array(a)) => a.iter().filter_map(number).collect(),
+        Some(Value::String(s)) => s.split(',').filter_map(|n| n.trim().parse().ok()).collect(),
+        _ => Vec::new(),
+    };
+    seconds
+        .into_iter()
+        .take(1000)
+        .map(|s| s.min(MAX_RETRY_SECONDS) * 1000)
+        .collect()
 }
 
 /// A JSON number, or a number in a string (x-mq headers give strings).
@@ -226,7 +276,7 @@ mod tests {
     #[test]
     fn parses_the_spec_fields() {
         let m = Outgoing::parse(
-            br#"{"envelope":"a@x.org","recipient":"B@Example.COM","mime":"x","maxattempts":"3","results":[{"state":"connect"},{"state":"amqp"}]}"#,
+            br#"{"envelope":"a@x.org","recipient":"B@Example.COM","mime":"x","maxattempts":"3","results":[{"state":"connect"},{"state":"amqp"},{"state":"process"}]}"#,
             D,
             1_000,
         )
@@ -310,10 +360,30 @@ mod tests {
         let relay = m.smarthost.unwrap();
         assert_eq!((relay.host.as_str(), relay.port), ("relay.example", 2525));
         assert_eq!(relay.auth.unwrap().user(), "u");
-        assert_eq!(m.ips.len(), 2);
+        assert_eq!(m.ips.map(|i| i.len()), Some(2));
         assert_eq!(m.delayed_ms, parse_time("2030-01-01 00:00:00"));
         let plain = Outgoing::parse(br#"{"recipient":"a@b.example","smarthost":{"port":25}}"#, D, 0).unwrap();
-        assert!(plain.smarthost.is_none() && plain.ips.is_empty() && plain.delayed_ms.is_none());
+        assert!(plain.smarthost.is_none() && plain.ips.is_none() && plain.delayed_ms.is_none());
+        assert!(plain.retries_ms.is_empty() && plain.retry_delay_ms(1).is_none());
+    }
+
+    #[test]
+    fn mailerq_5_names() {
+        let m = Outgoing::parse(
+            br#"{"recipient":"a@b.example","smarthost":{"hostname":"relay.example","port":2525},"nextattempt":"2030-01-01 00:00:00","retries":[600,"600",1800],"ips":[]}"#,
+            D,
+            0,
+        )
+        .unwrap();
+        assert_eq!(m.smarthost.as_ref().unwrap().host, "relay.example");
+        assert_eq!(m.delayed_ms, parse_time("2030-01-01 00:00:00"));
+        assert_eq!(m.ips, Some(Vec::new()), "given but empty: not the defaults");
+        let waits: Vec<u64> = (1..=5).map(|n| m.retry_delay_ms(n).unwrap()).collect();
+        assert_eq!(waits, [600_000, 600_000, 1_800_000, 1_800_000, 1_800_000]);
+        let header = Outgoing::parse(br#"{"recipient":"a@b.example","retries":"300, 3600"}"#, D, 0).unwrap();
+        assert_eq!(header.retries_ms, [300_000, 3_600_000]);
+        let not_array = Outgoing::parse(br#"{"recipient":"a@b.example","ips":"192.0.2.1"}"#, D, 0).unwrap();
+        assert_eq!(not_array.ips, None, "not an array: the configured IPs, as MailerQ");
     }
 
     #[test]

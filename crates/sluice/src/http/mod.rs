@@ -159,6 +159,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/queues/{name}", get(peek).post(push))
         .route("/queues/{name}/pop", post(pop))
         .route("/inject", post(inject))
+        .route("/v1/inject", post(v1_inject))
         .route("/submit", post(submit))
         .route(
             "/v1/pauses",
@@ -347,7 +348,37 @@ async fn publish(api: &Api, queue: &str, values: Vec<Value>) -> Result<Json<Valu
 
 /// Messages for the outbox; each must be an object with a recipient.
 async fn inject(State(api): ApiState, headers: HeaderMap, body: Body) -> Result<Json<Value>, ApiError> {
-    let (body, _charge) = body::read(&api.writer.budget, &headers, body).await?;
+    let outbox = api.names.outbox.clone();
+    inject_to(&api, &headers, body, &outbox, None).await
+}
+
+/// `POST /v1/inject`, MailerQ 5.x's REST injection: messages as for
+/// `/inject`, to the inbox (`rabbitmq-inbox`, else the outbox) like
+/// everything received, each with an `http` property saying how it came.
+async fn v1_inject(
+    State(api): ApiState,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let mut http = json!({ "received": crate::stamp::now(), "hostname": api.hostname });
+    if let Some(axum::Extension(axum::extract::ConnectInfo(peer))) = peer {
+        http["ip"] = peer.ip().to_canonical().to_string().into();
+    }
+    let inbox = api.names.inbox.clone();
+    inject_to(&api, &headers, body, &inbox, Some(http)).await
+}
+
+/// Checks, stamps and publishes injected messages to `queue`; `http` is set
+/// on each (MailerQ's `/v1/inject`).
+async fn inject_to(
+    api: &Api,
+    headers: &HeaderMap,
+    body: Body,
+    queue: &str,
+    http: Option<Value>,
+) -> Result<Json<Value>, ApiError> {
+    let (body, _charge) = body::read(&api.writer.budget, headers, body).await?;
     let mut values = parse_messages(&body)?;
     drop(body);
     for (i, v) in values.iter().enumerate() {
@@ -364,20 +395,23 @@ async fn inject(State(api): ApiState, headers: HeaderMap, body: Body) -> Result<
     for v in values.iter_mut() {
         if let Value::Object(m) = v {
             m.entry("message-id").or_insert_with(|| api.writer.ids.next().into());
+            if let Some(http) = &http {
+                m.insert("http".into(), http.clone());
+            }
         }
     }
-    let outbox = api.names.outbox.clone();
+    let via = if http.is_some() { "v1/inject" } else { "inject" };
     let traced: Vec<serde_json::Map<String, Value>> = if crate::trace::get().enabled() {
         values
             .iter()
             .filter_map(|v| v.as_object())
-            .map(|m| injected(m, &outbox))
+            .map(|m| injected(m, queue, via))
             .collect()
     } else {
         Vec::new()
     };
     let n = values.len();
-    let answer = publish(&api, &outbox, values).await;
+    let answer = publish(api, queue, values).await;
     let code = if answer.is_ok() { 250 } else { 451 };
     for _ in 0..n {
         crate::metrics::get().received("http", code);
@@ -391,7 +425,7 @@ async fn inject(State(api): ApiState, headers: HeaderMap, body: Body) -> Result<
 }
 
 /// The trace's `received` event of an injected message: its addresses and id, how it came.
-fn injected(m: &serde_json::Map<String, Value>, queue: &str) -> serde_json::Map<String, Value> {
+fn injected(m: &serde_json::Map<String, Value>, queue: &str, via: &str) -> serde_json::Map<String, Value> {
     let mut event = serde_json::Map::new();
     for key in ["message-id", "envelope", "recipient"] {
         if let Some(v) = m.get(key) {
@@ -399,7 +433,7 @@ fn injected(m: &serde_json::Map<String, Value>, queue: &str) -> serde_json::Map<
         }
     }
     event.insert("received".into(), crate::stamp::now().into());
-    event.insert("via".into(), "inject".into());
+    event.insert("via".into(), via.into());
     event.insert("queue".into(), queue.into());
     event
 }

@@ -54,6 +54,8 @@ pub async fn serve(
                     return;
                 }
             };
+            // The peer for handlers that record it (as the plain port's connect info).
+            let app = app.layer(axum::Extension(axum::extract::ConnectInfo(peer)));
             let service = hyper_util::service::TowerToHyperService::new(app);
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())

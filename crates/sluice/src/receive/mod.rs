@@ -3,6 +3,7 @@
 //! sans-IO session and stores accepted messages.
 
 mod session;
+pub mod spool;
 pub mod tls;
 
 use crate::config::{Cidr, Config};
@@ -27,7 +28,11 @@ pub struct Inbound {
     pub range: Vec<Cidr>,
     pub proxy: Vec<Cidr>,
     pub credentials: Option<(String, String)>,
+    /// `smtp-connections-in`.
     pub max_connections: usize,
+    /// `smtp-connections`: all SMTP connections, in and out, share it (the
+    /// daemon hands delivery the same one).
+    pub all_connections: Arc<tokio::sync::Semaphore>,
     /// `smtp-connections-per-ip` (0 = no limit), except for
     /// `smtp-connections-per-ip-exceptions` (like Postfix's $mynetworks).
     pub max_per_ip: usize,
@@ -72,7 +77,8 @@ impl Inbound {
                 let password = s.smtp_password.clone().unwrap_or_default();
                 (u.clone(), password)
             }),
-            max_connections: s.smtp_connections as usize,
+            max_connections: s.smtp_connections_in as usize,
+            all_connections: Arc::new(tokio::sync::Semaphore::new(s.smtp_connections as usize)),
             max_per_ip: s.smtp_connections_per_ip as usize,
             per_ip_exceptions: s.smtp_connections_per_ip_exceptions.clone(),
             per_ip: Default::default(),

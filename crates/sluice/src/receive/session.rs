@@ -101,6 +101,8 @@ pub async fn serve(inbound: Arc<Inbound>, accepted: super::Accepted, contexts: R
     } = accepted;
     let n = inbound.connections.fetch_add(1, Ordering::Relaxed) + 1;
     let _slot = ConnectionSlot(&inbound);
+    // Held for the session's life; none left means 421 (below).
+    let shared = inbound.all_connections.clone().try_acquire_owned().ok();
     let _open = crate::metrics::Open::new("inbound");
     let Some(mut local) = local.or_else(|| stream.local_addr().ok()) else {
         return;
@@ -156,7 +158,7 @@ pub async fn serve(inbound: Arc<Inbound>, accepted: super::Accepted, contexts: R
     if !inbound.allowed(remote.ip()) {
         s.smtp
             .refuse(Reply::new(554, "5.7.1", format!("Access denied for {}", remote.ip())));
-    } else if n > inbound.max_connections {
+    } else if n > inbound.max_connections || shared.is_none() {
         s.smtp.refuse(Reply::new(
             421,
             "4.7.0",

@@ -126,16 +126,33 @@ fn merge(m: &mut Map<String, Value>, key: String, v: Value) {
 /// Objects whose members can be set by `x-mq-OBJECT-MEMBER` headers.
 const OBJECTS: &[&str] = &["smarthost", "dsn", "queues", "data"];
 
+/// Headers that may come more than once, each adding to a list property
+/// (MailerQ's `x-mq-ip` and `x-mq-tag`).
+const LISTS: &[(&str, &str)] = &[("ip", "ips"), ("ips", "ips"), ("tag", "tags")];
+
+/// The result queues `x-mq-KIND-queue` names; one of them set turns the
+/// others' configured queues off (MailerQ's MIME header page).
+const QUEUE_KINDS: &[&str] = &["results", "success", "failure", "retry"];
+
 /// The JSON value for a header value: numbers and booleans where the spec has them.
 fn typed(name: &str, value: &str) -> Value {
     match name {
-        "maxattempts" | "smarthost-port" => value.parse::<u64>().map(Value::from).unwrap_or_else(|_| value.into()),
-        "keepmime" => match value.to_ascii_lowercase().as_str() {
+        "maxattempts" | "smarthost-port" | "priority" => {
+            value.parse::<u64>().map(Value::from).unwrap_or_else(|_| value.into())
+        }
+        "retries" => Value::Array(
+            value
+                .split(',')
+                .filter_map(|n| n.trim().parse::<u64>().ok())
+                .map(Value::from)
+                .collect(),
+        ),
+        "keepmime" | "inlinecss" => match value.to_ascii_lowercase().as_str() {
             "true" | "yes" | "1" => Value::Bool(true),
             "false" | "no" | "0" => Value::Bool(false),
             _ => value.into(),
         },
-        "ips" => Value::Array(
+        "ip" | "ips" => Value::Array(
             value
                 .split([',', ' ', ';'])
                 .filter(|s| !s.is_empty())
@@ -151,6 +168,7 @@ fn typed(name: &str, value: &str) -> Value {
 pub fn extract_headers(mime: &[u8]) -> (Vec<u8>, Map<String, Value>) {
     let mut out = Vec::with_capacity(mime.len());
     let mut props = Map::new();
+    let mut queue_headers = false;
     let mut pos = 0;
     // Header fields: a line and its continuation lines, until the empty line.
     while pos < mime.len() {
@@ -189,6 +207,22 @@ pub fn extract_headers(mime: &[u8]) -> (Vec<u8>, Map<String, Value>) {
                     let mut inner = Map::new();
                     inner.insert(member.to_string(), typed(&name, &value));
                     merge(&mut props, obj.to_string(), Value::Object(inner));
+                } else if let Some(kind) = name.strip_suffix("-queue").filter(|k| QUEUE_KINDS.contains(k)) {
+                    let mut inner = Map::new();
+                    inner.insert(kind.to_string(), Value::String(value));
+                    merge(&mut props, "queues".into(), Value::Object(inner));
+                    queue_headers = true;
+                } else if let Some((_, list)) = LISTS.iter().find(|(h, _)| *h == name) {
+                    let items = match typed(&name, &value) {
+                        Value::Array(items) => items,
+                        one => vec![one],
+                    };
+                    match props.get_mut(*list) {
+                        Some(Value::Array(existing)) => existing.extend(items),
+                        _ => {
+                            props.insert(list.to_string(), Value::Array(items));
+                        }
+                    }
                 } else {
                     props.insert(name.clone(), typed(&name, &value));
                 }
@@ -198,6 +232,13 @@ pub fn extract_headers(mime: &[u8]) -> (Vec<u8>, Map<String, Value>) {
         pos = end;
     }
     out.extend_from_slice(&mime[pos..]);
+    if queue_headers {
+        if let Some(Value::Object(queues)) = props.get_mut("queues") {
+            for kind in QUEUE_KINDS {
+                queues.entry(kind.to_string()).or_insert(Value::Null);
+            }
+        }
+    }
     (out, props)
 }
 
@@ -214,6 +255,27 @@ mod tests {
         assert_eq!(
             Value::Object(props),
             json!({"envelope": "bounce@b.c", "smarthost": {"name": "relay.example", "port": 587}, "maxattempts": 3, "delayed": "2030-01-01 10:00:00"})
+        );
+    }
+
+    #[test]
+    fn mailerq_5_headers_become_its_json() {
+        let mime = b"X-MQ-IP: 192.0.2.1\r\nx-mq-ip: 192.0.2.2\r\nX-MQ-Tag: Customer Name\r\nx-mq-tag: Campaign\r\nx-mq-pool: warm\r\nx-mq-retries: 300,600, 3600\r\nx-mq-smarthost-hostname: relay.example\r\nx-mq-failure-queue: my-failures\r\nx-mq-inlinecss: 1\r\nx-mq-priority: 7\r\nSubject: s\r\n\r\nbody\r\n";
+        let (rest, props) = extract_headers(mime);
+        assert_eq!(rest, b"Subject: s\r\n\r\nbody\r\n");
+        assert_eq!(
+            Value::Object(props),
+            json!({
+                "ips": ["192.0.2.1", "192.0.2.2"],
+                "tags": ["Customer Name", "Campaign"],
+                "pool": "warm",
+                "retries": [300, 600, 3600],
+                "smarthost": {"hostname": "relay.example"},
+                // One x-mq-*-queue header: the configured result queues are not used.
+                "queues": {"failure": "my-failures", "results": null, "success": null, "retry": null},
+                "inlinecss": true,
+                "priority": 7
+            })
         );
     }
 

@@ -26,6 +26,9 @@ pub struct Daemon {
     child: Option<Child>,
     /// Extra environment for the daemon (plugins read their own settings).
     env: Vec<(String, String)>,
+    /// A file `config` is layered over (MailerQ's `--config-file`), for
+    /// the daemon and the command line alike.
+    pub base: Option<PathBuf>,
 }
 
 impl Daemon {
@@ -36,9 +39,20 @@ impl Daemon {
 
     /// As [`Daemon::start`], with extra environment variables for the daemon.
     pub fn start_with_env(extra: &str, env: &[(&str, &str)]) -> Daemon {
+        Self::start_layered(None, extra, env)
+    }
+
+    /// Starts sluice on `base` (`--config`) with the test defaults and
+    /// `extra` in a second file over it (`--config-file`), as a MailerQ
+    /// instance runs on a shared file and its own.
+    pub fn start_over(base: &Path, extra: &str) -> Daemon {
+        Self::start_layered(Some(base), extra, &[])
+    }
+
+    fn start_layered(base: Option<&Path>, extra: &str, env: &[(&str, &str)]) -> Daemon {
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         for _ in 0..5 {
-            match Self::try_start(extra, env.clone()) {
+            match Self::try_start(base, extra, env.clone()) {
                 Ok(d) => return d,
                 Err(log) if log.contains("cannot listen on") => continue, // a port race with another test
                 Err(log) => panic!("sluice exited at start:\n{log}"),
@@ -47,7 +61,7 @@ impl Daemon {
         panic!("sluice could not find free ports in five tries");
     }
 
-    fn try_start(extra: &str, env: Vec<(String, String)>) -> Result<Daemon, String> {
+    fn try_start(base: Option<&Path>, extra: &str, env: Vec<(String, String)>) -> Result<Daemon, String> {
         let dir = tempfile::tempdir().unwrap();
         let (smtp, www) = (free_port(), free_port());
         let config = dir.path().join("config.txt");
@@ -72,6 +86,7 @@ impl Daemon {
             config,
             child: None,
             env,
+            base: base.map(Path::to_path_buf),
         };
         d.try_spawn()?;
         Ok(d)
@@ -106,8 +121,8 @@ impl Daemon {
             .open(self.log_path())
             .unwrap();
         let child = Command::new(BIN)
-            .args(["run", "--config"])
-            .arg(&self.config)
+            .arg("run")
+            .args(self.config_args())
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(log)
@@ -161,9 +176,19 @@ impl Daemon {
         }
     }
 
+    /// `--config FILE`, or `--config BASE --config-file FILE`.
+    fn config_args(&self) -> Vec<std::ffi::OsString> {
+        let mut args: Vec<std::ffi::OsString> = vec!["--config".into()];
+        match &self.base {
+            Some(base) => args.extend([base.into(), "--config-file".into(), (&self.config).into()]),
+            None => args.push((&self.config).into()),
+        }
+        args
+    }
+
     /// Runs a `sluice` CLI command against this daemon.
     pub fn cli(&self, args: &[&str], stdin: &[u8]) -> Output {
-        cli_with(&self.config, args, stdin)
+        cli_run(&self.config_args(), args, stdin)
     }
 
     /// Pops every message of `queue` as JSON.
@@ -245,10 +270,14 @@ fn health_ok(port: u16) -> bool {
 }
 
 pub fn cli_with(config: &Path, args: &[&str], stdin: &[u8]) -> Output {
+    cli_run(&["--config".into(), config.into()], args, stdin)
+}
+
+/// Runs `sluice ARGS CONFIG_ARGS` with `stdin` on its input.
+fn cli_run(config_args: &[std::ffi::OsString], args: &[&str], stdin: &[u8]) -> Output {
     let mut c = Command::new(BIN)
         .args(args)
-        .arg("--config")
-        .arg(config)
+        .args(config_args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -2,7 +2,7 @@
 //! `RABBITMQ_TEST_ADDRESS`), or a private one started here, and Python's
 //! `pika` (a client no one here wrote) to publish and read.
 
-use super::{free_port, require};
+use super::{free_port, json_lines, require};
 use serde_json::Value;
 use std::io::Write;
 use std::net::TcpStream;
@@ -14,7 +14,7 @@ const PIKA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/amqp.py");
 /// A broker: shared (from the environment) or private (stopped on drop).
 pub struct Broker {
     pub address: String,
-    port: u16,
+    pub port: u16,
     private: Option<Private>,
 }
 
@@ -192,6 +192,45 @@ impl Broker {
             .lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|_| Value::String(l.to_string())))
             .collect()
+    }
+
+    /// Publishes one message per `{"body", "priority", "encoding", "compress"}` with pika.
+    pub fn publish_each(&self, queue: &str, messages: &[Value]) {
+        self.pipe(
+            "publish-each",
+            queue,
+            &messages.iter().map(Value::to_string).collect::<Vec<_>>(),
+        );
+    }
+
+    /// Like [`Broker::get`], each message as `{"priority", "encoding", "body"}`
+    /// (the body gunzipped by pika when the encoding says gzip, as text).
+    pub fn get_props(&self, queue: &str, n: usize, within: Duration) -> Vec<Value> {
+        let out = pika(&[
+            "get-props",
+            &self.address,
+            queue,
+            &n.to_string(),
+            &within.as_secs_f64().to_string(),
+        ])
+        .output()
+        .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        json_lines(&out.stdout)
+    }
+
+    /// "same" when `queue` was declared with exactly `arguments`, else "different: WHY".
+    pub fn same_arguments(&self, queue: &str, arguments: &Value) -> String {
+        let out = pika(&["same-arguments", &self.address, queue, &arguments.to_string()])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Whether `queue` exists.
+    pub fn exists(&self, queue: &str) -> bool {
+        let out = pika(&["exists", &self.address, queue]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim() == "yes"
     }
 
     /// Messages ready in `queue` (pika's passive declare).

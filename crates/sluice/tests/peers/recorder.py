@@ -1,6 +1,7 @@
 """An SMTP receiver (aiosmtpd) that records, for every message, when it
 arrived, on which connection, from which address, after which EHLO name, and
-how many connections were open then: one JSON line per message in OUT.
+how many connections were open then, and the message's first 64 KiB: one
+JSON line per message in OUT.
 A recipient domain listed in REFUSE gets REPLY for its first COUNT messages;
 REPLY `stall` answers nothing at all after their final dot (a receiver that
 hangs), recorded with "stalled": true.
@@ -48,6 +49,8 @@ class Record:
                 "peer": session.peer[0],
                 "ehlo": session.host_name,
                 "to": envelope.rcpt_tos,
+                # The start of what was sent, for tests that read the message.
+                "data": envelope.content[:65536].decode("utf-8", "replace"),
                 "refused": refused,
                 "stalled": refused and reply == "stall",
             }

@@ -193,6 +193,7 @@ fn limits_with(
     let limits = Limits {
         shaper: Arc::new(Mutex::new(shaper)),
         all: Arc::new(Semaphore::new(all)),
+        in_and_out: Arc::new(Semaphore::new(all)),
         shutdown,
         grace: Duration::from_secs(30),
     };

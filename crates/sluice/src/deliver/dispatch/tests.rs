@@ -176,7 +176,7 @@ async fn messages_are_routed_settled_and_deferred_by_the_dispatchers_clock() {
             .iter()
             .map(|(who, _, last)| (who.as_str(), last.as_str()))
             .collect::<Vec<_>>(),
-        [("d1@d.example", "amqp/timeout"), ("not json", "amqp/invalid")],
+        [("d1@d.example", "process/timeout"), ("not json", "process/invalid")],
     );
 }
 
@@ -207,7 +207,7 @@ async fn a_message_within_its_deadline_is_attempted_and_past_it_expires() {
     assert!(lanes.concat().is_empty());
     let results = waiting(&s.store, "results").await;
     assert_eq!(results.len(), 1, "{results:?}");
-    assert_eq!(results[0].2, "amqp/timeout");
+    assert_eq!(results[0].2, "process/timeout");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
