@@ -150,7 +150,9 @@ pub fn run(c: Config) -> Result<()> {
     let ids = Arc::new(IdGenerator::new(s.server_id));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
+    let message_store = crate::message_store::MessageStore::from_config(&c)?;
     let writer = reception::Writer {
+        store: message_store.clone(),
         queue,
         ids,
         log: received_log,
@@ -183,6 +185,7 @@ pub fn run(c: Config) -> Result<()> {
         live.clone(),
     )?;
     engine.all_connections = inbound.all_connections.clone();
+    engine.store = message_store.clone();
     let engine = Arc::new(engine);
     // Weak: the metrics must not keep delivery alive past its shutdown.
     let weak = Arc::downgrade(&engine);
@@ -234,6 +237,9 @@ pub fn run(c: Config) -> Result<()> {
 
     rt.block_on(async {
         tokio::spawn(http::live::sample_every_second(history, shutdown_rx.clone()));
+        if let Some(store) = message_store {
+            tokio::spawn(crate::message_store::sweep_every_minute(store, shutdown_rx.clone()));
+        }
         if let Some(spool) = spool {
             tokio::spawn(crate::receive::spool::watch(
                 spool,

@@ -9,6 +9,7 @@ mod deliver;
 mod headers;
 mod http;
 mod jsonlog;
+mod message_store;
 mod metrics;
 mod policy;
 mod privileges;

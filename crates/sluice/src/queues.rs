@@ -10,6 +10,8 @@ pub struct QueueNames {
     pub inbox: String,
     /// Received for a local address (MQ_setLocal); empty config = inbox.
     pub local: String,
+    /// Local mail that is a DSN, ARF or DMARC report; empty config = local.
+    pub reports: String,
     /// Refused mail is kept here; `None` = not kept.
     pub refused: Option<String>,
     /// Delivery results: every attempt, deliveries, final failures, retries
@@ -29,6 +31,7 @@ impl QueueNames {
         let inbox = s.rabbitmq_inbox.clone().unwrap_or_else(|| outbox.clone());
         let local = s.rabbitmq_local.clone().unwrap_or_else(|| inbox.clone());
         QueueNames {
+            reports: s.rabbitmq_reports.clone().unwrap_or_else(|| local.clone()),
             dsn: s.rabbitmq_dsn.clone().unwrap_or_else(|| outbox.clone()),
             outbox,
             inbox,

@@ -3,6 +3,7 @@
 
 mod common;
 use common::peers::{dns, smtp_sink, smtp_sink_on};
+use common::policy::inject;
 use common::*;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -25,12 +26,6 @@ fn resolving(zone: &[String], port: u16, extra: &str) -> (common::peers::Peer, D
         server.port
     ));
     (server, d)
-}
-
-fn inject(d: &Daemon, messages: &[Value]) {
-    let lines: String = messages.iter().map(|m| format!("{m}\n")).collect();
-    let out = d.cli(&["inject"], lines.as_bytes());
-    assert!(out.status.success(), "inject: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 fn message(i: usize, domain: &str) -> Value {

@@ -33,10 +33,11 @@ fn a_mailerq_config_file_runs_unchanged_under_an_instance_file() {
     // What differs on this machine goes in the instance's own file, as
     // MailerQ's multiple-instances page does it; config.txt is untouched.
     let instance = format!(
-        "rabbitmq-address: amqp://guest:guest@127.0.0.1:{}/\n{}rabbitmq-exchange: {p}mailerq\ndatabase-address: sqlite://{}\nlock:\nuser:\ndelivery-enabled: true\nsmtp-sink-address: 127.0.0.1\nsmtp-sink-port: {}\n",
+        "rabbitmq-address: amqp://guest:guest@127.0.0.1:{}/\n{}rabbitmq-exchange: {p}mailerq\ndatabase-address: sqlite://{}\nstorage-address: directory://{}\nlock:\nuser:\ndelivery-enabled: true\nsmtp-sink-address: 127.0.0.1\nsmtp-sink-port: {}\n",
         broker.port,
         queues(&p),
         dir.path().join("settings.db").display(),
+        dir.path().join("storage").display(),
         sink.port
     );
     let d = Daemon::start_over(Path::new(MAILERQ_CONFIG), &instance);
@@ -56,8 +57,6 @@ fn a_mailerq_config_file_runs_unchanged_under_an_instance_file() {
         [
             "license",
             "rabbitmq-qos",
-            "storage-address",
-            "storage-policy",
             "smtp-default-ips",
             "error-log",
             "send-log-file",

@@ -3,6 +3,7 @@
 
 mod common;
 use common::peers::{smtp_sink, smtp_sink_on};
+use common::policy::inject;
 use common::rabbit::{prefix, Broker};
 use common::*;
 use serde_json::{json, Value};
@@ -410,13 +411,6 @@ fn sluice_pop_takes_what_it_asks_for_and_leaves_the_rest() {
     );
     // No standing consumer keeps the other three from another program.
     assert_eq!(broker.get(&results, 10, Duration::from_secs(2)).len(), 3);
-}
-
-/// Injects JSON messages with the command line (to the outbox).
-fn inject(d: &Daemon, messages: &[Value]) {
-    let lines: String = messages.iter().map(|m| format!("{m}\n")).collect();
-    let out = d.cli(&["inject"], lines.as_bytes());
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]

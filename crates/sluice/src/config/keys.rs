@@ -328,6 +328,10 @@ settings! {
     spool_delay: Int(0, 1_000_000_000) = "spool-delay", "0";
     spool_remove: Bool = "spool-remove", "true";
     spool_extract: Bool = "spool-extract", "true";
+    // The message store (docs/message-store.md).
+    storage_address: Opt = "storage-address", "";
+    storage_policy: Choice("all", "out", "in", "none") = "storage-policy", "out";
+    storage_ttl: Int(0, 31_536_000) = "storage-ttl", "3600";
     // Addition (docs/mailerq.md): where spool files that cannot be messages go.
     spool_fail_directory: Opt = "spool-fail-directory", "";
     database: Opt = "database", "";

@@ -142,7 +142,7 @@ fn cidr_matching() {
 
 #[test]
 fn mailerq_keys_sluice_does_not_act_on_start_with_a_warning_each() {
-    let c = load("license: /etc/mailerq/license.txt\nsmtp-port: 25\nstorage-policy: all\n").unwrap();
+    let c = load("license: /etc/mailerq/license.txt\nsmtp-port: 25\nstorage-threads: 4\n").unwrap();
     assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
     let ends = |w: &str, tail: &str| assert!(w.ends_with(tail), "{w}");
     ends(
@@ -151,7 +151,7 @@ fn mailerq_keys_sluice_does_not_act_on_start_with_a_warning_each() {
     );
     ends(
         &c.warnings[1],
-        ":3: storage-policy: accepted, not acted on by Sluice: not supported yet: messages carry their MIME",
+        ":3: storage-threads: accepted, not acted on by Sluice: the directory store needs no connections",
     );
     assert!(
         !c.warnings.iter().any(|w| w.contains("/etc/mailerq")),

@@ -178,6 +178,11 @@ impl Dispatcher {
                 return None;
             }
         }
+        let mut msg = msg;
+        if let Some(attempt) = load_from_store(engine, &mut msg) {
+            engine.conclude(stored.id, msg, None, permit, &attempt);
+            return None;
+        }
         let suppressions = engine.settings.suppressions();
         if !suppressions.is_empty() {
             if let Some(s) = suppressions.lookup(&msg.recipient.to_string()) {
@@ -310,6 +315,39 @@ impl Dispatcher {
 }
 
 /// Settles a message that needs no connection.
+/// A message with a `key` and no `mime` gets its MIME from the message
+/// store; the attempt that ends it when the store has none (`storage/error`,
+/// final) or cannot be read (retried). Without a store the key is left for
+/// a plugin (`mq_smtp_out_data`).
+fn load_from_store(engine: &Engine, msg: &mut Outgoing) -> Option<super::outcome::Attempt> {
+    use super::outcome::{Attempt, ResultKind, State};
+    let store = engine.store.as_ref()?;
+    if msg.mime().is_some() {
+        return None;
+    }
+    let key = msg.json.get("key")?.as_str()?.to_string();
+    // A local file read: the directory store, page-cached.
+    match store.get(&key) {
+        Ok(Some(mime)) => {
+            let mime = String::from_utf8(mime).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+            msg.json.insert("mime".into(), mime.into());
+            None
+        }
+        Ok(None) => Some(Attempt::failed(
+            State::Storage,
+            ResultKind::Error,
+            format!("key `{}` is not in the message store", sluice_smtp::wire::shown(&key)),
+            true,
+        )),
+        Err(e) => Some(Attempt::failed(
+            State::Storage,
+            ResultKind::Error,
+            format!("the message store cannot be read: {e}"),
+            false,
+        )),
+    }
+}
+
 fn settle_now(engine: &Arc<Engine>, id: u64, publish: Vec<NewMessage>, permit: InFlight) {
     let engine = engine.clone();
     tokio::spawn(async move {

@@ -135,6 +135,8 @@ pub struct Engine {
     pub plugin_timeout: Duration,
     /// `send-log`: one JSON line per attempt, after its outcome is stored.
     pub send_log: crate::jsonlog::JsonLog,
+    /// The message store (`storage-address`): keys read before delivery, retries put there.
+    pub store: Option<Arc<crate::message_store::MessageStore>>,
     /// Messages handed to each destination and not yet settled.
     backlog: Mutex<HashMap<Route, usize>>,
 }
@@ -216,6 +218,8 @@ impl Engine {
             plugins,
             plugin_timeout: s.plugin_timeout,
             send_log: crate::jsonlog::JsonLog::open("send-log", s.send_log.as_deref())?,
+            // Set by the daemon: reception shares it.
+            store: None,
             backlog: Mutex::new(HashMap::new()),
         })
     }
@@ -305,6 +309,7 @@ impl Engine {
     /// already has. At shutdown it gives up; the message is then due again
     /// after the restart (at worst a duplicate, never a loss).
     pub async fn settle(&self, id: u64, publish: Vec<NewMessage>) {
+        let publish = self.to_store(publish).await;
         let mut pause = Duration::from_millis(100);
         let mut stop = self.shutdown.clone();
         loop {
@@ -318,6 +323,36 @@ impl Engine {
             }
             pause = (pause * 2).min(Duration::from_secs(10));
         }
+    }
+
+    /// With `storage-policy` all or out, what goes back to the outbox
+    /// carries a `key` instead of its MIME (stored durably first). A message
+    /// whose MIME cannot be stored keeps it: the queue still has it all.
+    async fn to_store(&self, publish: Vec<NewMessage>) -> Vec<NewMessage> {
+        let Some(store) = self.store.clone().filter(|s| s.policy.outbound()) else {
+            return publish;
+        };
+        let outbox = self.policy.outbox.clone();
+        let default_deadline = sluice_queue::now_ms() + self.defaults.max_delivertime * 1000;
+        // Kept until the store is done: nothing of an outcome may be lost on the way.
+        let original = publish.clone();
+        let stripped = tokio::task::spawn_blocking(move || {
+            publish
+                .into_iter()
+                .map(|mut m| {
+                    if m.queue == outbox {
+                        match store.strip(&m.body, default_deadline) {
+                            Ok(Some(body)) => m.body = body,
+                            Ok(None) => {}
+                            Err(e) => tracing::warn!(error = %e, "message store: MIME kept in the queue"),
+                        }
+                    }
+                    m
+                })
+                .collect::<Vec<_>>()
+        })
+        .await;
+        stripped.unwrap_or(original)
     }
 
     /// The routes with messages in flight (leased, in the scheduler or being

@@ -548,6 +548,7 @@ async fn submit(State(api): ApiState, headers: HeaderMap, body: Body) -> Result<
     let queues = crate::reception::Queues {
         main: &api.names.inbox,
         local: &api.names.local,
+        reports: &api.names.reports,
     };
     let stored = crate::reception::store(&api.writer, queues, reception, &recipients).await;
     crate::metrics::get().received("http", if stored.is_ok() { 250 } else { 451 });

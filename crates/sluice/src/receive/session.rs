@@ -526,9 +526,11 @@ impl Session<'_> {
             .collect();
         let writer = self.inbound.writer.clone();
         let local = self.inbound.names.local.clone();
+        let reports = self.inbound.names.reports.clone();
         let queues = crate::reception::Queues {
             main: &queue,
             local: &local,
+            reports: &reports,
         };
         let check = async |json, prepared: &Prepared| self.message_hook(json, prepared).await;
         let stored = match crate::reception::receive(&writer, reception, &recipients, queues, check).await {

@@ -43,6 +43,7 @@ pub struct Spool {
     /// The inbox (`rabbitmq-inbox`, else the outbox) and the local queue.
     pub inbox: String,
     pub local: String,
+    pub reports: String,
 }
 
 impl Spool {
@@ -76,6 +77,7 @@ impl Spool {
             hostname: hostname.to_string(),
             inbox: names.inbox,
             local: names.local,
+            reports: names.reports,
         }))
     }
 }
@@ -201,6 +203,7 @@ async fn take(spool: &Spool, writer: &Writer, path: &Path, f: &Found) -> Result<
     let queues = reception::Queues {
         main: &spool.inbox,
         local: &spool.local,
+        reports: &spool.reports,
     };
     let n = recipients.len();
     let stored = reception::store(writer, queues, reception, &recipients).await;
@@ -361,6 +364,7 @@ mod tests {
             hostname: "mx.test".into(),
             inbox: "inbox".into(),
             local: "local".into(),
+            reports: "reports".into(),
         }
     }
 

@@ -34,6 +34,9 @@ pub struct Prepared {
     mime: String,
     /// `mime` as a JSON string literal, quotes included.
     mime_json: Vec<u8>,
+    /// The message store's key for the MIME (`storage-policy` all or in):
+    /// stored copies carry it instead of the MIME.
+    key: Option<String>,
 }
 
 /// Prepares a reception: `x-mq-*` headers lifted into properties, the MIME as text.
@@ -66,6 +69,7 @@ pub fn prepare(reception: Reception) -> Prepared {
         dsn: reception.dsn,
         mime,
         mime_json,
+        key: None,
     }
 }
 
@@ -92,6 +96,11 @@ impl Prepared {
     /// The stored JSON for `m`: its own `mime` when it has one (a plugin set
     /// it), else the shared one, spliced in without another copy of the text.
     pub fn serialize(&self, m: &Map<String, Value>) -> serde_json::Result<Vec<u8>> {
+        if let Some(key) = self.key.as_ref().filter(|_| !m.contains_key("mime")) {
+            let mut with_key = m.clone();
+            with_key.insert("key".into(), key.clone().into());
+            return serde_json::to_vec(&with_key);
+        }
         let head = serde_json::to_vec(m)?;
         if m.contains_key("mime") {
             return Ok(head);
@@ -105,6 +114,16 @@ impl Prepared {
         out.extend_from_slice(&self.mime_json);
         out.push(b'}');
         Ok(out)
+    }
+
+    /// Copies carry `key` instead of the MIME from now on.
+    pub fn stored_as(&mut self, key: String) {
+        self.key = Some(key);
+    }
+
+    /// The MIME text all copies share.
+    pub fn mime(&self) -> &str {
+        &self.mime
     }
 
     /// Bytes of MIME text (the `size` of a received-log line).

@@ -1,13 +1,15 @@
 //! Reception: turning a received message into stored queue messages, one
-//! step for every way mail comes in (SMTP, HTTP, and later the spool
-//! directory and the command line) — Postfix's cleanup. It builds the
-//! per-recipient JSON (`message`), keeps bodies within `reception-memory`
-//! (`budget`), stores the copies durably in bounded groups ([`Publisher`])
-//! and writes the received-log (`log`).
+//! step for every way mail comes in (SMTP, HTTP, the spool directory and
+//! the command line) — Postfix's cleanup. It builds the per-recipient JSON
+//! (`message`), keeps bodies within `reception-memory` (`budget`), sends
+//! local reports to their queue with their facts (`report`), stores the
+//! copies durably in bounded groups ([`Publisher`]) and writes the
+//! received-log (`log`).
 
 pub mod budget;
 pub mod log;
 pub mod message;
+pub mod report;
 
 use crate::stamp::IdGenerator;
 use sluice_queue::Queue;
@@ -24,6 +26,8 @@ pub struct Writer {
     pub budget: Arc<budget::Budget>,
     /// The settings database's `locals`: recipients whose copies go to the local queue.
     pub locals: Arc<std::sync::RwLock<Arc<sluice_policy::Locals>>>,
+    /// The message store, when received MIME goes there (`storage-policy` all or in).
+    pub store: Option<Arc<crate::message_store::MessageStore>>,
 }
 
 /// Where a reception's copies go: the queue, and the local queue for copies
@@ -31,6 +35,8 @@ pub struct Writer {
 pub struct Queues<'a> {
     pub main: &'a str,
     pub local: &'a str,
+    /// Local copies of a DSN, ARF or DMARC report (`rabbitmq-reports`).
+    pub reports: &'a str,
 }
 
 /// What a check (the plugins' `mq_smtp_in_message`) decided for one copy.
@@ -75,10 +81,30 @@ pub async fn receive(
         &message::Prepared,
     ) -> Result<Verdict, sluice_smtp::Reply>,
 ) -> Result<Stored, Failure> {
-    let prepared = message::prepare(reception);
+    let mut prepared = message::prepare(reception);
+    if let Some(store) = writer.store.clone().filter(|s| s.policy.inbound()) {
+        let first = recipients.first().map(|r| r.address.clone()).unwrap_or_default();
+        let mime = prepared.mime().to_string();
+        let put = tokio::task::spawn_blocking(move || {
+            let key = crate::message_store::MessageStore::key_for(
+                None,
+                format!("{first}\n{}\n{mime}", sluice_queue::now_ms()).as_bytes(),
+            );
+            store.put(&key, mime.as_bytes(), store.deadline_ms()).map(|()| key)
+        })
+        .await;
+        match put {
+            Ok(Ok(key)) => prepared.stored_as(key),
+            // The queue can take the MIME itself: better than refusing the mail.
+            Ok(Err(e)) => tracing::warn!(error = %e, "message store: MIME kept in the queue"),
+            Err(e) => tracing::warn!(error = %e, "message store: MIME kept in the queue"),
+        }
+    }
     let locals = writer.locals.read().unwrap_or_else(|e| e.into_inner()).clone();
     let mut out = Publisher::new(writer);
     let mut stored = Stored::default();
+    // Read once, and only when a copy is local: reports are local mail.
+    let mut report: Option<Option<serde_json::Value>> = None;
     for rcpt in recipients {
         let id = writer.ids.next();
         let json = prepared.recipient(rcpt, &id);
@@ -86,7 +112,18 @@ pub async fn receive(
             Verdict::Drop(reply) => stored.dropped = Some(reply),
             Verdict::Keep { json, local } => {
                 let local = local || locals.is_local(&rcpt.address);
-                let queue = if local { queues.local } else { queues.main };
+                let mut json = json;
+                let queue = if !local {
+                    queues.main
+                } else if let Some(facts) = report
+                    .get_or_insert_with(|| report::read(prepared.mime().as_bytes()))
+                    .clone()
+                {
+                    json.insert("report".into(), facts);
+                    queues.reports
+                } else {
+                    queues.local
+                };
                 out.add(queue, &prepared, json).await.map_err(Failure::Queue)?;
                 stored.copies.push((id, rcpt.address.clone()));
             }

@@ -34,6 +34,7 @@ pub fn message(i: usize, domain: &str) -> Value {
     })
 }
 
+/// Injects JSON messages into the outbox with `sluice inject`.
 pub fn inject(d: &Daemon, messages: &[Value]) {
     let lines: String = messages.iter().map(|m| format!("{m}\n")).collect();
     let out = d.cli(&["inject"], lines.as_bytes());

@@ -1,0 +1,140 @@
+//! MailerQ's message store (`storage-address: dir://…`): with policy `all`
+//! received mail is queued with a `key` instead of its MIME; a message with
+//! a key is delivered with the stored MIME, a missing key is `storage/error`;
+//! with policy `out` a retry goes back to the outbox by key and is delivered
+//! from the store. Real SMTP peers (swaks, the recording receiver).
+
+mod common;
+use common::peers::{recorded, recorder};
+use common::policy::inject;
+use common::*;
+use serde_json::json;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Files in the store (not its temporary ones).
+fn stored(root: &Path) -> Vec<String> {
+    fn walk(dir: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                walk(&e.path(), out);
+            } else if !e.file_name().to_string_lossy().starts_with('.') {
+                out.push(e.file_name().to_string_lossy().into_owned());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, &mut out);
+    out
+}
+
+#[test]
+fn policy_all_queues_keys_and_a_key_is_delivered_with_the_stored_mime() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let address = format!("storage-address: dir://{}?compression=gzip\n", store.display());
+    // Receiving only: what the outbox holds is visible.
+    let receiver = Daemon::start(&format!("{address}storage-policy: all\n"));
+    let (ok, transcript) = swaks(
+        &receiver,
+        "s@example.net",
+        "a@example.com",
+        &["--body", "kept in the store"],
+    );
+    assert!(ok, "{transcript}");
+    let queued = receiver.collect("outbox", 1, WAIT);
+    assert_eq!(queued.len(), 1, "{}", receiver.log_tail(20));
+    let m = &queued[0];
+    assert!(m.get("mime").is_none(), "the JSON carries a key instead: {m}");
+    let key = m["key"].as_str().unwrap().to_string();
+    assert_eq!(stored(&store), [key]);
+    drop(receiver);
+
+    // Another instance on the same store delivers it, and fails a key that is not there.
+    let out = dir.path().join("received.jsonl");
+    let sink = recorder(&out, None);
+    let d = Daemon::start(&format!(
+        "{address}storage-policy: none\ndelivery-enabled: true\nsmtp-sink-ip: 127.0.0.1\nsmtp-sink-port: {}\n",
+        sink.port
+    ));
+    let mut missing = m.clone();
+    missing["key"] = json!("no-such-key");
+    missing["recipient"] = json!("b@example.com");
+    inject(&d, &[m.clone(), missing]);
+    let success = d.collect("success", 1, WAIT);
+    assert_eq!(success.len(), 1, "{}", d.log_tail(20));
+    let failure = d.collect("failure", 1, WAIT);
+    let e = &failure[0]["results"][0];
+    assert_eq!(
+        (e["state"].as_str(), e["result"].as_str()),
+        (Some("storage"), Some("error")),
+        "{e}"
+    );
+    let seen = recorded(&out);
+    assert_eq!(seen.len(), 1);
+    assert!(
+        seen[0]["data"].as_str().unwrap().contains("kept in the store"),
+        "{:?}",
+        seen[0]
+    );
+}
+
+#[test]
+fn policy_out_sends_a_retry_back_by_key_and_delivers_it_from_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let out = dir.path().join("received.jsonl");
+    // The first try is refused (421), the second accepted.
+    let sink = recorder(&out, Some(("example.com", 1, "421 4.7.0 Try again later")));
+    let d = Daemon::start(&format!(
+        "storage-address: directory://{}\nstorage-policy: out\ndelivery-enabled: true\nsmtp-sink-ip: 127.0.0.1\nsmtp-sink-port: {}\n",
+        store.display(),
+        sink.port
+    ));
+    inject(
+        &d,
+        &[
+            json!({"envelope": "s@example.net", "recipient": "a@example.com", "message-id": "retry-1",
+                 "mime": "Subject: once more\r\n\r\nsent twice\r\n", "retries": [1]}),
+        ],
+    );
+    let success = d.collect("success", 1, WAIT);
+    assert_eq!(success.len(), 1, "{}", d.log_tail(20));
+    assert_eq!(success[0]["key"], "retry-1", "it came back by key: {}", success[0]);
+    assert_eq!(stored(&store), ["retry-1"], "stored under its message-id");
+    let deadline = Instant::now() + WAIT;
+    while recorded(&out).len() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let seen = recorded(&out);
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(
+        seen[1]["data"].as_str().unwrap().contains("sent twice"),
+        "from the store: {:?}",
+        seen[1]
+    );
+}
+
+#[test]
+fn a_store_sluice_has_not_built_is_a_start_up_error_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.txt");
+    std::fs::write(
+        &config,
+        format!(
+            "data-directory: {}\nsmtp-port: {}\nwww-port: {}\nstorage-address: s3://AKIA:secretkey@eu-west-1/bucket\n",
+            dir.path().join("data").display(),
+            free_port(),
+            free_port()
+        ),
+    )
+    .unwrap();
+    let stderr = start_fails(&config);
+    assert!(
+        stderr.contains("storage-address") && stderr.contains("not supported yet"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("secretkey"), "{stderr}");
+}
