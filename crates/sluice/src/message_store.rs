@@ -5,13 +5,19 @@
 //! and no `mime` is read from it before delivery, and a key that is not
 //! there is the `storage/error` result.
 //!
-//! Backends: `dir://` / `directory://` (MailerQ's directory store: one file
-//! per message in a nested tree, `?depth=N`, default 4; `?compression=gzip`).
-//! A file is written under a temporary name, fsync'd, renamed and its
-//! directory fsync'd before the key is used, so a key in an acknowledged
-//! message always names MIME on disk. Its modification time is set to when
-//! it expires (the message's deadline plus `storage-ttl`); a sweep removes
-//! expired files.
+//! Backends (each with `?compression=gzip`):
+//! - `dir://` / `directory://`: MailerQ's directory store, one file per
+//!   message in a nested tree (`?depth=N`, default 4). A file is written
+//!   under a temporary name, fsync'd, renamed and its directory fsync'd
+//!   before the key is used, so a key in an acknowledged message always
+//!   names MIME on disk. Its modification time is when it expires.
+//! - `sqlite:///path` and `postgresql://user:password@host/db` (instances
+//!   sharing one): a table `message_store (id, value, expire, modified,
+//!   encoding)`, the fields MailerQ documents for its documents, made when
+//!   missing; a write is committed before the key is used.
+//!
+//! A message expires at its deadline plus `storage-ttl`; a sweep every
+//! minute removes the expired ones.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -42,11 +48,16 @@ impl Policy {
 /// the directory costs at most this).
 const MAX_READ: u64 = 1 << 30;
 
-/// The directory message store.
-#[derive(Debug)]
+/// Where the messages are kept.
+enum Backend {
+    Dir { root: PathBuf, depth: usize },
+    Sqlite(std::sync::Mutex<rusqlite::Connection>),
+    Postgres(std::sync::Mutex<postgres::Client>),
+}
+
+/// The message store.
 pub struct MessageStore {
-    root: PathBuf,
-    depth: usize,
+    backend: Backend,
     gzip: bool,
     pub policy: Policy,
     /// `storage-ttl`: kept this long past the message's deadline.
@@ -55,28 +66,37 @@ pub struct MessageStore {
     pub max_delivertime: Duration,
 }
 
-/// Why `storage-address` cannot be used.
-pub fn parse_address(address: &str) -> Result<(PathBuf, usize, bool), String> {
+/// A `storage-address`, read.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Address {
+    Dir {
+        root: PathBuf,
+        depth: usize,
+    },
+    Sqlite(PathBuf),
+    /// The address without Sluice's own options, as the driver takes it.
+    Postgres(String),
+}
+
+/// `storage-address` read as MailerQ writes it, and whether to compress;
+/// an error says why it cannot be used (never repeating a password).
+pub fn parse_address(address: &str) -> Result<(Address, bool), String> {
     let (scheme, rest) = address
         .split_once("://")
-        .ok_or_else(|| format!("`{address}` is not a storage address (dir:///path)"))?;
-    match scheme.to_ascii_lowercase().as_str() {
-        "dir" | "directory" => {}
-        "sqlite" | "postgresql" | "mysql" | "mongodb" | "couchbase" | "s3" => {
-            return Err(format!(
-                "{scheme}:// message stores are not supported yet; dir:// (directory://) is"
-            ))
-        }
-        other => return Err(format!("`{other}` is not a storage backend")),
+        .ok_or_else(|| "not a storage address (dir:///path, sqlite:///file, postgresql://…)".to_string())?;
+    let scheme = scheme.to_ascii_lowercase();
+    if matches!(scheme.as_str(), "mysql" | "mongodb" | "couchbase" | "s3") {
+        return Err(format!(
+            "{scheme}:// message stores are not supported yet; dir://, sqlite:// and postgresql:// are"
+        ));
     }
-    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    if !path.starts_with('/') {
-        return Err("the directory must be an absolute path (dir:///path)".into());
-    }
+    let postgres = scheme == "postgresql" || scheme == "postgres";
+    let (main, query) = rest.split_once('?').unwrap_or((rest, ""));
     let (mut depth, mut gzip) = (4usize, false);
+    let mut passed_on = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         match pair.split_once('=') {
-            Some(("depth", d)) => {
+            Some(("depth", d)) if !postgres => {
                 depth = d
                     .parse()
                     .ok()
@@ -85,14 +105,53 @@ pub fn parse_address(address: &str) -> Result<(PathBuf, usize, bool), String> {
             }
             Some(("compression", "gzip")) => gzip = true,
             Some(("compression", "none" | "identity")) => gzip = false,
+            _ if postgres => passed_on.push(pair),
             _ => {
                 return Err(format!(
-                    "`{pair}` is not a directory store option (depth, compression=gzip)"
+                    "`{pair}` is not a {scheme} store option (depth, compression=gzip)"
                 ))
             }
         }
     }
-    Ok((PathBuf::from(path), depth, gzip))
+    let address = match scheme.as_str() {
+        "dir" | "directory" | "sqlite" if !main.starts_with('/') => {
+            return Err(format!("the path must be absolute ({scheme}:///path)"))
+        }
+        "dir" | "directory" => Address::Dir {
+            root: PathBuf::from(main),
+            depth,
+        },
+        "sqlite" => Address::Sqlite(PathBuf::from(main)),
+        _ if postgres => {
+            let mut a = format!("postgresql://{main}");
+            if !passed_on.is_empty() {
+                a.push('?');
+                a.push_str(&passed_on.join("&"));
+            }
+            Address::Postgres(a)
+        }
+        other => return Err(format!("`{other}` is not a storage backend")),
+    };
+    Ok((address, gzip))
+}
+
+/// The table of the SQL backends: MailerQ's documented fields.
+const TABLE_SQLITE: &str = "CREATE TABLE IF NOT EXISTS message_store (id TEXT PRIMARY KEY, value BLOB NOT NULL, expire INTEGER NOT NULL, modified INTEGER NOT NULL, encoding TEXT NOT NULL)";
+const TABLE_POSTGRES: &str = "CREATE TABLE IF NOT EXISTS message_store (id TEXT PRIMARY KEY, value BYTEA NOT NULL, expire BIGINT NOT NULL, modified BIGINT NOT NULL, encoding TEXT NOT NULL)";
+
+/// Runs a blocking PostgreSQL call off the async runtime (the sync client
+/// runs a runtime of its own, which cannot start inside another).
+fn off_runtime<T: Send>(op: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| s.spawn(op).join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+}
+
+fn io(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(e.to_string())
+}
+
+/// Seconds since 1970 now.
+fn now_secs() -> i64 {
+    i64::try_from(sluice_queue::now_ms() / 1000).unwrap_or(0)
 }
 
 /// A key Sluice makes and takes: letters, digits, `-`, `_`, `.`; no path tricks.
@@ -107,11 +166,32 @@ fn valid_key(key: &str) -> bool {
 impl MessageStore {
     /// The store of `storage-address`, made ready (its directory created).
     pub fn open(address: &str, policy: Policy, ttl: Duration) -> Result<MessageStore, String> {
-        let (root, depth, gzip) = parse_address(address)?;
-        std::fs::create_dir_all(&root).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
+        let (address, gzip) = parse_address(address)?;
+        let backend = match address {
+            Address::Dir { root, depth } => {
+                std::fs::create_dir_all(&root).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
+                Backend::Dir { root, depth }
+            }
+            Address::Sqlite(path) => {
+                let db = rusqlite::Connection::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+                db.busy_timeout(Duration::from_secs(5)).map_err(|e| e.to_string())?;
+                db.execute_batch(&format!(
+                    "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; {TABLE_SQLITE}"
+                ))
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+                Backend::Sqlite(std::sync::Mutex::new(db))
+            }
+            Address::Postgres(a) => {
+                let client = off_runtime(|| -> Result<postgres::Client, String> {
+                    let mut c = postgres::Client::connect(&a, postgres::NoTls).map_err(|e| e.to_string())?;
+                    c.batch_execute(TABLE_POSTGRES).map_err(|e| e.to_string())?;
+                    Ok(c)
+                })?;
+                Backend::Postgres(std::sync::Mutex::new(client))
+            }
+        };
         Ok(MessageStore {
-            root,
-            depth,
+            backend,
             gzip,
             policy,
             ttl,
@@ -119,26 +199,87 @@ impl MessageStore {
         })
     }
 
-    /// Where `key` lives: nested by the first characters of its hash.
+    /// Where `key` lives in a directory store: nested by the first bytes of its hash.
     fn path(&self, key: &str) -> Option<PathBuf> {
+        let Backend::Dir { root, depth } = &self.backend else {
+            return None;
+        };
         if !valid_key(key) {
             return None;
         }
         let digest = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
-        let mut p = self.root.clone();
-        for b in digest.as_ref().iter().take(self.depth) {
+        let mut p = root.clone();
+        for b in digest.as_ref().iter().take(*depth) {
             p.push(format!("{b:02x}"));
         }
         p.push(key);
         Some(p)
     }
 
+    /// `mime` as a SQL backend stores it (compressed with `compression=gzip`).
+    fn encoded(&self, mime: &[u8]) -> std::io::Result<Vec<u8>> {
+        if !self.gzip {
+            return Ok(mime.to_vec());
+        }
+        let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        z.write_all(mime)?;
+        z.finish()
+    }
+
+    /// Stored bytes back to MIME, compressed or not by what they are (so
+    /// changing `compression=` keeps what was stored readable), expanding
+    /// to at most [`MAX_READ`].
+    fn decoded(raw: Vec<u8>) -> std::io::Result<Vec<u8>> {
+        if !raw.starts_with(&[0x1f, 0x8b]) {
+            return Ok(raw);
+        }
+        let mut out = Vec::new();
+        flate2::read::MultiGzDecoder::new(&raw[..])
+            .take(MAX_READ)
+            .read_to_end(&mut out)?;
+        Ok(out)
+    }
+
     /// Stores `mime` under `key` until `expire_ms` (+ `storage-ttl`), durably.
     pub fn put(&self, key: &str, mime: &[u8], expire_ms: u64) -> std::io::Result<()> {
-        let path = self
-            .path(key)
-            .ok_or_else(|| std::io::Error::other(format!("`{key}` is not a storage key")))?;
-        let dir = path.parent().unwrap_or(&self.root);
+        if !valid_key(key) {
+            return Err(io(format!("`{}` is not a storage key", key.escape_debug())));
+        }
+        let expire = i64::try_from((expire_ms + self.ttl.as_millis() as u64) / 1000).unwrap_or(i64::MAX);
+        let encoding = if self.gzip { "gzip" } else { "identity" };
+        match &self.backend {
+            Backend::Sqlite(db) => {
+                let value = self.encoded(mime)?;
+                let db = db.lock().unwrap_or_else(|e| e.into_inner());
+                db.execute(
+                    "INSERT INTO message_store (id, value, expire, modified, encoding) VALUES (?1, ?2, ?3, ?4, ?5) \
+                     ON CONFLICT (id) DO UPDATE SET value = excluded.value, expire = excluded.expire, \
+                     modified = excluded.modified, encoding = excluded.encoding",
+                    rusqlite::params![key, value, expire, now_secs(), encoding],
+                )
+                .map_err(io)?;
+                return Ok(());
+            }
+            Backend::Postgres(client) => {
+                let value = self.encoded(mime)?;
+                let mut guard = client.lock().unwrap_or_else(|e| e.into_inner());
+                let client: &mut postgres::Client = &mut guard;
+                let now = now_secs();
+                off_runtime(|| {
+                    client.execute(
+                        "INSERT INTO message_store (id, value, expire, modified, encoding) VALUES ($1, $2, $3, $4, $5) \
+                         ON CONFLICT (id) DO UPDATE SET value = EXCLUDED.value, expire = EXCLUDED.expire, \
+                         modified = EXCLUDED.modified, encoding = EXCLUDED.encoding",
+                        &[&key, &value, &expire, &now, &encoding],
+                    )
+                })
+                .map_err(io)?;
+                return Ok(());
+            }
+            Backend::Dir { .. } => {}
+        }
+        let path = self.path(key).ok_or_else(|| io("not a storage key"))?;
+        let dir = path.parent().ok_or_else(|| io("no directory"))?;
         std::fs::create_dir_all(dir)?;
         let tmp = dir.join(format!(".{key}.tmp"));
         {
@@ -160,26 +301,50 @@ impl MessageStore {
 
     /// The MIME under `key`; `None` when there is none (or it expired).
     pub fn get(&self, key: &str) -> std::io::Result<Option<Vec<u8>>> {
-        let Some(path) = self.path(key) else { return Ok(None) };
-        let mut f = match std::fs::File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let mut raw = Vec::new();
-        (&mut f).take(MAX_READ).read_to_end(&mut raw)?;
-        // Compressed or not by what the file is, so changing compression= keeps old files readable.
-        if raw.starts_with(&[0x1f, 0x8b]) {
-            let mut out = Vec::new();
-            flate2::read::MultiGzDecoder::new(&raw[..])
-                .take(MAX_READ)
-                .read_to_end(&mut out)?;
-            return Ok(Some(out));
+        if !valid_key(key) {
+            return Ok(None);
         }
-        Ok(Some(raw))
+        let now = now_secs();
+        let raw: Option<Vec<u8>> = match &self.backend {
+            Backend::Sqlite(db) => {
+                use rusqlite::OptionalExtension;
+                let db = db.lock().unwrap_or_else(|e| e.into_inner());
+                db.query_row(
+                    "SELECT value FROM message_store WHERE id = ?1 AND expire >= ?2",
+                    rusqlite::params![key, now],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(io)?
+            }
+            Backend::Postgres(client) => {
+                let mut guard = client.lock().unwrap_or_else(|e| e.into_inner());
+                let client: &mut postgres::Client = &mut guard;
+                let row = off_runtime(|| {
+                    client.query_opt(
+                        "SELECT value FROM message_store WHERE id = $1 AND expire >= $2",
+                        &[&key, &now],
+                    )
+                })
+                .map_err(io)?;
+                row.map(|r| r.get::<_, Vec<u8>>(0))
+            }
+            Backend::Dir { .. } => {
+                let Some(path) = self.path(key) else { return Ok(None) };
+                let mut f = match std::fs::File::open(&path) {
+                    Ok(f) => f,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    Err(e) => return Err(e),
+                };
+                let mut raw = Vec::new();
+                (&mut f).take(MAX_READ).read_to_end(&mut raw)?;
+                Some(raw)
+            }
+        };
+        raw.map(MessageStore::decoded).transpose()
     }
 
-    /// Removes expired files (their modification time is their expiry); the number removed.
+    /// Removes expired messages (a file's modification time is its expiry); the number removed.
     pub fn sweep(&self) -> usize {
         fn walk(dir: &Path, now: SystemTime, removed: &mut usize) {
             let Ok(entries) = std::fs::read_dir(dir) else { return };
@@ -192,9 +357,25 @@ impl MessageStore {
                 }
             }
         }
-        let mut removed = 0;
-        walk(&self.root, SystemTime::now(), &mut removed);
-        removed
+        match &self.backend {
+            Backend::Sqlite(db) => {
+                let db = db.lock().unwrap_or_else(|e| e.into_inner());
+                db.execute("DELETE FROM message_store WHERE expire < ?1", [now_secs()])
+                    .unwrap_or(0)
+            }
+            Backend::Postgres(client) => {
+                let mut guard = client.lock().unwrap_or_else(|e| e.into_inner());
+                let client: &mut postgres::Client = &mut guard;
+                let now = now_secs();
+                off_runtime(|| client.execute("DELETE FROM message_store WHERE expire < $1", &[&now]))
+                    .map_or(0, |n| n as usize)
+            }
+            Backend::Dir { root, .. } => {
+                let mut removed = 0;
+                walk(root, SystemTime::now(), &mut removed);
+                removed
+            }
+        }
     }
 }
 
@@ -351,11 +532,47 @@ mod tests {
 
     #[test]
     fn addresses_as_mailerq_writes_them() {
-        assert!(parse_address("directory:///var/lib/mailerq/storage").is_ok());
-        assert_eq!(parse_address("dir:///s?depth=3").unwrap().1, 3);
+        let (a, gzip) = parse_address("directory:///var/lib/mailerq/storage?compression=gzip").unwrap();
+        assert!(gzip && matches!(a, Address::Dir { depth: 4, .. }));
+        assert!(matches!(
+            parse_address("dir:///s?depth=3").unwrap().0,
+            Address::Dir { depth: 3, .. }
+        ));
+        assert_eq!(
+            parse_address("sqlite:///var/db.sqlite").unwrap().0,
+            Address::Sqlite("/var/db.sqlite".into())
+        );
+        assert_eq!(
+            parse_address("postgresql://u:p@h/db?compression=gzip&connect_timeout=5").unwrap(),
+            (
+                Address::Postgres("postgresql://u:p@h/db?connect_timeout=5".into()),
+                true
+            )
+        );
         assert!(parse_address("dir://relative").is_err());
         assert!(parse_address("dir:///s?depth=99").is_err());
         let e = parse_address("s3://key:secret@eu-west-1/bucket").unwrap_err();
         assert!(e.contains("not supported yet") && !e.contains("secret"), "{e}");
+    }
+
+    #[test]
+    fn sqlite_keeps_rows_until_they_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("store.sqlite");
+        let s = MessageStore::open(
+            &format!("sqlite://{}?compression=gzip", db.display()),
+            Policy::All,
+            Duration::ZERO,
+        )
+        .unwrap();
+        s.put("k1", b"Subject: x\r\n\r\nrow\r\n", far()).unwrap();
+        s.put("old", b"x", 1_000).unwrap();
+        assert_eq!(s.get("k1").unwrap().unwrap(), b"Subject: x\r\n\r\nrow\r\n");
+        assert_eq!(s.get("old").unwrap(), None, "expired rows are not handed out");
+        assert_eq!(s.sweep(), 1);
+        assert_eq!(s.get("nope").unwrap(), None);
+        // Another instance on the same file sees it.
+        let again = MessageStore::open(&format!("sqlite://{}", db.display()), Policy::None, Duration::ZERO).unwrap();
+        assert_eq!(again.get("k1").unwrap().unwrap(), b"Subject: x\r\n\r\nrow\r\n");
     }
 }

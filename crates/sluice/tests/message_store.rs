@@ -1,4 +1,5 @@
-//! MailerQ's message store (`storage-address: dir://…`): with policy `all`
+//! MailerQ's message store (`storage-address`: a directory, and a real
+//! PostgreSQL two instances share): with policy `all`
 //! received mail is queued with a `key` instead of its MIME; a message with
 //! a key is delivered with the stored MIME, a missing key is `storage/error`;
 //! with policy `out` a retry goes back to the outbox by key and is delivered
@@ -35,6 +36,26 @@ fn policy_all_queues_keys_and_a_key_is_delivered_with_the_stored_mime() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let address = format!("storage-address: dir://{}?compression=gzip\n", store.display());
+    let key = keys_round_trip(dir.path(), &address);
+    assert_eq!(stored(&store), [key]);
+}
+
+#[test]
+fn instances_share_a_postgresql_message_store() {
+    let db = sluice_test_support::PgDatabase::create();
+    let dir = tempfile::tempdir().unwrap();
+    let address = format!("storage-address: {}?compression=gzip\n", db.address);
+    let key = keys_round_trip(dir.path(), &address);
+    let row = db.sql(&format!(
+        "SELECT encoding, expire > extract(epoch from now()) FROM message_store WHERE id = '{key}'"
+    ));
+    assert_eq!(row.trim(), "gzip|t", "one row, compressed, not expired");
+}
+
+/// One instance receives with policy `all` (the queued JSON has a key),
+/// another on the same store delivers it and fails a key that is not
+/// there; the key.
+fn keys_round_trip(dir: &Path, address: &str) -> String {
     // Receiving only: what the outbox holds is visible.
     let receiver = Daemon::start(&format!("{address}storage-policy: all\n"));
     let (ok, transcript) = swaks(
@@ -49,11 +70,10 @@ fn policy_all_queues_keys_and_a_key_is_delivered_with_the_stored_mime() {
     let m = &queued[0];
     assert!(m.get("mime").is_none(), "the JSON carries a key instead: {m}");
     let key = m["key"].as_str().unwrap().to_string();
-    assert_eq!(stored(&store), [key]);
     drop(receiver);
 
     // Another instance on the same store delivers it, and fails a key that is not there.
-    let out = dir.path().join("received.jsonl");
+    let out = dir.join("received.jsonl");
     let sink = recorder(&out, None);
     let d = Daemon::start(&format!(
         "{address}storage-policy: none\ndelivery-enabled: true\nsmtp-sink-ip: 127.0.0.1\nsmtp-sink-port: {}\n",
@@ -79,6 +99,7 @@ fn policy_all_queues_keys_and_a_key_is_delivered_with_the_stored_mime() {
         "{:?}",
         seen[0]
     );
+    key
 }
 
 #[test]

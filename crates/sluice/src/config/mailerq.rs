@@ -73,10 +73,13 @@ pub const NOT_ACTED_ON: &[(&str, &str)] = &[
     ("spamassassin-port", "not supported yet (use a plugin)"),
     (
         "storage-reschedule",
-        "the directory store is local: a read that fails is retried on the retry schedule",
+        "a read that fails is retried on the retry schedule",
     ),
-    ("storage-threads", "the directory store needs no connections"),
-    ("storage-timeout", "the directory store is local: reads are not timed"),
+    ("storage-threads", "one connection per store"),
+    (
+        "storage-timeout",
+        "reads are not timed (PostgreSQL: the driver's connect_timeout)",
+    ),
     ("download-blacklist", "no ResponsiveEmail downloads"),
     ("download-whitelist", "no ResponsiveEmail downloads"),
     ("download-cache", "no ResponsiveEmail downloads"),

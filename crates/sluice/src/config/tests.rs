@@ -151,7 +151,7 @@ fn mailerq_keys_sluice_does_not_act_on_start_with_a_warning_each() {
     );
     ends(
         &c.warnings[1],
-        ":3: storage-threads: accepted, not acted on by Sluice: the directory store needs no connections",
+        ":3: storage-threads: accepted, not acted on by Sluice: one connection per store",
     );
     assert!(
         !c.warnings.iter().any(|w| w.contains("/etc/mailerq")),
