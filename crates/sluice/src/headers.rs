@@ -38,6 +38,21 @@ pub fn fields(mime: &[u8]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// `message` with every line ending as CRLF, as SMTP has them (files and
+/// producers often write bare LF; what is signed must be what is sent).
+pub fn crlf(message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len() + message.len() / 32);
+    let mut prev = 0u8;
+    for &b in message {
+        if b == b'\n' && prev != b'\r' {
+            out.push(b'\r');
+        }
+        out.push(b);
+        prev = b;
+    }
+    out
+}
+
 /// The first address in the first of `headers` that has one (the envelope
 /// sender of a message received without one); empty when none has.
 pub fn envelope(mime: &[u8], headers: &[&str]) -> String {
@@ -104,4 +119,14 @@ pub fn addresses(value: &str) -> Vec<String> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_ends_become_crlf() {
+        assert_eq!(crlf(b"a\nb\r\nc\n"), b"a\r\nb\r\nc\r\n");
+    }
 }

@@ -187,20 +187,6 @@ fn private_key(pem: &str) -> Option<PrivateKeyDer<'static>> {
     rustls_pemfile::private_key(&mut pem.as_bytes()).ok().flatten()
 }
 
-/// `message` with every line ending as CRLF (what is signed is what is sent).
-pub fn crlf(message: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(message.len() + message.len() / 32);
-    let mut prev = 0u8;
-    for &b in message {
-        if b == b'\n' && prev != b'\r' {
-            out.push(b'\r');
-        }
-        out.push(b);
-        prev = b;
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,11 +201,6 @@ mod tests {
             tidy("DKIM-Signature: b=abc==;\r\n".into()),
             "DKIM-Signature: b=abc==;\r\n"
         );
-    }
-
-    #[test]
-    fn line_ends_become_crlf() {
-        assert_eq!(crlf(b"a\nb\r\nc\n"), b"a\r\nb\r\nc\r\n");
     }
 
     #[test]

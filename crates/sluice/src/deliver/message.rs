@@ -113,7 +113,7 @@ fn push_orcpt(rcpt: &mut Vec<Param>, kind: &str, addr: &str) {
 /// The message with a DKIM-Signature per usable key in front. A key that
 /// cannot sign is logged and left out: the message still goes, unsigned by it.
 fn signed(msg: &Outgoing, keys: &[super::dkim::Key], missing: Vec<super::dkim::DkimError>, mime: &[u8]) -> Vec<u8> {
-    let body = super::dkim::crlf(mime);
+    let body = crate::headers::crlf(mime);
     let (headers, errors) = super::dkim::sign(keys, &body, sluice_queue::now_ms());
     for e in missing.into_iter().chain(errors) {
         tracing::warn!(recipient = %msg.recipient, error = %e, "DKIM key not used");

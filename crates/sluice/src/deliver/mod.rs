@@ -333,6 +333,10 @@ impl Engine {
             return publish;
         };
         let outbox = self.policy.outbox.clone();
+        // Results and copies for other queues carry no MIME to move (most outcomes).
+        if !publish.iter().any(|m| m.queue == outbox) {
+            return publish;
+        }
         let default_deadline = sluice_queue::now_ms() + self.defaults.max_delivertime * 1000;
         // Kept until the store is done: nothing of an outcome may be lost on the way.
         let original = publish.clone();

@@ -231,22 +231,25 @@ async fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, Refused> {
 /// The reception a file makes: recipients from To, Cc and Bcc (Bcc then
 /// removed), the envelope from the headers in MailerQ's order.
 fn message(spool: &Spool, f: &Found, mime: Vec<u8>) -> Result<(Reception, Vec<Recipient>), Refused> {
-    let mime = crlf(&mime);
+    let mime = crate::headers::crlf(&mime);
     let mut recipients: Vec<String> = Vec::new();
+    let mut seen = HashSet::new();
     for header in ["to", "cc", "bcc"] {
         for value in crate::headers::header_values(&mime, header) {
             for address in crate::headers::addresses(&value) {
-                if !recipients.iter().any(|r| r.eq_ignore_ascii_case(&address)) {
+                if seen.insert(address.to_ascii_lowercase()) {
                     recipients.push(address);
+                }
+                // Refused as soon as there are too many: a file of a million
+                // addresses costs no more than one of max_recipients.
+                if recipients.len() > spool.max_recipients {
+                    return Err(Refused::TooManyRecipients(spool.max_recipients));
                 }
             }
         }
     }
     if recipients.is_empty() {
         return Err(Refused::NoRecipient);
-    }
-    if recipients.len() > spool.max_recipients {
-        return Err(Refused::TooManyRecipients(spool.max_recipients));
     }
     if let Some(bad) = recipients.iter().find(|r| sluice_smtp::wire::Path::mailbox(r).is_err()) {
         return Err(Refused::BadRecipient(sluice_smtp::wire::shown(bad)));
@@ -290,18 +293,6 @@ fn message(spool: &Spool, f: &Found, mime: Vec<u8>) -> Result<(Reception, Vec<Re
         })
         .collect();
     Ok((reception, recipients))
-}
-
-/// Line ends as SMTP has them (files are often written with bare LF).
-fn crlf(mime: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(mime.len() + mime.len() / 40);
-    for (i, b) in mime.iter().enumerate() {
-        if *b == b'\n' && (i == 0 || mime[i - 1] != b'\r') {
-            out.push(b'\r');
-        }
-        out.push(*b);
-    }
-    out
 }
 
 /// Removes a stored file and makes the removal durable (a file back after
@@ -402,6 +393,15 @@ mod tests {
             refused(b"To: a@x.test, b@x.test, c@x.test, d@x.test\n\nx\n"),
             Refused::TooManyRecipients(3)
         );
+        // Refused while still counting: a hundred thousand addresses cost no quadratic dedup.
+        let crowd = format!(
+            "To: {}\n\nx\n",
+            (0..100_000)
+                .map(|i| format!("r{i}@x.test"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        assert_eq!(refused(crowd.as_bytes()), Refused::TooManyRecipients(3));
         assert!(matches!(refused(b"To: <a b@x.test>\n\nx\n"), Refused::BadRecipient(_)));
         let (r, _) = message(
             &spool(),

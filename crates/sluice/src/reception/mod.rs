@@ -83,18 +83,15 @@ pub async fn receive(
 ) -> Result<Stored, Failure> {
     let mut prepared = message::prepare(reception);
     if let Some(store) = writer.store.clone().filter(|s| s.policy.inbound()) {
-        let first = recipients.first().map(|r| r.address.clone()).unwrap_or_default();
+        // A message id: unique across instances (server-id), a valid storage key.
+        let key = writer.ids.next();
         let mime = prepared.mime().to_string();
-        let put = tokio::task::spawn_blocking(move || {
-            let key = crate::message_store::MessageStore::key_for(
-                None,
-                format!("{first}\n{}\n{mime}", sluice_queue::now_ms()).as_bytes(),
-            );
-            store.put(&key, mime.as_bytes(), store.deadline_ms()).map(|()| key)
-        })
-        .await;
+        let put = {
+            let key = key.clone();
+            tokio::task::spawn_blocking(move || store.put(&key, mime.as_bytes(), store.deadline_ms())).await
+        };
         match put {
-            Ok(Ok(key)) => prepared.stored_as(key),
+            Ok(Ok(())) => prepared.stored_as(key),
             // The queue can take the MIME itself: better than refusing the mail.
             Ok(Err(e)) => tracing::warn!(error = %e, "message store: MIME kept in the queue"),
             Err(e) => tracing::warn!(error = %e, "message store: MIME kept in the queue"),

@@ -67,7 +67,7 @@ fn returned_message_id(message: &mail_parser::Message<'_>) -> Option<String> {
                 let id = crate::headers::header_values(body(part), "message-id")
                     .into_iter()
                     .next()?;
-                return Some(text(id.trim().trim_start_matches('<').trim_end_matches('>')));
+                return Some(bare(&id));
             }
             _ => {}
         }
@@ -86,25 +86,26 @@ fn typed_value(v: &str) -> String {
     text(v.split_once(';').map_or(v, |(_, rest)| rest).trim())
 }
 
-/// Groups of header-like fields separated by blank lines (RFC 3464 §2.1).
+/// Groups of header-like fields separated by blank lines (RFC 3464 §2.1),
+/// each read as a header section, names lower-cased (the first of each).
 fn groups(status: &[u8]) -> Vec<Map<String, Value>> {
-    let text_of = String::from_utf8_lossy(status).replace("\r\n", "\n");
-    let mut out = Vec::new();
-    for group in text_of.split("\n\n") {
-        let mut fields = Map::new();
-        let unfolded = group.replace("\n ", " ").replace("\n\t", " ");
-        for line in unfolded.lines() {
-            if let Some((name, value)) = line.split_once(':') {
-                fields
-                    .entry(name.trim().to_ascii_lowercase())
-                    .or_insert_with(|| Value::String(value.trim().to_string()));
+    let text = crate::headers::crlf(status);
+    let text = String::from_utf8_lossy(&text);
+    text.split("\r\n\r\n")
+        .map(|group| {
+            let mut fields = Map::new();
+            for (name, value) in crate::headers::fields(group.as_bytes()) {
+                fields.entry(name.to_ascii_lowercase()).or_insert(Value::String(value));
             }
-        }
-        if !fields.is_empty() {
-            out.push(fields);
-        }
-    }
-    out
+            fields
+        })
+        .filter(|f| !f.is_empty())
+        .collect()
+}
+
+/// An address or message-id without its angle brackets.
+fn bare(s: &str) -> String {
+    text(s.trim().trim_start_matches('<').trim_end_matches('>'))
 }
 
 fn dsn(message: &mail_parser::Message<'_>) -> Option<Value> {
@@ -178,8 +179,7 @@ fn arf(mime: &[u8]) -> Option<Value> {
     ] {
         if let Some(v) = value {
             // Addresses as bare addresses, the way DSNs give them.
-            let v = typed_value(v);
-            report[key] = v.trim_start_matches('<').trim_end_matches('>').to_string().into();
+            report[key] = bare(&typed_value(v)).into();
         }
     }
     if let Some(ip) = feedback.source_ip() {
@@ -190,7 +190,7 @@ fn arf(mime: &[u8]) -> Option<Value> {
         .into_iter()
         .next()
     {
-        report["message-id"] = text(id.trim().trim_start_matches('<').trim_end_matches('>')).into();
+        report["message-id"] = bare(&id).into();
     }
     Some(report)
 }
