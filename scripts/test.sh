@@ -2,7 +2,8 @@
 # Runs every test. Installs the real peers the tests talk to when missing:
 # swaks, Postfix (smtp-source/smtp-sink, and a private instance as a mailbox),
 # dnsmasq (test DNS zones), rabbitmq-server, PostgreSQL, Prometheus, Chromium,
-# python3 with dkimpy, aiosmtpd, pika, prometheus_client and playwright. Starts a private RabbitMQ and a private PostgreSQL for
+# python3 with dkimpy, aiosmtpd, pika, prometheus_client, playwright, boto3 and
+# moto's S3 server. Starts a private RabbitMQ, PostgreSQL and S3 server for
 # the run, stopped at the end. Safe to run repeatedly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -69,9 +70,9 @@ done
 
 # Python peers: aiosmtpd (an SMTP server with AUTH and STARTTLS), dkimpy (a DKIM verifier), pika (AMQP),
 # prometheus_client (an OpenMetrics parser), playwright (drives the system's chromium;
-# its own browser download is not used).
-if ! python3 -c "import aiosmtpd, dkim, nacl, pika, prometheus_client, playwright" 2>/dev/null; then
-  py=(aiosmtpd dkimpy pynacl pika prometheus_client playwright)
+# its own browser download is not used), moto's S3 server and boto3 (the s3:// message store).
+if ! python3 -c "import aiosmtpd, dkim, nacl, pika, prometheus_client, playwright, boto3, moto.server, flask_cors" 2>/dev/null; then
+  py=(aiosmtpd dkimpy pynacl pika prometheus_client playwright boto3 "moto[server]")
   python3 -m pip install -q "${py[@]}" 2>/dev/null || python3 -m pip install -q --break-system-packages "${py[@]}"
 fi
 
@@ -79,11 +80,14 @@ fi
 # start a broker start their own.
 source scripts/private-rabbitmq.sh
 source scripts/private-postgres.sh
-trap 'rabbit_stop; pg_stop' EXIT
+source scripts/private-s3.sh
+trap 'rabbit_stop; pg_stop; s3_stop' EXIT
 rabbit_start
 export RABBITMQ_TEST_ADDRESS="$RABBIT_ADDRESS"
 pg_start
 export POSTGRES_TEST_ADDRESS="$PG_ADDRESS"
+s3_start
+export S3_TEST_ENDPOINT="$S3_ENDPOINT" S3_TEST_ACCESS_KEY="$S3_ACCESS_KEY" S3_TEST_SECRET_KEY="$S3_SECRET_KEY"
 
 status=0
 if cargo nextest --version >/dev/null 2>&1; then

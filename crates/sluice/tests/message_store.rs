@@ -1,5 +1,5 @@
 //! MailerQ's message store (`storage-address`: a directory, and a real
-//! PostgreSQL two instances share): with policy `all`
+//! PostgreSQL and a real S3-compatible server two instances share): with policy `all`
 //! received mail is queued with a `key` instead of its MIME; a message with
 //! a key is delivered with the stored MIME, a missing key is `storage/error`;
 //! with policy `out` a retry goes back to the outbox by key and is delivered
@@ -50,6 +50,67 @@ fn instances_share_a_postgresql_message_store() {
         "SELECT encoding, expire > extract(epoch from now()) FROM message_store WHERE id = '{key}'"
     ));
     assert_eq!(row.trim(), "gzip|t", "one row, compressed, not expired");
+}
+
+#[test]
+fn instances_share_an_s3_message_store() {
+    let bucket = sluice_test_support::S3Bucket::create();
+    let dir = tempfile::tempdir().unwrap();
+    let address = format!("storage-address: {}&compression=gzip\n", bucket.address);
+    let key = keys_round_trip(dir.path(), &address);
+    let objects = bucket.objects();
+    assert_eq!(objects.len(), 1, "{objects:?}");
+    let (name, meta) = &objects[0];
+    assert_eq!(name, &key);
+    assert_eq!(meta.get("encoding").map(String::as_str), Some("gzip"), "{meta:?}");
+    let expire: u64 = meta["expire"].parse().unwrap();
+    assert!(expire * 1000 > sluice_queue::now_ms(), "not expired: {meta:?}");
+}
+
+#[test]
+fn a_store_that_cannot_be_read_now_holds_the_message_for_storage_reschedule_without_an_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    // depth=0: the key's file is right in the directory. A directory in
+    // its place cannot be read as one, as a disk or a server can fail.
+    std::fs::create_dir_all(store.join("held-1")).unwrap();
+    let out = dir.path().join("received.jsonl");
+    let sink = recorder(&out, None);
+    let d = Daemon::start(&format!(
+        "storage-address: dir://{}?depth=0\nstorage-policy: none\nstorage-reschedule: 1\n\
+         delivery-enabled: true\nsmtp-sink-ip: 127.0.0.1\nsmtp-sink-port: {}\n",
+        store.display(),
+        sink.port
+    ));
+    inject(
+        &d,
+        &[json!({"envelope": "s@example.net", "recipient": "a@example.com", "key": "held-1"})],
+    );
+    let deadline = Instant::now() + WAIT;
+    while !d.log_tail(50).contains("cannot read the message store") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        d.log_tail(50).contains("cannot read the message store"),
+        "{}",
+        d.log_tail(20)
+    );
+    // Readable again: delivered at the next look, after a second.
+    std::fs::remove_dir(store.join("held-1")).unwrap();
+    std::fs::write(store.join("held-1"), "Subject: held\r\n\r\nwaited for the store\r\n").unwrap();
+    let success = d.collect("success", 1, WAIT);
+    assert_eq!(success.len(), 1, "{}", d.log_tail(20));
+    let results = success[0]["results"].as_array().unwrap();
+    assert_eq!(results.len(), 1, "the wait was no attempt: {results:?}");
+    assert!(
+        d.log_tail(50).contains("the message store can be read again"),
+        "{}",
+        d.log_tail(20)
+    );
+    assert!(recorded(&out)[0]["data"]
+        .as_str()
+        .unwrap()
+        .contains("waited for the store"));
 }
 
 /// One instance receives with policy `all` (the queued JSON has a key),
@@ -145,7 +206,7 @@ fn a_store_sluice_has_not_built_is_a_start_up_error_naming_the_key() {
     std::fs::write(
         &config,
         format!(
-            "data-directory: {}\nsmtp-port: {}\nwww-port: {}\nstorage-address: s3://AKIA:secretkey@eu-west-1/bucket\n",
+            "data-directory: {}\nsmtp-port: {}\nwww-port: {}\nstorage-address: mongodb://user:secretkey@h/db/collection\n",
             dir.path().join("data").display(),
             free_port(),
             free_port()

@@ -165,3 +165,83 @@ pub fn psql(address: &str, sql: &str) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// A bucket of one test's own on the test run's S3-compatible server
+/// (`S3_TEST_ENDPOINT`, `S3_TEST_ACCESS_KEY`, `S3_TEST_SECRET_KEY`, which
+/// `scripts/test.sh` sets), made and looked into with Python's boto3.
+pub struct S3Bucket {
+    /// The bucket's `storage-address` (`s3://KEY:SECRET@us-east-1/NAME?endpoint=URL`).
+    pub address: String,
+    /// The bucket's name.
+    pub name: String,
+    endpoint: String,
+    key: String,
+    secret: String,
+}
+
+impl S3Bucket {
+    /// Creates an empty bucket.
+    pub fn create() -> S3Bucket {
+        let var = |v: &str| std::env::var(v).unwrap_or_default();
+        let (endpoint, key, secret) = (
+            var("S3_TEST_ENDPOINT"),
+            var("S3_TEST_ACCESS_KEY"),
+            var("S3_TEST_SECRET_KEY"),
+        );
+        assert!(
+            !endpoint.is_empty() && !key.is_empty() && !secret.is_empty(),
+            "S3_TEST_ENDPOINT/_ACCESS_KEY/_SECRET_KEY are not set: run the tests with scripts/test.sh, which starts a private S3 server"
+        );
+        let name = format!("sluice-{}-{}", std::process::id(), free_port());
+        let b = S3Bucket {
+            address: format!("s3://{key}:{secret}@us-east-1/{name}?endpoint={endpoint}"),
+            name,
+            endpoint,
+            key,
+            secret,
+        };
+        b.boto3("s3.create_bucket(Bucket=bucket)");
+        b
+    }
+
+    /// Runs Python `code` with `s3` (a boto3 client) and `bucket` (the name) defined; its output.
+    pub fn boto3(&self, code: &str) -> String {
+        let program = format!(
+            "import boto3, json, sys\n\
+             s3 = boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1', \
+             aws_access_key_id=sys.argv[2], aws_secret_access_key=sys.argv[3])\n\
+             bucket = sys.argv[4]\n{code}\n"
+        );
+        let out = Command::new("python3")
+            .args(["-c", &program, &self.endpoint, &self.key, &self.secret, &self.name])
+            .output()
+            .expect("python3 runs");
+        assert!(
+            out.status.success(),
+            "boto3: {code}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The bucket's objects: each key with its `x-amz-meta-*` metadata, sorted by key.
+    pub fn objects(&self) -> Vec<(String, std::collections::BTreeMap<String, String>)> {
+        let out = self.boto3(
+            "for o in sorted(o['Key'] for o in s3.list_objects_v2(Bucket=bucket).get('Contents', [])):\n    \
+             meta = s3.head_object(Bucket=bucket, Key=o)['Metadata']\n    \
+             print('\\t'.join([o] + [k + '=' + v for k, v in sorted(meta.items())]))",
+        );
+        let mut objects = Vec::new();
+        // One line per object: its key, then name=value per metadata field, tab-separated.
+        for line in out.lines() {
+            let mut fields = line.split('\t');
+            let Some(key) = fields.next() else { continue };
+            let meta = fields
+                .filter_map(|f| f.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            objects.push((key.to_string(), meta));
+        }
+        objects
+    }
+}

@@ -332,6 +332,9 @@ settings! {
     storage_address: Opt = "storage-address", "";
     storage_policy: Choice("all", "out", "in", "none") = "storage-policy", "out";
     storage_ttl: Int(0, 31_536_000) = "storage-ttl", "3600";
+    storage_timeout: Int(1, 3600) = "storage-timeout", "20";
+    storage_reschedule: Int(0, 86_400) = "storage-reschedule", "120";
+    storage_threads: Int(1, 256) = "storage-threads", "1";
     // Addition (docs/mailerq.md): where spool files that cannot be messages go.
     spool_fail_directory: Opt = "spool-fail-directory", "";
     database: Opt = "database", "";

@@ -71,15 +71,6 @@ pub const NOT_ACTED_ON: &[(&str, &str)] = &[
     ("smtp-sink-password", "the sink is used without authentication"),
     ("spamassassin-host", "not supported yet (use a plugin)"),
     ("spamassassin-port", "not supported yet (use a plugin)"),
-    (
-        "storage-reschedule",
-        "a read that fails is retried on the retry schedule",
-    ),
-    ("storage-threads", "one connection per store"),
-    (
-        "storage-timeout",
-        "reads are not timed (PostgreSQL: the driver's connect_timeout)",
-    ),
     ("download-blacklist", "no ResponsiveEmail downloads"),
     ("download-whitelist", "no ResponsiveEmail downloads"),
     ("download-cache", "no ResponsiveEmail downloads"),

@@ -276,6 +276,9 @@ impl Config {
                     .collect::<Vec<_>>()
                     .join(", ");
                 hidden.as_str()
+            } else if k.name == "storage-address" {
+                hidden = crate::message_store::hide_secret(v);
+                hidden.as_str()
             } else {
                 v.as_str()
             };

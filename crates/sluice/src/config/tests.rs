@@ -142,7 +142,7 @@ fn cidr_matching() {
 
 #[test]
 fn mailerq_keys_sluice_does_not_act_on_start_with_a_warning_each() {
-    let c = load("license: /etc/mailerq/license.txt\nsmtp-port: 25\nstorage-threads: 4\n").unwrap();
+    let c = load("license: /etc/mailerq/license.txt\nsmtp-port: 25\nsmtp-check: true\n").unwrap();
     assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
     let ends = |w: &str, tail: &str| assert!(w.ends_with(tail), "{w}");
     ends(
@@ -151,7 +151,7 @@ fn mailerq_keys_sluice_does_not_act_on_start_with_a_warning_each() {
     );
     ends(
         &c.warnings[1],
-        ":3: storage-threads: accepted, not acted on by Sluice: one connection per store",
+        ":3: smtp-check: accepted, not acted on by Sluice: not supported yet (use a plugin)",
     );
     assert!(
         !c.warnings.iter().any(|w| w.contains("/etc/mailerq")),
@@ -340,4 +340,14 @@ fn docs_mailerq_md_names_every_mailerq_key() {
             "docs/mailerq.md does not name `{key}`"
         );
     }
+}
+
+#[test]
+fn config_check_hides_the_secret_of_a_storage_address() {
+    let c = load("storage-address: s3://AKIAEXAMPLE:wJalr/K7+secret@eu-west-1/mail\n").unwrap();
+    let shown = c.render();
+    assert!(
+        shown.contains("storage-address: s3://AKIAEXAMPLE:***@eu-west-1/mail") && !shown.contains("K7+secret"),
+        "{shown}"
+    );
 }

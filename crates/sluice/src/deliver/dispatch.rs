@@ -137,6 +137,7 @@ pub async fn run(engine: Arc<Engine>, lanes: Vec<mpsc::UnboundedSender<Job>>, li
                 ready.push(r);
             }
         }
+        let ready = d.load(ready).await;
         let mut deferred = 0;
         for r in d.resolve(ready).await {
             if !d.hand_out(r) {
@@ -178,11 +179,6 @@ impl Dispatcher {
                 return None;
             }
         }
-        let mut msg = msg;
-        if let Some(attempt) = load_from_store(engine, &mut msg) {
-            engine.conclude(stored.id, msg, None, permit, &attempt);
-            return None;
-        }
         let suppressions = engine.settings.suppressions();
         if !suppressions.is_empty() {
             if let Some(s) = suppressions.lookup(&msg.recipient.to_string()) {
@@ -207,6 +203,84 @@ impl Dispatcher {
             route,
             permit,
         })
+    }
+
+    /// Reads the MIME of the messages that carry a `key` and no `mime` from
+    /// the message store, `storage-threads` at a time, off the runtime. A
+    /// key the store does not have ends its message with `storage/error`
+    /// (final); a store that cannot be read now sends the message back to
+    /// the outbox for `storage-reschedule`, not counted as an attempt.
+    /// Without a store the key is left for a plugin (`mq_smtp_out_data`).
+    async fn load(&self, ready: Vec<Ready>) -> Vec<Ready> {
+        use super::outcome::{Attempt, ResultKind, State};
+        let Some(store) = &self.engine.store else { return ready };
+        let key_of = |r: &Ready| match r.msg.mime() {
+            Some(_) => None,
+            None => r.msg.json.get("key").and_then(|k| k.as_str()).map(str::to_string),
+        };
+        if !ready.iter().any(|r| key_of(r).is_some()) {
+            return ready;
+        }
+        let threads = Arc::new(Semaphore::new(store.threads.max(1)));
+        let mut reads = tokio::task::JoinSet::new();
+        let mut waiting = Vec::new();
+        let mut out = Vec::with_capacity(ready.len());
+        for r in ready {
+            let Some(key) = key_of(&r) else {
+                out.push(r);
+                continue;
+            };
+            let (store, threads, at) = (store.clone(), threads.clone(), waiting.len());
+            reads.spawn(async move {
+                let _thread = threads.acquire_owned().await;
+                let got = tokio::task::spawn_blocking(move || store.get(&key)).await;
+                (at, got.unwrap_or_else(|e| Err(std::io::Error::other(e.to_string()))))
+            });
+            waiting.push(Some(r));
+        }
+        while let Some(done) = reads.join_next().await {
+            let Ok((at, got)) = done else { continue };
+            let Some(mut r) = waiting.get_mut(at).and_then(Option::take) else {
+                continue;
+            };
+            if store.note_read(got.is_ok()) {
+                match &got {
+                    Ok(_) => tracing::info!("the message store can be read again"),
+                    Err(e) => tracing::error!(
+                        error = %e,
+                        reschedule_s = store.reschedule.as_secs(),
+                        "cannot read the message store; its messages wait storage-reschedule"
+                    ),
+                }
+            }
+            match got {
+                Ok(Some(mime)) => {
+                    let mime =
+                        String::from_utf8(mime).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+                    r.msg.json.insert("mime".into(), mime.into());
+                    out.push(r);
+                }
+                Ok(None) => {
+                    let key = key_of(&r).unwrap_or_default();
+                    let attempt = Attempt::failed(
+                        State::Storage,
+                        ResultKind::Error,
+                        format!("key `{}` is not in the message store", sluice_smtp::wire::shown(&key)),
+                        true,
+                    );
+                    self.engine.conclude(r.stored.id, r.msg, None, r.permit, &attempt);
+                }
+                Err(_) => {
+                    let again = NewMessage {
+                        queue: r.stored.queue,
+                        body: r.stored.body,
+                        not_before_ms: (self.limits.clock)() + store.reschedule.as_millis() as u64,
+                    };
+                    settle_now(&self.engine, r.stored.id, vec![again], r.permit);
+                }
+            }
+        }
+        out
     }
 
     /// Turns `Next::Domain` into the domain's MX set, looking up each domain
@@ -311,40 +385,6 @@ impl Dispatcher {
             engine.forget(&job.route);
         }
         true
-    }
-}
-
-/// Settles a message that needs no connection.
-/// A message with a `key` and no `mime` gets its MIME from the message
-/// store; the attempt that ends it when the store has none (`storage/error`,
-/// final) or cannot be read (retried). Without a store the key is left for
-/// a plugin (`mq_smtp_out_data`).
-fn load_from_store(engine: &Engine, msg: &mut Outgoing) -> Option<super::outcome::Attempt> {
-    use super::outcome::{Attempt, ResultKind, State};
-    let store = engine.store.as_ref()?;
-    if msg.mime().is_some() {
-        return None;
-    }
-    let key = msg.json.get("key")?.as_str()?.to_string();
-    // A local file read: the directory store, page-cached.
-    match store.get(&key) {
-        Ok(Some(mime)) => {
-            let mime = String::from_utf8(mime).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-            msg.json.insert("mime".into(), mime.into());
-            None
-        }
-        Ok(None) => Some(Attempt::failed(
-            State::Storage,
-            ResultKind::Error,
-            format!("key `{}` is not in the message store", sluice_smtp::wire::shown(&key)),
-            true,
-        )),
-        Err(e) => Some(Attempt::failed(
-            State::Storage,
-            ResultKind::Error,
-            format!("the message store cannot be read: {e}"),
-            false,
-        )),
     }
 }
 
