@@ -83,7 +83,7 @@ source scripts/private-postgres.sh
 source scripts/private-s3.sh
 trap 'rabbit_stop; pg_stop; s3_stop' EXIT
 rabbit_start
-export RABBITMQ_TEST_ADDRESS="$RABBIT_ADDRESS"
+export RABBITMQ_TEST_ADDRESS="$RABBIT_ADDRESS" RABBITMQ_TEST_TLS_ADDRESS="$RABBIT_TLS_ADDRESS" RABBITMQ_TEST_CA="$RABBIT_CA"
 pg_start
 export POSTGRES_TEST_ADDRESS="$PG_ADDRESS"
 s3_start

@@ -331,6 +331,7 @@ fn open_queue(c: &Config, data: &std::path::Path, me: &crate::cluster::Card) -> 
             lazy: s.rabbitmq_lazy,
             declare: s.rabbitmq_declare,
             gzip: s.rabbitmq_encoding == "gzip",
+            verify: s.rabbitmq_verify,
         };
         let rmq = RabbitMq::start(opts).map_err(|e| c.error("rabbitmq-address", e.to_string()))?;
         if !rmq.wait_connected(std::time::Duration::from_secs(5)) {

@@ -549,3 +549,57 @@ fn with_rabbitmq_declare_false_queues_are_checked_never_made() {
     assert_eq!(broker.get(&outbox, 1, WAIT).len(), 1, "{}", d.log());
     assert_eq!(broker.same_arguments(&outbox, &json!({})), "same", "left as it was");
 }
+
+/// The run's broker's TLS listener (`RABBITMQ_TEST_TLS_ADDRESS`) and the CA
+/// that signed its certificate (`RABBITMQ_TEST_CA`), which `scripts/test.sh` sets.
+fn tls_broker() -> (String, String) {
+    let var = |v: &str| std::env::var(v).unwrap_or_default();
+    let (address, ca) = (var("RABBITMQ_TEST_TLS_ADDRESS"), var("RABBITMQ_TEST_CA"));
+    assert!(
+        !address.is_empty() && !ca.is_empty(),
+        "RABBITMQ_TEST_TLS_ADDRESS/_CA are not set: run the tests with scripts/test.sh, whose broker listens with TLS too"
+    );
+    (address, ca)
+}
+
+#[test]
+fn amqps_checks_the_brokers_certificate_unless_rabbitmq_verify_is_false() {
+    let broker = Broker::shared();
+    let (tls, ca) = tls_broker();
+    let dir = tempfile::tempdir().unwrap();
+    // A CA that did not sign the broker's certificate.
+    common::peers::self_signed(dir.path(), "Some other CA");
+    let other_ca = dir.path().join("cert.pem").display().to_string();
+    let tls_port = tls.rsplit(':').next().unwrap().split('/').next().unwrap().to_string();
+    for (verify, trusted, delivered) in [(true, &ca, true), (true, &other_ca, false), (false, &other_ca, true)] {
+        let p = prefix();
+        let config = format!(
+            "{}rabbitmq-verify: {verify}\n",
+            broker.config(&p).replace(&broker.address, &tls)
+        );
+        let d = Daemon::start_with_env(&config, &[("SSL_CERT_FILE", trusted.as_str())]);
+        let what = format!("verify {verify}, CA {trusted}");
+        if delivered {
+            let (ok, transcript) = swaks(&d, "s@example.net", "a@example.com", &["--body", "over TLS"]);
+            assert!(ok, "{what}: {transcript}\n{}", d.log());
+            let got = broker.get(&format!("{p}outbox"), 1, WAIT);
+            assert_eq!(got.len(), 1, "{what}: {}", d.log());
+            assert!(got[0]["mime"].as_str().unwrap().contains("over TLS"));
+        } else {
+            let deadline = std::time::Instant::now() + WAIT;
+            let refused = |log: &str| log.lines().any(|l| l.contains("ERROR") && l.contains("certificate"));
+            while !refused(&d.log()) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let log = d.log();
+            let line = log
+                .lines()
+                .find(|l| l.contains("ERROR") && l.contains("certificate"))
+                .unwrap_or_else(|| panic!("{what}: {log}"));
+            assert!(line.contains(&tls_port), "names the broker: {line}");
+            let (ok, transcript) = swaks(&d, "s@example.net", "a@example.com", &[]);
+            assert!(!ok && transcript.contains("451"), "{what}: {transcript}");
+            assert_eq!(broker.count(&format!("{p}outbox")), 0, "{what}");
+        }
+    }
+}

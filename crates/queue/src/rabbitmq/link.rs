@@ -103,7 +103,8 @@ const REFUSED_PAUSE: Duration = Duration::from_secs(30);
 /// reason trying again soon will not change: the credentials or the vhost
 /// (AMQP 403 ACCESS_REFUSED, 530 NOT_ALLOWED), a queue declared before with
 /// other arguments (406 PRECONDITION_FAILED), a queue or exchange missing
-/// when Sluice may not declare it (404 NOT_FOUND).
+/// when Sluice may not declare it (404 NOT_FOUND), an `amqps://` broker
+/// whose certificate rustls does not trust.
 fn lasting(e: &QueueError) -> Option<&'static str> {
     let text = e.to_string();
     let has = |marks: &[&str]| marks.iter().any(|m| text.contains(m));
@@ -116,6 +117,8 @@ fn lasting(e: &QueueError) -> Option<&'static str> {
         Some("RabbitMQ refused the login or the vhost (rabbitmq-address)")
     } else if has(&["PRECONDITION_FAILED"]) {
         Some("a queue or the exchange exists in RabbitMQ with other settings (rabbitmq-durable, rabbitmq-maxpriority, rabbitmq-lazy): delete it, match them, or set rabbitmq-declare: false")
+    } else if has(&["invalid peer certificate"]) {
+        Some("the broker's TLS certificate cannot be trusted (amqps://): give Sluice its CA (SSL_CERT_FILE), fix the certificate, or set rabbitmq-verify: false")
     } else if has(&["NOT_FOUND"]) {
         Some("a queue or the exchange does not exist in RabbitMQ and rabbitmq-declare is false: create it")
     } else {
@@ -147,13 +150,10 @@ async fn open(inner: &Inner, uri: &lapin::uri::AMQPUri, generation: u64) -> Resu
     let opts = &inner.opts;
     let mut connections = Vec::new();
     for _ in 0..opts.publishers.max(1) + opts.consumers.max(1) {
-        let c = tokio::time::timeout(
-            Duration::from_secs(5),
-            Connection::connect_uri(uri.clone(), ConnectionProperties::default()),
-        )
-        .await
-        .map_err(|_| unavailable("connection timed out"))?
-        .map_err(unavailable)?;
+        let c = tokio::time::timeout(Duration::from_secs(5), connection(inner, uri))
+            .await
+            .map_err(|_| unavailable("connection timed out"))?
+            .map_err(unavailable)?;
         connections.push(c);
     }
     let mut publish = Vec::new();
@@ -183,6 +183,30 @@ async fn open(inner: &Inner, uri: &lapin::uri::AMQPUri, generation: u64) -> Resu
         link.declare(opts, q).await?;
     }
     Ok(link)
+}
+
+/// One connection to the broker at `uri`: plain, or TLS with the backend's
+/// connector for `amqps://`.
+async fn connection(inner: &Inner, uri: &lapin::uri::AMQPUri) -> lapin::Result<Connection> {
+    let tls = match &inner.tls {
+        Some(tls) if super::uri::is_tls(uri) => tls.clone(),
+        _ => return Connection::connect_uri(uri.clone(), ConnectionProperties::default()).await,
+    };
+    let runtime = lapin::runtime::default_runtime()?;
+    Connection::connector(
+        uri.clone(),
+        runtime,
+        async move |uri: lapin::uri::AMQPUri, runtime| {
+            let host = uri.authority.host.clone();
+            let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), uri.authority.port))
+                .await?
+                .collect();
+            let stream = lapin::tcp::AsyncTcpStream::connect(&runtime, addrs).await?;
+            Ok(stream.into_rustls(&tls, &host).await?)
+        },
+        ConnectionProperties::default(),
+    )
+    .await
 }
 
 /// The arguments `queue` is declared with: `x-max-priority` for the

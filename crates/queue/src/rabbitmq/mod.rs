@@ -22,6 +22,7 @@
 pub mod body;
 pub mod cluster;
 mod link;
+pub mod tls;
 pub mod uri;
 
 use crate::{lock, BoxFuture, NewMessage, Queue, QueueError, QueueStats, StoredMessage};
@@ -71,6 +72,8 @@ pub struct RabbitOptions {
     pub declare: bool,
     /// `rabbitmq-encoding: gzip`: bodies published gzip-compressed.
     pub gzip: bool,
+    /// `rabbitmq-verify`: whether an `amqps://` broker's certificate is checked.
+    pub verify: bool,
 }
 
 impl RabbitOptions {
@@ -91,6 +94,7 @@ impl RabbitOptions {
             lazy: false,
             declare: true,
             gzip: false,
+            verify: true,
         }
     }
 }
@@ -111,6 +115,8 @@ struct Inner {
     /// Outcomes stored whose original could not be acked (its connection was
     /// gone, so the broker hands it out again): at-least-once duplicates.
     duplicates: AtomicU64,
+    /// The TLS client, when a broker is `amqps://`.
+    tls: Option<Arc<lapin::tcp::RustlsConnector>>,
 }
 
 /// A queue's consumer on one link.
@@ -167,6 +173,10 @@ impl RabbitMq {
     pub fn start(opts: RabbitOptions) -> Result<RabbitMq, QueueError> {
         let uris =
             uri::brokers(&opts.address).map_err(|e| QueueError::Unavailable(format!("rabbitmq-address: {e}")))?;
+        let tls = match uris.iter().any(uri::is_tls) {
+            true => Some(tls::connector(opts.verify).map_err(QueueError::Unavailable)?),
+            false => None,
+        };
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("amqp")
@@ -180,6 +190,7 @@ impl RabbitMq {
             next_id: AtomicU64::new(1),
             feeds: Mutex::new(HashMap::new()),
             duplicates: AtomicU64::new(0),
+            tls,
         });
         rt.spawn(link::supervise(inner.clone()));
         Ok(RabbitMq { rt: Some(rt), inner })

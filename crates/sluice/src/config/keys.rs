@@ -69,13 +69,7 @@ impl ValueKind {
                 )),
             }),
             // Read as the RabbitMQ backend reads it; the message never quotes the password.
-            ValueKind::Amqp => {
-                let brokers = sluice_queue::rabbitmq::uri::brokers(v)?;
-                if brokers.iter().any(sluice_queue::rabbitmq::uri::is_tls) {
-                    return Err("amqps:// is not supported yet: Sluice is built without AMQP TLS (use amqp:// over a trusted network or a TLS tunnel)".into());
-                }
-                Ok(())
-            }
+            ValueKind::Amqp => sluice_queue::rabbitmq::uri::brokers(v).map(drop),
             ValueKind::Choice(options) => {
                 if options.contains(&v) {
                     Ok(())
@@ -273,6 +267,7 @@ settings! {
     rabbitmq_maxpriority: Int(0, 255) = "rabbitmq-maxpriority", "0";
     rabbitmq_lazy: Bool = "rabbitmq-lazy", "false";
     rabbitmq_declare: Bool = "rabbitmq-declare", "true";
+    rabbitmq_verify: Bool = "rabbitmq-verify", "true";
     rabbitmq_encoding: Choice("none", "identity", "gzip") = "rabbitmq-encoding", "none";
     data_directory: Str = "data-directory", "./sluice-data";
     // Delivery

@@ -50,10 +50,6 @@ pub const NOT_ACTED_ON: &[(&str, &str)] = &[
     ("smtp-protection", "use smtp-range and smtp-connections-per-ip"),
     ("rabbitmq-qos", "use rabbitmq-prefetch"),
     ("rabbitmq-queues", "set the rabbitmq-* queue names one by one"),
-    (
-        "rabbitmq-verify",
-        "not supported yet: amqps:// is refused (no AMQP TLS)",
-    ),
     ("dsn-advertise", "DSN is always offered"),
     ("dsn-notify", "not supported yet"),
     ("dsn-ret", "not supported yet"),

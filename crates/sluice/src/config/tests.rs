@@ -320,8 +320,10 @@ fn mailerqs_rabbitmq_options() {
         "rabbitmq-maxpriority"
     );
     assert_eq!(load("rabbitmq-encoding: br\n").unwrap_err().key, "rabbitmq-encoding");
-    let e = load("rabbitmq-address: amqps://u:secret@mq1/\n").unwrap_err();
-    assert!(e.to_string().contains("amqps:// is not supported yet"), "{e}");
+    let c = load("rabbitmq-address: amqps://u:secret@mq1/\nrabbitmq-verify: false\n").unwrap();
+    assert!(!c.settings.rabbitmq_verify);
+    assert!(c.render().contains("amqps://u:***@mq1/") && !c.render().contains("secret"));
+    let e = load("rabbitmq-address: amqps://u:secret@[::1/\n").unwrap_err();
     assert!(!e.to_string().contains("secret"), "{e}");
 }
 

@@ -200,7 +200,9 @@ impl Engine {
             },
             helo: HeloName::new(&hostname).map_err(|e| c.error("smtp-hostname", e.to_string()))?,
             tls_policy,
-            tls: tls::connector().context("building the outbound TLS configuration")?,
+            tls: tls::connector()
+                .map_err(anyhow::Error::msg)
+                .context("building the outbound TLS configuration")?,
             smarthost,
             sink,
             dns,
