@@ -13,7 +13,7 @@ pub mod store;
 pub use dkim::{DkimKey, DkimKeys};
 pub use load::{
     check_row, default_flood_rules, failure_status, load, parse_time, Delegates, DnsOverrides, Locals, MtaNames,
-    PauseRow, Policy, Problem, Suppression, Suppressions,
+    PauseRow, Policy, Pools, Problem, Suppression, Suppressions,
 };
 pub use store::{open, DbError, Postgres, Sqlite, Store};
 

@@ -34,6 +34,7 @@ pub struct Policy {
     pub locals: Locals,
     pub mtanames: MtaNames,
     pub delegates: Delegates,
+    pub pools: Pools,
     pub dkim: crate::dkim::DkimKeys,
     /// The `tokens` table: Bearer tokens the HTTP API accepts.
     pub tokens: Vec<String>,
@@ -67,6 +68,7 @@ pub fn load(store: &mut dyn Store) -> Result<Policy, DbError> {
     policy.locals = locals(store, &mut policy.problems)?;
     policy.mtanames = mtanames(store, &mut policy.problems)?;
     policy.delegates = delegates(store, &mut policy.problems)?;
+    policy.pools = pools(store, &mut policy.problems)?;
     policy.dkim = crate::dkim::dkim(store, &mut policy.problems)?;
     policy.tokens = read(store, &crate::schema::TOKENS, token_row, &mut policy.problems)?;
     Ok(policy)
@@ -613,6 +615,58 @@ pub fn delegates(store: &mut dyn Store, problems: &mut Vec<Problem>) -> Result<D
     Ok(out)
 }
 
+/// The `pools` and `poolips` tables: each pool's local IPs, in row order.
+pub type Pools = std::collections::HashMap<String, Vec<IpAddr>>;
+
+/// A pool's name as a message names it: 1–64 printable characters, no spaces.
+fn pool_name(row: &Row) -> Result<String, String> {
+    let name = row.text("name")?.ok_or("name: missing")?;
+    if name.is_empty() || name.len() > 64 || !name.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(format!(
+            "name: `{}` is not a pool name (1-64 printable characters, no spaces)",
+            shown(&name)
+        ));
+    }
+    Ok(name)
+}
+
+fn pool_row(row: &Row) -> Result<String, String> {
+    pool_name(row)
+}
+
+fn poolip_row(row: &Row) -> Result<(String, IpAddr), String> {
+    let ip = localip(row)?.ok_or("localip: missing")?;
+    Ok((pool_name(row)?, ip))
+}
+
+/// Reads the pools: a `poolips` row of a pool the `pools` table does not
+/// have is reported and skipped, as is a second row for the same IP.
+pub fn pools(store: &mut dyn Store, problems: &mut Vec<Problem>) -> Result<Pools, DbError> {
+    let mut out = Pools::new();
+    for name in read(store, &crate::schema::POOLS, pool_row, problems)? {
+        out.entry(name).or_default();
+    }
+    for row in store.rows(&crate::schema::POOLIPS)? {
+        let why = match poolip_row(&row) {
+            Ok((name, ip)) => match out.get_mut(&name) {
+                Some(ips) if ips.contains(&ip) => format!("shadowed: {ip} is in pool `{}` already", shown(&name)),
+                Some(ips) => {
+                    ips.push(ip);
+                    continue;
+                }
+                None => format!("name: no pool `{}` in the pools table", shown(&name)),
+            },
+            Err(why) => why,
+        };
+        problems.push(Problem {
+            table: crate::schema::POOLIPS.name,
+            id: row.id,
+            why,
+        });
+    }
+    Ok(out)
+}
+
 /// A `tokens` row. The token is a secret: no report quotes it.
 fn token_row(row: &Row) -> Result<String, String> {
     let token = row.text("token")?.ok_or("token: missing")?;
@@ -641,6 +695,8 @@ pub fn check_row(table: &Table, row: &Row) -> Result<(), String> {
         n if n == s::DKIM_PATTERNS.name => crate::dkim::pattern_row(row).map(drop),
         n if n == s::LOCALS.name => local_row(row).map(drop),
         n if n == s::SUPPRESSIONS.name => suppression_row(row).map(drop),
+        n if n == s::POOLS.name => pool_row(row).map(drop),
+        n if n == s::POOLIPS.name => poolip_row(row).map(drop),
         n if n == s::TOKENS.name => token_row(row).map(drop),
         _ => Err(format!("{}: not a settings table", table.name)),
     }

@@ -123,6 +123,19 @@ pub const SUPPRESSIONS: Table = Table {
     ],
 };
 
+/// MailerQ's IP pools (its `/v1/pools`): a named set of local IPs a
+/// message picks with its `pool` property. An addition to spec/database.md.
+pub const POOLS: Table = Table {
+    name: "pools",
+    columns: &[("name", T), ("description", T)],
+};
+
+/// The local IPs of each pool (MailerQ's `/v1/poolips`).
+pub const POOLIPS: Table = Table {
+    name: "poolips",
+    columns: &[("name", T), ("localip", T)],
+};
+
 /// Bearer tokens for the HTTP API besides `www-tokens` (spec: "a `tokens`
 /// table"): `token`, `description`. Never answered by any API.
 pub const TOKENS: Table = Table {
@@ -130,7 +143,7 @@ pub const TOKENS: Table = Table {
     columns: &[("token", T), ("description", T)],
 };
 
-/// Every table, in the spec's order (`tokens` last).
+/// Every table, in the spec's order (then the pools, `tokens` last).
 pub const TABLES: &[&Table] = &[
     &CAPACITY,
     &FLOOD_RESPONSES,
@@ -142,5 +155,7 @@ pub const TABLES: &[&Table] = &[
     &DKIM_PATTERNS,
     &LOCALS,
     &SUPPRESSIONS,
+    &POOLS,
+    &POOLIPS,
     &TOKENS,
 ];

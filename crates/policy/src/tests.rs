@@ -272,3 +272,28 @@ fn dkim_keys_are_checked_when_read_and_patterns_pick_them_by_from_address() {
     assert!(!format!("{keys:?}").contains("PRIVATE KEY"));
     assert!(!problems.concat().contains("PRIVATE KEY"));
 }
+
+#[test]
+fn pools_hold_their_poolips_and_stray_rows_are_reported() {
+    let (_dir, mut s) = store(
+        "CREATE TABLE pools (id INTEGER PRIMARY KEY, name TEXT, description TEXT);
+         CREATE TABLE poolips (id INTEGER PRIMARY KEY, name TEXT, localip TEXT);
+         INSERT INTO pools (id, name, description) VALUES (1, 'warm', 'warmed up'), (2, 'empty', NULL), (3, 'two words', NULL);
+         INSERT INTO poolips (id, name, localip) VALUES
+           (1, 'warm', '127.0.0.2'), (2, 'warm', '::1'), (3, 'warm', '127.0.0.2'),
+           (4, 'nosuch', '127.0.0.3'), (5, 'warm', 'not-an-ip');",
+    );
+    let policy = load(s.as_mut()).unwrap();
+    let ip = |t: &str| t.parse::<std::net::IpAddr>().unwrap();
+    assert_eq!(policy.pools["warm"], [ip("127.0.0.2"), ip("::1")]);
+    assert!(policy.pools["empty"].is_empty());
+    assert!(!policy.pools.contains_key("two words"));
+    let mut problems: Vec<(&str, i64)> = policy.problems.iter().map(|p| (p.table, p.id)).collect();
+    problems.sort();
+    assert_eq!(
+        problems,
+        [("poolips", 3), ("poolips", 4), ("poolips", 5), ("pools", 3)],
+        "{:?}",
+        policy.problems
+    );
+}

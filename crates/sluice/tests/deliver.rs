@@ -633,6 +633,89 @@ fn source_ip_from_ips_or_delivery_ips_and_bind_errors() {
 }
 
 #[test]
+fn a_messages_pool_names_its_ips_from_the_pools_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("settings.db");
+    let sink = smtp_sink(&[]);
+    let d = to_sink(
+        sink.port,
+        &format!("database-address: sqlite://{}\nwww-tokens: t\n", db.display()),
+    );
+    // No pools defined yet: a `pool` is only kept.
+    let mut early = message(6, "p6.test");
+    early["pool"] = json!("warm");
+    inject(&d, &[early]);
+    let first = d.collect("success", 1, WAIT);
+    assert_eq!(first.len(), 1, "{}", d.log());
+    assert_eq!(
+        (first[0]["pool"].as_str(), last_result(&first[0])["from"].as_str()),
+        (Some("warm"), Some("127.0.0.1")),
+        "{}",
+        first[0]
+    );
+    // Written with SQL, as an operator's script would; read at the next reload.
+    common::policy::sql(
+        &db,
+        "INSERT INTO pools (name) VALUES ('warm'), ('empty');
+         INSERT INTO poolips (name, localip) VALUES ('warm', '127.0.0.2');",
+    );
+    // And through MailerQ's resource names, in force at once.
+    let auth = Some("Bearer t");
+    let json = "application/json";
+    for (path, body) in [
+        ("/v1/pools", r#"{"name": "hot", "description": "dedicated"}"#),
+        ("/v1/poolips", r#"{"name": "hot", "localip": "127.0.0.4"}"#),
+    ] {
+        let (code, answer) = common::policy::request(&d, "POST", path, json, body, auth);
+        assert_eq!(code, 200, "{path}: {answer}");
+    }
+    let (code, answer) = common::policy::request(
+        &d,
+        "POST",
+        "/v1/poolips",
+        json,
+        r#"{"name": "hot", "localip": "nope"}"#,
+        auth,
+    );
+    assert_eq!(code, 400, "{answer}");
+    let pooled = |i: usize, pool: &str| {
+        let mut m = message(i, &format!("p{i}.test"));
+        m["pool"] = json!(pool);
+        m
+    };
+    let mut own_ips = pooled(3, "warm");
+    own_ips["ips"] = json!(["127.0.0.3"]);
+    inject(
+        &d,
+        &[
+            pooled(1, "warm"),
+            pooled(2, "hot"),
+            own_ips,
+            pooled(4, "empty"),
+            pooled(5, "nosuch"),
+        ],
+    );
+    let success = d.collect("success", 3, WAIT);
+    assert_eq!(success.len(), 3, "{}", d.log());
+    let from = |i: u64| last_result(success.iter().find(|r| r["custom"]["n"] == i).unwrap())["from"].clone();
+    assert_eq!(from(1), "127.0.0.2", "the pool's IP");
+    assert_eq!(from(2), "127.0.0.4", "a pool made through the API");
+    assert_eq!(from(3), "127.0.0.3", "ips wins over pool");
+    let failure = d.collect("failure", 2, WAIT);
+    assert_eq!(failure.len(), 2, "{}", d.log());
+    for m in &failure {
+        let e = expect(m, "process", "error");
+        let why = e["description"].as_str().unwrap_or_default().to_string() + &e.to_string();
+        let want = if m["custom"]["n"] == 4 {
+            "has no IP addresses"
+        } else {
+            "is not in the pools table"
+        };
+        assert!(why.contains(want), "{e}");
+    }
+}
+
+#[test]
 fn a_final_failure_sends_the_asked_for_dsn_to_the_dsn_queue() {
     let sink = smtp_sink(&["-f", "rcpt"]);
     let d = to_sink(sink.port, "rabbitmq-dsn: dsn\n");

@@ -133,6 +133,8 @@ fn each_table_has_a_json_resource_that_refuses_rows_the_loader_would_skip() {
         "dkim_keys",
         "dkim_patterns",
         "locals",
+        "pools",
+        "poolips",
     ] {
         assert_eq!(
             request(&d, "GET", &format!("/v1/{table}"), JSON, "", auth).0,

@@ -187,6 +187,28 @@ impl Dispatcher {
                 return None;
             }
         }
+        // MailerQ's IP pools: the message's `pool` names its IPs unless it
+        // has `ips`. Without pools in the database a `pool` is only kept (as
+        // before pools existed), so producers that always send one still deliver.
+        let mut msg = msg;
+        if msg.ips.is_none() {
+            if let Some(pool) = msg
+                .json
+                .get("pool")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_string)
+            {
+                match engine.settings.pool(&pool) {
+                    None => {}
+                    Some(Some(ips)) if !ips.is_empty() => msg.ips = Some(ips),
+                    Some(found) => {
+                        let attempt = outcome::no_pool(&pool, found.is_some());
+                        engine.conclude(stored.id, msg, None, permit, &attempt);
+                        return None;
+                    }
+                }
+            }
+        }
         if msg.ips.as_ref().is_some_and(Vec::is_empty) {
             engine.conclude(stored.id, msg, None, permit, &outcome::no_ips());
             return None;

@@ -447,6 +447,21 @@ pub fn no_ips() -> Attempt {
     )
 }
 
+/// A message whose `pool` is not in the `pools` table, or has no IPs.
+pub fn no_pool(pool: &str, known: bool) -> Attempt {
+    let why = if known {
+        "has no IP addresses (poolips)"
+    } else {
+        "is not in the pools table"
+    };
+    Attempt::failed(
+        State::Process,
+        ResultKind::Error,
+        format!("pool `{}` {why}", sluice_smtp::wire::shown(pool)),
+        true,
+    )
+}
+
 /// A recipient in the `suppressions` table: a final `suppression`/`error`
 /// with the row's code, enhanced status and description; no connection.
 pub fn suppressed(code: u16, extended: &str, description: &str) -> Attempt {

@@ -37,6 +37,8 @@ pub const RESOURCES: &[&Table] = &[
     &schema::DKIM_KEYS,
     &schema::DKIM_PATTERNS,
     &schema::LOCALS,
+    &schema::POOLS,
+    &schema::POOLIPS,
 ];
 
 /// The table a resource name names.
@@ -233,7 +235,9 @@ fn ip(f: &Map<String, Json>, name: &str) -> Result<String, EditError> {
 /// four are its scope.
 pub fn pause_fields(f: &Map<String, Json>) -> Result<Vec<(&'static str, Value)>, EditError> {
     if !text(f, "pool")?.is_empty() {
-        return Err(bad("pool: pools are not supported; pause by mta (local IP) instead"));
+        return Err(bad(
+            "pool: pauses by pool are not supported; pause each of its IPs by mta (local IP)",
+        ));
     }
     let (mta, domain, target) = (ip(f, "mta")?, text(f, "domain")?.to_lowercase(), ip(f, "ip")?);
     if !domain.is_empty() && !target.is_empty() {

@@ -27,6 +27,8 @@ pub struct Live {
     pub mtanames: Arc<RwLock<Arc<sluice_policy::MtaNames>>>,
     /// The `delegates` table: another local IP for a (local IP, domain).
     pub delegates: Arc<RwLock<Arc<sluice_policy::Delegates>>>,
+    /// The `pools`/`poolips` tables: the local IPs a message's `pool` names.
+    pub pools: Arc<RwLock<Arc<sluice_policy::Pools>>>,
     /// The `dkim_keys` the `dkim_patterns` pick by From address.
     pub dkim: Arc<RwLock<Arc<sluice_policy::DkimKeys>>>,
     /// The `tokens` table: Bearer tokens the HTTP API accepts besides `www-tokens`.
@@ -60,6 +62,7 @@ impl Live {
             locals: Arc::new(RwLock::new(Arc::new(policy.locals.clone()))),
             mtanames: Arc::new(RwLock::new(Arc::new(policy.mtanames.clone()))),
             delegates: Arc::new(RwLock::new(Arc::new(policy.delegates.clone()))),
+            pools: Arc::new(RwLock::new(Arc::new(policy.pools.clone()))),
             dkim: Arc::new(RwLock::new(Arc::new(policy.dkim.clone()))),
             tokens: Arc::new(RwLock::new(Arc::new(policy.tokens.clone()))),
             reported: Arc::new(Mutex::new(HashSet::new())),
@@ -86,6 +89,7 @@ impl Live {
         *self.locals.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy.locals);
         *self.mtanames.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy.mtanames);
         *self.delegates.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy.delegates);
+        *self.pools.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy.pools);
         *self.dkim.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy.dkim);
         *self.tokens.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy.tokens);
     }
@@ -116,6 +120,14 @@ impl Live {
     /// Whether a `delegates` row has an `mx:` scope (then the MX hosts decide too).
     pub fn mx_delegates(&self) -> bool {
         self.delegates.read().unwrap_or_else(|e| e.into_inner()).has_mx()
+    }
+
+    /// The local IPs of pool `name`: None when the database defines no
+    /// pools at all (a `pool` is then only kept), Some(None) when it has no
+    /// such pool.
+    pub fn pool(&self, name: &str) -> Option<Option<Vec<std::net::IpAddr>>> {
+        let pools = self.pools.read().unwrap_or_else(|e| e.into_inner());
+        (!pools.is_empty()).then(|| pools.get(name).cloned())
     }
 
     /// The EHLO name for connections from `local`, when the `mtanames` table has one.
