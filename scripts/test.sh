@@ -3,8 +3,8 @@
 # swaks, Postfix (smtp-source/smtp-sink, and a private instance as a mailbox),
 # dnsmasq (test DNS zones), rabbitmq-server, PostgreSQL, Prometheus, Chromium,
 # python3 with dkimpy, aiosmtpd, pika, prometheus_client, playwright, boto3 and
-# moto's S3 server. Starts a private RabbitMQ, PostgreSQL and S3 server for
-# the run, stopped at the end. Safe to run repeatedly.
+# moto's S3 server, MariaDB. Starts a private RabbitMQ, PostgreSQL, S3 server
+# and MariaDB for the run, stopped at the end. Safe to run repeatedly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,6 +38,8 @@ command -v openssl >/dev/null || need+=(openssl)                  # certificates
 command -v rabbitmq-server >/dev/null || need+=(rabbitmq-server)  # the RabbitMQ backend's broker
 command -v prometheus >/dev/null || need+=(prometheus)            # scrapes /metrics in the metrics tests
 command -v chromium >/dev/null || need+=(chromium)                # the console's browser tests (headless)
+command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || need+=(mariadb-server-core)  # the mysql:// message store's server
+command -v mariadb >/dev/null || need+=(mariadb-client)
 python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing test peers: ${need[*]}"
@@ -81,13 +83,16 @@ fi
 source scripts/private-rabbitmq.sh
 source scripts/private-postgres.sh
 source scripts/private-s3.sh
-trap 'rabbit_stop; pg_stop; s3_stop' EXIT
+source scripts/private-mysql.sh
+trap 'rabbit_stop; pg_stop; s3_stop; mysql_stop' EXIT
 rabbit_start
 export RABBITMQ_TEST_ADDRESS="$RABBIT_ADDRESS" RABBITMQ_TEST_TLS_ADDRESS="$RABBIT_TLS_ADDRESS" RABBITMQ_TEST_CA="$RABBIT_CA"
 pg_start
 export POSTGRES_TEST_ADDRESS="$PG_ADDRESS"
 s3_start
 export S3_TEST_ENDPOINT="$S3_ENDPOINT" S3_TEST_ACCESS_KEY="$S3_ACCESS_KEY" S3_TEST_SECRET_KEY="$S3_SECRET_KEY"
+mysql_start
+export MYSQL_TEST_ADDRESS="$MYSQL_ADDRESS"
 
 status=0
 if cargo nextest --version >/dev/null 2>&1; then

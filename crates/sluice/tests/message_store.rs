@@ -1,5 +1,5 @@
 //! MailerQ's message store (`storage-address`: a directory, and a real
-//! PostgreSQL and a real S3-compatible server two instances share): with policy `all`
+//! PostgreSQL, MariaDB and S3-compatible server two instances share): with policy `all`
 //! received mail is queued with a `key` instead of its MIME; a message with
 //! a key is delivered with the stored MIME, a missing key is `storage/error`;
 //! with policy `out` a retry goes back to the outbox by key and is delivered
@@ -50,6 +50,18 @@ fn instances_share_a_postgresql_message_store() {
         "SELECT encoding, expire > extract(epoch from now()) FROM message_store WHERE id = '{key}'"
     ));
     assert_eq!(row.trim(), "gzip|t", "one row, compressed, not expired");
+}
+
+#[test]
+fn instances_share_a_mysql_message_store() {
+    let db = sluice_test_support::MysqlDatabase::create();
+    let dir = tempfile::tempdir().unwrap();
+    let address = format!("storage-address: {}?compression=gzip\n", db.address);
+    let key = keys_round_trip(dir.path(), &address);
+    let row = db.sql(&format!(
+        "SELECT encoding, expire > UNIX_TIMESTAMP() FROM message_store WHERE id = '{key}'"
+    ));
+    assert_eq!(row.trim(), "gzip\t1", "one row, compressed, not expired");
 }
 
 #[test]

@@ -245,3 +245,73 @@ impl S3Bucket {
         objects
     }
 }
+
+/// A database of one test's own on the test run's MariaDB server
+/// (`MYSQL_TEST_ADDRESS`, which `scripts/test.sh` sets), dropped with it;
+/// reached with the `mariadb` client.
+pub struct MysqlDatabase {
+    /// `mysql://USER:PASSWORD@HOST:PORT/NAME`.
+    pub address: String,
+    name: String,
+    login: Vec<String>,
+}
+
+impl MysqlDatabase {
+    /// Creates an empty database.
+    pub fn create() -> MysqlDatabase {
+        let admin = std::env::var("MYSQL_TEST_ADDRESS").unwrap_or_default();
+        assert!(
+            !admin.is_empty(),
+            "MYSQL_TEST_ADDRESS is not set: run the tests with scripts/test.sh, which starts a private MariaDB"
+        );
+        require("mariadb");
+        // mysql://user:password@host:port/db, as scripts/private-mysql.sh writes it.
+        let rest = admin.trim_start_matches("mysql://");
+        let (credentials, place) = rest.rsplit_once('@').expect("credentials in MYSQL_TEST_ADDRESS");
+        let (user, password) = credentials.split_once(':').expect("user:password");
+        let (host_port, _) = place.split_once('/').expect("a database");
+        let (host, port) = host_port.split_once(':').expect("host:port");
+        let login = ["--no-defaults", "-h", host, "-P", port, "-u", user]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([format!("-p{password}")])
+            .collect();
+        let name = format!("t{}_{}", std::process::id(), free_port());
+        let db = MysqlDatabase {
+            address: format!("mysql://{credentials}@{host_port}/{name}"),
+            name: name.clone(),
+            login,
+        };
+        db.run(&format!("CREATE DATABASE {name}"), None);
+        db
+    }
+
+    fn run(&self, sql: &str, database: Option<&str>) -> String {
+        let out = Command::new("mariadb")
+            .args(&self.login)
+            .args(database)
+            .args(["-N", "-B", "-e", sql])
+            .output()
+            .expect("mariadb runs");
+        assert!(
+            out.status.success(),
+            "mariadb: {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs `sql` in this database; its rows, tab-separated.
+    pub fn sql(&self, sql: &str) -> String {
+        self.run(sql, Some(&self.name))
+    }
+}
+
+impl Drop for MysqlDatabase {
+    fn drop(&mut self) {
+        let _ = Command::new("mariadb")
+            .args(&self.login)
+            .args(["-e", &format!("DROP DATABASE IF EXISTS {}", self.name)])
+            .output();
+    }
+}

@@ -12,6 +12,8 @@ pub enum Address {
     Sqlite(PathBuf),
     /// The address without Sluice's own options, as the driver takes it.
     Postgres(String),
+    /// `mysql://user:password@host[:port]/database`, as the driver takes it.
+    Mysql(String),
     S3(S3Address),
 }
 
@@ -42,23 +44,24 @@ impl std::fmt::Debug for S3Address {
 /// `storage-address` read as MailerQ writes it, and whether to compress;
 /// an error says why it cannot be used (never repeating a password).
 pub fn parse_address(address: &str) -> Result<(Address, bool), String> {
-    let (scheme, rest) = address
-        .split_once("://")
-        .ok_or_else(|| "not a storage address (dir:///path, sqlite:///file, postgresql://…, s3://…)".to_string())?;
+    let (scheme, rest) = address.split_once("://").ok_or_else(|| {
+        "not a storage address (dir:///path, sqlite:///file, postgresql://…, mysql://…, s3://…)".to_string()
+    })?;
     let scheme = scheme.to_ascii_lowercase();
-    if matches!(scheme.as_str(), "mysql" | "mongodb" | "mongo" | "couchbase") {
+    if matches!(scheme.as_str(), "mongodb" | "mongo" | "couchbase") {
         return Err(format!(
-            "{scheme}:// message stores are not supported yet; dir://, sqlite://, postgresql:// and s3:// are"
+            "{scheme}:// message stores are not supported yet; dir://, sqlite://, postgresql://, mysql:// and s3:// are"
         ));
     }
-    let postgres = scheme == "postgresql" || scheme == "postgres";
+    // Both SQL servers' drivers take the options Sluice does not.
+    let sql_server = matches!(scheme.as_str(), "postgresql" | "postgres" | "mysql");
     let s3 = scheme == "s3";
     let (main, query) = rest.split_once('?').unwrap_or((rest, ""));
     let (mut depth, mut gzip, mut endpoint) = (4usize, false, None);
     let mut passed_on = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         match pair.split_once('=') {
-            Some(("depth", d)) if !postgres && !s3 => {
+            Some(("depth", d)) if !sql_server && !s3 => {
                 depth = d
                     .parse()
                     .ok()
@@ -68,7 +71,7 @@ pub fn parse_address(address: &str) -> Result<(Address, bool), String> {
             Some(("endpoint", e)) if s3 => endpoint = Some(endpoint_url(e)?),
             Some(("compression", "gzip")) => gzip = true,
             Some(("compression", "none" | "identity")) => gzip = false,
-            _ if postgres => passed_on.push(pair),
+            _ if sql_server => passed_on.push(pair),
             _ => {
                 let options = if s3 {
                     "endpoint, compression=gzip"
@@ -89,13 +92,18 @@ pub fn parse_address(address: &str) -> Result<(Address, bool), String> {
         },
         "sqlite" => Address::Sqlite(PathBuf::from(main)),
         "s3" => Address::S3(s3_address(main, endpoint)?),
-        _ if postgres => {
-            let mut a = format!("postgresql://{main}");
+        _ if sql_server => {
+            let server = if scheme == "mysql" { "mysql" } else { "postgresql" };
+            let mut a = format!("{server}://{main}");
             if !passed_on.is_empty() {
                 a.push('?');
                 a.push_str(&passed_on.join("&"));
             }
-            Address::Postgres(a)
+            if scheme == "mysql" {
+                Address::Mysql(a)
+            } else {
+                Address::Postgres(a)
+            }
         }
         other => return Err(format!("`{other}` is not a storage backend")),
     };
@@ -226,6 +234,10 @@ mod tests {
         );
         assert!(parse_address("dir://relative").is_err());
         assert!(parse_address("dir:///s?depth=99").is_err());
+        assert_eq!(
+            parse_address("mysql://u:p@h/db?compression=gzip").unwrap(),
+            (Address::Mysql("mysql://u:p@h/db".into()), true)
+        );
         let e = parse_address("mongodb://h/db/coll").unwrap_err();
         assert!(e.contains("not supported yet"), "{e}");
     }

@@ -7,7 +7,8 @@
 //!
 //! Backends (each with `?compression=gzip`), one module each:
 //! - [`dir`]: `dir://` / `directory://`, one file per message.
-//! - [`sql`]: `sqlite:///path` and `postgresql://user:password@host/db`.
+//! - [`sql`]: `sqlite:///path`, `postgresql://user:password@host/db` and
+//!   `mysql://user:password@host/db`.
 //! - [`s3`]: `s3://accesskey:secretkey@region/bucket`, one object per message.
 //!
 //! A write is durable (fsync'd, committed, acknowledged by S3) before the
@@ -54,7 +55,9 @@ const MAX_READ: u64 = 1 << 30;
 enum Backend {
     Dir(dir::Dir),
     Sqlite(sql::Sqlite),
-    Postgres(sql::Postgres),
+    // Boxed: its connection settings are large, the others are a pointer or two.
+    Postgres(Box<sql::Postgres>),
+    Mysql(sql::Mysql),
     S3(s3::S3),
 }
 
@@ -123,7 +126,8 @@ impl MessageStore {
         let backend = match address {
             Address::Dir { root, depth } => Backend::Dir(dir::Dir::open(root, depth)?),
             Address::Sqlite(path) => Backend::Sqlite(sql::Sqlite::open(&path, options.timeout)?),
-            Address::Postgres(a) => Backend::Postgres(sql::Postgres::open(&a, options.timeout)?),
+            Address::Postgres(a) => Backend::Postgres(Box::new(sql::Postgres::open(&a, options.timeout)?)),
+            Address::Mysql(a) => Backend::Mysql(sql::Mysql::open(&a, options.timeout)?),
             Address::S3(a) => Backend::S3(s3::S3::open(&a, options.timeout)?),
         };
         Ok(MessageStore {
@@ -174,6 +178,7 @@ impl MessageStore {
             Backend::Dir(d) => d.put(key, &value, expire),
             Backend::Sqlite(d) => d.put(key, &value, expire, encoding),
             Backend::Postgres(d) => d.put(key, &value, expire, encoding),
+            Backend::Mysql(d) => d.put(key, &value, expire, encoding),
             Backend::S3(d) => d.put(key, &value, expire, encoding),
         }
     }
@@ -188,6 +193,7 @@ impl MessageStore {
             Backend::Dir(d) => d.get(key),
             Backend::Sqlite(d) => d.get(key, now),
             Backend::Postgres(d) => d.get(key, now),
+            Backend::Mysql(d) => d.get(key, now),
             Backend::S3(d) => d.get(key, now),
         }?;
         raw.map(MessageStore::decoded).transpose()
@@ -200,6 +206,7 @@ impl MessageStore {
             Backend::Dir(d) => Ok(d.sweep()),
             Backend::Sqlite(d) => d.sweep(now),
             Backend::Postgres(d) => d.sweep(now),
+            Backend::Mysql(d) => d.sweep(now),
             Backend::S3(d) => d.sweep(now, self.ttl),
         }
     }
