@@ -252,17 +252,17 @@ impl Dispatcher {
                 out.push(r);
                 continue;
             };
-            let (store, threads, at) = (store.clone(), threads.clone(), waiting.len());
+            let (store, threads, at, k) = (store.clone(), threads.clone(), waiting.len(), key.clone());
             reads.spawn(async move {
                 let _thread = threads.acquire_owned().await;
-                let got = tokio::task::spawn_blocking(move || store.get(&key)).await;
+                let got = tokio::task::spawn_blocking(move || store.get(&k)).await;
                 (at, got.unwrap_or_else(|e| Err(std::io::Error::other(e.to_string()))))
             });
-            waiting.push(Some(r));
+            waiting.push(Some((r, key)));
         }
         while let Some(done) = reads.join_next().await {
             let Ok((at, got)) = done else { continue };
-            let Some(mut r) = waiting.get_mut(at).and_then(Option::take) else {
+            let Some((mut r, key)) = waiting.get_mut(at).and_then(Option::take) else {
                 continue;
             };
             if store.note_read(got.is_ok()) {
@@ -283,7 +283,6 @@ impl Dispatcher {
                     out.push(r);
                 }
                 Ok(None) => {
-                    let key = key_of(&r).unwrap_or_default();
                     let attempt = Attempt::failed(
                         State::Storage,
                         ResultKind::Error,

@@ -332,7 +332,8 @@ mod tests {
         d.path(key).unwrap()
     }
 
-    fn far() -> u64 {
+    /// An expiry far ahead (also for the backends' own tests).
+    pub(super) fn far() -> u64 {
         crate::deliver::outgoing::parse_time("2099-01-01 00:00:00").unwrap()
     }
 

@@ -200,12 +200,9 @@ impl S3 {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::far;
     use super::super::{MessageStore, Options, Policy};
     use sluice_test_support::S3Bucket;
-
-    fn far() -> u64 {
-        crate::deliver::outgoing::parse_time("2099-01-01 00:00:00").unwrap()
-    }
 
     #[test]
     fn objects_carry_mailerq_fields_and_expired_ones_are_neither_read_nor_kept() {
