@@ -125,9 +125,13 @@ fn addresses_other_than_sqlite_and_postgresql_are_refused() {
         ("mysql://u:p@localhost/db", "MySQL is not supported"),
         ("settings.db", "expected sqlite://PATH or postgresql://"),
         ("postgresql://u:p@[nonsense/db", "not a PostgreSQL address"),
+        ("postgres://u:secret@[nonsense/db", "not a PostgreSQL address"),
+        ("mongodb://u:secret@h/db", "got a `mongodb://` address"),
+        ("u:secret@h/db", "got no scheme"),
     ] {
         let e = open(address, dir.path()).err().unwrap().to_string();
         assert!(e.contains(says), "{e}");
+        assert!(!e.contains("secret"), "the password is not repeated: {e}");
     }
 }
 

@@ -3,6 +3,7 @@
 //! `dyn Queue`, so the RabbitMQ backend can slot in beside the embedded one.
 #![forbid(unsafe_code)]
 
+pub mod credentials;
 mod embedded;
 mod index;
 pub mod rabbitmq;

@@ -175,6 +175,12 @@ pub fn run(c: Config) -> Result<()> {
         .worker_threads(1)
         .enable_all()
         .build()?;
+    // Before anything answers: a stop asked for while starting is graceful
+    // too, not the default action of SIGTERM.
+    let stop = {
+        let _in_rt = rt.enter();
+        StopSignals::install().context("installing the SIGTERM and SIGINT handlers")?
+    };
     let mut engine = deliver::Engine::from_config(
         &c,
         writer.queue.clone(),
@@ -275,7 +281,7 @@ pub fn run(c: Config) -> Result<()> {
                 None
             }
         };
-        wait_for_signal().await;
+        stop.wait().await;
         tracing::info!("shutting down: no new connections; finishing open transactions");
         let _ = shutdown_tx.send(true);
         if let Some(task) = http_task {
@@ -350,15 +356,28 @@ fn open_queue(c: &Config, data: &std::path::Path, me: &crate::cluster::Card) -> 
     Ok((store.clone(), Some(store), None))
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        tracing::error!("cannot install signal handlers");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// SIGTERM and SIGINT, caught from start-up on.
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Catches both (inside the runtime).
+    fn install() -> std::io::Result<StopSignals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(StopSignals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// Until one of them arrives (one that arrived before is not lost).
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
     }
 }
 

@@ -633,6 +633,46 @@ fn source_ip_from_ips_or_delivery_ips_and_bind_errors() {
 }
 
 #[test]
+fn mail_is_sent_from_the_mappable_address_it_was_submitted_to_else_from_smtp_default_ips() {
+    let sink = smtp_sink(&[]);
+    // MailerQ's three keys; the daemon listens on two loopback addresses.
+    let d = to_sink(
+        sink.port,
+        "smtp-ip: 127.0.0.2;127.0.0.3\nsmtp-mappable-ips: 127.0.0.0/24\nsmtp-unmappable-ips: 127.0.0.3/32\nsmtp-default-ips: 127.0.0.4\n",
+    );
+    let send = |to: &str, server: &str, header: Option<&str>| {
+        let server = format!("{server}:{}", d.smtp);
+        let mut args = vec!["--server", &server, "--from", "s@example.net", "--to", to];
+        if let Some(h) = header {
+            args.extend(["--header", h]);
+        }
+        let out = run(std::process::Command::new("swaks").args(&args));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    };
+    require("swaks");
+    send("mapped@a.test", "127.0.0.2", None);
+    send("unmappable@b.test", "127.0.0.3", None);
+    send("header@c.test", "127.0.0.2", Some("X-MQ-IP: 127.0.0.5"));
+    let success = d.collect("success", 3, WAIT);
+    assert_eq!(success.len(), 3, "{}", d.log());
+    let of = |rcpt: &str| success.iter().find(|r| r["recipient"] == rcpt).unwrap();
+    let from = |rcpt: &str| last_result(of(rcpt))["from"].clone();
+    assert_eq!(
+        from("mapped@a.test"),
+        "127.0.0.2",
+        "sent from the address it came in on"
+    );
+    assert_eq!(of("mapped@a.test")["ips"], json!(["127.0.0.2"]));
+    assert_eq!(from("unmappable@b.test"), "127.0.0.4", "unmappable: smtp-default-ips");
+    assert!(
+        of("unmappable@b.test").get("ips").is_none(),
+        "{}",
+        of("unmappable@b.test")
+    );
+    assert_eq!(from("header@c.test"), "127.0.0.5", "x-mq-ip wins over the mapping");
+}
+
+#[test]
 fn a_messages_pool_names_its_ips_from_the_pools_tables() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("settings.db");

@@ -42,7 +42,8 @@ use std::path::{Path, PathBuf};
 /// Why the database cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    #[error("database-address: {0}")]
+    /// The address or the place it names is wrong (shown after the key's name).
+    #[error("{0}")]
     Address(String),
     #[error("{0}")]
     Sqlite(#[from] rusqlite::Error),
@@ -292,9 +293,13 @@ pub fn open(address: &str, data_dir: &Path) -> Result<Box<dyn Store>, DbError> {
         "mysql" => Err(DbError::Address(
             "MySQL is not supported (use sqlite://PATH or postgresql://...)".into(),
         )),
+        // Only the scheme is repeated: the rest may hold a password.
         _ => Err(DbError::Address(format!(
-            "expected sqlite://PATH or postgresql://USER:PASSWORD@HOST[:PORT]/DB, got `{}`",
-            shown(address)
+            "expected sqlite://PATH or postgresql://USER:PASSWORD@HOST[:PORT]/DB, got {}",
+            match address.split_once("://") {
+                Some((scheme, _)) => format!("a `{}://` address", shown(scheme)),
+                None => "no scheme".to_string(),
+            }
         ))),
     }
 }

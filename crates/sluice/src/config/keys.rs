@@ -235,6 +235,9 @@ settings! {
     smtp_threads: Int(0, 1024) = "smtp-threads", "0";
     smtp_extract: Bool = "smtp-extract", "true";
     smtp_proxy: Cidrs = "smtp-proxy", "";
+    // As MailerQ: mail submitted to a mappable local IP is sent from it.
+    smtp_mappable_ips: Cidrs = "smtp-mappable-ips", "";
+    smtp_unmappable_ips: Cidrs = "smtp-unmappable-ips", "";
     smtp_hostname: Opt = "smtp-hostname", "";
     smtp_timeout: Seconds = "smtp-timeout", "300";
     smtp_max_recipients: Int(1, 1_000_000) = "smtp-max-recipients", "1000";

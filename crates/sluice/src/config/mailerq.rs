@@ -57,12 +57,6 @@ pub const NOT_ACTED_ON: &[(&str, &str)] = &[
     ("smtp-check", "not supported yet (use a plugin)"),
     ("smtp-ciphers", "rustls chooses the ciphers"),
     ("www-ciphers", "rustls chooses the ciphers"),
-    (
-        "smtp-default-ips",
-        "not supported yet: outgoing IPs come from the messages' ips and delegates",
-    ),
-    ("smtp-mappable-ips", "not supported yet"),
-    ("smtp-unmappable-ips", "not supported yet"),
     ("smtp-sink-username", "the sink is used without authentication"),
     ("smtp-sink-password", "the sink is used without authentication"),
     ("spamassassin-host", "not supported yet (use a plugin)"),
@@ -112,6 +106,8 @@ pub const RENAMED: &[(&str, &str)] = &[
     ("smtp-sink-address", "smtp-sink-ip"),
     // MailerQ 5.x's outbound limit beside smtp-connections (docs/mailerq.md).
     ("smtp-connections-out", "delivery-connections"),
+    // MailerQ's IPs for messages that name none.
+    ("smtp-default-ips", "delivery-ips"),
 ];
 
 /// The key that replaced MailerQ's older `key`, when it is one of those.

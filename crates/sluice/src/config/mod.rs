@@ -263,6 +263,9 @@ impl Config {
 
     /// The effective configuration as `key: value  # origin` lines; passwords hidden.
     pub fn render(&self) -> String {
+        use sluice_queue::credentials::hide_password;
+        // URLs that may carry a password (besides rabbitmq-address).
+        const ADDRESSES_WITH_SECRETS: &[&str] = &["storage-address", "database-address", "database"];
         let mut out = String::new();
         for k in KEYS {
             let (v, origin) = &self.values[k.name];
@@ -272,12 +275,12 @@ impl Config {
             } else if k.kind == ValueKind::Amqp {
                 hidden = v
                     .split(',')
-                    .map(|u| sluice_queue::rabbitmq::uri::hide_password(u.trim()))
+                    .map(|u| hide_password(u.trim()))
                     .collect::<Vec<_>>()
                     .join(", ");
                 hidden.as_str()
-            } else if k.name == "storage-address" {
-                hidden = crate::message_store::hide_secret(v);
+            } else if ADDRESSES_WITH_SECRETS.contains(&k.name) {
+                hidden = hide_password(v);
                 hidden.as_str()
             } else {
                 v.as_str()
@@ -327,8 +330,8 @@ impl Loader {
         });
     }
 
-    fn set(&mut self, key: &str, value: &str, origin: Origin) {
-        let key = mailerq::renamed(key).unwrap_or(key);
+    fn set(&mut self, written: &str, value: &str, origin: Origin) {
+        let key = mailerq::renamed(written).unwrap_or(written);
         let Some(spec) = KEYS.iter().find(|k| k.name == key) else {
             if mailerq::Older::takes(key) {
                 self.older.set(key, value, origin);
@@ -345,7 +348,8 @@ impl Loader {
             Ok(()) => {
                 self.cfg.values.insert(spec.name, (value.to_string(), origin));
             }
-            Err(message) => self.fail(&origin, key, message),
+            // Named as the file wrote it, MailerQ's older name included.
+            Err(message) => self.fail(&origin, written, message),
         }
     }
 

@@ -233,6 +233,12 @@ fn renamed_and_assembled_log_and_sink_keys() {
     assert_eq!(s.send_log.as_deref(), Some("/var/log/mq/attempts"));
     assert_eq!(s.received_log.as_deref(), Some("/var/log/mq/received.log"));
     assert_eq!(s.delivery_connections, 7);
+    let ips = load("smtp-default-ips: 127.0.0.4;127.0.0.5\nsmtp-mappable-ips: 10.0.0.0/8\n").unwrap();
+    assert_eq!(ips.settings.delivery_ips.len(), 2);
+    assert_eq!(ips.settings.smtp_mappable_ips.len(), 1);
+    // A bad value is named as the file wrote it, not by Sluice's name.
+    let e = load("smtp-default-ips: nope\n").unwrap_err();
+    assert_eq!((e.origin.as_str(), e.key.as_str()), ("FILE:1", "smtp-default-ips"));
     // With send-log set too, the directory is ignored, and that is said.
     let e = load("send-log: /a\nsend-log-directory: /b\n").unwrap();
     assert_eq!(e.settings.send_log.as_deref(), Some("/a"));
@@ -345,11 +351,23 @@ fn docs_mailerq_md_names_every_mailerq_key() {
 }
 
 #[test]
-fn config_check_hides_the_secret_of_a_storage_address() {
-    let c = load("storage-address: s3://AKIAEXAMPLE:wJalr/K7+secret@eu-west-1/mail\n").unwrap();
+fn config_check_hides_the_secrets_of_every_address() {
+    let c = load(concat!(
+        "storage-address: s3://AKIAEXAMPLE:wJalr/K7+secret@eu-west-1/mail\n",
+        "database-address: postgresql://sluice:dbsecret@db.example/policy\n",
+        "rabbitmq-address: amqp://mq:mq/secret@r1;r2/mail\n",
+    ))
+    .unwrap();
     let shown = c.render();
-    assert!(
-        shown.contains("storage-address: s3://AKIAEXAMPLE:***@eu-west-1/mail") && !shown.contains("K7+secret"),
-        "{shown}"
-    );
+    for line in [
+        "storage-address: s3://AKIAEXAMPLE:***@eu-west-1/mail",
+        "database-address: postgresql://sluice:***@db.example/policy",
+        "rabbitmq-address: amqp://mq:***@r1;r2/mail",
+    ] {
+        assert!(shown.contains(line), "{line}:\n{shown}");
+    }
+    assert!(!shown.contains("secret"), "{shown}");
+    // MailerQ 4.x's name of the settings database too.
+    let old = load("database: postgresql://sluice:dbsecret@db.example/policy\n").unwrap();
+    assert!(!old.render().contains("dbsecret"), "{}", old.render());
 }

@@ -169,19 +169,6 @@ fn s3_address(main: &str, endpoint: Option<String>) -> Result<S3Address, String>
     })
 }
 
-/// `address` with the password or secret key shown as `***`. The
-/// credentials end at the last `@` (an S3 secret key may hold a `/`).
-pub fn hide_secret(address: &str) -> String {
-    let Some((scheme, rest)) = address.split_once("://") else {
-        return address.to_string();
-    };
-    let main = rest.split_once('?').map_or(rest, |(m, _)| m);
-    match main.rfind('@').and_then(|at| Some((at, rest[..at].find(':')?))) {
-        Some((at, colon)) => format!("{scheme}://{}:***{}", &rest[..colon], &rest[at..]),
-        None => address.to_string(),
-    }
-}
-
 /// A percent-decoded credential.
 fn decoded(s: &str) -> Result<String, String> {
     percent_encoding::percent_decode_str(s)
@@ -268,12 +255,6 @@ mod tests {
         };
         assert_eq!(a.secret_key, "s@cret");
         assert_eq!(a.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
-        assert_eq!(
-            hide_secret("s3://AKIA:wJalr/K7+b@eu-west-1/mail?compression=gzip"),
-            "s3://AKIA:***@eu-west-1/mail?compression=gzip"
-        );
-        assert_eq!(hide_secret("postgresql://u:p%40w@h/db"), "postgresql://u:***@h/db");
-        assert_eq!(hide_secret("dir:///var/store"), "dir:///var/store");
         for bad in [
             "s3://k:s@eu-west-1/",
             "s3://k:s@eu-west-1/UPPER",

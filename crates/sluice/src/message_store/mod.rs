@@ -21,7 +21,7 @@ mod dir;
 mod s3;
 mod sql;
 
-pub use address::{hide_secret, parse_address, Address, S3Address};
+pub use address::{parse_address, Address, S3Address};
 
 use std::io::{Read, Write};
 use std::time::Duration;

@@ -27,6 +27,10 @@ pub struct Inbound {
     pub greeting_delay: Duration,
     pub range: Vec<Cidr>,
     pub proxy: Vec<Cidr>,
+    /// `smtp-mappable-ips` less `smtp-unmappable-ips`: local addresses
+    /// whose mail is sent from the address it was submitted to.
+    pub mappable: Vec<Cidr>,
+    pub unmappable: Vec<Cidr>,
     pub credentials: Option<(String, String)>,
     /// `smtp-connections-in`.
     pub max_connections: usize,
@@ -73,6 +77,8 @@ impl Inbound {
             greeting_delay: Duration::from_millis(s.smtp_greeting_delay),
             range: s.smtp_range.clone(),
             proxy: s.smtp_proxy.clone(),
+            mappable: s.smtp_mappable_ips.clone(),
+            unmappable: s.smtp_unmappable_ips.clone(),
             credentials: s.smtp_username.as_ref().map(|u| {
                 let password = s.smtp_password.clone().unwrap_or_default();
                 (u.clone(), password)
@@ -99,6 +105,12 @@ impl Inbound {
     /// Connections from this address may connect (`smtp-range`).
     fn allowed(&self, ip: IpAddr) -> bool {
         self.range.is_empty() || self.range.iter().any(|c| c.contains(ip))
+    }
+
+    /// Mail submitted to this local address is sent from it (MailerQ's
+    /// mappable IPs): in `smtp-mappable-ips` and not in `smtp-unmappable-ips`.
+    fn mapped(&self, local: IpAddr) -> bool {
+        self.mappable.iter().any(|c| c.contains(local)) && !self.unmappable.iter().any(|c| c.contains(local))
     }
 
     /// Connections from this address start with a PROXY header.

@@ -493,6 +493,11 @@ impl Session<'_> {
         properties.insert("received".into(), crate::stamp::now().into());
         properties.insert("hostname".into(), self.inbound.hostname.clone().into());
         properties.insert("connection".into(), conn);
+        // An `x-mq-ip` header, lifted later, still wins over the mapping.
+        let local_ip = self.local.ip().to_canonical();
+        if self.inbound.mapped(local_ip) {
+            properties.insert("ips".into(), json!([local_ip.to_string()]));
+        }
         let mut dsn = Map::new();
         if let Some(ret) = &env.mail.ret {
             dsn.insert("ret".into(), ret.clone().into());
