@@ -56,7 +56,13 @@ pub fn parse_address(address: &str) -> Result<(Address, bool), String> {
     // Both SQL servers' drivers take the options Sluice does not.
     let sql_server = matches!(scheme.as_str(), "postgresql" | "postgres" | "mysql");
     let s3 = scheme == "s3";
-    let (main, query) = rest.split_once('?').unwrap_or((rest, ""));
+    // Options follow the credentials, which end at the last `@`: a
+    // password may hold `?`, and is never read (or repeated) as an option.
+    let options_from = rest.rfind('@').map_or(0, |at| at + 1);
+    let (main, query) = match rest[options_from..].split_once('?') {
+        Some((before, query)) => (&rest[..options_from + before.len()], query),
+        None => (rest, ""),
+    };
     let (mut depth, mut gzip, mut endpoint) = (4usize, false, None);
     let mut passed_on = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
@@ -255,6 +261,11 @@ mod tests {
         };
         assert_eq!(a.secret_key, "s@cret");
         assert_eq!(a.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        // A `?` inside the secret is the secret's, not the start of options.
+        let (Address::S3(a), true) = parse_address("s3://k:se?cr/et@us-east-1/box?compression=gzip").unwrap() else {
+            panic!()
+        };
+        assert_eq!((a.secret_key.as_str(), a.bucket.as_str()), ("se?cr/et", "box"));
         for bad in [
             "s3://k:s@eu-west-1/",
             "s3://k:s@eu-west-1/UPPER",
