@@ -2,11 +2,12 @@
 # loopback port with its own data directory, and a password login.
 # `mysql_start` sets MYSQL_ADDRESS (mysql://sluice:PASSWORD@127.0.0.1:PORT/sluice);
 # `mysql_stop` stops it and removes its data.
+source "$(dirname "${BASH_SOURCE[0]}")/peers.sh"
 mysql_start() {
   mysql_dir=$(mktemp -d)
-  mysql_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  mysql_port=$(free_port)
   local password
-  password=$(python3 -c 'import secrets; print(secrets.token_hex(12))')
+  password=$(random_hex 12)
   local as=()
   [ "$(id -u)" = 0 ] && as=(--user=root)   # a private instance: no mysql account needed
   mariadb-install-db --no-defaults --datadir="$mysql_dir/data" "${as[@]}" --skip-test-db \

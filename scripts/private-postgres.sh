@@ -2,15 +2,16 @@
 # data directory, loopback port, password login). `pg_start` sets PG_ADDRESS
 # (postgresql://sluice:PASSWORD@127.0.0.1:PORT/postgres); `pg_stop` stops
 # it and removes its data.
+source "$(dirname "${BASH_SOURCE[0]}")/peers.sh"
 pg_start() {
   local bin
   bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
   [ -x "$bin/initdb" ] || { echo "private-postgres.sh: no PostgreSQL server installed" >&2; return 1; }
   pg_bin=$bin
   pg_dir=$(mktemp -d)
-  pg_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  pg_port=$(free_port)
   local password
-  password=$(python3 -c 'import secrets; print(secrets.token_hex(12))')
+  password=$(random_hex 12)
   echo "$password" >"$pg_dir/pw"
   # The server refuses to run as root: as the postgres user then.
   pg_as=()

@@ -3,15 +3,16 @@
 # whose certificate (for 127.0.0.1 and localhost) an own CA signed.
 # `rabbit_start` sets RABBIT_ADDRESS, RABBIT_TLS_ADDRESS (amqps://) and
 # RABBIT_CA (the CA's PEM file); `rabbit_stop` stops it and removes its data.
+source "$(dirname "${BASH_SOURCE[0]}")/peers.sh"
 rabbit_start() {
   rabbit_dir=$(mktemp -d)
-  rabbit_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  rabbit_port=$(free_port)
   rabbit_node="sluice-$$-$rabbit_port@localhost"
   rabbit_env=(RABBITMQ_NODENAME="$rabbit_node" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 RABBITMQ_NODE_PORT="$rabbit_port"
     RABBITMQ_DIST_PORT=$((rabbit_port < 55000 ? rabbit_port + 10000 : rabbit_port - 10000))
     RABBITMQ_MNESIA_BASE="$rabbit_dir/mnesia" RABBITMQ_LOG_BASE="$rabbit_dir/log"
     RABBITMQ_ENABLED_PLUGINS_FILE="$rabbit_dir/plugins")
-  rabbit_tls_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  rabbit_tls_port=$(free_port)
   local tls="$rabbit_dir/tls"
   mkdir -p "$tls"
   openssl req -x509 -newkey rsa:2048 -nodes -keyout "$tls/ca.key" -out "$tls/ca.pem" -days 3 \
@@ -33,14 +34,7 @@ CONF
   chmod 755 "$rabbit_dir" && chown -R rabbitmq "$rabbit_dir"
   env "${rabbit_env[@]}" rabbitmq-server >"$rabbit_dir/server.out" 2>&1 &
   rabbit_pid=$!
-  for _ in $(seq 120); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$rabbit_port") 2>/dev/null && break
-    sleep 0.5
-  done
-  for _ in $(seq 60); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$rabbit_tls_port") 2>/dev/null && break
-    sleep 0.5
-  done
+  wait_port "$rabbit_port" 60 && wait_port "$rabbit_tls_port" 30 || { cat "$rabbit_dir/server.out" >&2; return 1; }
   RABBIT_ADDRESS="amqp://guest:guest@127.0.0.1:$rabbit_port/%2f"
   RABBIT_TLS_ADDRESS="amqps://guest:guest@127.0.0.1:$rabbit_tls_port/%2f"
   RABBIT_CA="$tls/ca.pem"

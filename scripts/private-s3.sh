@@ -4,11 +4,11 @@
 # request against the run's one access key (moto itself checks none).
 # `s3_start` sets S3_ENDPOINT, S3_ACCESS_KEY and S3_SECRET_KEY; `s3_stop`
 # stops both.
+source "$(dirname "${BASH_SOURCE[0]}")/peers.sh"
 s3_start() {
-  local free='import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
   local moto_port front_port
-  moto_port=$(python3 -c "$free")
-  front_port=$(python3 -c "$free")
+  moto_port=$(free_port)
+  front_port=$(free_port)
   S3_ACCESS_KEY="AKIA$(python3 -c 'import secrets; print(secrets.token_hex(8).upper())')"
   S3_SECRET_KEY=$(python3 -c 'import secrets; print(secrets.token_urlsafe(30))')
   s3_log=$(mktemp)
@@ -18,10 +18,7 @@ s3_start() {
   s3_pids+=($!)
   local port
   for port in "$moto_port" "$front_port"; do
-    for _ in $(seq 120); do
-      (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-      sleep 0.25
-    done
+    wait_port "$port" 30 || { cat "$s3_log" >&2; return 1; }
   done
   S3_ENDPOINT="http://127.0.0.1:$front_port"
 }
