@@ -784,6 +784,27 @@ fn a_final_failure_sends_the_asked_for_dsn_to_the_dsn_queue() {
 }
 
 #[test]
+fn dsn_notify_in_the_config_asks_for_dsns_a_message_does_not_turn_off() {
+    let sink = smtp_sink(&["-f", "rcpt"]);
+    // MailerQ's keys: a DSN on failure for every message that says nothing.
+    let d = to_sink(sink.port, "rabbitmq-dsn: dsn\ndsn-notify: FAILURE\ndsn-ret: FULL\n");
+    let mut never = message(2, "a.test");
+    never["dsn"] = json!({"notify": "NEVER"});
+    inject(&d, &[message(1, "a.test"), never]);
+    assert_eq!(d.collect("failure", 2, WAIT).len(), 2, "{}", d.log());
+    let dsn = d.collect("dsn", 1, WAIT);
+    assert_eq!(dsn.len(), 1, "{}", d.log());
+    let mime = dsn[0]["mime"].as_str().unwrap();
+    assert!(mime.contains("Final-Recipient: rfc822; user1@a.test"), "{mime}");
+    assert!(
+        mime.contains("message/rfc822") && mime.contains("body 1"),
+        "dsn-ret: FULL returns the body:\n{mime}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(d.pop_all("dsn").is_empty(), "none for the message that said NEVER");
+}
+
+#[test]
 fn ipv6_mail_host() {
     // The MX host has only an AAAA record: the connection goes over IPv6 loopback.
     let sink = smtp_sink_on("[::1]", &[], None);

@@ -29,6 +29,10 @@ pub enum ValueKind {
     SecondsList,
     /// `amqp://user:pass@host1;host2/vhost`.
     Amqp,
+    /// RFC 3461's NOTIFY value (`FAILURE,DELAY`), optional.
+    DsnNotify,
+    /// `FULL` or `HDRS`, optional.
+    DsnRet,
     Choice(&'static [&'static str]),
 }
 
@@ -70,6 +74,8 @@ impl ValueKind {
             }),
             // Read as the RabbitMQ backend reads it; the message never quotes the password.
             ValueKind::Amqp => sluice_queue::rabbitmq::uri::brokers(v).map(drop),
+            ValueKind::DsnNotify => values::parse_dsn_notify(v).map(drop),
+            ValueKind::DsnRet => values::parse_dsn_ret(v).map(drop),
             ValueKind::Choice(options) => {
                 if options.contains(&v) {
                     Ok(())
@@ -107,6 +113,8 @@ macro_rules! kind {
     (Ips) => { ValueKind::Ips };
     (HostPort) => { ValueKind::HostPort };
     (Amqp) => { ValueKind::Amqp };
+    (DsnNotify) => { ValueKind::DsnNotify };
+    (DsnRet) => { ValueKind::DsnRet };
     (Choice($($option:expr),*)) => { ValueKind::Choice(&[$($option),*]) };
 }
 
@@ -129,6 +137,8 @@ macro_rules! rust_type {
     (Ips) => { Vec<IpAddr> };
     (HostPort) => { Option<SocketAddr> };
     (Amqp) => { Option<String> };
+    (DsnNotify) => { Option<&'static str> };
+    (DsnRet) => { Option<&'static str> };
     (Choice($($option:expr),*)) => { String };
 }
 
@@ -148,6 +158,12 @@ macro_rules! read {
     };
     (Amqp, $v:expr) => {
         read!(Opt, $v)
+    };
+    (DsnNotify, $v:expr) => {
+        values::parse_dsn_notify($v).ok()
+    };
+    (DsnRet, $v:expr) => {
+        values::parse_dsn_ret($v).ok()
     };
     (Bool, $v:expr) => {
         values::parse_bool($v).unwrap_or(false)
@@ -261,6 +277,9 @@ settings! {
     rabbitmq_failure: Opt = "rabbitmq-failure", "failure";
     rabbitmq_retry: Opt = "rabbitmq-retry", "retry";
     rabbitmq_dsn: Opt = "rabbitmq-dsn", "";
+    // As MailerQ: a message's DSN settings when its own `dsn` has none.
+    dsn_notify: DsnNotify = "dsn-notify", "";
+    dsn_ret: DsnRet = "dsn-ret", "";
     rabbitmq_exchange: Opt = "rabbitmq-exchange", "";
     rabbitmq_durable: Bool = "rabbitmq-durable", "true";
     rabbitmq_persistent: Bool = "rabbitmq-persistent", "true";

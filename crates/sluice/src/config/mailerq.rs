@@ -51,8 +51,6 @@ pub const NOT_ACTED_ON: &[(&str, &str)] = &[
     ("rabbitmq-qos", "use rabbitmq-prefetch"),
     ("rabbitmq-queues", "set the rabbitmq-* queue names one by one"),
     ("dsn-advertise", "DSN is always offered"),
-    ("dsn-notify", "not supported yet"),
-    ("dsn-ret", "not supported yet"),
     ("smtp-auth-results", "not supported yet"),
     ("smtp-check", "not supported yet (use a plugin)"),
     ("smtp-ciphers", "rustls chooses the ciphers"),

@@ -239,6 +239,24 @@ fn renamed_and_assembled_log_and_sink_keys() {
     // A bad value is named as the file wrote it, not by Sluice's name.
     let e = load("smtp-default-ips: nope\n").unwrap_err();
     assert_eq!((e.origin.as_str(), e.key.as_str()), ("FILE:1", "smtp-default-ips"));
+    let dsn = load("dsn-notify: failure, Delay\ndsn-ret: hdrs\n").unwrap();
+    assert_eq!(
+        (dsn.settings.dsn_notify, dsn.settings.dsn_ret),
+        (Some("FAILURE,DELAY"), Some("HDRS"))
+    );
+    assert_eq!(
+        load("").unwrap().settings.dsn_notify,
+        None,
+        "unset: the message decides"
+    );
+    for bad in [
+        "dsn-notify: NEVER,FAILURE\n",
+        "dsn-notify: sometimes\n",
+        "dsn-ret: all\n",
+    ] {
+        let e = load(bad).unwrap_err();
+        assert!(e.key.starts_with("dsn-"), "{bad}: {e:?}");
+    }
     // With send-log set too, the directory is ignored, and that is said.
     let e = load("send-log: /a\nsend-log-directory: /b\n").unwrap();
     assert_eq!(e.settings.send_log.as_deref(), Some("/a"));

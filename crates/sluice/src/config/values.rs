@@ -6,6 +6,39 @@ use std::net::IpAddr;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Size(pub u64);
 
+/// `dsn-notify`: RFC 3461's NOTIFY value (`NEVER`, or SUCCESS, FAILURE and
+/// DELAY in any order and case, spaces allowed), in one spelling per meaning.
+pub fn parse_dsn_notify(v: &str) -> Result<&'static str, String> {
+    const SPELLINGS: [&str; 8] = [
+        "NEVER",
+        "SUCCESS",
+        "FAILURE",
+        "SUCCESS,FAILURE",
+        "DELAY",
+        "SUCCESS,DELAY",
+        "FAILURE,DELAY",
+        "SUCCESS,FAILURE,DELAY",
+    ];
+    let bad = || format!("expected NEVER, or SUCCESS, FAILURE and DELAY separated by commas, got `{v}`");
+    let upper = sluice_smtp::address::dsn_notify(&v.replace(' ', "")).ok_or_else(bad)?;
+    let bits = upper.split(',').fold(0, |b, k| match k {
+        "SUCCESS" => b | 1,
+        "FAILURE" => b | 2,
+        "DELAY" => b | 4,
+        _ => b,
+    });
+    Ok(SPELLINGS[bits])
+}
+
+/// `dsn-ret`: `FULL` or `HDRS`, any case.
+pub fn parse_dsn_ret(v: &str) -> Result<&'static str, String> {
+    match v.trim().to_ascii_uppercase().as_str() {
+        "FULL" => Ok("FULL"),
+        "HDRS" => Ok("HDRS"),
+        _ => Err(format!("expected FULL or HDRS, got `{v}`")),
+    }
+}
+
 pub fn parse_bool(v: &str) -> Result<bool, String> {
     match v.to_ascii_lowercase().as_str() {
         "true" | "yes" | "1" => Ok(true),

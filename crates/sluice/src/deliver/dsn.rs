@@ -15,7 +15,7 @@ fn field(s: &str) -> String {
 
 /// Which DSN an outcome calls for, per RFC 3461 NOTIFY keywords.
 fn wanted(msg: &Outgoing, verdict: Verdict) -> Option<&'static str> {
-    let notify = msg.nested_str("dsn", "notify")?.to_ascii_uppercase();
+    let notify = msg.dsn_notify()?.to_ascii_uppercase();
     let asked = |k: &str| notify.split(',').any(|n| n.trim() == k);
     match verdict {
         Verdict::Failed if asked("FAILURE") => Some("failed"),
@@ -106,9 +106,7 @@ pub fn build(policy: &Policy, msg: &Outgoing, verdict: Verdict, attempt: &Attemp
     }
     fields.push_str(&format!("Last-Attempt-Date: {} +0000\r\n", format_time(now_ms)));
     // RET=FULL returns the whole message, otherwise (and by default) headers only.
-    let full = msg
-        .nested_str("dsn", "ret")
-        .is_some_and(|r| r.eq_ignore_ascii_case("FULL"));
+    let full = msg.dsn_ret().is_some_and(|r| r.eq_ignore_ascii_case("FULL"));
     let original = msg.mime().unwrap_or("");
     let (kind, returned) = if full {
         ("message/rfc822", original)
@@ -183,6 +181,7 @@ mod tests {
         let d = Defaults {
             max_delivertime: 10,
             max_attempts: 0,
+            dsn: Default::default(),
         };
         Outgoing::parse(body.as_bytes(), d, 0).unwrap()
     }

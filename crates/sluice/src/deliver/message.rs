@@ -71,7 +71,7 @@ pub fn transaction(msg: &Outgoing, caps: &Capabilities, body: Option<Vec<u8>>) -
     }
     let mut rcpt = Vec::new();
     if caps.dsn {
-        if let Some(ret) = msg.nested_str("dsn", "ret") {
+        if let Some(ret) = msg.dsn_ret() {
             let ret = ret.to_ascii_uppercase();
             if ret == "FULL" || ret == "HDRS" {
                 mail.push(param("RET", &ret));
@@ -81,7 +81,7 @@ pub fn transaction(msg: &Outgoing, caps: &Capabilities, body: Option<Vec<u8>>) -
             mail.extend(Param::xtext("ENVID", envid).ok());
         }
         // JSON producers write `FAILURE, DELAY` too: spaces are dropped first.
-        let notify = msg.nested_str("dsn", "notify").map(|n| n.replace(' ', ""));
+        let notify = msg.dsn_notify().map(|n| n.replace(' ', ""));
         if let Some(notify) = notify.as_deref().and_then(dsn_notify) {
             rcpt.push(param("NOTIFY", &notify));
         }
@@ -132,6 +132,7 @@ mod tests {
         let d = Defaults {
             max_delivertime: 60,
             max_attempts: 0,
+            dsn: Default::default(),
         };
         Outgoing::parse(json.as_bytes(), d, 0).unwrap()
     }
@@ -186,6 +187,30 @@ mod tests {
             format!("SIZE={} BODY=8BITMIME RET=HDRS ENVID=id+2B1", m.mime().unwrap().len())
         );
         assert_eq!(joined(&t.rcpts[0].1), "NOTIFY=FAILURE,DELAY ORCPT=rfc822;b@y.org");
+    }
+
+    #[test]
+    fn dsn_notify_and_dsn_ret_apply_where_the_message_names_none() {
+        let d = Defaults {
+            max_delivertime: 60,
+            max_attempts: 0,
+            dsn: crate::deliver::outgoing::DsnDefaults {
+                notify: Some("FAILURE,DELAY"),
+                ret: Some("FULL"),
+            },
+        };
+        let caps = Capabilities {
+            dsn: true,
+            ..Default::default()
+        };
+        let plain = br#"{"envelope":"a@x.org","recipient":"b@y.org","mime":"x"}"#;
+        let t = transaction(&Outgoing::parse(plain, d, 0).unwrap(), &caps, None).unwrap();
+        assert_eq!(joined(&t.from_params), "RET=FULL");
+        assert_eq!(joined(&t.rcpts[0].1), "NOTIFY=FAILURE,DELAY");
+        let own = br#"{"envelope":"a@x.org","recipient":"b@y.org","mime":"x","dsn":{"notify":"NEVER","ret":"HDRS"}}"#;
+        let t = transaction(&Outgoing::parse(own, d, 0).unwrap(), &caps, None).unwrap();
+        assert_eq!(joined(&t.from_params), "RET=HDRS", "the message's own wins");
+        assert_eq!(joined(&t.rcpts[0].1), "NOTIFY=NEVER");
     }
 
     #[test]

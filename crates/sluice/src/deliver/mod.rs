@@ -197,6 +197,10 @@ impl Engine {
             defaults: Defaults {
                 max_delivertime: s.max_delivertime.as_secs(),
                 max_attempts: s.max_attempts,
+                dsn: outgoing::DsnDefaults {
+                    notify: s.dsn_notify,
+                    ret: s.dsn_ret,
+                },
             },
             helo: HeloName::new(&hostname).map_err(|e| c.error("smtp-hostname", e.to_string()))?,
             tls_policy,

@@ -533,6 +533,7 @@ mod tests {
             Defaults {
                 max_delivertime: 86400,
                 max_attempts: 0,
+                dsn: Default::default(),
             },
             1_000_000,
         )

@@ -32,6 +32,16 @@ pub struct Outgoing {
     /// The message's own retry schedule (`retries`, seconds between attempts,
     /// the last repeated), in ms; empty = `retry-interval`.
     pub retries_ms: Vec<u64>,
+    /// `dsn-notify`, `dsn-ret`: for a `dsn` that names none.
+    pub dsn_defaults: DsnDefaults,
+}
+
+/// `dsn-notify` and `dsn-ret` (MailerQ's): what a message's `dsn` says
+/// when it says nothing, checked and in RFC 3461's spelling.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DsnDefaults {
+    pub notify: Option<&'static str>,
+    pub ret: Option<&'static str>,
 }
 
 /// A relay host (`smarthost*` config or a message's `smarthost`).
@@ -49,6 +59,7 @@ pub struct Defaults {
     pub max_delivertime: u64,
     /// `max-attempts`.
     pub max_attempts: u64,
+    pub dsn: DsnDefaults,
 }
 
 /// Why a message cannot be delivered at all (`process/invalid`).
@@ -153,7 +164,18 @@ impl Outgoing {
             ips,
             delayed_ms,
             retries_ms,
+            dsn_defaults: defaults.dsn,
         })
+    }
+
+    /// When a DSN is wanted (RFC 3461 NOTIFY): the message's `dsn.notify`, else `dsn-notify`.
+    pub fn dsn_notify(&self) -> Option<&str> {
+        self.nested_str("dsn", "notify").or(self.dsn_defaults.notify)
+    }
+
+    /// What a DSN returns (`FULL`/`HDRS`): the message's `dsn.ret`, else `dsn-ret`.
+    pub fn dsn_ret(&self) -> Option<&str> {
+        self.nested_str("dsn", "ret").or(self.dsn_defaults.ret)
     }
 
     /// The wait before the next attempt after `attempts` attempts by the
@@ -271,6 +293,10 @@ mod tests {
     const D: Defaults = Defaults {
         max_delivertime: 100,
         max_attempts: 0,
+        dsn: DsnDefaults {
+            notify: None,
+            ret: None,
+        },
     };
 
     #[test]

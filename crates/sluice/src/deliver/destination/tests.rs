@@ -157,6 +157,7 @@ fn job_to(id: u64, route: &Route, domain: &str) -> Job {
     let defaults = Defaults {
         max_delivertime: 86_400,
         max_attempts: 0,
+        dsn: Default::default(),
     };
     let msg = Outgoing::parse(json.as_bytes(), defaults, 0).expect("a valid test message");
     let permits = Arc::new(Semaphore::new(2));
