@@ -167,7 +167,7 @@ pub fn run(c: Config) -> Result<()> {
         tls,
         plugins.clone(),
         shutdown_rx.clone(),
-    ));
+    )?);
     for (l, tls) in &smtp_listeners {
         tracing::info!(address = %l.local_addr()?, tls, "SMTP listening");
     }

@@ -16,6 +16,7 @@ mod privileges;
 mod queues;
 mod receive;
 mod reception;
+mod secret;
 mod shutdown;
 mod stamp;
 mod stream;

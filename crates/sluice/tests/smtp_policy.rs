@@ -83,6 +83,67 @@ fn auth_plain_login_accepted_and_rejected() {
 }
 
 #[test]
+fn smtp_auth_accounts_from_a_hashed_file_and_hardcoded_pairs() {
+    require("swaks");
+    require("openssl");
+    let dir = tempfile::tempdir().unwrap();
+    // Hashes as MailerQ's page makes them: `openssl passwd -6` (and -5).
+    let hash = |flag: &str, pw: &str| {
+        let out = run(Command::new("openssl").args(["passwd", flag, pw]));
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let users = dir.path().join("users.txt");
+    std::fs::write(
+        &users,
+        format!(
+            "# accounts\nbob:{}\ncarol:{}:extra:fields\nmallory:plaintext\n",
+            hash("-6", "b0b pass"),
+            hash("-5", "carol#1")
+        ),
+    )
+    .unwrap();
+    let login = |d: &Daemon, user: &str, pw: &str| {
+        send(
+            d,
+            &["-tls", "--auth", "PLAIN", "--auth-user", user, "--auth-password", pw],
+        )
+    };
+    let d = Daemon::start(&format!("smtp-auth: file://{}\n", users.display()));
+    assert!(login(&d, "bob", "b0b pass").0, "{}", d.log());
+    assert!(
+        login(&d, "carol", "carol#1").0,
+        "a SHA-256-crypt line, extra fields ignored"
+    );
+    for (user, pw) in [("bob", "b0b Pass"), ("mallory", "plaintext"), ("nobody", "x")] {
+        let (ok, t) = login(&d, user, pw);
+        assert!(!ok && t.contains("535 5.7.8"), "{user}: {t}");
+    }
+    assert!(
+        d.log().contains("line=4") && !d.log().contains("plaintext"),
+        "the bad line named by number: {}",
+        d.log()
+    );
+    let (ok, t) = send(&d, &[]);
+    assert!(!ok && t.contains("530 5.7.0"), "accounts mean AUTH is required: {t}");
+    let msgs = d.pop_all("outbox");
+    let users: Vec<&str> = msgs.iter().map(|m| m["connection"]["user"].as_str().unwrap()).collect();
+    assert_eq!(users, ["bob", "carol"]);
+
+    // hardcoded:// pairs beside smtp-username; config check hides them.
+    let d = Daemon::start("smtp-auth: hardcoded://dave:d4ve,erin:er:in\nsmtp-username: alice\nsmtp-password: pw\n");
+    for (user, pw) in [("dave", "d4ve"), ("erin", "er:in"), ("alice", "pw")] {
+        assert!(login(&d, user, pw).0, "{user}");
+    }
+    assert!(!login(&d, "dave", "pw").0);
+    let shown = String::from_utf8_lossy(&d.cli(&["config", "check"], b"").stdout).into_owned();
+    assert!(
+        shown.contains("smtp-auth: hardcoded://********") && !shown.contains("d4ve"),
+        "{shown}"
+    );
+}
+
+#[test]
 fn unauthenticated_mail_kept_in_refused_queue() {
     let d = Daemon::start("smtp-username: alice\nsmtp-password: pw\nrabbitmq-refused: refused\n");
     let mut c = d.session();

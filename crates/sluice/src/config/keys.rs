@@ -244,6 +244,8 @@ settings! {
     smtp_range: Cidrs = "smtp-range", "";
     smtp_username: Opt = "smtp-username", "";
     smtp_password: Secret = "smtp-password", "";
+    // MailerQ's accounts: hardcoded://user:password,… or file:///path (receive/accounts.rs).
+    smtp_auth: Opt = "smtp-auth", "";
     smtp_maxsize: Size = "smtp-maxsize", "100MB";
     // As MailerQ: all SMTP connections, in and out together; then each side's own limit.
     smtp_connections: Int(1, 2_000_000) = "smtp-connections", "2000";

@@ -42,10 +42,6 @@ pub const NOT_ACTED_ON: &[(&str, &str)] = &[
         "application-log",
         "Sluice logs to standard error (log-level); redirect it",
     ),
-    (
-        "smtp-auth",
-        "not supported yet: one account, smtp-username and smtp-password",
-    ),
     ("smtp-validate-address", "addresses are always checked strictly"),
     ("smtp-protection", "use smtp-range and smtp-connections-per-ip"),
     ("rabbitmq-qos", "use rabbitmq-prefetch"),

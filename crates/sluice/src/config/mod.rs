@@ -162,7 +162,9 @@ impl Config {
             mut cfg, mut errors, ..
         } = l;
         cfg.settings = Settings::read(|key| &cfg.values[key].0);
-        errors.extend(cfg.check());
+        let (more, warnings) = cfg.check();
+        errors.extend(more);
+        cfg.warnings.extend(warnings);
         if errors.is_empty() {
             Ok(cfg)
         } else {
@@ -170,10 +172,11 @@ impl Config {
         }
     }
 
-    /// Checks that need more than one key.
-    fn check(&self) -> Vec<ConfigError> {
+    /// Checks that need more than one key (or more than the value's kind); warnings beside.
+    fn check(&self) -> (Vec<ConfigError>, Vec<String>) {
         let s = &self.settings;
         let mut errors = Vec::new();
+        let mut warnings = Vec::new();
         let mut fail = |key: &str, message: &str| errors.push(self.error(key, message.into()));
         let has_cert = s.smtp_certificate.is_some();
         if has_cert != s.smtp_key.is_some() {
@@ -197,6 +200,18 @@ impl Config {
         if s.smtp_username.is_some() != s.smtp_password.is_some() {
             fail("smtp-password", "smtp-username and smtp-password must be set together");
         }
+        if let Some(auth) = &s.smtp_auth {
+            match crate::receive::accounts::source(auth) {
+                Err(e) => fail("smtp-auth", &e),
+                Ok(crate::receive::accounts::Source::Unsupported(scheme)) => {
+                    let origin = &self.values["smtp-auth"].1;
+                    warnings.push(format!(
+                        "{origin}: smtp-auth: accepted, not acted on by Sluice: {scheme}:// accounts are not supported (hardcoded:// and file:// are)"
+                    ));
+                }
+                Ok(_) => {}
+            }
+        }
         if s.www_username.is_some() && s.www_password.is_none() {
             // (www-password alone is MailerQ's way: any user name is taken.)
             fail("www-password", "www-username needs www-password");
@@ -217,17 +232,24 @@ impl Config {
         }
         errors.extend(self.check_open_relay().err());
         errors.extend(self.check_open_management().err());
-        errors
+        (errors, warnings)
     }
 
     /// Refuses to run as an open relay by accident (see `smtp-open-relay`).
     fn check_open_relay(&self) -> Result<(), ConfigError> {
         let s = &self.settings;
         let public = s.smtp_ip.iter().any(|ip| !ip.is_loopback());
-        if public && s.smtp_range.is_empty() && s.smtp_username.is_none() && !s.smtp_open_relay {
+        // smtp-auth counts only when Sluice reads its accounts.
+        let auth = s.smtp_auth.as_deref().is_some_and(|a| {
+            !matches!(
+                crate::receive::accounts::source(a),
+                Ok(crate::receive::accounts::Source::Unsupported(_)) | Err(_)
+            )
+        });
+        if public && s.smtp_range.is_empty() && s.smtp_username.is_none() && !auth && !s.smtp_open_relay {
             return Err(self.error(
                 "smtp-ip",
-                "listening on a non-loopback address with neither smtp-range nor smtp-username set would make an open relay; set one of them, or smtp-open-relay: true".into(),
+                "listening on a non-loopback address with neither smtp-range nor smtp-username (or smtp-auth) set would make an open relay; set one of them, or smtp-open-relay: true".into(),
             ));
         }
         Ok(())
@@ -279,6 +301,8 @@ impl Config {
                     .collect::<Vec<_>>()
                     .join(", ");
                 hidden.as_str()
+            } else if k.name == "smtp-auth" && v.starts_with("hardcoded://") {
+                "hardcoded://********"
             } else if ADDRESSES_WITH_SECRETS.contains(&k.name) {
                 hidden = hide_password(v);
                 hidden.as_str()

@@ -389,3 +389,24 @@ fn config_check_hides_the_secrets_of_every_address() {
     let old = load("database: postgresql://sluice:dbsecret@db.example/policy\n").unwrap();
     assert!(!old.render().contains("dbsecret"), "{}", old.render());
 }
+
+#[test]
+fn smtp_auth_schemes_sluice_reads_warns_of_or_refuses() {
+    let ldap = load("smtp-auth: ldap://example.com:389/dc=example\n").unwrap();
+    assert!(
+        ldap.warnings[0].contains("smtp-auth: accepted, not acted on by Sluice: ldap:// accounts are not supported"),
+        "{:?}",
+        ldap.warnings
+    );
+    let e = load("smtp-auth: hardcoded://onlyasecret\n").unwrap_err();
+    assert_eq!(e.key, "smtp-auth");
+    assert!(!e.message.contains("onlyasecret"), "{}", e.message);
+    assert_eq!(load("smtp-auth: nntp://x\n").unwrap_err().key, "smtp-auth");
+    // Accounts Sluice reads protect a public listener; LDAP's (not read) do not.
+    let public = "smtp-ip: 192.0.2.1\n";
+    assert!(load(&format!("{public}smtp-auth: file:///etc/sluice/users\n")).is_ok());
+    assert_eq!(
+        load(&format!("{public}smtp-auth: ldap://h/dc=x\n")).unwrap_err().key,
+        "smtp-ip"
+    );
+}

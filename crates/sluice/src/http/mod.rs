@@ -10,6 +10,7 @@ mod status;
 
 use crate::queues::QueueNames;
 use crate::reception::message::{Reception, Recipient};
+use crate::secret::same;
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -107,11 +108,6 @@ fn authorized(header: Option<&[u8]>, basic: Option<&Credentials>, tokens: &[&[St
         return false;
     };
     expected.accept(&given)
-}
-
-/// Compares in constant time: no timing hint at how much of a secret matched.
-fn same(given: &[u8], want: &[u8]) -> bool {
-    given.len() == want.len() && given.iter().zip(want).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
 /// A queue name as AMQP allows it (1–255 bytes), without control characters

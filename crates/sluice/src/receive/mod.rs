@@ -2,6 +2,7 @@
 //! threads (each a single-threaded runtime), where [`session`] drives the
 //! sans-IO session and stores accepted messages.
 
+pub mod accounts;
 mod session;
 pub mod spool;
 pub mod tls;
@@ -31,7 +32,9 @@ pub struct Inbound {
     /// whose mail is sent from the address it was submitted to.
     pub mappable: Vec<Cidr>,
     pub unmappable: Vec<Cidr>,
-    pub credentials: Option<(String, String)>,
+    /// Who may log in (`smtp-username`, `smtp-auth`); None: AUTH is not offered
+    /// (unless a plugin authenticates).
+    pub accounts: Option<Arc<accounts::Accounts>>,
     /// `smtp-connections-in`.
     pub max_connections: usize,
     /// `smtp-connections`: all SMTP connections, in and out, share it (the
@@ -67,9 +70,15 @@ impl Inbound {
         tls: TlsAcceptor,
         plugins: Arc<sluice_plugin::Plugins>,
         shutdown: watch::Receiver<bool>,
-    ) -> Self {
+    ) -> Result<Self, crate::config::ConfigError> {
         let s = &c.settings;
-        Inbound {
+        let accounts = accounts::Accounts::from_settings(s)
+            .map_err(|e| c.error("smtp-auth", e))?
+            .map(Arc::new);
+        if let Some(a) = &accounts {
+            tracing::info!(accounts = a.len(), "SMTP AUTH accounts loaded");
+        }
+        Ok(Inbound {
             hostname,
             max_size: s.smtp_maxsize,
             max_recipients: s.smtp_max_recipients as usize,
@@ -79,10 +88,7 @@ impl Inbound {
             proxy: s.smtp_proxy.clone(),
             mappable: s.smtp_mappable_ips.clone(),
             unmappable: s.smtp_unmappable_ips.clone(),
-            credentials: s.smtp_username.as_ref().map(|u| {
-                let password = s.smtp_password.clone().unwrap_or_default();
-                (u.clone(), password)
-            }),
+            accounts,
             max_connections: s.smtp_connections_in as usize,
             all_connections: Arc::new(tokio::sync::Semaphore::new(s.smtp_connections as usize)),
             max_per_ip: s.smtp_connections_per_ip as usize,
@@ -99,7 +105,7 @@ impl Inbound {
             connections: AtomicUsize::new(0),
             shutdown,
             grace: s.shutdown_grace,
-        }
+        })
     }
 
     /// Connections from this address may connect (`smtp-range`).

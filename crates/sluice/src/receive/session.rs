@@ -134,7 +134,7 @@ pub async fn serve(inbound: Arc<Inbound>, accepted: super::Accepted, contexts: R
         max_recipients: inbound.max_recipients,
         max_errors: 20,
         tls_available: true,
-        auth_enabled: inbound.credentials.is_some() || inbound.plugins.exports(HookName::Authenticate),
+        auth_enabled: inbound.accounts.is_some() || inbound.plugins.exports(HookName::Authenticate),
         auth_in_clear: loopback,
     };
     let plugins = (!inbound.plugins.list.is_empty()).then(|| PluginConnection::new(&inbound.plugins, fd, implicit_tls));
@@ -350,7 +350,7 @@ impl Session<'_> {
     }
 
     fn auth_required(&self) -> bool {
-        self.inbound.credentials.is_some() && self.smtp.authenticated().is_none()
+        self.inbound.accounts.is_some() && self.smtp.authenticated().is_none()
     }
 
     async fn handle(&mut self, ev: Event) -> anyhow::Result<()> {
@@ -423,7 +423,7 @@ impl Session<'_> {
 
     /// Checks AUTH credentials: by the plugins when any exports
     /// mq_smtp_in_authenticate (MQ_setAuthenticated decides), else by
-    /// smtp-username/smtp-password.
+    /// the accounts (smtp-username/smtp-password, smtp-auth).
     async fn authenticate(&mut self, login: String, password: String) {
         let (ok, reply) = if self.inbound.plugins.exports(HookName::Authenticate) {
             let hook = Hook::Authenticate {
@@ -438,11 +438,17 @@ impl Session<'_> {
                 }
             }
         } else {
-            let ok = self
-                .inbound
-                .credentials
-                .as_ref()
-                .is_some_and(|(u, p)| *u == login && *p == password);
+            let ok = match self.inbound.accounts.clone() {
+                // SHA-crypt takes milliseconds: not on the worker that serves other sessions.
+                Some(a) if a.hashed() => {
+                    let (l, p) = (login.clone(), password);
+                    tokio::task::spawn_blocking(move || a.check(&l, &p))
+                        .await
+                        .unwrap_or(false)
+                }
+                Some(a) => a.check(&login, &password),
+                None => false,
+            };
             (ok, None)
         };
         if ok {
