@@ -255,36 +255,46 @@ pub fn run(c: Config) -> Result<()> {
         }
         let app = http::router(api);
         let mut plain = app.clone();
+        let limits = http::serve::Limits {
+            connections: Arc::new(tokio::sync::Semaphore::new(s.www_connections as usize)),
+            grace: s.shutdown_grace,
+        };
+        let mut http_tasks = Vec::new();
         if let (Some(secure), Some(tls)) = (www_secure, www_tls) {
             let secure = tokio::net::TcpListener::from_std(secure)?;
             let port = secure.local_addr()?.port();
             tracing::info!(address = %secure.local_addr()?, "HTTPS console and API listening");
-            tokio::spawn(http::secure::serve(secure, tls, app, shutdown_rx.clone()));
+            http_tasks.push(tokio::spawn(http::serve::serve(
+                secure,
+                Some(tls),
+                app,
+                limits.clone(),
+                shutdown_rx.clone(),
+            )));
             plain = plain.layer(axum::middleware::from_fn_with_state(
                 port,
                 http::secure::console_to_https,
             ));
         }
-        let http_task = match www {
+        match www {
             Some(www) => {
                 let www = tokio::net::TcpListener::from_std(www)?;
                 tracing::info!(address = %www.local_addr()?, "HTTP API listening");
-                let mut stop = shutdown_rx.clone();
-                let plain = plain.into_make_service_with_connect_info::<std::net::SocketAddr>();
-                let server = axum::serve(www, plain).with_graceful_shutdown(async move {
-                    crate::shutdown::requested(&mut stop).await;
-                });
-                Some(tokio::spawn(async move { server.await }))
+                http_tasks.push(tokio::spawn(http::serve::serve(
+                    www,
+                    None,
+                    plain,
+                    limits,
+                    shutdown_rx.clone(),
+                )));
             }
-            None => {
-                tracing::info!("plain HTTP off (www-port: 0)");
-                None
-            }
-        };
+            None => tracing::info!("plain HTTP off (www-port: 0)"),
+        }
         stop.wait().await;
         tracing::info!("shutting down: no new connections; finishing open transactions");
         let _ = shutdown_tx.send(true);
-        if let Some(task) = http_task {
+        // Requests in progress (an injection being stored) end before the store closes.
+        for task in http_tasks {
             let _ = task.await;
         }
         anyhow::Ok(())

@@ -484,3 +484,51 @@ fn auth_plain_authzid_and_long_lines() {
     assert!(c.cmd(&too_long).starts_with("500 5.5.2"));
     assert!(c.cmd("NOOP").starts_with("250"));
 }
+
+#[test]
+fn http_connections_are_bounded_by_www_connections_and_silent_ones_are_closed() {
+    let d = Daemon::start("www-connections: 2\n");
+    let addr = format!("127.0.0.1:{}", d.www);
+    let request = |s: &mut TcpStream| {
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+    };
+    // Two connections that send nothing hold both slots.
+    let silent: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(&addr).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut third = TcpStream::connect(&addr).unwrap();
+    request(&mut third);
+    third.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut buf = [0u8; 512];
+    match third.read(&mut buf) {
+        Err(e) => assert!(
+            matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+            "{e}"
+        ),
+        Ok(n) => panic!(
+            "answered beyond www-connections: {}",
+            String::from_utf8_lossy(&buf[..n])
+        ),
+    }
+    // A freed slot serves the waiting client.
+    drop(silent);
+    third.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut answer = String::new();
+    third.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // A client that never sends its headers is closed, not kept forever.
+    let mut idle = TcpStream::connect(&addr).unwrap();
+    idle.write_all(b"GET /health HTTP/1.1\r\n").unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut rest = Vec::new();
+    let closed = idle.read_to_end(&mut rest);
+    assert!(
+        closed.is_ok(),
+        "closed by the header deadline, not left open: {closed:?}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&rest).contains("200 OK"),
+        "{}",
+        String::from_utf8_lossy(&rest)
+    );
+}

@@ -328,6 +328,8 @@ settings! {
     www_open: Bool = "www-open", "false";
     www_tokens: Secrets = "www-tokens", "";
     www_secure_port: Ports = "www-secure-port", "";
+    // As MailerQ: HTTP connections at once (both ports together); more wait.
+    www_connections: Int(1, 100_000) = "www-connections", "256";
     www_certificate: Opt = "www-certificate", "";
     www_private_key: Opt = "www-private-key", "";
     www_privatekey: Opt = "www-privatekey", "";

@@ -83,7 +83,6 @@ pub const NOT_ACTED_ON: &[(&str, &str)] = &[
     ("send-bin-log-maxage", "no binary send log"),
     ("send-bin-log-maxsize", "no binary send log"),
     ("www-cache-control", "the console's files are sent with no-cache"),
-    ("www-connections", "not supported yet: live streams are bounded at 64"),
     ("www-dir", "the console is built into the binary"),
     ("www-host", "use www-url for the address other instances link to"),
     ("www-auth", "not supported yet: use www-password or www-tokens"),

@@ -6,6 +6,7 @@ mod console;
 pub mod live;
 pub mod policy;
 pub mod secure;
+pub mod serve;
 mod status;
 
 use crate::queues::QueueNames;
