@@ -76,6 +76,9 @@ pub struct Accounts {
     /// A hash an unknown user's password is checked against too, so the
     /// time of a refusal does not tell which users exist.
     decoy: Option<String>,
+    /// Hashed checks at once (one per core): many clients trying passwords
+    /// queue here instead of each taking a blocking thread.
+    pub hashing: tokio::sync::Semaphore,
 }
 
 impl Accounts {
@@ -100,7 +103,12 @@ impl Accounts {
             Secret::Crypt(h) => Some(h.clone()),
             Secret::Plain(_) => None,
         });
-        Ok((!by_user.is_empty()).then_some(Accounts { by_user, decoy }))
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Ok((!by_user.is_empty()).then_some(Accounts {
+            by_user,
+            decoy,
+            hashing: tokio::sync::Semaphore::new(cores),
+        }))
     }
 
     /// Whether `password` is `login`'s. SHA-crypt costs milliseconds: call

@@ -441,10 +441,16 @@ impl Session<'_> {
             let ok = match self.inbound.accounts.clone() {
                 // SHA-crypt takes milliseconds: not on the worker that serves other sessions.
                 Some(a) if a.hashed() => {
-                    let (l, p) = (login.clone(), password);
-                    tokio::task::spawn_blocking(move || a.check(&l, &p))
-                        .await
-                        .unwrap_or(false)
+                    let (l, p, held) = (login.clone(), password, a.clone());
+                    let slot = held.hashing.acquire().await;
+                    let ok = match slot {
+                        Ok(_) => tokio::task::spawn_blocking(move || a.check(&l, &p))
+                            .await
+                            .unwrap_or(false),
+                        Err(_) => false,
+                    };
+                    drop(slot);
+                    ok
                 }
                 Some(a) => a.check(&login, &password),
                 None => false,
