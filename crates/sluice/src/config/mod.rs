@@ -240,12 +240,11 @@ impl Config {
         let s = &self.settings;
         let public = s.smtp_ip.iter().any(|ip| !ip.is_loopback());
         // smtp-auth counts only when Sluice reads its accounts.
-        let auth = s.smtp_auth.as_deref().is_some_and(|a| {
-            !matches!(
-                crate::receive::accounts::source(a),
-                Ok(crate::receive::accounts::Source::Unsupported(_)) | Err(_)
-            )
-        });
+        use crate::receive::accounts::{source, Source};
+        let auth = s
+            .smtp_auth
+            .as_deref()
+            .is_some_and(|a| matches!(source(a), Ok(Source::Hardcoded(_) | Source::File(_))));
         if public && s.smtp_range.is_empty() && s.smtp_username.is_none() && !auth && !s.smtp_open_relay {
             return Err(self.error(
                 "smtp-ip",

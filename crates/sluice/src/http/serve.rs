@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 /// How long a client may take over its TLS handshake, and over one request's headers.
-pub const HEADERS: Duration = Duration::from_secs(10);
+const HEADERS: Duration = Duration::from_secs(10);
 
 /// What every HTTP port shares.
 #[derive(Clone)]

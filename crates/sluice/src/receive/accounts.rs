@@ -10,6 +10,7 @@ use crate::config::Settings;
 use sha_crypt::{PasswordVerifier, ShaCrypt};
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 /// The largest accounts file read (a file is the operator's, but a wrong
 /// path must not read a disk image into memory).
@@ -78,7 +79,7 @@ pub struct Accounts {
     decoy: Option<String>,
     /// Hashed checks at once (one per core): many clients trying passwords
     /// queue here instead of each taking a blocking thread.
-    pub hashing: tokio::sync::Semaphore,
+    hashing: tokio::sync::Semaphore,
 }
 
 impl Accounts {
@@ -111,9 +112,24 @@ impl Accounts {
         }))
     }
 
-    /// Whether `password` is `login`'s. SHA-crypt costs milliseconds: call
-    /// it off the async workers.
-    pub fn check(&self, login: &str, password: &str) -> bool {
+    /// Whether `password` is `login`'s; with SHA-crypt accounts (milliseconds
+    /// a check) on a blocking thread, one per core at a time, not on the
+    /// worker that serves other sessions.
+    pub async fn verify(self: Arc<Self>, login: String, password: String) -> bool {
+        if self.decoy.is_none() {
+            return self.check(&login, &password);
+        }
+        let Ok(_slot) = self.hashing.acquire().await else {
+            return false;
+        };
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || me.check(&login, &password))
+            .await
+            .unwrap_or(false)
+    }
+
+    /// Whether `password` is `login`'s, on this thread.
+    fn check(&self, login: &str, password: &str) -> bool {
         match self.by_user.get(login) {
             Some(Secret::Plain(want)) => crate::secret::same(password.as_bytes(), want.as_bytes()),
             Some(Secret::Crypt(hash)) => verify(password, hash),
@@ -129,11 +145,6 @@ impl Accounts {
     /// How many accounts there are (for the start-up log line).
     pub fn len(&self) -> usize {
         self.by_user.len()
-    }
-
-    /// Whether a login needs SHA-crypt (so the check is worth a blocking thread).
-    pub fn hashed(&self) -> bool {
-        self.decoy.is_some()
     }
 }
 

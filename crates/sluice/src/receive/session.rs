@@ -439,20 +439,7 @@ impl Session<'_> {
             }
         } else {
             let ok = match self.inbound.accounts.clone() {
-                // SHA-crypt takes milliseconds: not on the worker that serves other sessions.
-                Some(a) if a.hashed() => {
-                    let (l, p, held) = (login.clone(), password, a.clone());
-                    let slot = held.hashing.acquire().await;
-                    let ok = match slot {
-                        Ok(_) => tokio::task::spawn_blocking(move || a.check(&l, &p))
-                            .await
-                            .unwrap_or(false),
-                        Err(_) => false,
-                    };
-                    drop(slot);
-                    ok
-                }
-                Some(a) => a.check(&login, &password),
+                Some(a) => a.verify(login.clone(), password).await,
                 None => false,
             };
             (ok, None)
@@ -487,8 +474,9 @@ impl Session<'_> {
             (None, true) => return Reply::new(530, "5.7.0", "Authentication required"),
             _ => self.inbound.names.inbox.clone(),
         };
+        let local_ip = self.local.ip().to_canonical();
         let mut conn = json!({
-            "local-ip": self.local.ip().to_canonical().to_string(),
+            "local-ip": local_ip.to_string(),
             "local-port": self.local.port(),
             "remote-ip": self.remote.ip().to_canonical().to_string(),
             "remote-port": self.remote.port(),
@@ -506,7 +494,6 @@ impl Session<'_> {
         properties.insert("hostname".into(), self.inbound.hostname.clone().into());
         properties.insert("connection".into(), conn);
         // An `x-mq-ip` header, lifted later, still wins over the mapping.
-        let local_ip = self.local.ip().to_canonical();
         if self.inbound.mapped(local_ip) {
             properties.insert("ips".into(), json!([local_ip.to_string()]));
         }
